@@ -1,0 +1,87 @@
+"""argv -> mode (-c TEXT, FILE, piped stdin, interactive) -> exit status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .errors import EXIT_USAGE, ExitRequest
+
+USAGE = """\
+nsshell                      interactive shell
+nsshell -c 'CMD; CMD'        run the commands, then exit
+nsshell FILE [ARGS]          run a script
+... | nsshell                commands from a pipe"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as every usage error
+        sys.stderr.write(f"nsshell: {message}; hint: nsshell --help\n")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nsshell", usage=USAGE,
+                description="An interactive shell and scripting language for Linux namespaces.")
+    p.add_argument("-c", dest="command", metavar="TEXT", help="run TEXT (commands separated by ; or newlines)")
+    p.add_argument("--json", action="store_true", help="JSON for every command that has data to show")
+    p.add_argument("-k", "--keep-going", action="store_true", help="do not stop a batch at the first failure")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    p.add_argument("--no-plugins", action="store_true", help="load no plugins")
+    p.add_argument("--version", action="version", version=f"nsshell {__version__}")
+    p.add_argument("--complete", metavar="LINE", help=argparse.SUPPRESS)
+    p.add_argument("file", nargs="?", metavar="FILE", help="a script of nsshell commands")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments of the script ($1, $2, ...)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = build_parser().parse_args(argv)
+    from . import commands  # noqa: F401 - registers the built-ins
+    from .engine import Engine
+    from .render import Renderer
+    from .session import Session
+
+    interactive = opts.command is None and opts.file is None and sys.stdin.isatty()
+    if not opts.no_plugins:
+        _load_plugins()
+    session = Session(interactive=interactive)
+    if opts.keep_going:
+        session.settings["errexit"].value = False
+    renderer = Renderer(want_json=opts.json)
+    script_argv = [opts.file or "nsshell"] + list(opts.args or [])
+    engine = Engine(session, renderer, debug=opts.debug, argv=script_argv)
+    try:
+        if opts.complete is not None:
+            from .complete import print_completions
+            return print_completions(session, opts.complete)
+        if opts.command is not None:
+            return engine.run_script(opts.command, "-c")
+        if opts.file is not None:
+            try:
+                with open(opts.file) as f:
+                    text = f.read()
+            except OSError as e:
+                renderer.error(f"{opts.file}: {e.strerror}")
+                return 127 if e.errno == 2 else 126
+            return engine.run_script(text, opts.file)
+        if not interactive:
+            return engine.run_script(sys.stdin.read(), "stdin")
+        from .repl.app import run_repl
+        return run_repl(engine)
+    except ExitRequest as e:
+        return e.status
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        session.close_all()
+
+
+def _load_plugins() -> None:
+    try:
+        from .plugins import load_all
+    except ImportError:
+        return
+    load_all()

@@ -1,0 +1,3 @@
+"""Built-in commands, grouped by subject.  Importing this package registers them."""
+
+from . import context, handles, run, shell  # noqa: F401

@@ -1,0 +1,302 @@
+"""Creating, mapping, joining and leaving namespaces: new, map, setgroups, join, leave, ctx,
+hostname."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from ..core import create as create_ops
+from ..core import mapping, spawn, uts
+from ..core.handle import NsSet
+from ..errors import NsshellError, UsageError
+from ..kernel import idmap, nsfs, nstypes
+from ..registry import Annotated, Kw, Opt, command
+from ..results import Message, Table
+from ..types import Choice, NewName, NsTypes, Ref, Seconds, Word
+
+Types = Annotated[tuple, NsTypes()]
+RefArg = Annotated[NsSet, Ref()]
+
+
+@command("new")
+def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
+        no_join: bool = False,
+        propagation: Annotated[str, Choice("private", "shared", "slave", "unchanged",
+                                           metavar="MODE")] = "private",
+        monotonic: Annotated[float, Seconds()] = None,
+        boottime: Annotated[float, Seconds()] = None,
+        mount_proc: bool = False):
+    """Create namespaces inside the current context, hold them, name the set, and join it.
+
+    With user among the types, the new user namespace is created first and owns
+    the others.  A new mount namespace is made recursively private before
+    anything can be mounted in it, as unshare(1) does.  A new PID namespace gets
+    an init process that reaps orphans and lives as long as the handle.
+
+    Arguments:
+      types: the namespace types, joined with '+' (user+mnt+net), or all
+      name: a name for the new set (default ns1, ns2, ...)
+
+    Options:
+      no_join: hold the new set without making it current
+      propagation: propagation of / in a new mount namespace: private (default), shared, slave, or unchanged
+      monotonic: offset of CLOCK_MONOTONIC in a new time namespace, in seconds
+      boottime: offset of CLOCK_BOOTTIME in a new time namespace, in seconds
+      mount_proc: mount a proc of the new PID namespace on /proc (needs mnt too), as unshare --mount-proc
+
+    Examples:
+      new user+mnt
+      new user+net+uts as lab
+      new net --no-join
+      new user+pid+mnt --mount-proc
+      new user+time --monotonic 86400
+    """
+    opts = create_ops.CreateOptions(propagation, monotonic, boottime, mount_proc)
+    if mount_proc and not (nstypes.PID in types and nstypes.MNT in types):
+        raise UsageError("--mount-proc needs new pid and mnt namespaces", "e.g. `new user+pid+mnt --mount-proc`")
+    entries = sh.entries()
+    handles = create_ops.create(entries, types, opts, fork_after=sh.needs_fork_after())
+    nsset = sh.add_set(NsSet(name or sh.next_name(), handles, origin="new"))
+    if not no_join:
+        sh.join(nsset)
+    return Message(f"{nsset.name}: " + " ".join(str(h.nsid) for h in handles.values()))
+
+
+def _current_user(sh, ref: NsSet | None):
+    if ref is not None:
+        if "user" not in ref.handles:
+            raise UsageError(f"{ref.label} has no user namespace")
+        h = ref.handles["user"]
+    else:
+        h = sh.context["user"]
+    if h.nsid == sh.host.handles["user"].nsid:
+        raise NsshellError("the current user namespace is the one the shell started in; "
+                           "its maps were written long ago",
+                           "create a user namespace first (`new user+...`)")
+    return h
+
+
+def _parent_entry(sh, user_handle):
+    """The parent of USER_HANDLE as an Entry to enter, or None when it is the shell's own."""
+    fd = nsfs.parent_fd(user_handle.fd)
+    if fd is None:
+        raise NsshellError(f"cannot see the parent of {user_handle.label}")
+    parent_id = nsfs.nsid_of_fd(fd, "user")
+    if parent_id == sh.host.handles["user"].nsid:
+        os.close(fd)
+        return None, None
+    return spawn.Entry(nstypes.USER, fd, str(parent_id)), fd
+
+
+def _write_maps(sh, user_handle, req: mapping.MapRequest) -> dict:
+    entry, fd = _parent_entry(sh, user_handle)
+    try:
+        privileged = entry is not None or os.geteuid() == 0
+        if not privileged and req.gid is not None and req.setgroups is None and not req.use_helper:
+            req.setgroups = "deny"  # the kernel's rule for unprivileged gid maps
+        return mapping.write(entry, user_handle.entry(), req)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _summary(user_handle, done: dict) -> Message:
+    parts = []
+    for kind in ("uid", "gid"):
+        if kind in done:
+            parts.append(f"{kind} " + ", ".join(f"{r['inside']}->{r['outside']}"
+                                                 + (f" ({r['count']})" if r['count'] > 1 else "")
+                                                 for r in done[kind]))
+    if "setgroups" in done:
+        parts.append(f"setgroups {done['setgroups']}")
+    return Message(f"{user_handle.label}: " + "; ".join(parts))
+
+
+@command("map")
+def map_(sh, ranges: Annotated[list, Word("IN OUT COUNT")], *,
+         uid_only: Annotated[bool, Opt("-u")] = False,
+         gid_only: Annotated[bool, Opt("-g")] = False,
+         ns: Annotated[NsSet, Ref()] = None):
+    """Write the uid and gid maps of the current user namespace.
+
+    Each range is three numbers: the first id inside, the first id outside (in
+    the parent namespace), and how many.  Both maps are written unless -u or
+    -g; a map is written once.  Unprivileged, only your own id may be mapped, and
+    setgroups is denied first, as the kernel requires.
+
+    Arguments:
+      ranges: IN OUT COUNT triples (at most 340)
+
+    Options:
+      uid_only: write only uid_map
+      gid_only: write only gid_map
+      ns: the user namespace to map (default: the current one)
+
+    Examples:
+      map 0 1000 1
+      map 0 100000 65536
+      map -u 0 1000 1 1 100000 65535
+    """
+    if uid_only and gid_only:
+        raise UsageError("-u and -g exclude each other", "give neither to write both maps")
+    try:
+        parsed = idmap.parse_triples(ranges)
+    except idmap.MapError as e:
+        raise UsageError(str(e), "e.g. `map 0 1000 1`") from None
+    user = _current_user(sh, ns)
+    req = mapping.MapRequest(uid=None if gid_only else parsed, gid=None if uid_only else parsed)
+    return _summary(user, _write_maps(sh, user, req))
+
+
+@command("map root")
+def map_root(sh, *, ns: Annotated[NsSet, Ref()] = None):
+    """Map root (0) of the current user namespace to your own uid and gid, as unshare -r.
+
+    Options:
+      ns: the user namespace to map (default: the current one)
+
+    Examples:
+      new user+mnt; map root
+    """
+    user = _current_user(sh, ns)
+    entry, fd = _parent_entry(sh, user)
+    if fd is not None:
+        os.close(fd)
+    uid, gid = (os.geteuid(), os.getegid()) if entry is None else (0, 0)
+    req = mapping.MapRequest(uid=[idmap.IdRange(0, uid, 1)], gid=[idmap.IdRange(0, gid, 1)])
+    return _summary(user, _write_maps(sh, user, req))
+
+
+@command("map auto")
+def map_auto(sh, *, ns: Annotated[NsSet, Ref()] = None):
+    """Map root to your own ids and 1.. to your subordinate ranges (/etc/subuid, /etc/subgid).
+
+    Unprivileged, this goes through the setuid helpers newuidmap and newgidmap
+    (Debian package uidmap), as rootless podman does.
+
+    Options:
+      ns: the user namespace to map (default: the current one)
+
+    Examples:
+      new user+mnt; map auto
+    """
+    import pwd
+    user = _current_user(sh, ns)
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    maps = {}
+    for kind, own in (("uid", uid), ("gid", gid)):
+        sub = idmap.subordinate_ranges(kind, name, uid)
+        if not sub:
+            raise NsshellError(f"{name} has no subordinate {kind}s in /etc/sub{kind}",
+                               f"add a line like '{name}:100000:65536' (usermod --add-sub{kind}s)")
+        start, count = sub[0]
+        maps[kind] = [idmap.IdRange(0, own, 1), idmap.IdRange(1, start, count)]
+    helper = uid != 0
+    if helper and not (idmap.helper_for("uid") and idmap.helper_for("gid")):
+        raise NsshellError("newuidmap/newgidmap are not installed",
+                           "install the uidmap package (apt-get install uidmap)")
+    req = mapping.MapRequest(uid=maps["uid"], gid=maps["gid"], use_helper=helper)
+    return _summary(user, _write_maps(sh, user, req))
+
+
+@command("setgroups")
+def setgroups(sh, value: Annotated[str, Choice("allow", "deny")], *,
+              ns: Annotated[NsSet, Ref()] = None):
+    """Write allow or deny to /proc/PID/setgroups of the current user namespace.
+
+    It must be written before gid_map; deny is required before an unprivileged
+    gid_map, and is inherited by child namespaces.
+
+    Arguments:
+      value: allow or deny
+
+    Options:
+      ns: the user namespace (default: the current one)
+
+    Examples:
+      new user; setgroups deny; map -g 0 1000 1
+    """
+    user = _current_user(sh, ns)
+    req = mapping.MapRequest(uid=None, gid=None, setgroups=value)
+    return _summary(user, _write_maps(sh, user, req))
+
+
+@command("join")
+def join(sh, types: Types = None, ref: RefArg = None):
+    """Make REF's namespaces (or only TYPES of them) current.
+
+    Arguments:
+      types: only these types of REF
+      ref: a name, pid:N, host, a path, or TYPE:[INODE]
+
+    Examples:
+      join box
+      join net box
+      join pid:1234
+      join net /run/netns/blue
+    """
+    joined = sh.join(ref, types)
+    return Message(f"joined {ref.label}: {' '.join(joined)}")
+
+
+@command("leave")
+def leave(sh, types: Types = None):
+    """Return TYPES (default all) of the context to the shell's own namespaces.
+
+    Arguments:
+      types: which types to leave
+
+    Examples:
+      leave
+      leave net
+    """
+    left = sh.leave(types)
+    return Message(f"back on host: {' '.join(left)}")
+
+
+@command("ctx")
+def ctx(sh):
+    """Show the current context: the namespace of each type that commands act in.
+
+    Examples:
+      ctx
+      ctx --json
+    """
+    rows = []
+    for t in nstypes.NAMES:
+        h = sh.context.get(t)
+        if h is None:
+            continue
+        rows.append([t, sh.context_names.get(t, "host") if not sh.is_host(t) else "host",
+                     str(h.nsid), h.nsid.ino])
+    return Table(["type", "name", "ns", "inode"], rows, key="context",
+                 data=[{"type": r[0], "name": r[1], "ns": r[2], "inode": r[3]} for r in rows])
+
+
+@command("hostname")
+def hostname(sh, name: Annotated[str, Word("NAME")] = None):
+    """Show or set the host name of the current UTS namespace.
+
+    Arguments:
+      name: the new host name (64 bytes at most)
+
+    Examples:
+      hostname
+      hostname box
+    """
+    if name is None:
+        if sh.is_host("uts"):
+            return Message(socket.gethostname())
+        return Message(uts.get_names(sh.entries(["uts"]))["hostname"])
+    if len(name.encode()) > 64:
+        raise UsageError("a host name is 64 bytes at most")
+    if sh.is_host("uts"):
+        raise NsshellError("the current UTS namespace is the host's; refusing to rename the host",
+                           "create or join a UTS namespace first (`new uts` or `join uts REF`)")
+    uts.set_hostname(sh.entries(["user", "uts"]), name)
+    return None

@@ -1,0 +1,130 @@
+"""The commands any shell has: source, echo, set, help, exit."""
+
+from __future__ import annotations
+
+from ..errors import ExitRequest, NotFoundError, NsshellError, UsageError
+from ..helptext import command_help, overview
+from ..registry import REGISTRY, Annotated, Rest, command
+from ..results import Message, Status, Table
+from ..types import CommandName, Int, Path, ParamType, Word
+
+MAX_SOURCE_DEPTH = 32
+
+
+class SettingName(ParamType):
+    metavar = "OPTION"
+
+    def parse(self, text, session):
+        if text not in session.settings:
+            raise ValueError(f"no such option (options: {', '.join(sorted(session.settings))})")
+        return text
+
+    def complete(self, prefix, session):
+        return [(n, s.help) for n, s in sorted(session.settings.items()) if n.startswith(prefix)]
+
+
+@command("source", aliases=(".",))
+def source(sh, path: Annotated[str, Path("FILE")]):
+    """Run the commands of FILE in this session, as if typed here.
+
+    Arguments:
+      path: a script of nsshell commands
+
+    Examples:
+      source lab.nss
+    """
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise NotFoundError(f"cannot read {path}: {e.strerror}") from None
+    engine = sh.engine
+    if engine.depth >= MAX_SOURCE_DEPTH:
+        raise NsshellError(f"source nests more than {MAX_SOURCE_DEPTH} deep", "a script sources itself?")
+    engine.depth += 1
+    try:
+        return Status(engine.run_script(text, path))
+    finally:
+        engine.depth -= 1
+
+
+@command("echo")
+def echo(sh, words: Annotated[list, Word("TEXT")] = None):
+    """Print the words, separated by spaces.
+
+    Arguments:
+      words: what to print ($1, $?, $NAME are expanded)
+
+    Examples:
+      echo built the lab
+      echo last status $?
+    """
+    return Message(" ".join(words or []))
+
+
+@command("set")
+def set_(sh, option: Annotated[str, SettingName()] = None, value: Annotated[str, Word("VALUE")] = None):
+    """Show the settings, or set OPTION to VALUE.
+
+    Arguments:
+      option: errexit (stop a batch at the first failure), root, ...
+      value: on/off for switches
+
+    Examples:
+      set
+      set errexit off
+    """
+    if option is None:
+        rows = [[n, _show(s.value), s.help] for n, s in sorted(sh.settings.items())]
+        return Table(["option", "value", "description"], rows, key="settings")
+    setting = sh.settings[option]
+    if value is None:
+        return Message(_show(setting.value))
+    try:
+        setting.value = setting.parse(value)
+    except ValueError as e:
+        raise UsageError(f"{option} {value!r}: {e}") from None
+    return None
+
+
+def _show(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+@command("help")
+def help_(sh, topic: Annotated[list, CommandName()] = None):
+    """Show the commands, or how to use one.
+
+    Arguments:
+      topic: a command (e.g. new, or net veth)
+
+    Examples:
+      help
+      help new
+      help net veth
+    """
+    if not topic:
+        return Message(overview(REGISTRY))
+    found = REGISTRY.lookup(topic)
+    if found is None or found[1] != len(topic):
+        subs = REGISTRY.subcommands(" ".join(topic))
+        if subs:
+            return Message("\n\n".join(command_help(c) for c in subs))
+        raise UsageError(f"no command {' '.join(topic)!r}", "`help` lists the commands")
+    return Message(command_help(found[0]))
+
+
+@command("exit", aliases=("quit",))
+def exit_(sh, status: Annotated[int, Int("STATUS", minimum=0)] = None):
+    """Leave the shell (handles are closed; persisted namespaces stay).
+
+    Arguments:
+      status: the exit status (default: the last command's)
+
+    Examples:
+      exit
+      exit 3
+    """
+    raise ExitRequest(sh.last_status if status is None else status & 0xFF)

@@ -1,0 +1,1 @@
+"""The workbench itself: handles, helpers, discovery, persistence, diff. No screen."""

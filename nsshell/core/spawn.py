@@ -1,0 +1,495 @@
+"""Forked helpers: every setns() and unshare() happens in a child of the shell.
+
+unshare(CLONE_NEWUSER) and setns() into a user, mount or time namespace fail
+with EINVAL in a multi-threaded process, and the shell may have threads
+(prompt_toolkit, a thread pool).  So the shell forks a helper that enters the
+context, does the work and hands back what the parent needs: a picklable
+result and, over SCM_RIGHTS, file descriptors (namespace fds, sockets opened
+inside, pidfds).
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ..errors import KernelError, NsshellError, from_oserror
+from ..kernel import nstypes, syscalls
+from ..kernel.nstypes import NsType
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One namespace a helper must enter: its type, an fd on it, a label for messages."""
+    nstype: NsType
+    fd: int
+    label: str
+
+
+@dataclass
+class Handoff:
+    """What a helper function returns when it has fds to give back to the shell."""
+    data: Any
+    fds: list[int] = field(default_factory=list)
+
+
+class HelperCrash(NsshellError):
+    """A helper failed in a way it could not explain (a bug): the traceback is the detail."""
+
+
+# --- entering namespaces (runs in the child) ---------------------------------
+
+def _uid_mapped(inside: int, kind: str) -> bool:
+    try:
+        with open(f"/proc/self/{kind}_map") as f:
+            for line in f:
+                lo, _, count = map(int, line.split())
+                if lo <= inside < lo + count:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def become_root() -> None:
+    """After joining a user namespace, become its root if root is mapped (as nsenter does)."""
+    try:
+        syscalls.setgroups_empty()
+    except OSError:
+        pass  # setgroups is denied in this namespace: keep the (empty) list we have
+    if _uid_mapped(0, "gid"):
+        os.setresgid(0, 0, 0)
+    if _uid_mapped(0, "uid"):
+        os.setresuid(0, 0, 0)
+
+
+def enter(entries: Sequence[Entry], root: bool = True) -> None:
+    """setns() into ENTRIES in nsenter's order.
+
+    Non-user namespaces first (so a privileged caller drops privilege last);
+    those refused with EPERM are tried again after the user namespace, whose
+    capabilities may be what they need.
+    """
+    user = next((e for e in entries if e.nstype is nstypes.USER), None)
+    later: list[Entry] = []
+    for e in entries:
+        if e.nstype is nstypes.USER:
+            continue
+        try:
+            syscalls.setns(e.fd, e.nstype.flag)
+        except PermissionError:
+            later.append(e)
+        except OSError as err:
+            raise _enter_error(err, e) from None
+    if user is not None:
+        try:
+            syscalls.setns(user.fd, nstypes.CLONE_NEWUSER)
+        except OSError as err:
+            raise _enter_error(err, user) from None
+        if root:
+            become_root()
+    for e in later:
+        try:
+            syscalls.setns(e.fd, e.nstype.flag)
+        except OSError as err:
+            raise _enter_error(err, e) from None
+
+
+def _enter_error(err: OSError, e: Entry) -> KernelError:
+    hint = None
+    if err.errno in (1, 13):
+        hint = (f"entering {e.label} needs CAP_SYS_ADMIN in the user namespace that owns it; "
+                "join that user namespace too (e.g. `join user REF`)")
+    elif err.errno == 22:
+        hint = ("the kernel refused the combination (a user namespace cannot be re-entered, "
+                "and a mount namespace needs CAP_SYS_CHROOT)")
+    return from_oserror(err, f"setns into {e.label}", hint)
+
+
+def reset_signals() -> None:
+    """Signal dispositions a program expects (Python ignores SIGPIPE, traps SIGINT)."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
+                signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
+                signal.SIGXFSZ, signal.SIGHUP):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+
+
+# --- the parent/child channel --------------------------------------------------
+
+_HDR = struct.Struct("=Q")
+
+
+def _send(sock: socket.socket, obj: Any, fds: Sequence[int] = ()) -> None:
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    hdr = _HDR.pack(len(payload))
+    if fds:
+        sock.sendmsg([hdr], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        sock.sendall(hdr)
+    sock.sendall(payload)
+
+
+def _recv(sock: socket.socket, maxfds: int = 253) -> tuple[Any, list[int]]:
+    fds = array.array("i")
+    hdr, anc, _flags, _addr = sock.recvmsg(_HDR.size, socket.CMSG_SPACE(maxfds * fds.itemsize),
+                                           socket.MSG_CMSG_CLOEXEC)
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    if len(hdr) < _HDR.size:
+        for fd in fds:
+            os.close(fd)
+        raise EOFError("the helper exited without an answer")
+    (size,) = _HDR.unpack(hdr)
+    chunks, got = [], 0
+    while got < size:
+        chunk = sock.recv(min(size - got, 1 << 20))
+        if not chunk:
+            raise EOFError("the helper's answer was cut short")
+        chunks.append(chunk)
+        got += len(chunk)
+    return pickle.loads(b"".join(chunks)), list(fds)
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """An exception that survives pickling back to the shell."""
+    if isinstance(exc, NsshellError):
+        try:
+            pickle.dumps(exc)
+            return exc
+        except Exception:
+            return NsshellError(str(exc))
+    if isinstance(exc, OSError):
+        return from_oserror(exc, exc.filename and f"{exc.filename}" or "helper")
+    return HelperCrash(f"internal error in a helper: {exc!r}",
+                       "run with --debug and report it: " + traceback.format_exc(limit=3)
+                       .strip().splitlines()[-1])
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
+
+
+def _exitcode(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+# --- helpers -------------------------------------------------------------------
+
+def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
+         fork_after: bool = False, root: bool = True) -> tuple[Any, list[int]]:
+    """Run fn(*args) in a child that has entered ENTRIES; return (value, fds).
+
+    fn may return a Handoff to pass fds back.  With fork_after, fn runs in a
+    grandchild, so that it is inside PID and time namespaces too (they apply
+    to children only).  Errors raised by fn are raised here.
+    """
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:  # child: never return
+        try:
+            parent_sock.close()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            enter(entries, root=root)
+            if fork_after:
+                grandchild = os.fork()
+                if grandchild:
+                    child_sock.close()
+                    os._exit(_wait(grandchild) & 0xFF)
+            value = fn(*args)
+            if isinstance(value, Handoff):
+                _send(child_sock, ("ok", value.data), value.fds)
+            else:
+                _send(child_sock, ("ok", value))
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the shell
+            try:
+                _send(child_sock, ("err", _portable(exc)))
+            except BaseException:
+                pass
+        finally:
+            os._exit(0)
+    child_sock.close()
+    try:
+        (kind, value), fds = _recv(parent_sock)
+    except EOFError as e:
+        _wait(pid)
+        raise HelperCrash(f"a helper died: {e}") from None
+    finally:
+        parent_sock.close()
+    _wait(pid)
+    if kind == "err":
+        raise value
+    return value, fds
+
+
+# --- the PID-namespace init holder ------------------------------------------------
+
+def _reaper(lifeline: int) -> None:
+    """PID 1 of a namespace: reap orphans until the shell's end of LIFELINE closes."""
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    poller = select.poll()
+    poller.register(lifeline, select.POLLIN | select.POLLHUP)
+    poller.register(wake_r, select.POLLIN)
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            events = []
+        for fd, ev in events:
+            if fd == lifeline and ev & (select.POLLHUP | select.POLLIN | select.POLLERR):
+                return
+            if fd == wake_r:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+
+
+def start_init(lifeline: int, mount_proc: bool = False, name: str = "nsshell-init") -> int:
+    """Fork the init (reaper) of a PID namespace just unshared; return its pidfd.
+
+    The init keeps only LIFELINE: it leaves when the holder of the other end
+    closes it (handle closed, shell gone), and the kernel then ends the namespace.
+    """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            devnull = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            syscalls.close_fds_except({lifeline})
+            os.setsid()  # no terminal: Ctrl-C at the shell's terminal must not reach it
+            syscalls.set_comm(name)
+            if mount_proc:
+                syscalls.mount("proc", "/proc", "proc",
+                               syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+            _reaper(lifeline)
+        finally:
+            os._exit(0)
+    return syscalls.pidfd_open(pid)
+
+
+def pidfd_alive(pidfd: int) -> bool:
+    """A pidfd polls readable once its process has exited."""
+    r, _, _ = select.select([pidfd], [], [], 0)
+    return not r
+
+
+def pidfd_pid(pidfd: int) -> int | None:
+    """The pid (in the shell's PID namespace) of a pidfd's process; None once it is gone."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    pid = int(line.split()[1])
+                    return pid if pid > 0 else None
+    except OSError:
+        return None
+    return None
+
+
+# --- running a program ---------------------------------------------------------
+
+@dataclass
+class Job:
+    """A program stopped by Ctrl-Z, resumable with `fg`."""
+    pid: int
+    argv: list[str]
+
+
+class Terminal:
+    """Hands the controlling terminal to a child's process group and takes it back."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        try:
+            if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+                self.fd = 0
+        except OSError:
+            self.fd = None
+
+    def give(self, pgid: int) -> None:
+        if self.fd is not None:
+            try:
+                os.tcsetpgrp(self.fd, pgid)
+            except OSError:
+                pass
+
+    def take_back(self) -> None:
+        if self.fd is None:
+            return
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            os.tcsetpgrp(self.fd, os.getpgrp())
+        except OSError:
+            pass
+        finally:
+            signal.signal(signal.SIGTTOU, old)
+
+
+def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    reset_signals()
+    try:
+        syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
+    except OSError:
+        pass
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as err:
+        try:
+            os.write(errpipe, pickle.dumps(("exec", err.errno, argv[0])))
+        finally:
+            os._exit(127 if err.errno == 2 else 126)
+
+
+def _relay(child: int) -> None:
+    """The middle process when a grandchild must be forked (PID/time namespaces):
+    mirror the grandchild's stop and exit so the shell sees one job."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        try:
+            _, status = os.waitpid(child, os.WUNTRACED)
+        except InterruptedError:
+            continue
+        if os.WIFSTOPPED(status):
+            os.kill(os.getpid(), signal.SIGSTOP)
+            os.kill(child, signal.SIGCONT)
+            continue
+        os._exit(_exitcode(status) & 0xFF)
+
+
+def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str],
+                cwd: str | None, fork_after: bool, terminal: Terminal) -> tuple[int, Job | None]:
+    """Run ARGV inside ENTRIES, in the foreground; return (status, stopped job or None).
+
+    The program gets its own process group and the terminal, so Ctrl-C and
+    Ctrl-Z reach it and not the shell.  Status is 128+N when killed by signal N.
+    """
+    errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(errpipe_r)
+            os.setpgid(0, 0)
+            terminal.give(os.getpid())
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            enter(entries)
+            if cwd is not None:
+                try:
+                    os.chdir(cwd)
+                except OSError:
+                    os.chdir(env.get("HOME", "/") if os.path.isdir(env.get("HOME", "/")) else "/")
+            if fork_after:
+                inner = os.fork()
+                if inner == 0:
+                    _exec_child(argv, env, errpipe_w)
+                os.close(errpipe_w)
+                _relay(inner)
+            _exec_child(argv, env, errpipe_w)
+        except BaseException as exc:  # noqa: BLE001
+            try:
+                os.write(errpipe_w, pickle.dumps(("err", _portable(exc))))
+            finally:
+                os._exit(127)
+    os.close(errpipe_w)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # the child did it already, or has exec'd
+    terminal.give(pid)
+    try:
+        report = _read_all(errpipe_r)
+    finally:
+        os.close(errpipe_r)
+    try:
+        status, job = _wait_foreground(pid, argv)
+    finally:
+        terminal.take_back()
+    if report:
+        what = pickle.loads(report)
+        if what[0] == "err":
+            raise what[1]
+        _, err, prog = what
+        if err == 2:
+            raise NsshellError(f"{prog}: command not found in the context",
+                               "the program must exist in the context's mount namespace "
+                               "(PATH is searched there)")
+        raise from_oserror(OSError(err, os.strerror(err)), f"cannot execute {prog}")
+    return status, job
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _wait_foreground(pid: int, argv: list[str]) -> tuple[int, Job | None]:
+    while True:
+        try:
+            _, status = os.waitpid(pid, os.WUNTRACED)
+        except InterruptedError:
+            continue
+        except KeyboardInterrupt:
+            # The terminal was not ours to hand over (e.g. piped stdin): pass it on.
+            try:
+                os.killpg(pid, signal.SIGINT)
+            except OSError:
+                pass
+            continue
+        if os.WIFSTOPPED(status):
+            return 128 + os.WSTOPSIG(status), Job(pid, argv)
+        return _exitcode(status), None
+
+
+def resume(job: Job, terminal: Terminal) -> tuple[int, Job | None]:
+    """`fg`: give the terminal back to a stopped job and continue it."""
+    terminal.give(job.pid)
+    try:
+        os.killpg(job.pid, signal.SIGCONT)
+        return _wait_foreground(job.pid, job.argv)
+    finally:
+        terminal.take_back()

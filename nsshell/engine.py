@@ -1,0 +1,162 @@
+"""The one path every command takes: split -> look up -> parse -> call -> render.
+
+The REPL, `-c`, script files, piped stdin and `source` all come through
+run_line / run_script, so a command behaves the same wherever it is typed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+
+from . import lexer
+from .errors import EXIT_USAGE, ExitRequest, NsshellError, UsageError
+from .registry import REGISTRY, Registry
+from .results import Result, Status
+
+_VAR = re.compile(r"\$(\d|\?|#|@|\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+class Engine:
+    def __init__(self, session, renderer, registry: Registry = REGISTRY, debug: bool = False,
+                 argv: list[str] | None = None):
+        self.session = session
+        self.renderer = renderer
+        self.registry = registry
+        self.debug = debug
+        self.argv = list(argv or [])
+        self.depth = 0
+        session.engine = self
+
+    # -- variables ($1, $?, $HOME) ------------------------------------------------
+
+    def _expand(self, line: str) -> str:
+        if "$" not in line:
+            return line
+
+        def value(m: re.Match) -> str:
+            key = m.group(1).strip("{}")
+            if key.isdigit():
+                i = int(key)
+                return self.argv[i] if i < len(self.argv) else ""
+            if key == "?":
+                return str(self.session.last_status)
+            if key == "#":
+                return str(max(len(self.argv) - 1, 0))
+            if key == "@":
+                return " ".join(lexer.quote(a) for a in self.argv[1:])
+            return os.environ.get(key, "")
+
+        # No expansion inside single quotes.
+        parts = re.split(r"('(?:[^'])*')", line)
+        return "".join(p if p.startswith("'") else _VAR.sub(value, p) for p in parts)
+
+    # -- running -------------------------------------------------------------------
+
+    def run_line(self, line: str, where: str | None = None) -> int:
+        """Run every command of LINE; with errexit, stop at the first failure.
+        Returns the status of the first failing command, or 0."""
+        try:
+            commands = lexer.split(self._expand(line))
+        except NsshellError as e:
+            self.report(e, where, None)
+            self.session.last_status = e.status
+            return e.status
+        first_failure = 0
+        for words in commands:
+            status = self.run_words(words, where)
+            if status and not first_failure:
+                first_failure = status
+                if self.session.get("errexit"):
+                    break
+        return first_failure
+
+    def run_script(self, text: str, name: str) -> int:
+        """Run a script's lines; where-prefixes are NAME:LINE."""
+        first_failure = 0
+        lines = text.splitlines()
+        i = 0
+        multi = len(lines) > 1
+        while i < len(lines):
+            start = i
+            line = lines[i]
+            while line.endswith("\\") and i + 1 < len(lines):
+                i += 1
+                line = line[:-1] + lines[i]
+            i += 1
+            if start == 0 and line.startswith("#!"):
+                continue
+            where = f"{name}:{start + 1}" if multi or name not in ("-c",) else name
+            status = self.run_line(line, where)
+            if status and not first_failure:
+                first_failure = status
+                if self.session.get("errexit"):
+                    break
+        return first_failure
+
+    def run_words(self, words: list[str], where: str | None = None) -> int:
+        cmd = None
+        try:
+            found = self.registry.lookup(words)
+            if found is None:
+                raise self._unknown(words)
+            cmd, used = found
+            if cmd.params == [] and len(words) > used and self.registry.subcommands(cmd.name):
+                raise self._unknown(words)
+            kwargs = cmd.parse(words[used:], self.session)
+            result = cmd.func(self.session, **kwargs)
+            status = self._status(result)
+            if result is not None and not isinstance(result, Status):
+                self.renderer.show(result if isinstance(result, Result) else _wrap(result))
+        except ExitRequest:
+            raise
+        except NsshellError as e:
+            self.report(e, where, cmd)
+            status = e.status
+        except KeyboardInterrupt:
+            self.renderer.error(self._prefix(where, cmd) + "interrupted")
+            status = 130
+        except Exception as e:  # noqa: BLE001 - a bug must not take the shell down
+            if self.debug:
+                traceback.print_exc()
+            self.renderer.error(self._prefix(where, cmd) +
+                                f"internal error: {type(e).__name__}: {e}; hint: run with "
+                                "--debug for the traceback, and report it")
+            status = 70
+        self.session.last_status = status
+        return status
+
+    def _status(self, result) -> int:
+        if isinstance(result, Status):
+            return result.code
+        return 0
+
+    def _unknown(self, words: list[str]) -> UsageError:
+        first = words[0]
+        subs = self.registry.subcommands(first)
+        if subs:
+            names = ", ".join(c.words[1] for c in subs)
+            what = f"unknown {first} command {words[1]!r}" if len(words) > 1 else f"{first} needs a sub-command"
+            return UsageError(what, f"{first} has: {names}")
+        close = [w for w in self.registry.top_words() if w.startswith(first[:2])] if first else []
+        hint = f"did you mean: {', '.join(close)}? " if close else ""
+        return UsageError(f"unknown command {first!r}", hint + "`help` lists the commands")
+
+    def _prefix(self, where: str | None, cmd) -> str:
+        parts = [p for p in (where, cmd.name if cmd else None) if p]
+        return "".join(f"{p}: " for p in parts)
+
+    def report(self, e: NsshellError, where: str | None, cmd) -> None:
+        if self.debug:
+            traceback.print_exc()
+        self.renderer.error(self._prefix(where, cmd) + str(e))
+
+    @property
+    def usage_status(self) -> int:
+        return EXIT_USAGE
+
+
+def _wrap(value) -> Result:
+    from .results import Message
+    return Message(str(value))

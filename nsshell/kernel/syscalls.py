@@ -1,0 +1,185 @@
+"""ctypes wrappers for the syscalls Python 3.11's os module lacks.
+
+Every wrapper raises OSError(errno) on failure, like the os module does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import os
+import struct
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# x86_64 / aarch64 syscall numbers of calls glibc 2.36 may not wrap.
+_NR = {
+    "x86_64": {"pidfd_send_signal": 424, "pidfd_open": 434, "close_range": 436,
+               "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+               "fsmount": 432, "mount_setattr": 442, "pivot_root": 155},
+    "aarch64": {"pidfd_send_signal": 424, "pidfd_open": 434, "close_range": 436,
+                "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
+                "fsmount": 432, "mount_setattr": 442, "pivot_root": 41},
+}[os.uname().machine]
+
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def _check(ret: int, *what) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), *[w for w in what[:1] if w is not None])
+    return ret
+
+
+def _b(path) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+# --- namespaces -------------------------------------------------------------
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)))
+
+
+# ioctl_ns(2)
+NS_GET_USERNS = 0xB701
+NS_GET_PARENT = 0xB702
+NS_GET_NSTYPE = 0xB703
+NS_GET_OWNER_UID = 0xB704
+
+
+def ns_get_userns(fd: int) -> int:
+    """A new O_CLOEXEC fd for the user namespace that owns the namespace FD."""
+    return fcntl.ioctl(fd, NS_GET_USERNS)
+
+
+def ns_get_parent(fd: int) -> int:
+    """A new fd for the parent of a user or PID namespace (EPERM at the top)."""
+    return fcntl.ioctl(fd, NS_GET_PARENT)
+
+
+def ns_get_nstype(fd: int) -> int:
+    return fcntl.ioctl(fd, NS_GET_NSTYPE)
+
+
+def ns_get_owner_uid(fd: int) -> int:
+    buf = bytearray(4)
+    fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
+    return struct.unpack("I", buf)[0]
+
+
+# --- processes --------------------------------------------------------------
+
+def pidfd_open(pid: int) -> int:
+    return os.pidfd_open(pid)
+
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    _check(_syscall(_NR["pidfd_send_signal"], ctypes.c_int(pidfd), ctypes.c_int(sig),
+                    None, ctypes.c_uint(0)))
+
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    _check(_syscall(_NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(last),
+                    ctypes.c_uint(flags)))
+
+
+def close_fds_except(keep) -> None:
+    """Close every fd >= 3 not in KEEP (a forked helper must not hold the shell's fds)."""
+    lo = 3
+    for fd in sorted(k for k in set(keep) if k >= 3):
+        if fd > lo:
+            close_range(lo, fd - 1)
+        lo = fd + 1
+    close_range(lo)
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def prctl(option: int, arg2: int = 0) -> int:
+    return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2),
+                              ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
+
+
+def set_comm(name: str) -> None:
+    """Set the process name shown by ps/lsns (15 bytes at most)."""
+    _libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))))
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))))
+
+
+# --- mounts -----------------------------------------------------------------
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+
+def mount(source, target, fstype=None, flags: int = 0, data=None) -> None:
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags),
+                       _b(data)), None)
+
+
+def umount2(target, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)))
+
+
+def pivot_root(new_root, put_old) -> None:
+    _check(_syscall(_NR["pivot_root"], _b(new_root), _b(put_old)))
+
+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_RECURSIVE = 0x8000
+AT_EMPTY_PATH = 0x1000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
+
+def open_tree(dirfd: int, path, flags: int) -> int:
+    return _check(_syscall(_NR["open_tree"], ctypes.c_int(dirfd), _b(path),
+                           ctypes.c_uint(flags)))
+
+
+def move_mount(from_dirfd: int, from_path, to_dirfd: int, to_path, flags: int) -> None:
+    _check(_syscall(_NR["move_mount"], ctypes.c_int(from_dirfd), _b(from_path),
+                    ctypes.c_int(to_dirfd), _b(to_path), ctypes.c_uint(flags)))
+
+
+# --- credentials ------------------------------------------------------------
+
+def setgroups_empty() -> None:
+    _check(_libc.setgroups(ctypes.c_size_t(0), None))

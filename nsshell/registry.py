@@ -1,0 +1,352 @@
+"""Commands are declared once: a typed function and its docstring.
+
+    @command("join")
+    def join(sh: Shell, types: Types = None, ref: Ref = ...) -> Result:
+        '''Make REF's namespaces current.
+
+        Arguments:
+          types: only these types
+          ref: the namespaces to join
+
+        Examples:
+          join net foo
+        '''
+
+Positional-or-keyword parameters are positional words; keyword-only parameters
+(after `*`) are options (`--name VALUE`) or, when `bool`, flags (`--name`).
+`Annotated[...]` adds the parameter type and markers (Opt, Kw, Rest).  From
+this one declaration come parsing, `help`, completion, the man page and the
+shell completion scripts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable
+
+from .errors import UsageError
+from .types import ParamType, Word, type_for
+
+__all__ = ["Opt", "Kw", "Rest", "Param", "Command", "Registry", "REGISTRY", "command",
+           "Annotated"]
+
+
+@dataclass(frozen=True)
+class Opt:
+    """Extra spellings of an option: Opt("-u") or Opt("-k", "--keep-going")."""
+    names: tuple[str, ...]
+
+    def __init__(self, *names: str):
+        object.__setattr__(self, "names", names)
+
+
+@dataclass(frozen=True)
+class Kw:
+    """A positional introduced by a literal word: `as NAME`, `via GW`."""
+    word: str
+
+
+@dataclass(frozen=True)
+class Rest:
+    """Every remaining word, verbatim (options included): `run CMD ARG...`."""
+
+
+@dataclass
+class Param:
+    name: str                 # Python name
+    kind: str                 # 'pos', 'var', 'rest', 'opt', 'flag', 'kw'
+    type: ParamType
+    required: bool
+    default: Any
+    help: str = ""
+    flags: tuple[str, ...] = ()   # option spellings ('--no-join', '-u')
+    keyword: str | None = None    # for kind 'kw'
+
+    @property
+    def metavar(self) -> str:
+        return self.type.metavar or self.name.upper()
+
+    def usage(self) -> str:
+        if self.kind == "flag":
+            text = "|".join(self.flags)
+        elif self.kind == "opt":
+            text = f"{'|'.join(self.flags)} {self.metavar}"
+        elif self.kind == "kw":
+            text = f"{self.keyword} {self.metavar}"
+        elif self.kind in ("var", "rest"):
+            text = f"{self.metavar} ..." if not self.required else f"{self.metavar} [{self.metavar} ...]"
+            if self.kind == "rest" and self.required:
+                text = f"{self.metavar} [ARG ...]"
+            return text if self.required else f"[{text}]"
+        else:
+            text = self.metavar
+        return text if self.required else f"[{text}]"
+
+
+@dataclass
+class Command:
+    name: str                         # 'join', 'net veth'
+    func: Callable
+    params: list[Param]
+    summary: str
+    description: str
+    examples: list[str]
+    group: str = "core"
+    aliases: tuple[str, ...] = ()
+    hidden: bool = False
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return tuple(self.name.split())
+
+    def usage(self) -> str:
+        return " ".join([self.name] + [p.usage() for p in self.params])
+
+    def option(self, word: str) -> Param | None:
+        for p in self.params:
+            if word in p.flags:
+                return p
+        return None
+
+    # -- parsing ------------------------------------------------------------
+
+    def parse(self, words: list[str], session) -> dict[str, Any]:
+        """Words after the command name -> keyword arguments for func."""
+        values: dict[str, Any] = {}
+        positionals: list[str] = []
+        kw_words: dict[str, str] = {}
+        rest_param = next((p for p in self.params if p.kind == "rest"), None)
+        kw_params = {p.keyword: p for p in self.params if p.kind == "kw"}
+        i = 0
+        only_positional = False
+        while i < len(words):
+            w = words[i]
+            if rest_param is not None and len(positionals) >= self._positional_count_before_rest():
+                values[rest_param.name] = words[i:]
+                break
+            if not only_positional and w == "--":
+                only_positional = True
+            elif not only_positional and w.startswith("-") and len(w) > 1 and not _is_number(w):
+                name, eq, inline = w.partition("=")
+                p = self.option(name)
+                if p is None:
+                    raise UsageError(f"unknown option {name}",
+                                     self._options_hint())
+                if p.kind == "flag":
+                    if eq:
+                        raise UsageError(f"option {name} takes no value")
+                    values[p.name] = True
+                else:
+                    if eq:
+                        raw = inline
+                    elif i + 1 < len(words):
+                        i += 1
+                        raw = words[i]
+                    else:
+                        raise UsageError(f"option {name} needs a value ({p.metavar})")
+                    values[p.name] = self._convert(p, raw, session)
+            elif w in kw_params and w not in kw_words:
+                if i + 1 >= len(words):
+                    raise UsageError(f"'{w}' needs a {kw_params[w].metavar} after it")
+                i += 1
+                kw_words[w] = words[i]
+            else:
+                positionals.append(w)
+            i += 1
+        for word, raw in kw_words.items():
+            p = kw_params[word]
+            values[p.name] = self._convert(p, raw, session)
+        self._assign_positionals(positionals, values, session)
+        for p in self.params:
+            if p.name not in values:
+                if p.required:
+                    what = f"{p.keyword} {p.metavar}" if p.kind == "kw" else p.metavar
+                    raise UsageError(f"missing {what}", f"usage: {self.usage()}")
+                values[p.name] = [] if p.kind in ("var", "rest") and p.default is None else p.default
+        return values
+
+    def _positional_count_before_rest(self) -> int:
+        return sum(1 for p in self.params if p.kind == "pos")
+
+    def _options_hint(self) -> str:
+        opts = [f for p in self.params if p.kind in ("opt", "flag") for f in p.flags]
+        return f"{self.name} takes {', '.join(opts)}" if opts else f"{self.name} takes no options"
+
+    def _assign_positionals(self, words: list[str], values: dict, session) -> None:
+        slots = [p for p in self.params if p.kind in ("pos", "var")]
+        var = next((p for p in slots if p.kind == "var"), None)
+        required = sum(1 for p in slots if p.kind == "pos" and p.required)
+        optional_room = len(words) - required
+        remaining = list(words)
+        for p in slots:
+            if p.kind == "var":
+                fixed_after = sum(1 for q in slots[slots.index(p) + 1:] if q.required)
+                take = remaining[:len(remaining) - fixed_after] if fixed_after else remaining[:]
+                if p.required and not take:
+                    raise UsageError(f"missing {p.metavar}", f"usage: {self.usage()}")
+                values[p.name] = [self._convert(p, w, session) for w in take]
+                remaining = remaining[len(take):]
+                continue
+            if not remaining:
+                break
+            if not p.required:
+                if optional_room <= 0:
+                    continue
+                optional_room -= 1
+            values[p.name] = self._convert(p, remaining.pop(0), session)
+        if remaining and var is None and self.rest_param() is None:
+            extra = " ".join(remaining)
+            raise UsageError(f"unexpected argument{'s' if len(remaining) > 1 else ''}: {extra}",
+                             f"usage: {self.usage()}")
+
+    def rest_param(self) -> Param | None:
+        return next((p for p in self.params if p.kind == "rest"), None)
+
+    def _convert(self, p: Param, raw: str, session) -> Any:
+        try:
+            return p.type.parse(raw, session)
+        except UsageError:
+            raise
+        except ValueError as e:
+            raise UsageError(f"{p.metavar} {raw!r}: {e}", p.type.hint(session)) from None
+
+
+def _is_number(word: str) -> bool:
+    return bool(re.fullmatch(r"-\d+(\.\d+)?", word))
+
+
+_SECTION = re.compile(r"^(Arguments|Options|Examples):\s*$")
+
+
+def _parse_doc(doc: str) -> tuple[str, str, dict[str, str], list[str]]:
+    lines = inspect.cleandoc(doc or "").splitlines()
+    summary = lines[0].strip() if lines else ""
+    body: list[str] = []
+    helps: dict[str, str] = {}
+    examples: list[str] = []
+    section = None
+    for line in lines[1:]:
+        m = _SECTION.match(line.strip())
+        if m:
+            section = m.group(1)
+            continue
+        if section in ("Arguments", "Options"):
+            m2 = re.match(r"\s*([\w-]+):\s*(.*)", line)
+            if m2:
+                helps[m2.group(1).replace("-", "_")] = m2.group(2).strip()
+            elif line.strip() and helps:
+                last = list(helps)[-1]
+                helps[last] += " " + line.strip()
+        elif section == "Examples":
+            if line.strip():
+                examples.append(line.strip())
+        else:
+            body.append(line)
+    return summary, "\n".join(body).strip(), helps, examples
+
+
+def _build_params(func: Callable) -> list[Param]:
+    sig = inspect.signature(func)
+    hints = typing.get_type_hints(func, include_extras=True)
+    params: list[Param] = []
+    for i, (name, sp) in enumerate(sig.parameters.items()):
+        if i == 0:
+            continue  # the shell / session
+        hint = hints.get(name, str)
+        base, meta = hint, ()
+        if typing.get_origin(hint) is Annotated:
+            base, *meta = typing.get_args(hint)
+        ptype = next((m for m in meta if isinstance(m, ParamType)), None)
+        marker = next((m for m in meta if isinstance(m, (Opt, Kw, Rest))), None)
+        has_default = sp.default is not inspect.Parameter.empty
+        default = sp.default if has_default else None
+        is_list = typing.get_origin(base) is list or base is list
+        if ptype is None:
+            inner = base
+            if is_list and typing.get_args(base):
+                inner = typing.get_args(base)[0]
+            ptype = type_for(inner)
+        dashed = "--" + name.rstrip("_").replace("_", "-")
+        if isinstance(marker, Rest):
+            p = Param(name, "rest", ptype, not has_default, default)
+        elif isinstance(marker, Kw):
+            p = Param(name, "kw", ptype, not has_default, default, keyword=marker.word)
+        elif sp.kind is inspect.Parameter.KEYWORD_ONLY:
+            flags = (marker.names if isinstance(marker, Opt) else ()) + (dashed,)
+            if base is bool:
+                p = Param(name, "flag", ptype, False, bool(default), flags=flags)
+            else:
+                p = Param(name, "opt", ptype, not has_default, default, flags=flags)
+        elif is_list:
+            p = Param(name, "var", ptype, not has_default, default)
+        else:
+            p = Param(name, "pos", ptype, not has_default, default)
+        params.append(p)
+    return params
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+        self._aliases: dict[str, str] = {}
+
+    def command(self, name: str | None = None, *, group: str = "core",
+                aliases: tuple[str, ...] = (), hidden: bool = False):
+        def deco(func: Callable) -> Callable:
+            cname = name or func.__name__.rstrip("_").replace("_", "-")
+            summary, desc, helps, examples = _parse_doc(func.__doc__ or "")
+            params = _build_params(func)
+            for p in params:
+                p.help = helps.get(p.name, helps.get(p.name.rstrip("_"), ""))
+            cmd = Command(cname, func, params, summary, desc, examples, group, aliases, hidden)
+            self.add(cmd)
+            func.command = cmd
+            return func
+        return deco
+
+    def add(self, cmd: Command) -> None:
+        if cmd.name in self.commands or cmd.name in self._aliases:
+            raise ValueError(f"command {cmd.name!r} is already registered")
+        self.commands[cmd.name] = cmd
+        for a in cmd.aliases:
+            self._aliases[a] = cmd.name
+
+    def remove_group(self, group: str) -> None:
+        for name in [n for n, c in self.commands.items() if c.group == group]:
+            cmd = self.commands.pop(name)
+            for a in cmd.aliases:
+                self._aliases.pop(a, None)
+
+    def lookup(self, words: list[str]) -> tuple[Command, int] | None:
+        """The command named by the longest run of leading WORDS, and how many it took."""
+        for n in range(min(len(words), 3), 0, -1):
+            key = " ".join(words[:n])
+            key = self._aliases.get(key, key)
+            if key in self.commands:
+                return self.commands[key], n
+        return None
+
+    def visible(self) -> list[Command]:
+        return sorted((c for c in self.commands.values() if not c.hidden), key=lambda c: c.name)
+
+    def groups(self) -> dict[str, list[Command]]:
+        out: dict[str, list[Command]] = {}
+        for c in self.visible():
+            out.setdefault(c.group, []).append(c)
+        return out
+
+    def subcommands(self, prefix: str) -> list[Command]:
+        return [c for c in self.visible() if c.name.startswith(prefix + " ")]
+
+    def top_words(self) -> list[str]:
+        """First words of every command ('net' for 'net veth') plus aliases."""
+        words = {c.words[0] for c in self.visible()}
+        words.update(a for a in self._aliases if " " not in a)
+        return sorted(words)
+
+
+REGISTRY = Registry()
+command = REGISTRY.command

@@ -1,0 +1,169 @@
+"""Turning results into output: rich on a terminal, plain text in a pipe, JSON on request.
+
+rich is imported only when a terminal is being drawn on, so a batch in a pipe
+starts fast.  NO_COLOR (https://no-color.org) gives plain text on a terminal too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from .results import Diff, Message, Multi, Node, Record, Result, Status, Table, Tree, jsonable
+
+
+def choose_mode(stream: TextIO, want_json: bool) -> str:
+    if want_json:
+        return "json"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return "plain"
+    try:
+        return "rich" if stream.isatty() else "plain"
+    except (AttributeError, ValueError):
+        return "plain"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_cell(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+class Renderer:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None,
+                 mode: str | None = None, want_json: bool = False):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.mode = mode or choose_mode(self.out, want_json)
+        self._console = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+            self._console = Console(file=self.out, highlight=False, soft_wrap=False)
+        return self._console
+
+    # -- errors and notes go to stderr as one line ------------------------------------
+
+    def error(self, text: str) -> None:
+        self.err.write(f"nsshell: {text}\n")
+        self.err.flush()
+
+    def warn(self, text: str) -> None:
+        self.err.write(f"nsshell: warning: {text}\n")
+        self.err.flush()
+
+    # -- results --------------------------------------------------------------------
+
+    def show(self, result: Result) -> None:
+        if isinstance(result, Status):
+            return
+        if self.mode == "json":
+            self.out.write(json.dumps(jsonable(result.json()), indent=2) + "\n")
+        elif self.mode == "rich":
+            self._rich(result)
+        else:
+            self.out.write(self.plain(result))
+        self.out.flush()
+
+    def plain(self, result: Result) -> str:
+        if isinstance(result, Message):
+            return result.text + ("\n" if result.text and not result.text.endswith("\n") else "")
+        if isinstance(result, Table):
+            return self._plain_table(result)
+        if isinstance(result, Record):
+            width = max((len(k) for k in result.fields), default=0)
+            lines = [f"{result.title}"] if result.title else []
+            for k, v in result.fields.items():
+                if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+                    lines.append(f"{k + ':':<{width + 1}} {v[0]}")
+                    lines.extend(f"{'':<{width + 1}} {x}" for x in v[1:])
+                else:
+                    lines.append(f"{k + ':':<{width + 1}} {_cell(v)}")
+            return "".join(line + "\n" for line in lines)
+        if isinstance(result, Tree):
+            lines = [result.title] if result.title else []
+            for root in result.roots:
+                lines.append(root.label)
+                _plain_tree(root.children, "", lines)
+            return "".join(line + "\n" for line in lines)
+        if isinstance(result, Diff):
+            lines = [result.title] if result.title else []
+            for name, entries in result.sections:
+                lines.append(f"{name}:")
+                lines.extend(f"  {sign} {text}" for sign, text in entries)
+            return "".join(line + "\n" for line in lines)
+        if isinstance(result, Multi):
+            return "".join(self.plain(p) for p in result.parts)
+        return str(result) + "\n"
+
+    def _plain_table(self, t: Table) -> str:
+        rows = [[_cell(c) for c in r] for r in t.rows]
+        heads = [c.upper() for c in t.columns]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+        out = []
+        for r in [heads] + rows:
+            cells = [c.ljust(w) for c, w in zip(r, widths)]
+            out.append("  ".join(cells).rstrip() + "\n")
+        return "".join(out)
+
+    def _rich(self, result: Result) -> None:
+        from rich.table import Table as RTable
+        from rich.tree import Tree as RTree
+        from rich.text import Text
+        c = self.console
+        if isinstance(result, Message):
+            c.print(Text(result.text))
+        elif isinstance(result, Table):
+            t = RTable(title=result.title, header_style="bold", box=None, pad_edge=False)
+            for col in result.columns:
+                t.add_column(col.upper())
+            for r in result.rows:
+                t.add_row(*[Text(_cell(x)) for x in r])
+            c.print(t)
+        elif isinstance(result, Record):
+            t = RTable(title=result.title, show_header=False, box=None, pad_edge=False)
+            t.add_column(style="bold")
+            t.add_column()
+            for k, v in result.fields.items():
+                text = "\n".join(v) if isinstance(v, list) and all(isinstance(x, str) for x in v) else _cell(v)
+                t.add_row(k, Text(text))
+            c.print(t)
+        elif isinstance(result, Tree):
+            for root in result.roots:
+                rt = RTree(Text(root.label, style="bold"))
+                _rich_tree(rt, root.children)
+                c.print(rt)
+        elif isinstance(result, Diff):
+            if result.title:
+                c.print(Text(result.title, style="bold"))
+            styles = {"+": "green", "-": "red", "~": "yellow"}
+            for name, entries in result.sections:
+                c.print(Text(f"{name}:", style="bold"))
+                for sign, text in entries:
+                    c.print(Text(f"  {sign} {text}", style=styles.get(sign, "")))
+        elif isinstance(result, Multi):
+            for p in result.parts:
+                self._rich(p)
+        else:
+            c.print(str(result))
+
+
+def _plain_tree(children: list[Node], prefix: str, lines: list[str]) -> None:
+    for i, child in enumerate(children):
+        last = i == len(children) - 1
+        lines.append(f"{prefix}{'└─' if last else '├─'}{child.label}")
+        _plain_tree(child.children, prefix + ("  " if last else "│ "), lines)
+
+
+def _rich_tree(parent, children: list[Node]) -> None:
+    from rich.text import Text
+    for child in children:
+        _rich_tree(parent.add(Text(child.label)), child.children)

@@ -1,0 +1,283 @@
+"""Session state: the handles the shell holds, their names, the current context, settings.
+
+References (COMMANDS.md) resolve in this order: a session name, a persisted
+name (resolvers added by extensions), `pid:N` or a bare number, `host`, a path,
+`TYPE:[INODE]`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Callable, Iterable
+
+from .core import spawn
+from .core.handle import Handle, NsSet, open_process
+from .errors import NotFoundError, UsageError
+from .kernel import nstypes
+from .kernel.nstypes import NsType
+
+Resolver = Callable[["Session", str], "NsSet | None"]
+
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+RESERVED = {"host", "all", "as", "via", "default"} | set(nstypes.NAMES) | set(nstypes.ALIASES)
+INODE_REF = re.compile(r"([a-z]+):\[(\d+)\]")
+
+
+class Setting:
+    def __init__(self, name: str, default, parse: Callable[[str], object], help: str):
+        self.name, self.value, self.parse, self.help = name, default, parse, help
+
+
+def _bool(text: str) -> bool:
+    t = text.lower()
+    if t in ("on", "true", "yes", "1"):
+        return True
+    if t in ("off", "false", "no", "0"):
+        return False
+    raise ValueError("expected on or off")
+
+
+class Session:
+    def __init__(self, *, interactive: bool = False) -> None:
+        self.sets: dict[str, NsSet] = {}
+        self.host = NsSet("host", open_process("self", origin="host"), origin="host")
+        self.context: dict[str, Handle] = dict(self.host.handles)
+        self.context_names: dict[str, str] = {t: "host" for t in self.context}
+        self.resolvers: list[Resolver] = []
+        self.jobs: list[spawn.Job] = []
+        self.last_status = 0
+        self.terminal = spawn.Terminal()
+        self._counter = 0
+        self.settings: dict[str, Setting] = {}
+        self.add_setting("errexit", not interactive, _bool,
+                         "stop a batch at the first failing command")
+        self.add_setting("root", True, _bool,
+                         "become root (if mapped) when entering a user namespace, as nsenter does")
+
+    # -- settings ---------------------------------------------------------------
+
+    def add_setting(self, name: str, default, parse, help: str) -> None:
+        self.settings[name] = Setting(name, default, parse, help)
+
+    def get(self, name: str):
+        return self.settings[name].value
+
+    # -- names --------------------------------------------------------------------
+
+    def check_new_name(self, name: str) -> str:
+        if not NAME_RE.fullmatch(name):
+            raise ValueError("a name is a letter or _ then letters, digits, _ . - (64 at most)")
+        if name in RESERVED:
+            raise ValueError(f"{name!r} is reserved")
+        if name.isdigit():
+            raise ValueError("a number would be read as a pid")
+        if name in self.sets:
+            raise ValueError("that name is taken (`close` it or pick another)")
+        return name
+
+    def next_name(self) -> str:
+        while True:
+            self._counter += 1
+            name = f"ns{self._counter}"
+            if name not in self.sets:
+                return name
+
+    def add_set(self, nsset: NsSet) -> NsSet:
+        assert nsset.name and nsset.name not in self.sets
+        self.sets[nsset.name] = nsset
+        for h in nsset.handles.values():
+            h.refs += 1
+        return nsset
+
+    def rename(self, old: str, new: str) -> None:
+        nsset = self.sets.pop(old)
+        nsset.name = new
+        self.sets[new] = nsset
+        for t, n in self.context_names.items():
+            if n == old:
+                self.context_names[t] = new
+
+    def drop_set(self, name: str) -> list[Handle]:
+        """Forget set NAME; close the handles nothing else holds; return those closed."""
+        nsset = self.sets.pop(name)
+        closed = []
+        for t, h in nsset.handles.items():
+            h.refs -= 1
+            if self.context.get(t) is h and self.context_names.get(t) == name:
+                self._set_context(t, self.host.handles[t], "host")
+            if h.refs <= 0:
+                h.close()
+                closed.append(h)
+        return closed
+
+    # -- the context ----------------------------------------------------------------
+
+    def _set_context(self, t: str, handle: Handle, name: str) -> None:
+        old = self.context.get(t)
+        handle.refs += 1
+        self.context[t] = handle
+        self.context_names[t] = name
+        if old is not None:
+            old.refs -= 1
+            if old.refs <= 0 and old not in self.host.handles.values():
+                old.close()
+
+    def join(self, nsset: NsSet, types: Iterable[NsType] | None = None) -> list[str]:
+        picked = nsset.pick(types) if types else nsset
+        for t, h in picked.handles.items():
+            h.check_usable()
+        name = nsset.name if nsset.name else nsset.label
+        for t, h in picked.handles.items():
+            self._set_context(t, h, name)
+        return list(picked.handles)
+
+    def leave(self, types: Iterable[NsType] | None = None) -> list[str]:
+        names = [t.name for t in types] if types else list(self.context)
+        for t in names:
+            self._set_context(t, self.host.handles[t], "host")
+        return names
+
+    def is_host(self, t: str) -> bool:
+        h = self.context.get(t)
+        return h is None or h.nsid == self.host.handles[t].nsid
+
+    def entries(self, types: Iterable[str] | None = None) -> list[spawn.Entry]:
+        """What a helper must setns() into to be in the context (only what differs from
+        the shell's own namespaces; joining one's own user namespace is EINVAL)."""
+        wanted = list(types) if types is not None else list(self.context)
+        out = []
+        for t in wanted:
+            if t in self.context and not self.is_host(t):
+                out.append(self.context[t].entry())
+        return out
+
+    def needs_fork_after(self, types: Iterable[str] | None = None) -> bool:
+        wanted = set(types) if types is not None else set(self.context)
+        return any(t in wanted and not self.is_host(t) for t in ("pid", "time"))
+
+    def context_label(self) -> str:
+        """Short text for the prompt: 'host', 'box', or 'box:net,uts'."""
+        by_name: dict[str, list[str]] = {}
+        for t in nstypes.NAMES:
+            if t in self.context and not self.is_host(t):
+                by_name.setdefault(self.context_names.get(t, "?"), []).append(t)
+        if not by_name:
+            return "host"
+        parts = []
+        for name, types in by_name.items():
+            parts.append(name if len(by_name) == 1 and len(types) >= 1 and
+                         all(x in types for x in self._set_types(name)) else
+                         f"{name}:{','.join(types)}")
+        return " ".join(parts)
+
+    def _set_types(self, name: str) -> list[str]:
+        s = self.sets.get(name)
+        return list(s.handles) if s else []
+
+    # -- resolving references ----------------------------------------------------------
+
+    def resolve(self, text: str) -> NsSet:
+        if text in self.sets:
+            return self.sets[text]
+        for resolver in self.resolvers:
+            found = resolver(self, text)
+            if found is not None:
+                return found
+        if text.startswith("pid:") or text.isdigit():
+            return self.open_pid(text)
+        if text == "host":
+            return self.host
+        if "/" in text:
+            return self.open_path(text)
+        m = INODE_REF.fullmatch(text)
+        if m:
+            return self.find_inode(m.group(1), int(m.group(2)))
+        raise NotFoundError(f"no namespace set named {text!r}",
+                            self._names_hint())
+
+    def _names_hint(self) -> str:
+        names = sorted(self.sets)
+        if names:
+            shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+            return f"known names: {shown}; or use pid:N, host, a path or TYPE:[INODE]"
+        return "this session holds no named namespaces yet; create one with `new TYPES`"
+
+    def open_pid(self, text: str) -> NsSet:
+        raw = text[4:] if text.startswith("pid:") else text
+        if not raw.isdigit() or int(raw) <= 0:
+            raise UsageError(f"{text!r} is not a process id")
+        pid = int(raw)
+        if not os.path.isdir(f"/proc/{pid}"):
+            raise NotFoundError(f"no process {pid}", "`ps` or `ls` shows processes")
+        try:
+            handles = open_process(pid)
+        except PermissionError:
+            raise NotFoundError(f"cannot open the namespaces of process {pid}: permission denied",
+                                "a process's namespaces may be opened by its owner or root "
+                                "(ptrace access mode)") from None
+        except FileNotFoundError:
+            raise NotFoundError(f"process {pid} exited") from None
+        return NsSet(None, handles, origin=f"pid:{pid}")
+
+    def open_path(self, path: str) -> NsSet:
+        try:
+            h = Handle.open(path, origin=path)
+        except FileNotFoundError:
+            raise NotFoundError(f"no file {path}") from None
+        except PermissionError:
+            raise NotFoundError(f"cannot open {path}: permission denied") from None
+        except OSError as e:
+            if e.errno == 25:  # ENOTTY: the ioctl says it is not an nsfs file
+                raise UsageError(f"{path} is not a namespace file",
+                                 "use /proc/PID/ns/TYPE or a bind mount of one") from None
+            raise NotFoundError(f"cannot open {path}: {e.strerror}") from None
+        return NsSet(None, {h.type.name: h}, origin=path)
+
+    def held(self) -> Iterable[tuple[str | None, Handle]]:
+        """Every (set name, handle) the session holds, the context's included."""
+        for name, s in self.sets.items():
+            for h in s.handles.values():
+                yield name, h
+        for t, h in self.context.items():
+            yield self.context_names.get(t), h
+
+    def find_inode(self, typename: str, ino: int) -> NsSet:
+        try:
+            t = nstypes.get(typename)
+        except KeyError:
+            raise UsageError(f"unknown namespace type {typename!r}",
+                             f"valid: {' '.join(nstypes.NAMES)}") from None
+        for _, h in self.held():
+            if h.type is t and h.nsid.ino == ino:
+                return NsSet(None, {t.name: h}, origin=str(h.nsid))
+        from .core import discover
+        path = discover.path_for(t, ino)
+        if path is None:
+            raise NotFoundError(f"no {t.name} namespace with inode {ino} is reachable",
+                                "`ls` lists the namespaces that are")
+        h = Handle.open(path, t, origin=f"{t.name}:[{ino}]")
+        return NsSet(None, {t.name: h}, origin=str(h.nsid))
+
+    def ref_candidates(self, prefix: str) -> list[tuple[str, str]]:
+        out = [(n, " ".join(s.handles)) for n, s in sorted(self.sets.items()) if n.startswith(prefix)]
+        if "host".startswith(prefix):
+            out.append(("host", "the shell's own namespaces"))
+        for r in self.resolvers:
+            names = getattr(r, "candidates", None)
+            if names:
+                out.extend(c for c in names(self, prefix) if c[0] not in dict(out))
+        return out
+
+    def name_of(self, handle: Handle) -> str | None:
+        for name, s in self.sets.items():
+            if s.handles.get(handle.type.name) is handle:
+                return name
+        return None
+
+    def close_all(self) -> None:
+        for name in list(self.sets):
+            self.drop_set(name)
+        self.leave()
+        for h in self.host.handles.values():
+            h.close()

@@ -1,0 +1,207 @@
+"""Test harness: nsshell as a real process (root, or an unprivileged uid), in-process
+sessions, and the check that a test run leaves nothing on the host.
+
+Every nsshell process a test starts carries NSSHELL_TEST_RUN in its environment, so
+anything it leaves behind (init holders, keepers) can be found by that mark.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_MARK = uuid.uuid4().hex[:12]
+NOBODY = 65534
+HELPER_COMMS = ("nsshell-init", "nsshell-keeper", "nsshell-holder")
+
+
+def nsshell_argv() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "nsshell")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "nsshell"]
+
+
+@dataclass
+class Done:
+    rc: int
+    out: str
+    err: str
+
+    def __repr__(self) -> str:
+        return f"Done(rc={self.rc}, out={self.out!r}, err={self.err!r})"
+
+
+def _env(extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["NSSHELL_TEST_RUN"] = RUN_MARK
+    env.pop("NO_COLOR", None)
+    env.setdefault("PROMPT_TOOLKIT_NO_CPR", "1")
+    env["PYTHONPATH"] = ROOT
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_nsshell(*args: str, input: str | None = None, user: int | None = None,
+                env: dict | None = None, timeout: float = 60, cwd: str | None = None) -> Done:
+    argv = nsshell_argv() + list(args)
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + argv
+    e = _env(env)
+    if user is not None:
+        e["HOME"] = "/tmp"
+        e.pop("XDG_RUNTIME_DIR", None)
+    p = subprocess.run(argv, input=input, capture_output=True, text=True, env=e,
+                       timeout=timeout, cwd=cwd or "/tmp")
+    return Done(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture
+def nsshell():
+    """nsshell('-c', 'ctx') -> Done(rc, out, err), as root."""
+    return run_nsshell
+
+
+def _rootless_usable() -> str | None:
+    if os.geteuid() != 0:
+        return "the tests must run as root to switch to an unprivileged uid"
+    if not shutil.which("setpriv"):
+        return "setpriv (util-linux) is missing"
+    probe = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+                           + nsshell_argv() + ["-c", "echo ok"], capture_output=True, text=True,
+                           env=_env(), cwd="/tmp")
+    if probe.stdout.strip() != "ok":
+        return ("nsshell cannot run as uid 65534 from this checkout (is every directory above "
+                f"it searchable by others?): {probe.stderr.strip()[:200]}")
+    return None
+
+
+@pytest.fixture(scope="session")
+def rootless_ok():
+    why = _rootless_usable()
+    if why:
+        pytest.skip(why)
+    return True
+
+
+@pytest.fixture
+def rootless(rootless_ok):
+    """rootless('-c', '...', user=65534) -> Done, as an unprivileged uid."""
+    def run(*args, user: int = NOBODY, **kw):
+        return run_nsshell(*args, user=user, **kw)
+    return run
+
+
+@pytest.fixture
+def prefix(request):
+    """A per-test name prefix for anything a test names on the host."""
+    base = "".join(c for c in request.node.name if c.isalnum())[:12]
+    return f"t{RUN_MARK[:4]}{base}"
+
+
+# -- in-process sessions ---------------------------------------------------------------
+
+class Shell:
+    """An Engine over a real Session, with output captured."""
+
+    def __init__(self, json: bool = False):
+        from nsshell import commands  # noqa: F401
+        from nsshell.engine import Engine
+        from nsshell.render import Renderer
+        from nsshell.session import Session
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.session = Session()
+        self.engine = Engine(self.session, Renderer(self.out, self.err,
+                                                    mode="json" if json else "plain"))
+
+    def __call__(self, line: str) -> Done:
+        self.out.seek(0), self.out.truncate()
+        self.err.seek(0), self.err.truncate()
+        rc = self.engine.run_line(line, "test")
+        return Done(rc, self.out.getvalue(), self.err.getvalue())
+
+    def close(self):
+        self.session.close_all()
+
+
+@pytest.fixture
+def shell():
+    s = Shell()
+    yield s
+    s.close()
+
+
+# -- nothing left behind -------------------------------------------------------------------
+
+def nsfs_mounts() -> set[str]:
+    out = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == "nsfs":
+                out.add(fields[4])
+    return out
+
+
+def netns_names() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def marked_processes() -> set[int]:
+    """Processes started by this test run (environment mark) or nsshell helpers."""
+    found = set()
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if f"NSSHELL_TEST_RUN={RUN_MARK}".encode() in f.read():
+                    found.add(int(entry))
+                    continue
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() in HELPER_COMMS:
+                    found.add(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def host_state() -> dict:
+    return {"nsfs mounts": nsfs_mounts(), "/run/netns": netns_names(),
+            "processes": marked_processes()}
+
+
+_BEFORE: dict = {}
+
+
+def pytest_sessionstart(session):
+    _BEFORE.update(host_state())
+
+
+def leftovers(before: dict, timeout: float = 5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        now = host_state()
+        left = {k: sorted(now[k] - before.get(k, set())) for k in now}
+        left = {k: v for k, v in left.items() if v}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def start_state():
+    return dict(_BEFORE)
