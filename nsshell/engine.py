@@ -139,8 +139,11 @@ class Engine:
             names = ", ".join(c.words[1] for c in subs)
             what = f"unknown {first} command {words[1]!r}" if len(words) > 1 else f"{first} needs a sub-command"
             return UsageError(what, f"{first} has: {names}")
-        close = [w for w in self.registry.top_words() if w.startswith(first[:2])] if first else []
-        hint = f"did you mean: {', '.join(close)}? " if close else ""
+        import difflib
+        words = self.registry.top_words()
+        close = difflib.get_close_matches(first, words, n=3, cutoff=0.6)
+        close += [w for w in words if first and w.startswith(first[:2]) and w not in close]
+        hint = f"did you mean: {', '.join(close[:4])}? " if close else ""
         return UsageError(f"unknown command {first!r}", hint + "`help` lists the commands")
 
     def _prefix(self, where: str | None, cmd) -> str:

@@ -42,6 +42,15 @@ class KernelError(NsshellError):
         self.errno = errno
 
 
+class ProgramNotFound(NsshellError):
+    """`run` of a program that is not there (127) or cannot be executed (126), as shells do."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int = 127):
+        super().__init__(message, hint)
+        self.args = (message, hint, status)
+        self.status = status
+
+
 class StaleError(NsshellError):
     """A handle whose namespace can no longer be used (e.g. its PID init died)."""
 

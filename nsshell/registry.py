@@ -176,31 +176,38 @@ class Command:
         return f"{self.name} takes {', '.join(opts)}" if opts else f"{self.name} takes no options"
 
     def _assign_positionals(self, words: list[str], values: dict, session) -> None:
+        """Fill positional slots left to right, optional ones only while words are to
+        spare; check the count before converting, so the error is about the count."""
         slots = [p for p in self.params if p.kind in ("pos", "var")]
-        var = next((p for p in slots if p.kind == "var"), None)
         required = sum(1 for p in slots if p.kind == "pos" and p.required)
-        optional_room = len(words) - required
+        spare = len(words) - required
+        plan: list[tuple[Param, list[str] | str]] = []
         remaining = list(words)
-        for p in slots:
+        for i, p in enumerate(slots):
             if p.kind == "var":
-                fixed_after = sum(1 for q in slots[slots.index(p) + 1:] if q.required)
-                take = remaining[:len(remaining) - fixed_after] if fixed_after else remaining[:]
+                after = sum(1 for q in slots[i + 1:] if q.required)
+                take = remaining[:len(remaining) - after]
                 if p.required and not take:
                     raise UsageError(f"missing {p.metavar}", f"usage: {self.usage()}")
-                values[p.name] = [self._convert(p, w, session) for w in take]
+                plan.append((p, take))
                 remaining = remaining[len(take):]
                 continue
             if not remaining:
                 break
             if not p.required:
-                if optional_room <= 0:
+                if spare <= 0:
                     continue
-                optional_room -= 1
-            values[p.name] = self._convert(p, remaining.pop(0), session)
-        if remaining and var is None and self.rest_param() is None:
+                spare -= 1
+            plan.append((p, remaining.pop(0)))
+        if remaining and self.rest_param() is None:
             extra = " ".join(remaining)
             raise UsageError(f"unexpected argument{'s' if len(remaining) > 1 else ''}: {extra}",
                              f"usage: {self.usage()}")
+        for p, raw in plan:
+            if isinstance(raw, list):
+                values[p.name] = [self._convert(p, w, session) for w in raw]
+            else:
+                values[p.name] = self._convert(p, raw, session)
 
     def rest_param(self) -> Param | None:
         return next((p for p in self.params if p.kind == "rest"), None)
@@ -261,7 +268,8 @@ def _build_params(func: Callable) -> list[Param]:
             base, *meta = typing.get_args(hint)
         ptype = next((m for m in meta if isinstance(m, ParamType)), None)
         marker = next((m for m in meta if isinstance(m, (Opt, Kw, Rest))), None)
-        has_default = sp.default is not inspect.Parameter.empty
+        # `= ...` marks a required positional after an optional one (`join [TYPES] REF`).
+        has_default = sp.default not in (inspect.Parameter.empty, Ellipsis)
         default = sp.default if has_default else None
         is_list = typing.get_origin(base) is list or base is list
         if ptype is None:

@@ -227,7 +227,7 @@ def setgroups(sh, value: Annotated[str, Choice("allow", "deny")], *,
 
 
 @command("join")
-def join(sh, types: Types = None, ref: RefArg = None):
+def join(sh, types: Types = None, ref: RefArg = ...):
     """Make REF's namespaces (or only TYPES of them) current.
 
     Arguments:

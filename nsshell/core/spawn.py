@@ -21,7 +21,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..errors import KernelError, NsshellError, from_oserror
+from ..errors import KernelError, NsshellError, ProgramNotFound, from_oserror
 from ..kernel import nstypes, syscalls
 from ..kernel.nstypes import NsType
 
@@ -448,10 +448,10 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             raise what[1]
         _, err, prog = what
         if err == 2:
-            raise NsshellError(f"{prog}: command not found in the context",
-                               "the program must exist in the context's mount namespace "
-                               "(PATH is searched there)")
-        raise from_oserror(OSError(err, os.strerror(err)), f"cannot execute {prog}")
+            raise ProgramNotFound(f"{prog}: command not found in the context",
+                                  "the program must exist in the context's mount namespace "
+                                  "(PATH is searched there)")
+        raise ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
     return status, job
 
 

@@ -1,0 +1,71 @@
+"""The workbench as an unprivileged user (uid 65534), through user namespaces."""
+
+import os
+import socket
+import tempfile
+
+
+def test_rootless_seed_scenario(rootless):
+    d = rootless("-c", "new user+mnt+net+uts+ipc+pid; map root; hostname box; run hostname; run id -u")
+    assert d.rc == 0, d
+    assert d.out.splitlines()[-2:] == ["box", "0"]
+    assert socket.gethostname() != "box"
+
+
+def test_rootless_overflow_uid_before_map(rootless):
+    d = rootless("-c", "new user; run id -u; map root; run id -u; run cat /proc/self/setgroups")
+    assert d.rc == 0, d
+    assert d.out.splitlines()[1] == "65534"
+    assert d.out.splitlines()[-2:] == ["0", "deny"]
+
+
+def test_rootless_pid_namespace(rootless):
+    d = rootless("-c", "new user+pid+mnt --mount-proc; map root; run ps -o pid=,comm= -e")
+    assert d.rc == 0, d
+    procs = [line.split() for line in d.out.splitlines()[2:]]
+    assert procs[0] == ["1", "nsshell-init"]
+    assert len(procs) == 2  # init and ps: nothing of the host
+
+
+def test_rootless_net_and_ipc(rootless):
+    d = rootless("-c", "new user+net+ipc; map root; run ip -o link; run ipcmk -Q; run ipcs -q")
+    assert d.rc == 0, d
+    assert d.out.count(": lo:") == 1
+    assert "0x" in d.out.split("Message queue id:")[-1]
+
+
+def test_rootless_tmpfs_invisible_to_host(rootless):
+    with tempfile.TemporaryDirectory() as target:
+        d = rootless("-c", f"new user+mnt; map root; run mount -t tmpfs rootlesstmp {target}; "
+                           "run grep -c rootlesstmp /proc/self/mountinfo")
+        assert d.rc == 0, d
+        assert d.out.splitlines()[-1] == "1"
+        with open("/proc/self/mountinfo") as f:
+            assert "rootlesstmp" not in f.read()
+
+
+def test_rootless_nested_user_namespaces(rootless):
+    d = rootless("-c", "new user as a; map root; new user+uts as b; map root; hostname deep; "
+                       "run hostname; run id -u; run cat /proc/self/uid_map")
+    assert d.rc == 0, d
+    lines = d.out.splitlines()
+    assert lines[-3:-1] == ["deep", "0"]
+    assert lines[-1].split() == ["0", "0", "1"]
+
+
+def test_rootless_time_and_cgroup(rootless):
+    d = rootless("-c", "new user+time+cgroup --boottime 1000; map root; run cat /proc/uptime; "
+                       "run cat /proc/self/cgroup")
+    assert d.rc == 0, d
+    lines = d.out.splitlines()
+    uptime = next(x for x in lines if x[0].isdigit() and "." in x.split()[0] and ":" not in x)
+    assert float(uptime.split()[0]) >= 1000
+    cgroups = [x for x in lines if x[:1].isdigit() and x.count(":") >= 2]
+    assert cgroups and all(x.endswith(":/") for x in cgroups), cgroups  # each hierarchy rooted here
+
+
+def test_rootless_cannot_join_roots_namespaces(rootless):
+    d = rootless("-c", "join pid:1")
+    assert d.rc == 1
+    assert "permission denied" in d.err
+    assert len(d.err.splitlines()) == 1
