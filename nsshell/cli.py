@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     renderer = Renderer(want_json=opts.json)
     script_argv = [opts.file or "nsshell"] + list(opts.args or [])
     engine = Engine(session, renderer, debug=opts.debug, argv=script_argv)
+    from .progress import for_stream
+    session.progress = for_stream(sys.stderr)  # draws on a terminal only
     try:
         if opts.complete is not None:
             from .complete import print_completions

@@ -11,6 +11,7 @@ import os
 import re
 from typing import Callable, Iterable
 
+from . import progress
 from .core import spawn
 from .core.handle import Handle, NsSet, open_process
 from .errors import NotFoundError, UsageError
@@ -48,6 +49,9 @@ class Session:
         self.jobs: list[spawn.Job] = []
         self.last_status = 0
         self.terminal = spawn.Terminal()
+        # progress of long operations: `with session.progress.task(what, total) as t: t.advance()`
+        # (nothing is drawn unless the front end puts a terminal reporter here)
+        self.progress = progress.NULL
         self._counter = 0
         self.settings: dict[str, Setting] = {}
         self.add_setting("errexit", not interactive, _bool,

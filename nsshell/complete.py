@@ -1,0 +1,409 @@
+"""Completion from the command registry: one logic for the REPL and the shell scripts.
+
+`complete_line(session, text)` looks at the text before the cursor, finds the
+command being typed and the parameter the last word belongs to, and asks that
+parameter's type for candidates (names, types, pids, interface names, paths).
+The REPL adapts the result to prompt_toolkit (repl/completer.py); the hidden
+`nsshell --complete LINE` prints it for the bash/zsh/fish scripts.
+
+A type's `complete(prefix, session)` may take a keyword `args`: it then gets the
+words already typed for the command, by parameter name (e.g. the REF before an
+interface name), so a candidate list can depend on them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+
+from .registry import REGISTRY, Command, Param, Registry
+from .types import CommandName, NsTypes, ParamType, Ref, complete_path
+
+MAX_CANDIDATES = 200
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str            # what replaces the word being typed
+    meta: str = ""       # a one-line description shown beside it
+    suffix: str = " "    # appended when accepted ('' when the word may go on: dirs, TYPES)
+
+
+@dataclass
+class Completions:
+    word: str                  # the partial word before the cursor (what candidates replace)
+    candidates: list[Candidate]
+    start: int = 0             # where that word begins in the text (raw, quotes included)
+
+
+# -- splitting a partial line -------------------------------------------------------------
+
+def split_partial(text: str) -> tuple[list[str], str]:
+    """Words of the LAST command in TEXT (after the last unquoted ';'), the finished ones and
+    the word under the cursor ('' after a space).  Tolerates open quotes."""
+    words, current, _ = _split_partial(text)
+    return words, current
+
+
+def word_start(text: str) -> int:
+    """Where, in TEXT, the word under the cursor begins (its opening quote included)."""
+    return _split_partial(text)[2]
+
+
+def _split_partial(text: str) -> tuple[list[str], str, int]:
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    quote = None
+    start = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if not in_word and not quote and c not in " \t\n;":
+            start = i
+        if quote:
+            if c == quote:
+                quote = None
+            elif c == "\\" and quote == '"' and i + 1 < n:
+                i += 1
+                word.append(text[i])
+            else:
+                word.append(c)
+        elif c in " \t\n":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+        elif c == ";":
+            if in_word:
+                words.append("".join(word))
+            words, word, in_word = [], [], False
+        elif c == "#" and not in_word:
+            # a comment runs to the end of the line: nothing to complete
+            return words, "\0", n
+        elif c in "'\"":
+            quote = c
+            in_word = True
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            word.append(text[i])
+            in_word = True
+        else:
+            word.append(c)
+            in_word = True
+        i += 1
+    current = "".join(word) if in_word else ""
+    if not in_word:
+        start = n
+    if words and words[0].startswith("!") and len(words[0]) > 1:
+        words = ["run", words[0][1:]] + words[1:]
+    elif words and words[0] == "!":
+        words = ["run"] + words[1:]
+    elif not words and current.startswith("!"):
+        return ["run"], current[1:], start + 1
+    return words, current, start
+
+
+# -- asking the parameter types ---------------------------------------------------------------
+
+_TAKES_ARGS: dict[type, bool] = {}
+
+
+def type_candidates(ptype: ParamType, prefix: str, session, args: dict | None = None,
+                    fallback: str = "") -> list[Candidate]:
+    """Candidates from a parameter type (errors in a type's completer give none)."""
+    cls = type(ptype)
+    if cls not in _TAKES_ARGS:
+        try:
+            _TAKES_ARGS[cls] = "args" in inspect.signature(ptype.complete).parameters
+        except (TypeError, ValueError):
+            _TAKES_ARGS[cls] = False
+    try:
+        if _TAKES_ARGS[cls]:
+            pairs = ptype.complete(prefix, session, args=args or {})
+        else:
+            pairs = ptype.complete(prefix, session)
+    except Exception:  # noqa: BLE001 - a completer must never break the prompt
+        return []
+    if isinstance(ptype, Ref):
+        pairs = list(pairs) + _ref_extras(prefix, session, {p[0] for p in pairs})
+    out = []
+    for pair in pairs or ():
+        text, meta = (pair, "") if isinstance(pair, str) else (pair[0], pair[1] if len(pair) > 1 else "")
+        out.append(Candidate(text, meta or fallback, _suffix_for(ptype, text)))
+    return out
+
+
+def _fallback(p: Param) -> str:
+    text = p.help or p.metavar
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suffix_for(ptype: ParamType, text: str) -> str:
+    if text.endswith("/"):
+        return ""
+    if isinstance(ptype, NsTypes) and text != "all":
+        return ""  # user+mnt may go on: +net
+    return " "
+
+
+def _ref_extras(prefix: str, session, seen: set[str]) -> list[tuple[str, str]]:
+    """What a REF may also be: pid:N (with the command), a path, TYPE:[INODE] of held handles."""
+    out: list[tuple[str, str]] = []
+    if prefix.startswith("pid:") or (prefix.isdigit() and prefix):
+        digits = prefix[4:] if prefix.startswith("pid:") else prefix
+        lead = "pid:" if prefix.startswith("pid:") else ""
+        out += [(lead + pid, comm) for pid, comm in _pids(digits)]
+    elif "pid:".startswith(prefix) and prefix:
+        out.append(("pid:", "the namespaces of a process"))
+    elif "/" in prefix or prefix.startswith("~") or prefix.startswith("."):
+        out += complete_path(prefix)
+    elif ":" in prefix or "[" in prefix or prefix in ("user", "mnt", "net", "pid", "uts",
+                                                            "ipc", "cgroup", "time"):
+        try:
+            held = {str(h.nsid): (name or "held") for name, h in session.held()}
+        except Exception:  # noqa: BLE001
+            held = {}
+        out += [(label, f"held by {name}") for label, name in sorted(held.items())
+                if label.startswith(prefix)]
+    return [c for c in out if c[0] not in seen]
+
+
+def _pids(prefix: str) -> list[tuple[str, str]]:
+    out = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.isdigit() and entry.startswith(prefix):
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    out.append((entry, f.read().strip()))
+            except OSError:
+                continue
+    out.sort(key=lambda c: int(c[0]))
+    return out[:MAX_CANDIDATES]
+
+
+# -- which parameter is being typed ------------------------------------------------------------
+
+@dataclass
+class _Scan:
+    positionals: list[str]
+    options_used: set[str]
+    keywords_used: set[str]
+    args: dict[str, str]
+    pending: Param | None          # an option or keyword whose value is being typed
+    rest_index: int | None         # the index within the rest param's words, if there
+
+
+def _scan(cmd: Command, words: list[str]) -> _Scan:
+    positionals: list[str] = []
+    used: set[str] = set()
+    kws: set[str] = set()
+    args: dict[str, str] = {}
+    kw_params = {p.keyword: p for p in cmd.params if p.kind == "kw"}
+    rest = cmd.rest_param()
+    before_rest = sum(1 for p in cmd.params if p.kind == "pos")
+    pending: Param | None = None
+    rest_index = None
+    only_pos = False
+    for w in words:
+        if pending is not None:
+            args[pending.name] = w
+            pending = None
+            continue
+        if rest is not None and len(positionals) >= before_rest:
+            rest_index = (rest_index or 0) + 1
+            continue
+        if not only_pos and w == "--":
+            only_pos = True
+        elif not only_pos and w.startswith("-") and len(w) > 1 and not _number(w):
+            name, eq, _ = w.partition("=")
+            p = cmd.option(name)
+            if p is not None:
+                used.update(p.flags)
+                if p.kind == "opt" and not eq:
+                    pending = p
+        elif w in kw_params and w not in kws:
+            kws.add(w)
+            pending = kw_params[w]
+        else:
+            positionals.append(w)
+    slots = [p for p in cmd.params if p.kind in ("pos", "var")]
+    for p, w in _assign(slots, positionals):
+        args.setdefault(p.name, w)
+    if rest is not None and rest_index is None and len(positionals) >= before_rest:
+        rest_index = 0
+    return _Scan(positionals, used, kws, args, pending, rest_index)
+
+
+def _number(w: str) -> bool:
+    try:
+        float(w)
+        return True
+    except ValueError:
+        return False
+
+
+def _assign(slots: list[Param], words: list[str]) -> list[tuple[Param, str]]:
+    """Words to positional slots, as the parser would (optional ones filled first come)."""
+    required = sum(1 for p in slots if p.required and p.kind == "pos")
+    room = len(words) - required
+    out = []
+    i = 0
+    for p in slots:
+        if i >= len(words):
+            break
+        if p.kind == "var":
+            out += [(p, w) for w in words[i:]]
+            break
+        if not p.required:
+            if room <= 0:
+                continue
+            room -= 1
+        out.append((p, words[i]))
+        i += 1
+    return out
+
+
+def _next_slots(slots: list[Param], n: int) -> list[Param]:
+    """The positional parameters the (n+1)th positional word may fill."""
+    out = []
+    required_before = 0
+    for j, p in enumerate(slots):
+        if p.kind == "var":
+            if n >= required_before:
+                out.append(p)
+            break
+        if required_before <= n <= j:
+            out.append(p)
+        if p.required:
+            required_before += 1
+    return out
+
+
+# -- the entry point ---------------------------------------------------------------------------
+
+def complete_line(session, text: str, registry: Registry = REGISTRY) -> Completions:
+    """Candidates for the word under the cursor at the end of TEXT."""
+    words, current, start = _split_partial(text)
+    if current == "\0":
+        return Completions("", [], len(text))
+    cands = _complete_words(session, words, current, registry)
+    seen: set[str] = set()
+    unique = []
+    for c in cands:
+        if c.text not in seen and c.text.startswith(current):
+            seen.add(c.text)
+            unique.append(c)
+    return Completions(current, unique[:MAX_CANDIDATES], start)
+
+
+def _complete_words(session, words: list[str], current: str, registry: Registry) -> list[Candidate]:
+    if not words:
+        return _command_words(registry, "", current)
+    found = registry.lookup(words)
+    # `net` alone (a group) or `map` followed by a sub-command word
+    subs = _subcommand_words(registry, words, current)
+    if found is None:
+        return subs
+    cmd, used = found
+    rest_words = words[used:]
+    out = list(subs) if not rest_words else []
+    return out + _complete_params(session, registry, cmd, rest_words, current)
+
+
+def _command_words(registry: Registry, group: str, current: str) -> list[Candidate]:
+    out = []
+    summaries: dict[str, str] = {}
+    for c in registry.visible():
+        first = c.words[0]
+        if len(c.words) == 1:
+            summaries[first] = c.summary
+        else:
+            summaries.setdefault(first, f"{first} commands ({c.group})")
+    for name, summary in summaries.items():
+        if name.startswith(current):
+            out.append(Candidate(name, summary))
+    for alias, target in registry._aliases.items():
+        if " " not in alias and current and alias.startswith(current) and alias not in summaries:
+            out.append(Candidate(alias, f"= {target}"))
+    return sorted(out, key=lambda c: c.text)
+
+
+def _subcommand_words(registry: Registry, words: list[str], current: str) -> list[Candidate]:
+    prefix = " ".join(words)
+    out = []
+    for c in registry.subcommands(prefix):
+        rest = c.words[len(words):]
+        if rest and rest[0].startswith(current):
+            text = rest[0]
+            meta = c.summary if len(rest) == 1 else f"{prefix} {text} commands"
+            out.append(Candidate(text, meta))
+    return out
+
+
+def _complete_params(session, registry: Registry, cmd: Command, words: list[str],
+                     current: str) -> list[Candidate]:
+    scan = _scan(cmd, words)
+    if scan.pending is not None:
+        return type_candidates(scan.pending.type, current, session, scan.args,
+                               _fallback(scan.pending))
+    rest = cmd.rest_param()
+    if scan.rest_index is not None and rest is not None:
+        if scan.rest_index == 0:
+            return type_candidates(rest.type, current, session, scan.args,
+                                   "program" if current else "")
+        return [Candidate(t, m, "" if t.endswith("/") else " ") for t, m in complete_path(current)]
+    if current.startswith("-"):
+        return _options(cmd, scan, current)
+    out: list[Candidate] = []
+    slots = [p for p in cmd.params if p.kind in ("pos", "var")]
+    for p in _next_slots(slots, len(scan.positionals)):
+        if isinstance(p.type, CommandName):
+            out += _command_name_words(registry, words, current)
+        else:
+            out += type_candidates(p.type, current, session, scan.args, _fallback(p))
+    for p in cmd.params:
+        if p.kind == "kw" and p.keyword not in scan.keywords_used and p.keyword.startswith(current):
+            out.append(Candidate(p.keyword, f"{p.keyword} {p.metavar}: {p.help}".rstrip(": ")))
+    return out
+
+
+def _command_name_words(registry: Registry, words: list[str], current: str) -> list[Candidate]:
+    """`help net v` -> veth: complete command names word by word."""
+    typed = [w for w in words if not w.startswith("-")]
+    if not typed:
+        return _command_words(registry, "", current)
+    return _subcommand_words(registry, typed, current)
+
+
+def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
+    out = []
+    for p in cmd.params:
+        if p.kind not in ("opt", "flag"):
+            continue
+        if set(p.flags) & scan.options_used:
+            continue
+        for f in p.flags:
+            if f.startswith(current):
+                meta = p.help or ""
+                if p.kind == "opt":
+                    meta = f"{p.metavar}: {meta}" if meta else p.metavar
+                out.append(Candidate(f, meta))
+    return out
+
+
+# -- the hidden `nsshell --complete LINE` ---------------------------------------------------------
+
+def print_completions(session, line: str) -> int:
+    """One candidate a line, `WORD<TAB>DESCRIPTION`, for the shell completion scripts."""
+    import sys
+    result = complete_line(session, line)
+    for c in result.candidates:
+        meta = " ".join(c.meta.split())
+        sys.stdout.write(f"{c.text}\t{meta}\n" if meta else f"{c.text}\n")
+    sys.stdout.flush()
+    return 0
