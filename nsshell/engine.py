@@ -104,11 +104,18 @@ class Engine:
             cmd, used = found
             if cmd.params == [] and len(words) > used and self.registry.subcommands(cmd.name):
                 raise self._unknown(words)
-            kwargs = cmd.parse(words[used:], self.session)
+            args = words[used:]
+            as_json = False
+            if cmd.rest_param() is None and "--json" in args and cmd.option("--json") is None:
+                # `--json` after any command that shows data: JSON for this one command
+                args = [a for a in args if a != "--json"]
+                as_json = True
+            kwargs = cmd.parse(args, self.session)
             result = cmd.func(self.session, **kwargs)
             status = self._status(result)
             if result is not None and not isinstance(result, Status):
-                self.renderer.show(result if isinstance(result, Result) else _wrap(result))
+                self.renderer.show(result if isinstance(result, Result) else _wrap(result),
+                                   as_json=as_json)
         except ExitRequest:
             raise
         except NsshellError as e:

@@ -62,10 +62,10 @@ class Renderer:
 
     # -- results --------------------------------------------------------------------
 
-    def show(self, result: Result) -> None:
+    def show(self, result: Result, as_json: bool = False) -> None:
         if isinstance(result, Status):
             return
-        if self.mode == "json":
+        if self.mode == "json" or as_json:
             self.out.write(json.dumps(jsonable(result.json()), indent=2) + "\n")
         elif self.mode == "rich":
             self._rich(result)

@@ -1,8 +1,11 @@
 """The workbench as an unprivileged user (uid 65534), through user namespaces."""
 
 import os
+import shutil
 import socket
 import tempfile
+
+import pytest
 
 
 def test_rootless_seed_scenario(rootless):
@@ -69,3 +72,41 @@ def test_rootless_cannot_join_roots_namespaces(rootless):
     assert d.rc == 1
     assert "permission denied" in d.err
     assert len(d.err.splitlines()) == 1
+
+
+@pytest.fixture
+def subids():
+    """Subordinate ranges for uid 65534 in /etc/subuid and /etc/subgid, restored afterwards."""
+    saved = {}
+    for path in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(path) as f:
+                saved[path] = f.read()
+        except FileNotFoundError:
+            saved[path] = None
+        with open(path, "a") as f:
+            f.write("nobody:300000:65536\n")
+    yield
+    for path, text in saved.items():
+        if text is None:
+            os.unlink(path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+
+
+def test_rootless_map_auto_through_newuidmap(rootless, subids):
+    if not shutil.which("newuidmap"):
+        pytest.skip("newuidmap missing (package uidmap)")
+    d = rootless("-c", "new user+mnt; map auto; run cat /proc/self/uid_map /proc/self/gid_map; run id -u")
+    assert d.rc == 0, d
+    rows = [line.split() for line in d.out.splitlines() if line.strip()[:1].isdigit()]
+    assert rows == [["0", "65534", "1"], ["1", "300000", "65536"]] * 2 + [["0"]]
+
+
+def test_map_auto_without_subids_says_how(rootless):
+    if os.path.exists("/etc/subuid") and "nobody" in open("/etc/subuid").read():
+        pytest.skip("uid 65534 has subordinate ids here")
+    d = rootless("-c", "new user; map auto")
+    assert d.rc == 1
+    assert "no subordinate uids in /etc/subuid" in d.err and "usermod" in d.err
