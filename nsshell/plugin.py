@@ -20,7 +20,7 @@ from __future__ import annotations
 from .core.handle import Handle, NsSet
 from .core.spawn import Entry, Handoff, call as call_in
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
-from .kernel import nstypes
+from .kernel import nstypes, syscalls  # syscalls: mount, umount2, pivot_root, ioctl_ns...
 from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Node, Record, Status, Table, Tree
 from .types import (Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Seconds, Word,
@@ -30,5 +30,5 @@ __all__ = [
     "Annotated", "Kw", "Opt", "Rest", "Choice", "Int", "NsType", "NsTypes", "ParamType", "Path",
     "Pid", "Ref", "Seconds", "Word", "complete_path", "Message", "Record", "Table", "Tree", "Node",
     "Diff", "Status", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
-    "Handle", "NsSet", "Entry", "Handoff", "call_in", "nstypes",
+    "Handle", "NsSet", "Entry", "Handoff", "call_in", "nstypes", "syscalls",
 ]
