@@ -111,9 +111,9 @@ def help_(sh, topic: Annotated[list, CommandName()] = None):
     if found is None or found[1] != len(topic):
         subs = REGISTRY.subcommands(" ".join(topic))
         if subs:
-            return Message("\n\n".join(command_help(c) for c in subs))
+            return Message("\n\n".join(command_help(c, REGISTRY) for c in subs))
         raise UsageError(f"no command {' '.join(topic)!r}", "`help` lists the commands")
-    return Message(command_help(found[0]))
+    return Message(command_help(found[0], REGISTRY))
 
 
 @command("exit", aliases=("quit",))

@@ -1,0 +1,176 @@
+"""The REPL: a prompt_toolkit PromptSession loop whose every line goes to engine.run_line.
+
+No command logic lives here: the prompt shows the context, a bottom toolbar shows
+the context, the current user namespace's uid mapping and the last status, Tab
+completes from the registry (nsshell.complete), history is kept in
+$XDG_STATE_HOME/nsshell/history and suggested while typing (Right arrow takes
+the suggestion), Ctrl-R searches it.  Ctrl-C clears the line, Ctrl-D leaves with
+status 0, `exit N` with N.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.styles import Style
+
+from ..errors import ExitRequest
+from .completer import NsCompleter
+
+STYLE = Style.from_dict({
+    "prompt.context": "ansicyan bold",
+    "prompt.host": "ansigreen bold",
+    "prompt.mark": "",
+    "bottom-toolbar": "noreverse bg:ansibrightblack fg:ansiwhite",
+    "bottom-toolbar.key": "bold",
+    "bottom-toolbar.ok": "fg:ansibrightgreen",
+    "bottom-toolbar.bad": "fg:ansibrightred bold",
+})
+
+
+def history_path() -> str:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "nsshell", "history")
+
+
+def open_history(path: str | None = None) -> tuple[History, str | None]:
+    """FileHistory at PATH (its folder made 0700), or an in-memory one and why not."""
+    path = path or history_path()
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(path, "a"):
+            pass
+        return FileHistory(path), None
+    except OSError as e:
+        return InMemoryHistory(), f"history is not kept: {path}: {e.strerror}"
+
+
+class UserMapView:
+    """'uid 0->1000' for the context's user namespace, cached: a written map never changes."""
+
+    def __init__(self, session):
+        self.session = session
+        self._cache: dict = {}
+
+    def text(self) -> str:
+        s = self.session
+        try:
+            if s.is_host("user"):
+                return "uid " + _format_map(_read_map("/proc/self/uid_map"))
+            h = s.context["user"]
+            key = h.nsid
+            if key not in self._cache:
+                from ..core import mapping
+                maps = mapping.read_maps_in_child(h.fd)
+                ranges = [(r["inside"], r["outside"], r["count"]) for r in maps["uid_map"]]
+                if not ranges:
+                    return "uid unmapped (ids show as 65534)"
+                self._cache[key] = "uid " + _format_map(ranges)
+            return self._cache[key]
+        except Exception:  # noqa: BLE001 - the toolbar must never break the prompt
+            return "uid ?"
+
+
+def _read_map(path: str) -> list[tuple[int, int, int]]:
+    with open(path) as f:
+        return [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+
+
+def _format_map(ranges) -> str:
+    if not ranges:
+        return "unmapped"
+    parts = []
+    for inside, outside, count in ranges[:3]:
+        if count >= 4294967295 and inside == outside == 0:
+            parts.append("all (identity)")
+        elif count == 1:
+            parts.append(f"{inside}->{outside}")
+        else:
+            parts.append(f"{inside}-{inside + count - 1}->{outside}-{outside + count - 1}")
+    if len(ranges) > 3:
+        parts.append("...")
+    return ", ".join(parts)
+
+
+class Repl:
+    def __init__(self, engine, *, input=None, output=None, history: History | None = None):
+        self.engine = engine
+        self.session = engine.session
+        self.usermap = UserMapView(self.session)
+        self.map_text = ""
+        note = None
+        if history is None:
+            history, note = open_history()
+        if note:
+            engine.renderer.warn(note)
+        self.prompt_session = PromptSession(
+            message=self.message,
+            bottom_toolbar=self.toolbar,
+            completer=NsCompleter(self.session),
+            complete_while_typing=False,
+            auto_suggest=AutoSuggestFromHistory(),
+            history=history,
+            enable_history_search=False,
+            style=STYLE,
+            input=input,
+            output=output,
+            include_default_pygments_style=False,
+        )
+        self.refresh()
+
+    def refresh(self) -> None:
+        """What the toolbar shows, computed once a command has run (not at every redraw)."""
+        self.map_text = self.usermap.text()
+
+    def message(self):
+        label = self.session.context_label()
+        style = "class:prompt.host" if label == "host" else "class:prompt.context"
+        return FormattedText([(style, label), ("class:prompt.mark", "> ")])
+
+    def toolbar(self):
+        s = self.session
+        status = s.last_status
+        parts = [("class:bottom-toolbar.key", " context "), ("", s.context_label()),
+                 ("", "  |  "), ("", self.map_text), ("", "  |  "),
+                 ("class:bottom-toolbar.key", "status "),
+                 ("class:bottom-toolbar.ok" if status == 0 else "class:bottom-toolbar.bad", str(status)),
+                 ("", "  |  Tab completes, Ctrl-R searches, Ctrl-D leaves ")]
+        return FormattedText(parts)
+
+    def run(self) -> int:
+        while True:
+            try:
+                text = self.prompt_session.prompt()
+            except KeyboardInterrupt:
+                continue          # Ctrl-C at the prompt: a fresh line
+            except EOFError:
+                return 0          # Ctrl-D
+            if not text.strip():
+                continue
+            try:
+                self.engine.run_line(text)
+            except ExitRequest as e:
+                return e.status
+            except KeyboardInterrupt:
+                self.session.last_status = 130
+            finally:
+                _flush()
+            self.refresh()
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def run_repl(engine, *, input=None, output=None, history: History | None = None) -> int:
+    """The interactive loop; returns the exit status."""
+    return Repl(engine, input=input, output=output, history=history).run()
