@@ -1,21 +1,512 @@
-"""Finding namespaces on the system (the discovery issue grows this into `ls`)."""
+"""Every namespace on the system, and what keeps each one alive.
+
+One pass over /proc finds what lsns finds (the namespaces processes are in,
+with the number of processes, the lowest pid, its user and command) and also
+what lsns misses: namespaces kept only by an open fd of some process
+(/proc/PID/fd/* that are nsfs files), by a thread whose namespaces differ
+from its process's (/proc/PID/task/TID/ns), by a bind mount in any mount
+namespace (nsfs entries of /proc/PID/mountinfo, one process per mount
+namespace), by a socket created in another network namespace (SIOCGSKNS on
+socket fds), and the session's own handles.
+
+This is the hot path of `ls`: it uses os.listdir/os.stat/os.readlink on /proc
+directly and imports nothing heavy.  Processes that exit during the scan and
+files that cannot be read (rootless) are skipped, never an error.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import fcntl
 import os
+import stat as _stat
+from typing import Callable, Iterable
 
+from ..kernel import nstypes
 from ..kernel.nstypes import NsType
+
+# How a namespace is held, in the order `ls` lists them.
+KINDS = ("process", "thread", "fd", "mount", "socket", "session")
+
+SIOCGSKNS = 0x894C
+_NR_PIDFD_OPEN = 434
+_NR_PIDFD_GETFD = 438          # same number on x86_64 and aarch64
+
+# Extension hook for persisted names (the persist module adds itself here):
+# each callable gets the session (or None) and yields (type name, inode, name).
+NAME_SOURCES: list[Callable[[object], Iterable[tuple[str, int, str]]]] = []
+
+_PERSIST_ROOT = "/run/nsshell/"
+_NETNS_ROOT = "/run/netns/"
+
+
+class NsInfo:
+    """One namespace found by a scan."""
+
+    __slots__ = ("type", "ino", "dev", "nprocs", "pid", "uid", "pids", "kinds", "holders",
+                 "names", "paths")
+
+    def __init__(self, type_: str, ino: int, dev: int = 0):
+        self.type = type_
+        self.ino = ino
+        self.dev = dev
+        self.nprocs = 0
+        self.pid: int | None = None        # lowest pid of a process in it
+        self.uid: int | None = None        # owner of /proc/PID (as lsns)
+        self.pids: list[int] = []
+        self.kinds: set[str] = set()
+        self.holders: list[dict] = []      # fd, thread, mount, socket, session details
+        self.names: list[str] = []
+        self.paths: list[str] = []         # where it can be opened from
+
+    @property
+    def label(self) -> str:
+        return f"{self.type}:[{self.ino}]"
+
+    def held(self) -> list[str]:
+        return [k for k in KINDS if k in self.kinds]
+
+    def add_name(self, name: str) -> None:
+        if name not in self.names:
+            self.names.append(name)
+
+    def __repr__(self) -> str:
+        return f"<NsInfo {self.label} {','.join(self.held())} nprocs={self.nprocs}>"
+
+
+class Scan:
+    """The result of one pass: namespaces by (type, inode)."""
+
+    def __init__(self) -> None:
+        self.namespaces: dict[tuple[str, int], NsInfo] = {}
+        self.skipped: int = 0            # processes we could not read (rootless)
+
+    def get(self, type_: str, ino: int) -> NsInfo | None:
+        return self.namespaces.get((type_, ino))
+
+    def _add(self, type_: str, ino: int, dev: int = 0) -> NsInfo:
+        key = (type_, ino)
+        info = self.namespaces.get(key)
+        if info is None:
+            info = self.namespaces[key] = NsInfo(type_, ino, dev)
+        elif dev and not info.dev:
+            info.dev = dev
+        return info
+
+    def sorted(self) -> list[NsInfo]:
+        """lsns's order: by inode."""
+        return sorted(self.namespaces.values(), key=lambda i: (i.ino, i.type))
+
+    def of_type(self, type_: str) -> list[NsInfo]:
+        return [i for i in self.sorted() if i.type == type_]
+
+
+# --- small readers -------------------------------------------------------------------
+
+_users: dict[int, str] = {}
+
+
+def user_name(uid: int | None) -> str | None:
+    """The name of UID as lsns prints it (the number when there is no passwd entry)."""
+    if uid is None:
+        return None
+    name = _users.get(uid)
+    if name is None:
+        try:
+            import pwd
+            name = pwd.getpwuid(uid).pw_name
+        except (KeyError, ImportError):
+            name = str(uid)
+        _users[uid] = name
+    return name
+
+
+def _proc_text(pid: int, name: str) -> str | None:
+    """lsns's proc_file_strdup: NULs become spaces, the last byte is dropped."""
+    try:
+        fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        chunks, size = [], 0
+        while size < 8192:
+            b = os.read(fd, 8192 - size)
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if not data:
+        return None
+    return data.replace(b"\0", b" ")[:-1].decode("utf-8", "replace")
+
+
+def command_of(pid: int | None) -> str | None:
+    """The command line of PID as lsns shows it (its comm when the cmdline is empty)."""
+    if pid is None:
+        return None
+    return _proc_text(pid, "cmdline") or _proc_text(pid, "comm")
+
+
+def _unescape(path: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in path:
+        return path
+    out, i = [], 0
+    while i < len(path):
+        c = path[i]
+        if c == "\\" and path[i + 1:i + 4].isdigit():
+            out.append(chr(int(path[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _parse_ref(text: str) -> tuple[str, int] | None:
+    """'net:[4026532]' -> ('net', 4026532)."""
+    head, sep, tail = text.partition(":[")
+    if not sep or not tail.endswith("]") or head not in nstypes.BY_NAME:
+        return None
+    try:
+        return head, int(tail[:-1])
+    except ValueError:
+        return None
+
+
+_libc = None
+
+
+def _pidfd_getfd(pid: int, fd: int) -> int:
+    """A copy of PID's file descriptor FD (pidfd_getfd(2)); OSError when not allowed."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.syscall.restype = ctypes.c_long
+    pidfd = _libc.syscall(_NR_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0))
+    if pidfd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    try:
+        got = _libc.syscall(_NR_PIDFD_GETFD, ctypes.c_int(pidfd), ctypes.c_int(fd),
+                            ctypes.c_uint(0))
+        if got < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        return got
+    finally:
+        os.close(pidfd)
+
+
+def socket_netns(pid: int, fd: int) -> int:
+    """An fd on the network namespace a socket (fd FD of PID) was created in."""
+    sfd = _pidfd_getfd(pid, fd)
+    try:
+        return fcntl.ioctl(sfd, SIOCGSKNS)
+    finally:
+        os.close(sfd)
+
+
+# --- the scan ------------------------------------------------------------------------
+
+def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = True,
+         threads: bool = True, mounts: bool = True, sockets: bool = True) -> Scan:
+    """Every namespace of TYPES (default all) on the system, with its holders."""
+    types = tuple(types) if types is not None else nstypes.ALL
+    wanted = tuple((t.name, f"ns/{t.proc}") for t in types)
+    names = {t.name for t in types}
+    result = Scan()
+    nss = result.namespaces
+    add = result._add
+    me = os.getpid() if session is not None else -1
+    stat = os.stat
+    listdir = os.listdir
+    readlink = os.readlink
+    O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    mnt_pids: dict[int, list[int]] = {}
+    want_mnt_for_scan = mounts
+    sockets_seen: set[str] = set()
+    want_net_sockets = sockets and "net" in names
+
+    try:
+        proc_fd = os.open("/proc", O_DIR)
+    except OSError:
+        return result
+    try:
+        entries = listdir(proc_fd)
+        for name in entries:
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            try:
+                dfd = os.open(name, O_DIR, dir_fd=proc_fd)
+            except OSError:
+                continue  # exited
+            try:
+                try:
+                    uid = os.fstat(dfd).st_uid
+                except OSError:
+                    continue
+                own: dict[str, int] = {}
+                for tname, rel in wanted:
+                    try:
+                        st = stat(rel, dir_fd=dfd)
+                    except OSError:
+                        continue  # EACCES (not ours), ENOENT (exited, or no such type)
+                    ino = st.st_ino
+                    own[tname] = ino
+                    key = (tname, ino)
+                    info = nss.get(key)
+                    if info is None:
+                        info = nss[key] = NsInfo(tname, ino, st.st_dev)
+                    info.nprocs += 1
+                    info.pids.append(pid)
+                    if info.pid is None or pid < info.pid:
+                        info.pid = pid
+                        info.uid = uid
+                    info.kinds.add("process")
+                if not own:
+                    result.skipped += 1
+                if "mnt" in own and want_mnt_for_scan:
+                    mnt_pids.setdefault(own["mnt"], []).append(pid)
+                if threads and own:
+                    try:
+                        nthreads = os.stat("task", dir_fd=dfd).st_nlink - 2
+                    except OSError:
+                        nthreads = 1
+                    if nthreads > 1:
+                        _scan_threads(result, pid, dfd, wanted, own)
+                if fds and pid != me:
+                    try:
+                        fdnames = listdir(f"/proc/{name}/fd")
+                    except OSError:
+                        fdnames = ()
+                    for fdname in fdnames:
+                        try:
+                            target = readlink(f"fd/{fdname}", dir_fd=dfd)
+                        except OSError:
+                            continue
+                        c = target[:1]
+                        if c == "/" or c == "p" or c == "a":   # files, pipes, anon_inode
+                            continue
+                        if target.startswith("socket:["):
+                            if want_net_sockets and target not in sockets_seen:
+                                sockets_seen.add(target)
+                                _scan_socket(result, pid, int(fdname), own.get("net"))
+                            continue
+                        ref = _parse_ref(target)
+                        if ref is None or ref[0] not in names:
+                            continue
+                        info = add(ref[0], ref[1])
+                        info.kinds.add("fd")
+                        info.holders.append({"kind": "fd", "pid": pid, "fd": int(fdname)})
+                        info.paths.append(f"/proc/{pid}/fd/{fdname}")
+            finally:
+                os.close(dfd)
+    finally:
+        os.close(proc_fd)
+
+    if mounts:
+        _scan_mounts(result, mnt_pids, names)
+    if session is not None:
+        _session_holders(result, session, names)
+    for source in NAME_SOURCES:
+        try:
+            for tname, ino, nm in source(session):
+                info = result.get(tname, ino)
+                if info is not None:
+                    info.add_name(nm)
+        except Exception:  # noqa: BLE001 - a broken hook must not break ls
+            continue
+    return result
+
+
+def _scan_threads(result: Scan, pid: int, dfd: int, wanted, own: dict[str, int]) -> None:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        if tid == str(pid):
+            continue
+        for tname, rel in wanted:
+            try:
+                st = os.stat(f"/proc/{pid}/task/{tid}/{rel}")
+            except OSError:
+                continue
+            if own.get(tname) == st.st_ino:
+                continue
+            info = result._add(tname, st.st_ino, st.st_dev)
+            info.kinds.add("thread")
+            info.holders.append({"kind": "thread", "pid": pid, "tid": int(tid)})
+            info.paths.append(f"/proc/{pid}/task/{tid}/{rel}")
+
+
+def _scan_socket(result: Scan, pid: int, fd: int, own_net: int | None) -> None:
+    try:
+        nfd = socket_netns(pid, fd)
+    except OSError:
+        return  # not allowed (rootless), gone, or not a socket any more
+    try:
+        st = os.fstat(nfd)
+    except OSError:
+        return
+    finally:
+        os.close(nfd)
+    if st.st_ino == own_net:
+        info = result.get("net", st.st_ino)
+        if info is not None and "process" in info.kinds:
+            return
+    info = result._add("net", st.st_ino, st.st_dev)
+    info.kinds.add("socket")
+    info.holders.append({"kind": "socket", "pid": pid, "fd": fd})
+
+
+def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]) -> None:
+    """nsfs bind mounts in every mount namespace a process is in."""
+    seen: set[tuple[int, str]] = set()
+    for mnt_ino, pids in mnt_pids.items():
+        data = None
+        for pid in pids[:4]:
+            try:
+                with open(f"/proc/{pid}/mountinfo", "rb") as f:
+                    data = f.read()
+                break
+            except OSError:
+                continue
+        if not data or b" - nsfs " not in data:
+            continue
+        for raw in data.split(b"\n"):
+            if b" - nsfs " not in raw:
+                continue
+            fields = raw.decode("utf-8", "surrogateescape").split(" ")
+            ref = _parse_ref(fields[3])
+            if ref is None or ref[0] not in names:
+                continue
+            mp = _unescape(fields[4])
+            major, _, minor = fields[2].partition(":")
+            info = result._add(ref[0], ref[1], os.makedev(int(major), int(minor)))
+            info.kinds.add("mount")
+            if (ref[1], mp) not in seen:
+                seen.add((ref[1], mp))
+                info.holders.append({"kind": "mount", "path": mp, "mnt": f"mnt:[{mnt_ino}]",
+                                     "pid": pid})
+                _name_from_mount(info, mp)
+            info.paths.append(f"/proc/{pid}/root{mp}")
+
+
+def _name_from_mount(info: NsInfo, mp: str) -> None:
+    """Persisted names: /run/netns/NAME (ip netns) and /run/nsshell/NAME/TYPE."""
+    if mp.startswith(_NETNS_ROOT) and info.type == "net":
+        rest = mp[len(_NETNS_ROOT):]
+        if rest and "/" not in rest:
+            info.add_name(rest)
+    elif mp.startswith(_PERSIST_ROOT):
+        rest = mp[len(_PERSIST_ROOT):].split("/")
+        if len(rest) == 2 and rest[0]:
+            info.add_name(rest[0])
+
+
+def _session_holders(result: Scan, session, names: set[str]) -> None:
+    """The session's own handles, named sets and persisted names."""
+    seen: set[tuple[str, int, str | None]] = set()
+    for setname, h in session.held():
+        if h.closed or h.type.name not in names:
+            continue
+        key = (h.type.name, h.nsid.ino, setname)
+        if key in seen:
+            continue
+        seen.add(key)
+        info = result._add(h.type.name, h.nsid.ino, h.nsid.dev)
+        info.kinds.add("session")
+        info.holders.append({"kind": "session", "name": setname, "fd": h.fd})
+        info.paths.append(f"/proc/self/fd/{h.fd}")
+        if setname and setname in session.sets:
+            info.add_name(setname)
+    for setname, s in session.sets.items():
+        persisted = getattr(s, "persisted", None)
+        if persisted:
+            for t, h in s.handles.items():
+                info = result.get(t, h.nsid.ino)
+                if info is not None:
+                    info.add_name(setname)
+    host = getattr(session, "host", None)
+    if host is not None:
+        for t, h in host.handles.items():
+            info = result.get(t, h.nsid.ino)
+            if info is not None:
+                info.add_name("host")
+
+
+# --- opening what a scan found -------------------------------------------------------
+
+def open_info(info: NsInfo) -> int:
+    """An O_CLOEXEC fd on a namespace a scan found; OSError if it is out of reach."""
+    last: OSError | None = None
+    t = nstypes.get(info.type)
+    for pid in info.pids[:3]:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/{t.proc}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            last = e
+            continue
+        if os.fstat(fd).st_ino == info.ino:
+            return fd
+        os.close(fd)
+    for path in info.paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            last = e
+            continue
+        st = os.fstat(fd)
+        if st.st_ino == info.ino and _stat.S_ISREG(st.st_mode):
+            return fd
+        os.close(fd)
+    for h in info.holders:
+        if h["kind"] == "socket":
+            try:
+                fd = socket_netns(h["pid"], h["fd"])
+            except OSError as e:
+                last = e
+                continue
+            if os.fstat(fd).st_ino == info.ino:
+                return fd
+            os.close(fd)
+    raise last or OSError(errno.ENOENT, f"{info.label} is no longer reachable")
 
 
 def path_for(t: NsType, ino: int) -> str | None:
-    """A /proc path through which the namespace TYPE:[INO] can be opened, or None."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        path = f"/proc/{entry.name}/ns/{t.proc}"
+    """A path through which the namespace TYPE:[INO] can be opened, or None."""
+    found = scan((t,), sockets=False).get(t.name, ino)
+    if found is None:
+        return None
+    candidates = [f"/proc/{p}/ns/{t.proc}" for p in found.pids[:3]] + found.paths
+    for path in candidates:
         try:
             if os.stat(path).st_ino == ino:
                 return path
         except OSError:
             continue
     return None
+
+
+def processes_in(t: NsType, ino: int) -> list[int]:
+    """Pids of the processes in namespace TYPE:[INO] (a quick single-type pass)."""
+    out = []
+    rel = t.proc
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}/ns/{rel}").st_ino == ino:
+                out.append(int(name))
+        except OSError:
+            continue
+    return sorted(out)
