@@ -57,15 +57,17 @@ class Engine:
     def run_line(self, line: str, where: str | None = None) -> int:
         """Run every command of LINE; with errexit, stop at the first failure.
         Returns the status of the first failing command, or 0."""
-        try:
-            commands = lexer.split(self._expand(line))
-        except NsshellError as e:
-            self.report(e, where, None)
-            self.session.last_status = e.status
-            return e.status
         first_failure = 0
-        for words in commands:
-            status = self.run_words(words, where)
+        for segment in lexer.segments(line):
+            try:
+                commands = lexer.split(self._expand(segment))
+            except NsshellError as e:
+                self.report(e, where, None)
+                self.session.last_status = e.status
+                return first_failure or e.status
+            if not commands:
+                continue
+            status = self.run_words(commands[0], where)
             if status and not first_failure:
                 first_failure = status
                 if self.session.get("errexit"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 from typing import Callable, Iterable
 
 from . import progress
@@ -19,6 +20,10 @@ from .kernel import nstypes
 from .kernel.nstypes import NsType
 
 Resolver = Callable[["Session", str], "NsSet | None"]
+
+# Called with every new Session at the end of its __init__ (plugins add settings and
+# resolvers here; the loader wraps each so that none raises); see nsshell/plugin.py.
+INIT_HOOKS: list[Callable[["Session"], None]] = []
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 RESERVED = {"host", "all", "as", "via", "default"} | set(nstypes.NAMES) | set(nstypes.ALIASES)
@@ -58,6 +63,8 @@ class Session:
                          "stop a batch at the first failing command")
         self.add_setting("root", True, _bool,
                          "become root (if mapped) when entering a user namespace, as nsenter does")
+        for hook in INIT_HOOKS:
+            hook(self)
 
     # -- settings ---------------------------------------------------------------
 
@@ -280,6 +287,13 @@ class Session:
         return None
 
     def close_all(self) -> None:
+        for job in self.jobs:  # stopped programs: hang up and continue them, as bash does
+            for sig in (signal.SIGHUP, signal.SIGCONT):
+                try:
+                    os.killpg(job.pid, sig)
+                except OSError:
+                    pass
+        self.jobs.clear()
         for name in list(self.sets):
             self.drop_set(name)
         self.leave()

@@ -208,7 +208,7 @@ def test_help(nsshell):
     r = nsshell("-c", "help")
     assert r.rc == 0 and "join" in r.out and "map root" in r.out
     r = nsshell("-c", "help new")
-    assert r.rc == 0 and "usage: new TYPES" in r.out and "new user+mnt" in r.out
+    assert r.rc == 0 and "new TYPES [as NAME]" in r.out and "new user+mnt" in r.out
 
 
 def test_work_after_threads_started(shell, capfd):

@@ -76,3 +76,11 @@ def test_joined_process_namespaces_match(nsshell):
     for ns in seen:
         assert ns in d.out.split("NAME")[1], ns
     assert all(ns != os.readlink(f"/proc/self/ns/{ns.split(':')[0]}") for ns in seen)
+
+
+def test_set_root_off_keeps_the_callers_ids(nsshell):
+    d = nsshell("-c", "new user; map 0 0 1 1000 1000 1; run id -u; set root off; run id -u")
+    assert d.rc == 0, d
+    assert d.out.splitlines()[-2:] == ["0", "0"]
+    d = nsshell("-c", "new user; map 0 1000 1; set root off; run id -u")
+    assert d.out.splitlines()[-1] == "65534"  # root of the host is not mapped: overflow id

@@ -14,7 +14,7 @@ from ..types import Path, ProgramName
 def _run(sh, argv: list[str]) -> Status:
     status, job = spawn.run_program(
         sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
-        fork_after=sh.needs_fork_after(), terminal=sh.terminal)
+        fork_after=sh.needs_fork_after(), terminal=sh.terminal, root=sh.get("root"))
     if job is not None:
         sh.jobs.append(job)
         sh.engine.renderer.warn(f"{argv[0]} (pid {job.pid}) stopped; `fg` resumes it")

@@ -70,12 +70,25 @@ def _create_in_child(types: Sequence[NsType], opts: CreateOptions, lifeline: int
     return spawn.Handoff(names, fds)
 
 
+def _current_userns() -> str:
+    try:
+        return os.readlink("/proc/self/ns/user")
+    except OSError:
+        return "the current user namespace"
+
+
 def _unshare_error(err: OSError, types: Sequence[NsType]) -> KernelError:
     what = f"creating {'+'.join(t.name for t in types)} namespaces"
     if err.errno == 1 and nstypes.USER not in types:
         return from_oserror(err, what, "creating namespaces other than user needs CAP_SYS_ADMIN "
-                            "in the current user namespace; create a user namespace with them "
+                            f"in the current user namespace ({_current_userns()}, where uid "
+                            f"{os.geteuid()} lacks it); create a user namespace with them "
                             f"(`new user+{'+'.join(t.name for t in types)}`)")
+    if err.errno == 1:
+        return from_oserror(err, what, "creating a user namespace was refused: see "
+                            "/proc/sys/kernel/unprivileged_userns_clone, /proc/sys/user/"
+                            "max_user_namespaces, or a seccomp/AppArmor policy; a chrooted or "
+                            "threaded caller is refused too")
     if err.errno == 28:
         return from_oserror(err, what, "a namespace limit was reached "
                             "(/proc/sys/user/max_*_namespaces) or user namespaces nest 32 deep")

@@ -396,7 +396,8 @@ def _relay(child: int) -> None:
 
 
 def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str],
-                cwd: str | None, fork_after: bool, terminal: Terminal) -> tuple[int, Job | None]:
+                cwd: str | None, fork_after: bool, terminal: Terminal,
+                root: bool = True) -> tuple[int, Job | None]:
     """Run ARGV inside ENTRIES, in the foreground; return (status, stopped job or None).
 
     The program gets its own process group and the terminal, so Ctrl-C and
@@ -410,7 +411,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             os.setpgid(0, 0)
             terminal.give(os.getpid())
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            enter(entries)
+            enter(entries, root=root)
             if cwd is not None:
                 try:
                     os.chdir(cwd)
