@@ -238,6 +238,13 @@ def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
     except EOFError as e:
         _wait(pid)
         raise HelperCrash(f"a helper died: {e}") from None
+    except BaseException:  # e.g. Ctrl-C while waiting: leave no helper behind
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _wait(pid)
+        raise
     finally:
         parent_sock.close()
     _wait(pid)
