@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import traceback
 
 from . import lexer
 from .errors import EXIT_USAGE, ExitRequest, NsshellError, UsageError
@@ -128,6 +127,7 @@ class Engine:
             status = 130
         except Exception as e:  # noqa: BLE001 - a bug must not take the shell down
             if self.debug:
+                import traceback
                 traceback.print_exc()
             self.renderer.error(self._prefix(where, cmd) +
                                 f"internal error: {type(e).__name__}: {e}; hint: run with "
@@ -161,6 +161,7 @@ class Engine:
 
     def report(self, e: NsshellError, where: str | None, cmd) -> None:
         if self.debug:
+            import traceback
             traceback.print_exc()
         self.renderer.error(self._prefix(where, cmd) + str(e))
 

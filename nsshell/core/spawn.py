@@ -10,14 +10,10 @@ inside, pidfds).
 
 from __future__ import annotations
 
-import array
 import os
-import pickle
 import select
 import signal
-import socket
 import struct
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -136,6 +132,9 @@ _HDR = struct.Struct("=Q")
 
 
 def _send(sock: socket.socket, obj: Any, fds: Sequence[int] = ()) -> None:
+    import array
+    import pickle
+    import socket
     payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     hdr = _HDR.pack(len(payload))
     if fds:
@@ -146,6 +145,9 @@ def _send(sock: socket.socket, obj: Any, fds: Sequence[int] = ()) -> None:
 
 
 def _recv(sock: socket.socket, maxfds: int = 253) -> tuple[Any, list[int]]:
+    import array
+    import pickle
+    import socket
     fds = array.array("i")
     hdr, anc, _flags, _addr = sock.recvmsg(_HDR.size, socket.CMSG_SPACE(maxfds * fds.itemsize),
                                            socket.MSG_CMSG_CLOEXEC)
@@ -169,6 +171,8 @@ def _recv(sock: socket.socket, maxfds: int = 253) -> tuple[Any, list[int]]:
 
 def _portable(exc: BaseException) -> BaseException:
     """An exception that survives pickling back to the shell."""
+    import pickle
+    import traceback
     if isinstance(exc, NsshellError):
         try:
             pickle.dumps(exc)
@@ -208,6 +212,7 @@ def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
     grandchild, so that it is inside PID and time namespaces too (they apply
     to children only).  Errors raised by fn are raised here.
     """
+    import socket  # here, not at the top: a batch that forks no helper starts faster
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:  # child: never return
@@ -379,6 +384,7 @@ def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as err:
+        import pickle
         try:
             os.write(errpipe, pickle.dumps(("exec", err.errno, argv[0])))
         finally:
@@ -410,6 +416,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     The program gets its own process group and the terminal, so Ctrl-C and
     Ctrl-Z reach it and not the shell.  Status is 128+N when killed by signal N.
     """
+    import pickle
     errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:

@@ -6,12 +6,22 @@ Every wrapper raises OSError(errno) on failure, like the os module does.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+def _load_libc() -> ctypes.CDLL:
+    # Not ctypes.util.find_library first: it runs `ldconfig -p` in a subprocess,
+    # which cost every start-up several milliseconds (see bench/README.md).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+        return ctypes.CDLL(find_library("c"), use_errno=True)
+
+
+_libc = _load_libc()
 
 # x86_64 / aarch64 syscall numbers of calls glibc 2.36 may not wrap.
 _NR = {
