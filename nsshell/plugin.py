@@ -1,34 +1,221 @@
 """The plugin API: everything a plugin may use, and nothing else.
 
-A plugin is a module (or package) with a `register(api)` function, found through
-the entry-point group `nsshell.plugins` or as a file in the user plugin folder
-($XDG_CONFIG_HOME/nsshell/plugins/).  It declares commands exactly as built-ins
-are declared, so help, completion, the man page and completion scripts cover
-them with no extra work.
+A plugin is a module (or package) found through the entry-point group
+`nsshell.plugins` (the entry point's name is the plugin's name) or as a `*.py`
+file or a package in the user plugin folder ($XDG_CONFIG_HOME/nsshell/plugins/,
+default ~/.config/nsshell/plugins/; the file or folder name is the plugin's
+name).  If it has a `register(api)` function, the loader calls it with a
+`PluginAPI`; commands may also be declared at import time with the module-level
+`command` decorator.  A plugin's commands are grouped under its name, so
+help, completion, the man page and the completion scripts cover them with no
+extra work.  A plugin that fails to import or register gives one warning line
+and is listed by `plugins` with the reason; nothing it registered stays.
 
-    from nsshell.plugin import Annotated, Ref, command, Message
+    from nsshell.plugin import Annotated, Message, Ref
 
     def register(api):
         @api.command("hello world")
         def hello(sh, ref: Annotated[object, Ref()]):
-            '''Say hello to a namespace set.'''
+            '''Say hello to a namespace set.
+
+            Arguments:
+              ref: the set to greet
+            '''
             return Message(f"hello {ref.label}")
+
+What a plugin can do (see docs/plugins.md):
+- commands: `api.command(NAME)` / `command(NAME)`, declared exactly as built-ins
+  (typed parameters, `Annotated[..., TypeObj(), Kw("via")/Opt("-u")/Rest()]`,
+  docstring sections Arguments/Options/Examples);
+- parameter types: subclass `ParamType` (parse + complete); `complete` may take
+  a keyword `args` (the words typed so far, by parameter name) to complete from
+  the namespace named earlier on the line;
+- sessions: `api.on_session(fn)` runs fn(session) for every new session (add a
+  setting with `session.add_setting`, a REF resolver to `session.resolvers`);
+- namespace state for `show`/`diff`: `api.state_reader(TYPE, NAME)(fn)`;
+- resources bound to a namespace: `HandleCache` (closed with the handle), and
+  `socket_in(handle, family, type)` for a socket created inside a network
+  namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces.
+
+Keep import time small: import heavy libraries inside command bodies.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+from .core.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.handle import Handle, NsSet
+from .core.nssocket import socket_in
 from .core.spawn import Entry, Handoff, call as call_in
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
 from .kernel import nstypes, syscalls  # syscalls: mount, umount2, pivot_root, ioctl_ns...
+from .registry import REGISTRY as _REGISTRY
 from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Node, Record, Status, Table, Tree
 from .types import (Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Seconds, Word,
                     complete_path)
 
+API_VERSION = 1
+
 __all__ = [
+    "API_VERSION", "PluginAPI", "command", "HandleCache", "socket_in", "resolve_handle",
     "Annotated", "Kw", "Opt", "Rest", "Choice", "Int", "NsType", "NsTypes", "ParamType", "Path",
     "Pid", "Ref", "Seconds", "Word", "complete_path", "Message", "Record", "Table", "Tree", "Node",
     "Diff", "Status", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
     "Handle", "NsSet", "Entry", "Handoff", "call_in", "nstypes", "syscalls",
 ]
+
+
+class PluginAPI:
+    """What the loader hands to a plugin's register(api).  Everything it adds is
+    recorded, so a plugin that fails half way is removed whole."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.commands: list[str] = []
+        self._undo: list[Callable[[], None]] = []
+
+    # -- commands ----------------------------------------------------------------------
+
+    def command(self, name: str | None = None, *, aliases: tuple[str, ...] = (),
+                hidden: bool = False) -> Callable:
+        """Declare a command exactly as a built-in (@command); its group is the plugin."""
+        def deco(func: Callable) -> Callable:
+            _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden)(func)
+            self.commands.append(func.command.name)
+            return func
+        return deco
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def on_session(self, fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Run fn(session) for every new session (settings, resolvers); a failure is a
+        warning, never a shell that does not start."""
+        from . import session as _session
+        plugin = self.name
+
+        def hook(sess) -> None:
+            try:
+                fn(sess)
+            except Exception as e:  # noqa: BLE001
+                from .plugins import warn
+                warn(plugin, f"session set-up failed: {type(e).__name__}: {e}")
+        _session.INIT_HOOKS.append(hook)
+        self._undo.append(lambda: _session.INIT_HOOKS.remove(hook))
+        return fn
+
+    def on_handle_close(self, fn: Callable[[Handle], None]) -> Callable[[Handle], None]:
+        """Run fn(handle) just before any namespace handle closes."""
+        _CLOSE_HOOKS.append(fn)
+        self._undo.append(lambda: _CLOSE_HOOKS.remove(fn))
+        return fn
+
+    # -- what show and diff report ----------------------------------------------------
+
+    def state_reader(self, nstype: str, name: str | None = None) -> Callable:
+        """Add a section to what `show` and `diff` report for namespaces of NSTYPE.
+
+        The function gets (session, handle) and returns JSON-able data (a dict or a
+        list of lines); `diff` compares the data of two namespaces.
+        """
+        def deco(fn: Callable) -> Callable:
+            section = name or fn.__name__
+            try:
+                from .core import nsstate
+            except ImportError:
+                _PENDING_READERS.append((nstype, section, fn))
+                self._undo.append(lambda: _PENDING_READERS.remove((nstype, section, fn)))
+                return fn
+            undo = _register_reader(nsstate, nstype, section, fn)
+            if undo:
+                self._undo.append(undo)
+            return fn
+        return deco
+
+    def rollback(self) -> None:
+        _REGISTRY.remove_group(self.name)
+        for undo in reversed(self._undo):
+            try:
+                undo()
+            except ValueError:
+                pass
+        self._undo.clear()
+        self.commands.clear()
+
+
+# Readers declared while nsshell.core.nsstate does not exist (kept for when it does).
+_PENDING_READERS: list[tuple[str, str, Callable]] = []
+
+
+def _register_reader(nsstate, nstype: str, section: str, fn: Callable):
+    for attr in ("register_reader", "add_reader", "register"):
+        reg = getattr(nsstate, attr, None)
+        if callable(reg):
+            result = reg(nstype, section, fn)
+            return result if callable(result) else None
+    _PENDING_READERS.append((nstype, section, fn))
+    return lambda: _PENDING_READERS.remove((nstype, section, fn))
+
+
+# -- declaring commands at import time -------------------------------------------------------
+
+_CURRENT: PluginAPI | None = None   # the plugin being loaded (set by nsshell.plugins)
+
+
+def command(name: str | None = None, *, aliases: tuple[str, ...] = (), hidden: bool = False,
+            group: str | None = None) -> Callable:
+    """@command for plugin modules: the same registry as built-ins, grouped under the
+    plugin being loaded (or GROUP)."""
+    if _CURRENT is not None and group in (None, _CURRENT.name):
+        return _CURRENT.command(name, aliases=aliases, hidden=hidden)
+    return _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden)
+
+
+# -- resources bound to a namespace ---------------------------------------------------------
+
+class HandleCache:
+    """Objects tied to one namespace (e.g. a netlink socket opened inside it), made on
+    first use by OPEN(handle) and closed by CLOSE(obj) when a handle on that namespace
+    closes (so the cache never keeps a namespace alive after `close`)."""
+
+    def __init__(self, open: Callable[[Handle], Any], close: Callable[[Any], None]):
+        self._open = open
+        self._close = close
+        self._items: dict[Any, Any] = {}
+        _CLOSE_HOOKS.append(self._handle_closing)
+
+    def get(self, handle: Handle) -> Any:
+        handle.check_usable()
+        obj = self._items.get(handle.nsid)
+        if obj is None:
+            obj = self._items[handle.nsid] = self._open(handle)
+        return obj
+
+    def drop(self, handle: Handle) -> None:
+        obj = self._items.pop(handle.nsid, None)
+        if obj is not None:
+            self._close(obj)
+
+    def _handle_closing(self, handle: Handle) -> None:
+        if self._items:
+            self.drop(handle)
+
+    def clear(self) -> None:
+        for obj in self._items.values():
+            try:
+                self._close(obj)
+            except Exception:  # noqa: BLE001
+                pass
+        self._items.clear()
+
+
+def resolve_handle(session, ref: NsSet, nstype: str) -> Handle:
+    """REF's namespace of NSTYPE; a clear error when the set has none."""
+    h = ref.handles.get(nstype)
+    if h is None:
+        have = " ".join(ref.handles) or "none"
+        raise NotFoundError(f"{ref.label} has no {nstype} namespace (it has: {have})",
+                            f"create one with `new {nstype}`")
+    h.check_usable()
+    return h

@@ -41,6 +41,11 @@ class InitHolder:
         self.lifeline = self.pidfd = -1
 
 
+# Called with a Handle just before its fd closes (plugin caches of resources bound to a
+# namespace, e.g. a netlink socket opened inside it, drop them here); see nsshell/plugin.py.
+CLOSE_HOOKS: list = []
+
+
 class Handle:
     """An open namespace: closing the last handle (and every other holder) ends it."""
 
@@ -92,6 +97,11 @@ class Handle:
             self.holder.close()
             self.holder = None
         if self.fd >= 0:
+            for hook in CLOSE_HOOKS:
+                try:
+                    hook(self)
+                except Exception:  # noqa: BLE001 - a plugin's hook must not keep a handle open
+                    pass
             try:
                 os.close(self.fd)
             except OSError:
