@@ -35,6 +35,10 @@ def handle_rows(sh) -> list[dict]:
                 row["init_pid"] = h.holder.pid
                 row["alive"] = h.holder.alive()
             rows.append(row)
+    for r in sh.resolvers:  # e.g. persisted sets the session has not opened yet
+        more = getattr(r, "rows", None)
+        if more:
+            rows.extend(more(sh))
     return rows
 
 

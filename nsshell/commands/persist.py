@@ -1,0 +1,114 @@
+"""Keeping namespaces beyond the shell: persist, unpersist."""
+
+from __future__ import annotations
+
+from ..core import persist as store
+from ..core.handle import NsSet
+from ..errors import UsageError
+from ..registry import Annotated, Kw, command
+from ..results import Message
+from ..types import ParamType, Path, Ref
+
+RefArg = Annotated[NsSet, Ref()]
+
+
+class PersistedName(ParamType):
+    """A persisted name (or the directory of a persisted set)."""
+    metavar = "REF"
+
+    def complete(self, prefix, session):
+        if prefix.startswith("/"):
+            from ..types import complete_path
+            return complete_path(prefix, dirs_only=True)
+        return store._candidates(session, prefix)
+
+    def hint(self, session):
+        return "`handles` lists persisted sets"
+
+
+class RootDir(ParamType):
+    metavar = "DIR"
+
+    def parse(self, text, session):
+        return store._parse_root(text)
+
+    def complete(self, prefix, session):
+        from ..types import complete_path
+        return complete_path(prefix, dirs_only=True)
+
+
+@command("persist")
+def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = None,
+            name: Annotated[str, Kw("as")] = None, *,
+            root: Annotated[str, RootDir()] = None):
+    """Bind-mount a set's namespaces so they outlive the shell, and can be used by name later.
+
+    Each namespace is bound at ROOT/NAME/TYPE (ROOT: --root, the persist_root
+    setting, $NSSHELL_PERSIST_ROOT, or /run/nsshell, which is made a private
+    mount of itself first); a net namespace also at /run/netns/NAME, so
+    `ip netns exec NAME` works.  A PID namespace keeps its init alive through a
+    detached holder process until `unpersist`.  The shell's own mount namespace
+    cannot be bound inside itself.  Without root, the per-user keeper process
+    holds the namespaces instead (no bind mounts; not visible to ip netns).
+
+    Arguments:
+      ref: the set to keep: a name, pid:N, a path, TYPE:[INODE]
+      dir: keep the files in this directory instead of ROOT/NAME (created; its parent must exist)
+      name: the persisted name (default: the set's name)
+
+    Options:
+      root: the persist root for this command
+
+    Examples:
+      persist box
+      persist pid:1234 as web
+      persist lab /srv/ns/lab
+    """
+    if ref is sh.host and "mnt" in ref.handles:
+        raise UsageError("the host set includes the shell's own mount namespace, which cannot "
+                         "be bound inside itself",
+                         "hold the other types under a name first (`open pid:1 net+uts as h`)")
+    pname = name or ref.name
+    if not pname:
+        raise UsageError(f"{ref.label} has no name to persist it under", "add `as NAME`")
+    if not store.NAME_OK(pname):
+        raise UsageError(f"{pname!r} cannot be a persisted name",
+                         "a letter or _ then letters, digits, _ . - (64 at most)")
+    if dir is not None and not dir.startswith("/"):
+        import os
+        dir = os.path.abspath(dir)
+    done = store.persist(sh, ref, pname, dir, root)
+    parts = [f"{done.name}: {' '.join(done.types)} kept at {done.path}"]
+    if done.netns:
+        parts.append(f"net also at {done.netns}")
+    if done.holder and not done.keeper:
+        parts.append(f"init held by pid {done.holder}")
+    text = "; ".join(parts)
+    if done.notes:
+        text += " (" + "; ".join(done.notes) + ")"
+    return Message(text)
+
+
+@command("unpersist")
+def unpersist(sh, ref: Annotated[str, PersistedName()], *,
+              root: Annotated[str, RootDir()] = None):
+    """Remove what persist made: the bind mounts, their files, the /run/netns entry it made,
+    the PID init's holder (or release them from the keeper).  Nothing else.
+
+    The session keeps any handles it holds on the set.
+
+    Arguments:
+      ref: a persisted name, or the directory given to persist
+
+    Options:
+      root: the persist root to look in
+
+    Examples:
+      unpersist box
+      unpersist /srv/ns/lab
+    """
+    out = store.unpersist(sh, ref, root)
+    text = f"unpersisted {ref}: removed " + (", ".join(out["removed"]) or "nothing")
+    if out.get("notes"):
+        text += " (" + "; ".join(out["notes"]) + ")"
+    return Message(text)
