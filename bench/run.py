@@ -1,0 +1,491 @@
+#!/usr/bin/env python3
+"""nsshell's benchmark suite: whole processes, each beside its peer, in one invocation.
+
+    .venv/bin/python bench/run.py                 # every case
+    .venv/bin/python bench/run.py startup run     # some cases
+    .venv/bin/python bench/run.py --runs 5 --list
+
+Each case runs nsshell and its peers (util-linux, iproute2, a bare Python)
+alternately, several runs each, and compares medians.  The table goes to
+stdout, the figures to bench/results/LATEST.json (and a dated copy).  Exit
+status 0 when every case that could run met its target, 1 otherwise.
+
+Needs root (namespaces are created for real).  Every case cleans up after
+itself: processes, namespaces, /run/netns entries.  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+VENV = REPO / ".venv"
+NSSHELL = str(VENV / "bin" / "nsshell")
+# The interpreter nsshell runs on, without pyenv's shell-script shim in front of it.
+PYTHON = os.path.realpath(VENV / "bin" / "python3")
+RESULTS = HERE / "results"
+
+SEVEN = "user+mnt+pid+net+uts+ipc+cgroup"
+
+
+def run_env() -> dict[str, str]:
+    """The environment of every timed process: a normal install caches bytecode, so
+    PYTHONDONTWRITEBYTECODE (set in some CI images) is dropped; no colours, no pager."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+class Skip(Exception):
+    """A case that cannot run here (a missing command, plugin or tool)."""
+
+
+class Failed(Exception):
+    """A timed command failed: the case has no figures."""
+
+
+# --- timing ------------------------------------------------------------------
+
+def run_once(argv: list[str], env: dict[str, str], cwd: str | None = None,
+             capture: bool = False) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                          stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise Failed(f"{' '.join(argv)[:120]} exited {proc.returncode}: "
+                     f"{proc.stderr.strip().splitlines()[-1:] or ''}")
+    return elapsed, proc.stdout if capture else ""
+
+
+def alternate(commands: dict[str, list[str]], runs: int, env: dict[str, str],
+              between: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Run each command RUNS times, alternating (the order flips every round so no
+    command always follows the same one); one untimed warm-up run each first."""
+    for argv in commands.values():
+        run_once(argv, env)
+        if between:
+            between()
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    labels = list(commands)
+    for i in range(runs):
+        for label in (labels if i % 2 == 0 else labels[::-1]):
+            times[label].append(run_once(commands[label], env)[0])
+            if between:
+                between()
+    return times
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+@dataclass
+class Row:
+    case: str
+    what: str
+    median_ms: float | None
+    peer: str = ""
+    peer_ms: float | None = None
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+    runs: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.median_ms is None or not self.peer_ms:
+            return None
+        return round(self.median_ms / self.peer_ms, 2)
+
+
+def compare(case: str, times: dict[str, list[float]], subject: str, peer: str,
+            target: str = "", ok: bool | None = None, note: str = "") -> Row:
+    return Row(case, subject, ms(statistics.median(times[subject])), peer,
+               ms(statistics.median(times[peer])), target, ok, note, len(times[subject]),
+               {"runs_ms": [ms(t) for t in times[subject]],
+                "peer_runs_ms": [ms(t) for t in times[peer]]})
+
+
+# --- helpers the cases share -----------------------------------------------------
+
+def has_command(words: str) -> bool:
+    """Does this nsshell know the command WORDS (e.g. "ls", "net veth")?"""
+    proc = subprocess.run([NSSHELL, "-c", f"help {words}"], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=run_env())
+    return proc.returncode == 0
+
+
+def has_option(words: str, option: str) -> bool:
+    proc = subprocess.run([NSSHELL, "-c", f"help {words}"], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=run_env())
+    return proc.returncode == 0 and option in proc.stdout
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+class Holder:
+    """A process (started by unshare) that keeps a set of namespaces; killed at the end."""
+
+    def __init__(self, argv: list[str]):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.inner = self._inner_pid()
+
+    def _inner_pid(self) -> int:
+        """The pid of `sleep` that `unshare --fork` started (its namespaces are the full set)."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    kids = f.read().split()
+                if kids:
+                    with open(f"/proc/{kids[0]}/comm") as f:
+                        if f.read().strip() == "sleep":
+                            return int(kids[0])
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise Failed(f"{' '.join(self.proc.args)} exited {self.proc.returncode}")
+            time.sleep(0.01)
+        raise Failed("the unshare holder did not start")
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+# --- the cases -----------------------------------------------------------------
+
+def case_startup(runs: int, tmp: Path) -> list[Row]:
+    env = run_env()
+    cmds = {
+        "nsshell -c ctx": [NSSHELL, "-c", "ctx"],
+        "nsshell -c 'new net; run true'": [NSSHELL, "-c", "new net; run true"],
+        "unshare -n true": ["unshare", "-n", "true"],
+        "python3 -c pass": [PYTHON, "-c", "pass"],
+    }
+    t = alternate(cmds, runs, env)
+    ctx_ms = ms(statistics.median(t["nsshell -c ctx"]))
+    return [
+        compare("startup", t, "nsshell -c ctx", "python3 -c pass",
+                "< 80 ms", ctx_ms < 80),
+        compare("startup", t, "nsshell -c ctx", "unshare -n true"),
+        compare("startup", t, "nsshell -c 'new net; run true'", "unshare -n true"),
+        compare("startup", t, "nsshell -c 'new net; run true'", "python3 -c pass"),
+    ]
+
+
+def _run_case(name: str, types: str, unshare_flags: list[str], runs: int, tmp: Path,
+              n: int = 200) -> list[Row]:
+    env = run_env()
+    script = write(tmp / f"{name}.nss",
+                   f"new {types}\nmap root\n" + "run true\n" * n)
+    holder = Holder(["unshare", *unshare_flags, "--map-root-user", "--fork", "--kill-child",
+                     "sleep", "infinity"])
+    try:
+        loop = (f"for i in $(seq {n}); do nsenter -a -t {holder.inner} true "
+                "|| exit 1; done")
+        cmds = {f"nsshell: new {types}; {n}x run true": [NSSHELL, script],
+                f"bash: {n}x nsenter -a -t PID true": ["bash", "-c", loop]}
+        t = alternate(cmds, runs, env)
+    finally:
+        holder.close()
+    subject, peer = list(cmds)
+    row = compare(name, t, subject, peer, "faster than nsenter", None)
+    row.ok = row.median_ms < row.peer_ms
+    row.note = f"{ms(statistics.median(t[subject]) / n)} vs {ms(statistics.median(t[peer]) / n)} ms per run"
+    return [row]
+
+
+def case_run(runs: int, tmp: Path) -> list[Row]:
+    return _run_case("run", SEVEN, ["-U", "-m", "-p", "-n", "-u", "-i", "-C"], runs, tmp)
+
+
+def case_run_time(runs: int, tmp: Path) -> list[Row]:
+    """The same with the eighth type, time (Linux 5.6+)."""
+    if not os.path.exists("/proc/self/ns/time"):
+        raise Skip("no time namespaces on this kernel")
+    return _run_case("run+time", SEVEN + "+time",
+                     ["-U", "-m", "-p", "-n", "-u", "-i", "-C", "-T"], runs, tmp)
+
+
+def case_discovery(runs: int, tmp: Path) -> list[Row]:
+    if not has_command("ls"):
+        raise Skip("nsshell has no `ls` command yet")
+    env = run_env()
+    crowd = subprocess.Popen([PYTHON, str(HERE / "crowd.py"), "1000", "300"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = crowd.stdout.readline()
+        if not line.startswith("ready"):
+            raise Failed("the crowd of 1,000 processes did not start")
+        cmds = {"nsshell --json -c ls": [NSSHELL, "--json", "-c", "ls"],
+                "lsns -J": ["lsns", "-J"]}
+        # Both must see the crowd: count what each reports once.
+        _, out = run_once(cmds["nsshell --json -c ls"], env, capture=True)
+        seen_ns = _count_namespaces(out)
+        _, out = run_once(cmds["lsns -J"], env, capture=True)
+        lsns_ns = len(json.loads(out)["namespaces"])
+        t = alternate(cmds, runs, env)
+    finally:
+        crowd.stdin.close()
+        crowd.wait()
+    row = compare("discovery", t, *cmds, "within 1.5x of lsns", None,
+                  f"1,000 extra processes over 300 namespaces; nsshell listed {seen_ns}, "
+                  f"lsns {lsns_ns} namespaces")
+    row.ok = row.ratio is not None and row.ratio <= 1.5
+    return [row]
+
+
+def _count_namespaces(text: str) -> int | str:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return "?"
+    if isinstance(data, dict):
+        for key in ("namespaces", "ls", "rows"):
+            if isinstance(data.get(key), list):
+                return len(data[key])
+        lists = [v for v in data.values() if isinstance(v, list)]
+        return len(lists[0]) if lists else "?"
+    return len(data) if isinstance(data, list) else "?"
+
+
+LAB_N = 100
+
+
+def _lab_nsshell(n: int) -> str:
+    """The bridge lab as an nsshell script: a hub namespace with a bridge, N namespaces
+    each with a veth into the hub, an address, links up.  Teardown: `close` everything
+    (the namespaces die, their veths with them)."""
+    lines = ["new net as hub --no-join", "net bridge hub br0", "net up hub br0"]
+    for i in range(1, n + 1):
+        lines += [f"new net as n{i} --no-join",
+                  f"net veth n{i}:eth0 hub:v{i}",
+                  f"net addr n{i} eth0 10.9.{i // 250}.{i % 250 + 1}/16",
+                  f"net up n{i} eth0", f"net up n{i} lo", f"net up hub v{i}"]
+    lines.append("net bridge hub br1 " + " ".join(f"v{i}" for i in range(1, n + 1)))
+    lines += [f"close n{i}" for i in range(1, n + 1)] + ["close hub"]
+    return "\n".join(lines) + "\n"
+
+
+def _lab_ip(n: int, prefix: str) -> str:
+    """The same lab with iproute2, as people write it: one `ip` per step, named netns."""
+    hub = f"{prefix}hub"
+    lines = ["set -e", f"ip netns add {hub}",
+             f"ip -n {hub} link add br0 type bridge", f"ip -n {hub} link set br0 up",
+             f"ip -n {hub} link add br1 type bridge"]
+    for i in range(1, n + 1):
+        ns = f"{prefix}n{i}"
+        lines += [f"ip netns add {ns}",
+                  f"ip -n {ns} link add eth0 type veth peer name v{i} netns {hub}",
+                  f"ip -n {ns} addr add 10.9.{i // 250}.{i % 250 + 1}/16 dev eth0",
+                  f"ip -n {ns} link set eth0 up", f"ip -n {ns} link set lo up",
+                  f"ip -n {hub} link set v{i} up"]
+    lines += [f"ip -n {hub} link set v{i} master br1" for i in range(1, n + 1)]
+    lines += [f"ip netns del {prefix}n{i}" for i in range(1, n + 1)] + [f"ip netns del {hub}"]
+    return "\n".join(lines) + "\n"
+
+
+def _netns_left(prefix: str) -> list[str]:
+    try:
+        return [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+
+
+def case_lab(runs: int, tmp: Path) -> list[Row]:
+    for words in ("net veth", "net bridge", "net addr", "net up"):
+        if not has_command(words):
+            raise Skip(f"nsshell has no `{words}` command yet (the net plugin)")
+    env = run_env()
+    prefix = f"nsbench{os.getpid()}"
+    cmds = {f"nsshell: {LAB_N}-namespace bridge lab": [
+                NSSHELL, write(tmp / "lab.nss", _lab_nsshell(LAB_N))],
+            f"bash: the same with ip": ["bash", write(tmp / "lab.sh", _lab_ip(LAB_N, prefix))]}
+
+    def clean() -> None:
+        for name in _netns_left(prefix):
+            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+
+    try:
+        t = alternate(cmds, runs, env, between=clean)
+    finally:
+        clean()
+    left = _netns_left(prefix)
+    row = compare("bridge-lab", t, *cmds, "nsshell >= 5x faster", None,
+                  "build and tear down" + (f"; LEFT BEHIND: {left}" if left else ""))
+    row.ok = row.ratio is not None and row.ratio <= 0.2 and not left
+    return [row]
+
+
+SCALE_N = 10_000
+_MARK = re.compile(r"^@(\w+) ([\d.]+)$", re.M)
+
+
+def _scale_script(n: int, batch: bool) -> str:
+    stamp = "run sh -c 'echo @{0} $(date +%s.%N)'\n"
+    rss = "run sh -c 'echo @{0} $(sed -n \"s/^VmRSS: *\\([0-9]*\\) kB/\\1/p\" /proc/$PPID/status)'\n"
+    text = rss.format("rss0") + stamp.format("t0")
+    if batch:
+        text += f"new net --count {n} --no-join\n"
+    else:
+        text += f"new net --no-join\n" * n
+    text += stamp.format("t1") + rss.format("rss1")
+    text += "handles\n" + stamp.format("t2")
+    text += "".join(f"close ns{i}\n" for i in range(1, n + 1))
+    text += stamp.format("t3") + "handles\n"
+    return text
+
+
+def case_scale(runs: int, tmp: Path) -> list[Row]:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    batch = has_option("new", "--count")
+    env = run_env()
+    script = write(tmp / "scale.nss", _scale_script(SCALE_N, batch))
+    rows = []
+    samples: dict[str, list[float]] = {"create": [], "handles": [], "close": [], "rss": [], "total": []}
+    for _ in range(max(1, runs // 3)):
+        total, out = run_once([NSSHELL, script], env, capture=True)
+        marks = {k: float(v) for k, v in _MARK.findall(out)}
+        samples["create"].append(marks["t1"] - marks["t0"])
+        samples["handles"].append(marks["t2"] - marks["t1"])
+        samples["close"].append(marks["t3"] - marks["t2"])
+        samples["rss"].append((marks["rss1"] - marks["rss0"]) * 1024 / SCALE_N)
+        samples["total"].append(total)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    how = "new net --count" if batch else "one `new net` per namespace"
+    limit = f"RLIMIT_NOFILE {soft}/{hard}"
+    rows.append(Row("scale", f"create {SCALE_N:,} net namespaces ({how})", ms(med["create"]),
+                    note=f"{ms(med['create']) / SCALE_N * 1000:.0f} us each; {limit}",
+                    runs=len(samples["create"]), extra={"runs_s": samples["create"]}))
+    rows.append(Row("scale", f"memory per held namespace", None, target="< 5 KiB",
+                    ok=med["rss"] < 5 * 1024, note=f"{med['rss'] / 1024:.2f} KiB (RSS growth)",
+                    runs=len(samples["rss"]), extra={"bytes": samples["rss"]}))
+    rows.append(Row("scale", f"`handles` over {SCALE_N:,}", ms(med["handles"]), target="< 2 s",
+                    ok=med["handles"] < 2, runs=len(samples["handles"]),
+                    extra={"runs_s": samples["handles"]}))
+    rows.append(Row("scale", f"close {SCALE_N:,} (one `close` each)", ms(med["close"]),
+                    runs=len(samples["close"]), extra={"runs_s": samples["close"]}))
+    rows.append(Row("scale", "the whole script", ms(med["total"]), runs=len(samples["total"])))
+    return rows
+
+
+CASES: dict[str, tuple[Callable[[int, Path], list[Row]], str]] = {
+    "startup": (case_startup, "nsshell -c ctx / new net; run true vs unshare -n true, python3 -c pass"),
+    "run": (case_run, f"200 run true in {SEVEN} vs a bash loop of nsenter -a"),
+    "run+time": (case_run_time, "the same with a time namespace too"),
+    "discovery": (case_discovery, "nsshell --json -c ls vs lsns -J, 1,000 processes over 300 namespaces"),
+    "lab": (case_lab, "the 100-namespace bridge lab vs the ip script"),
+    "scale": (case_scale, "10,000 held network namespaces: time, memory, handles, close"),
+}
+DEFAULT_RUNS = {"startup": 21, "run": 7, "run+time": 7, "discovery": 7, "lab": 3, "scale": 3}
+
+
+# --- output ----------------------------------------------------------------------
+
+def fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f} s" if v >= 10_000 else f"{v:.1f} ms"
+
+
+def table(rows: list[Row]) -> str:
+    head = ["case", "nsshell", "median", "peer", "median", "ratio", "target", "ok", "note"]
+    body = []
+    for r in rows:
+        ok = {True: "yes", False: "NO", None: ""}[r.ok]
+        body.append([r.case, r.what, fmt_ms(r.median_ms), r.peer, fmt_ms(r.peer_ms),
+                     f"{r.ratio:.2f}" if r.ratio is not None else "", r.target, ok, r.note])
+    widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
+             for line in [head] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    return {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "util-linux": subprocess.run(["unshare", "--version"], capture_output=True,
+                                         text=True).stdout.strip(),
+            "iproute2": subprocess.run(["ip", "-V"], capture_output=True, text=True).stdout.strip()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("cases", nargs="*", help="cases to run (default: all)")
+    p.add_argument("--runs", type=int, help="runs of each command (default: per case)")
+    p.add_argument("--list", action="store_true", help="list the cases")
+    p.add_argument("--out", help="JSON file to write (default bench/results/LATEST.json)")
+    opts = p.parse_args(argv)
+    if opts.list:
+        for name, (_, what) in CASES.items():
+            print(f"{name:10} {what}")
+        return 0
+    unknown = [c for c in opts.cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {', '.join(unknown)}; --list shows them")
+    if os.geteuid() != 0:
+        print("bench: needs root (it creates namespaces)", file=sys.stderr)
+        return 2
+    if not os.access(NSSHELL, os.X_OK):
+        print(f"bench: {NSSHELL} missing; run sh scripts/setup.sh", file=sys.stderr)
+        return 2
+    rows: list[Row] = []
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="nsbench.") as d:
+        for name in opts.cases or list(CASES):
+            fn = CASES[name][0]
+            runs = opts.runs or DEFAULT_RUNS[name]
+            print(f"bench: {name} ({runs} runs each) ...", file=sys.stderr, flush=True)
+            try:
+                rows += fn(runs, Path(d))
+            except Skip as e:
+                skipped[name] = str(e)
+                rows.append(Row(name, "(skipped)", None, note=str(e)))
+            except Failed as e:
+                failed[name] = str(e)
+                rows.append(Row(name, "(failed)", None, ok=False, note=str(e)))
+    print(table(rows))
+    doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+           "rows": [dict(vars(r), ratio=r.ratio) for r in rows],
+           "skipped": skipped, "failed": failed}
+    RESULTS.mkdir(exist_ok=True)
+    out = Path(opts.out) if opts.out else RESULTS / "LATEST.json"
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    if not opts.out:
+        shutil.copy(out, RESULTS / f"{doc['when'].replace(':', '')}.json")
+    print(f"\nbench: figures in {out}", file=sys.stderr)
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
