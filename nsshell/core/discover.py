@@ -416,7 +416,11 @@ def _name_from_mount(info: NsInfo, mp: str) -> None:
 def _session_holders(result: Scan, session, names: set[str]) -> None:
     """The session's own handles, named sets and persisted names."""
     seen: set[tuple[str, int, str | None]] = set()
-    for setname, h in session.held():
+    host = getattr(session, "host", None)
+    held = list(session.held())
+    if host is not None:
+        held += [("host", h) for h in host.handles.values()]
+    for setname, h in held:
         if h.closed or h.type.name not in names:
             continue
         key = (h.type.name, h.nsid.ino, setname)
@@ -427,7 +431,7 @@ def _session_holders(result: Scan, session, names: set[str]) -> None:
         info.kinds.add("session")
         info.holders.append({"kind": "session", "name": setname, "fd": h.fd})
         info.paths.append(f"/proc/self/fd/{h.fd}")
-        if setname and setname in session.sets:
+        if setname and (setname in session.sets or setname == "host"):
             info.add_name(setname)
     for setname, s in session.sets.items():
         persisted = getattr(s, "persisted", None)
@@ -436,12 +440,6 @@ def _session_holders(result: Scan, session, names: set[str]) -> None:
                 info = result.get(t, h.nsid.ino)
                 if info is not None:
                     info.add_name(setname)
-    host = getattr(session, "host", None)
-    if host is not None:
-        for t, h in host.handles.items():
-            info = result.get(t, h.nsid.ino)
-            if info is not None:
-                info.add_name("host")
 
 
 # --- opening what a scan found -------------------------------------------------------

@@ -1,0 +1,594 @@
+"""Seeing namespaces: ls, tree, show, pids, identify, diff.
+
+Thin: the scan is core/discover.py, state readers core/nsstate.py, the
+comparison core/diff.py.  The JSON shapes are documented in docs/json.md.
+This module is on the path of `nsshell --json -c ls`: it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..core import discover
+from ..core.handle import NsSet
+from ..errors import NotFoundError, UsageError
+from ..kernel import nsfs, nstypes, syscalls
+from ..registry import Annotated, command
+from ..results import Diff, Multi, Node, Record, Result, Table, Tree
+from ..types import Choice, NsTypes, Pid, Ref
+
+Types = Annotated[tuple, NsTypes()]
+RefArg = Annotated[NsSet, Ref()]
+
+
+def _maybe_json(sh, result: Result, as_json: bool) -> Result:
+    """`CMD --json`: the JSON of RESULT even when the shell is not in --json mode."""
+    if not as_json:
+        return result
+    renderer = getattr(getattr(sh, "engine", None), "renderer", None)
+    if renderer is not None and getattr(renderer, "mode", None) == "json":
+        return result
+    import json
+    from ..results import Message, jsonable
+    return Message(json.dumps(jsonable(result.json()), indent=2))
+
+
+class _Many(Multi):
+    """Several parts for the screen, one documented object for JSON."""
+
+    def __init__(self, parts, data):
+        super().__init__(parts)
+        self.data = data
+
+    def json(self):
+        return self.data
+
+
+# --- ls ------------------------------------------------------------------------------
+
+def ls_rows(sh, types=None) -> list[dict]:
+    """The data behind `ls` (and its JSON): lsns's keys, then how each is held."""
+    scan = discover.scan(types, session=sh)
+    rows = []
+    for info in scan.sorted():
+        rows.append({
+            "ns": info.ino, "type": info.type, "nprocs": info.nprocs, "pid": info.pid,
+            "user": discover.user_name(info.uid), "command": discover.command_of(info.pid),
+            "uid": info.uid, "held": info.held(), "names": list(info.names),
+            "holders": info.holders,
+        })
+    return rows
+
+
+@command("ls")
+def ls(sh, types: Types = None, *, json_: bool = False):
+    """Every namespace on the system, like lsns, plus those only an fd, a thread,
+    a bind mount or a socket keeps alive, with session and persisted names.
+
+    NS, TYPE, NPROCS, PID (the lowest), USER and COMMAND are lsns's; HELD says
+    what keeps the namespace alive: process, thread, fd (an open fd of some
+    process), mount (a bind mount in any mount namespace), socket (a socket
+    created in it), session (this shell's handles).  Processes that exit during
+    the scan and files that cannot be read are skipped.
+
+    Arguments:
+      types: only these types (user+net, all)
+
+    Options:
+      json: print JSON (the shape is in docs/json.md)
+
+    Examples:
+      ls
+      ls net
+      ls user+pid --json
+    """
+    data = ls_rows(sh, types)
+    rows = [[r["ns"], r["type"], r["nprocs"], r["pid"], r["user"], ",".join(r["held"]),
+             ",".join(r["names"]) or None, r["command"]] for r in data]
+    table = Table(["ns", "type", "nprocs", "pid", "user", "held", "names", "command"], rows,
+                  key="namespaces", data=data)
+    return _maybe_json(sh, table, json_)
+
+
+# --- tree ----------------------------------------------------------------------------
+
+def _map_summary(lines: list[str]) -> str:
+    if not lines:
+        return "unmapped"
+    parts = []
+    for line in lines[:3]:
+        f = line.split()
+        if len(f) == 3:
+            parts.append(f"{f[0]}->{f[1]}" + (f"+{f[2]}" if f[2] != "1" else ""))
+    more = f" (+{len(lines) - 3} more)" if len(lines) > 3 else ""
+    return ",".join(parts) + more
+
+
+def _read_map(pid: int | None, kind: str) -> list[str] | None:
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/{kind}_map") as f:
+            return [" ".join(l.split()) for l in f if l.strip()]
+    except OSError:
+        return None
+
+
+def _describe(info: discover.NsInfo | None, label: str) -> tuple[str, dict]:
+    if info is None:
+        return f"{label} (no process, fd or mount in view)", {
+            "ns": int(label.split("[")[1][:-1]), "type": label.split(":")[0], "nprocs": 0,
+            "pid": None, "user": None, "command": None, "held": [], "names": []}
+    cmd = discover.command_of(info.pid)
+    data = {"ns": info.ino, "type": info.type, "nprocs": info.nprocs, "pid": info.pid,
+            "user": discover.user_name(info.uid), "command": cmd, "held": info.held(),
+            "names": list(info.names)}
+    text = info.label
+    if info.pid is not None:
+        short = (cmd or "")[:40]
+        text += f" {info.nprocs} proc{'s' if info.nprocs != 1 else ''}, pid {info.pid} {short}"
+    others = [k for k in info.held() if k != "process"]
+    if others:
+        text += f" [held: {','.join(others)}]"
+    if info.names:
+        text += f" ({', '.join(info.names)})"
+    return text, data
+
+
+class _Hier:
+    """Namespaces (of a scan) linked by NS_GET_PARENT, reaching ancestors no process is in."""
+
+    def __init__(self, scan: discover.Scan, t: nstypes.NsType):
+        self.scan = scan
+        self.t = t
+        self.parent: dict[int, int | None] = {}
+        self.extra: set[int] = set()      # ancestors found only through the ioctl
+        self.uids: dict[int, int] = {}     # owner uids of those (user namespaces)
+
+    def build(self, fds: dict[int, int]) -> None:
+        for ino, fd in list(fds.items()):
+            cur_ino, cur = ino, os.dup(fd)
+            try:
+                while cur_ino not in self.parent:
+                    try:
+                        nxt = syscalls.ns_get_parent(cur)
+                    except OSError:
+                        self.parent[cur_ino] = None
+                        break
+                    nino = os.fstat(nxt).st_ino
+                    self.parent[cur_ino] = nino
+                    os.close(cur)
+                    cur, cur_ino = nxt, nino
+                    if self.scan.get(self.t.name, nino) is None:
+                        self.extra.add(nino)
+                        if self.t is nstypes.USER:
+                            try:
+                                self.uids[nino] = nsfs.owner_uid(nxt)
+                            except OSError:
+                                pass
+            finally:
+                os.close(cur)
+
+    def children(self) -> dict[int | None, list[int]]:
+        out: dict[int | None, list[int]] = {}
+        for ino, par in self.parent.items():
+            out.setdefault(par, []).append(ino)
+        for v in out.values():
+            v.sort()
+        return out
+
+
+def _open_all(scan: discover.Scan, type_name: str | None = None) -> dict[tuple[str, int], int]:
+    fds = {}
+    for key, info in scan.namespaces.items():
+        if type_name and info.type != type_name:
+            continue
+        try:
+            fds[key] = discover.open_info(info)
+        except OSError:
+            continue
+    return fds
+
+
+def _user_tree(sh) -> Tree:
+    scan = discover.scan(session=sh)
+    fds = _open_all(scan)
+    try:
+        hier = _Hier(scan, nstypes.USER)
+        hier.build({ino: fd for (t, ino), fd in fds.items() if t == "user"})
+        owned: dict[int | None, list[discover.NsInfo]] = {}
+        for (t, ino), fd in fds.items():
+            if t == "user":
+                continue
+            try:
+                o = nsfs.owner_nsid(fd)
+            except OSError:
+                o = None
+            owned.setdefault(o.ino if o else None, []).append(scan.namespaces[(t, ino)])
+        uid_of: dict[int, int | None] = {}
+        for (t, ino), fd in fds.items():
+            if t == "user":
+                try:
+                    uid_of[ino] = nsfs.owner_uid(fd)
+                except OSError:
+                    uid_of[ino] = None
+        kids = hier.children()
+
+        def node(ino: int) -> Node:
+            info = scan.get("user", ino)
+            text, data = _describe(info, f"user:[{ino}]")
+            uid = uid_of.get(ino)
+            pid = info.pid if info else None
+            umap, gmap = _read_map(pid, "uid"), _read_map(pid, "gid")
+            if uid is None:
+                uid = hier.uids.get(ino)
+            extra = f" owner uid {uid}" if uid is not None else ""
+            if umap is not None:
+                extra += f", uid {_map_summary(umap)}, gid {_map_summary(gmap or [])}"
+            data.update({"owner_uid": uid, "uid_map": umap, "gid_map": gmap,
+                         "parent": hier.parent.get(ino)})
+            children = [_leaf(o) for o in sorted(owned.get(ino, []), key=lambda i: (
+                nstypes.NAMES.index(i.type), i.ino))]
+            children += [node(c) for c in kids.get(ino, [])]
+            return Node(text + extra, children, data)
+
+        roots = [node(ino) for ino in kids.get(None, [])]
+        if owned.get(None):
+            roots.append(Node("(owner not visible)", [_leaf(o) for o in owned[None]],
+                              {"ns": None, "type": "user", "children": []}))
+        return Tree(roots, key="tree")
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _leaf(info: discover.NsInfo) -> Node:
+    text, data = _describe(info, info.label)
+    return Node(text, [], data)
+
+
+def _pid_tree(sh) -> Tree:
+    scan = discover.scan((nstypes.PID,), session=sh)
+    fds = _open_all(scan, "pid")
+    try:
+        hier = _Hier(scan, nstypes.PID)
+        hier.build({ino: fd for (t, ino), fd in fds.items()})
+        owners = {}
+        for (t, ino), fd in fds.items():
+            try:
+                o = nsfs.owner_nsid(fd)
+            except OSError:
+                o = None
+            owners[ino] = str(o) if o else None
+        kids = hier.children()
+
+        def node(ino: int) -> Node:
+            text, data = _describe(scan.get("pid", ino), f"pid:[{ino}]")
+            if owners.get(ino):
+                text += f" owner {owners[ino]}"
+            data.update({"owner": owners.get(ino), "parent": hier.parent.get(ino)})
+            return Node(text, [node(c) for c in kids.get(ino, [])], data)
+
+        return Tree([node(ino) for ino in kids.get(None, [])], key="tree")
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+@command("tree")
+def tree(sh, kind: Annotated[str, Choice("user", "pid", metavar="user|pid",
+                                         help={"user": "user namespaces and what each owns",
+                                               "pid": "PID namespaces"})] = "user",
+         *, json_: bool = False):
+    """The user-namespace hierarchy with the namespaces each owns, or the PID-namespace
+    hierarchy.
+
+    Parents come from NS_GET_PARENT and owners from NS_GET_USERNS, so ancestors
+    that no process is in are drawn too.  A user namespace shows its owner uid
+    and a summary of its uid and gid maps (ids as the shell's user namespace
+    sees them).
+
+    Arguments:
+      kind: user (default) or pid
+
+    Options:
+      json: print JSON (docs/json.md)
+
+    Examples:
+      tree
+      tree pid
+      tree --json
+    """
+    result = _user_tree(sh) if kind == "user" else _pid_tree(sh)
+    return _maybe_json(sh, result, json_)
+
+
+# --- show ----------------------------------------------------------------------------
+
+def _label_of(fd_maker) -> str | None:
+    try:
+        fd = fd_maker()
+    except OSError:
+        return None
+    if fd is None:
+        return None
+    try:
+        return str(nsfs.nsid_of_fd(fd, nsfs.type_of_fd(fd).name))
+    finally:
+        os.close(fd)
+
+
+def describe_handle(h, info: discover.NsInfo | None, state: bool = True) -> dict:
+    """Everything `show` says about one held namespace (the JSON of one entry)."""
+    from ..core import nsstate
+    t = h.type
+    owner = None
+    try:
+        o = nsfs.owner_nsid(h.fd)
+        owner = str(o) if o else None
+    except OSError:
+        pass
+    parent = None
+    if t.name in ("user", "pid"):
+        parent = _label_of(lambda: nsfs.parent_fd(h.fd))
+    owner_uid = None
+    if t is nstypes.USER:
+        try:
+            owner_uid = nsfs.owner_uid(h.fd)
+        except OSError:
+            pass
+    out = {"ns": h.nsid.ino, "type": t.name, "label": str(h.nsid), "dev": h.nsid.dev,
+           "owner": owner, "parent": parent, "owner_uid": owner_uid,
+           "held": info.held() if info else ["session"],
+           "holders": info.holders if info else [],
+           "names": list(info.names) if info else [],
+           "nprocs": info.nprocs if info else 0,
+           "pids": sorted(info.pids) if info else [],
+           "state": {}, "errors": {}}
+    if state:
+        h.check_usable()
+        snap = nsstate.snapshot(h.fd, t, label=h.label)
+        for key, v in snap.items():
+            if "value" in v:
+                out["state"][key] = v["value"]
+            else:
+                out["errors"][key] = v.get("error", "not read")
+    return out
+
+
+def _show_record(d: dict) -> Record:
+    from ..core import nsstate
+    fields: dict = {}
+    fields["owner"] = d["owner"] or "-"
+    if d["type"] == "user":
+        fields["owner uid"] = d["owner_uid"]
+    if d["type"] in ("user", "pid"):
+        fields["parent"] = d["parent"] or "(none visible)"
+    fields["held"] = ",".join(d["held"]) or "-"
+    holders = [_holder_text(x) for x in d["holders"]]
+    if holders:
+        fields["holders"] = holders[:10] + ([f"... {len(holders) - 10} more"] if len(holders) > 10 else [])
+    if d["names"]:
+        fields["names"] = ", ".join(d["names"])
+    pids = d["pids"]
+    fields["processes"] = (f"{d['nprocs']}: " + " ".join(map(str, pids[:15])) +
+                           (" ..." if len(pids) > 15 else "")) if pids else "0"
+    for key, value in d["state"].items():
+        text = nsstate.summarize(d["type"], key, value)
+        if isinstance(text, list):
+            if len(text) > 30:
+                text = text[:30] + [f"... {len(text) - 30} more"]
+            if not text:
+                text = "-"
+        fields[key.replace("_", " ")] = text
+    for key, err in d["errors"].items():
+        fields[key.replace("_", " ")] = f"(cannot read: {err})"
+    return Record(fields, title=d["label"])
+
+
+def _holder_text(h: dict) -> str:
+    k = h["kind"]
+    if k == "fd":
+        return f"fd {h['fd']} of pid {h['pid']}"
+    if k == "thread":
+        return f"thread {h['tid']} of pid {h['pid']}"
+    if k == "mount":
+        return f"mount {h['path']} in {h['mnt']}"
+    if k == "socket":
+        return f"socket fd {h['fd']} of pid {h['pid']}"
+    if k == "session":
+        return f"session {h['name'] or '(context)'}"
+    return str(h)
+
+
+@command("show")
+def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
+    """One namespace or a set: ids, owner, parent, holders, processes, and its state.
+
+    State is read from inside by a forked helper and never changed: net links,
+    addresses and routes; uts host and domain name; user uid/gid maps and
+    setgroups; mnt mount count and root; pid processes; ipc System V objects
+    and POSIX message queues; cgroup root; time clock offsets.  Plugins add more
+    (register_state in the plugin API).
+
+    Arguments:
+      ref: a name, pid:N, host, a path or TYPE:[INODE]
+      types: only these types of the set
+
+    Options:
+      json: print JSON (docs/json.md)
+
+    Examples:
+      show box
+      show net:[4026532179]
+      show pid:1234 net+uts
+      show box --json
+    """
+    picked = ref.pick(types) if types else ref
+    if not picked.handles:
+        raise NotFoundError(f"{ref.label} holds no namespaces")
+    scan = discover.scan([h.type for h in picked.handles.values()], session=sh)
+    entries = []
+    for t in nstypes.ALL:
+        h = picked.handles.get(t.name)
+        if h is None:
+            continue
+        entries.append(describe_handle(h, scan.get(t.name, h.nsid.ino)))
+    data = {"ref": ref.label, "namespaces": entries}
+    return _maybe_json(sh, _Many([_show_record(d) for d in entries], data), json_)
+
+
+# --- pids, identify -----------------------------------------------------------------------
+
+def pids_of(nsset: NsSet) -> list[dict]:
+    """The processes in every namespace of NSSET."""
+    want = [(t.proc, h.nsid.ino) for t in nstypes.ALL
+            for h in [nsset.handles.get(t.name)] if h is not None]
+    pid_ino = nsset.handles["pid"].nsid.ino if "pid" in nsset.handles else None
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if not all(os.stat(f"/proc/{name}/ns/{rel}").st_ino == ino for rel, ino in want):
+                continue
+            uid = os.stat(f"/proc/{name}").st_uid
+        except OSError:
+            continue
+        pid = int(name)
+        nspid = None
+        if pid_ino is not None:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("NSpid:"):
+                            nspid = int(line.split()[-1])
+                            break
+            except OSError:
+                pass
+        out.append({"pid": pid, "nspid": nspid, "uid": uid,
+                    "user": discover.user_name(uid), "command": discover.command_of(pid)})
+    return sorted(out, key=lambda r: r["pid"])
+
+
+@command("pids")
+def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
+    """The processes in a namespace (in every namespace of a set).
+
+    NSPID is the process's id inside the set's PID namespace.
+
+    Arguments:
+      ref: a name, pid:N, host, a path or TYPE:[INODE]
+      types: only these types of the set
+
+    Options:
+      json: print JSON (docs/json.md)
+
+    Examples:
+      pids box
+      pids box net
+      pids net:[4026532179]
+    """
+    picked = ref.pick(types) if types else ref
+    if not picked.handles:
+        raise NotFoundError(f"{ref.label} holds no namespaces")
+    data = pids_of(picked)
+    rows = [[r["pid"], r["nspid"], r["user"], r["command"]] for r in data]
+    return _maybe_json(sh, Table(["pid", "nspid", "user", "command"], rows, key="processes",
+                                 data=data), json_)
+
+
+@command("identify")
+def identify(sh, pid: Annotated[int, Pid()], *, json_: bool = False):
+    """Which known namespaces a process is in: session names, persisted names, host.
+
+    Arguments:
+      pid: a process id (or pid:N)
+
+    Options:
+      json: print JSON (docs/json.md)
+
+    Examples:
+      identify 1234
+      identify pid:1234 --json
+    """
+    inos = {}
+    for t in nstypes.ALL:
+        try:
+            inos[t.name] = os.stat(f"/proc/{pid}/ns/{t.proc}").st_ino
+        except FileNotFoundError:
+            if not os.path.isdir(f"/proc/{pid}"):
+                raise NotFoundError(f"process {pid} exited") from None
+        except PermissionError:
+            raise NotFoundError(f"cannot see the namespaces of process {pid}: permission denied",
+                                "a process's namespaces are visible to its owner and root") from None
+    scan = discover.scan([nstypes.get(t) for t in inos], session=sh, fds=False, threads=False,
+                         sockets=False)
+    data = []
+    for t, ino in inos.items():
+        info = scan.get(t, ino)
+        names = [n for n in (info.names if info else []) if n != "host"]
+        host = sh.host.handles.get(t) is not None and sh.host.handles[t].nsid.ino == ino
+        data.append({"type": t, "ns": ino, "label": f"{t}:[{ino}]", "names": names,
+                     "host": host})
+    rows = [[d["type"], d["label"], ",".join(d["names"]) or None, "yes" if d["host"] else "no"]
+            for d in data]
+    table = Table(["type", "ns", "names", "host"], rows, key="namespaces",
+                  data=data)
+    result = _Many([table], {"pid": pid, "namespaces": data})
+    return _maybe_json(sh, result, json_)
+
+
+# --- diff ----------------------------------------------------------------------------
+
+@command("diff")
+def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
+    """What differs between two namespaces of each type.
+
+    For each type both sides have (or TYPES): network links (state, mtu,
+    address, kind), addresses and routes; mounts keyed by mount point (added,
+    removed, changed options or propagation); host and domain names; uid/gid
+    maps and setgroups; processes; System V IPC objects and POSIX message
+    queues; cgroup root; clock offsets.  '-' is only in the first, '+' only in
+    the second, '~' changed.  Equal namespaces say so.
+
+    Arguments:
+      a: the first REF
+      b: the second REF
+      types: only these types
+
+    Options:
+      json: print JSON (docs/json.md)
+
+    Examples:
+      diff box host
+      diff box host net+uts
+      diff pid:1234 pid:5678 mnt --json
+    """
+    from ..core import diff as diffcore
+    if types:
+        for side in (a, b):
+            missing = [t.name for t in types if t.name not in side.handles]
+            if missing:
+                raise NotFoundError(f"{side.label} has no {'+'.join(missing)} namespace",
+                                    f"it has: {' '.join(side.handles) or 'none'}")
+    results = diffcore.diff_sets(a, b, types)
+    if not results:
+        raise UsageError(f"{a.label} and {b.label} have no namespace type in common")
+    sections = []
+    for r in results:
+        t = r["type"]
+        if r["same_namespace"]:
+            sections.append((t, [(" ", f"same namespace {r['a']}")]))
+            continue
+        if r["equal"]:
+            sections.append((t, [(" ", f"equal ({r['a']} and {r['b']})")]))
+            continue
+        for key, changes in r["changes"].items():
+            sections.append((f"{t} {key.replace('_', ' ')}",
+                             [(c["op"], c["text"]) for c in changes]))
+        for key, err in r["errors"].items():
+            sections.append((f"{t} {key.replace('_', ' ')}", [(" ", f"cannot compare: {err}")]))
+    data = {"a": a.label, "b": b.label, "equal": all(r["equal"] for r in results),
+            "types": results}
+    return _maybe_json(sh, Diff(sections, title=f"diff {a.label} {b.label}", data=data), json_)

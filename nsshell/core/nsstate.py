@@ -1,0 +1,547 @@
+"""The observable state of a namespace, read from inside it by a forked helper.
+
+A small registry says, per namespace type, which pieces of state exist and
+how to read them:
+
+    from nsshell.plugin import register_state
+
+    def read_qdiscs(ctx):                 # runs INSIDE the namespace, in a helper
+        ...                               # return something JSON-able
+    register_state("net", "qdiscs", read_qdiscs)
+
+`show` reports every registered key of a namespace's type, and `diff`
+compares them (with `differ(a, b)` when given, otherwise by the generic rule
+in core/diff.py: dicts by key, lists as sets, scalars by value).
+
+Readers run in a child of the shell that has setns()ed into the namespace
+(and, when not root, into the user namespace that owns it, to have the
+capabilities setns needs); the shell process itself never joins.  Reading
+never changes the namespace: the one reader that mounts something (POSIX
+message queues) does it in a private mount namespace it unshares for itself.
+Readers marked `inside=False` need no joining (they look at /proc from the
+outside, e.g. the processes of a PID namespace) and run in a helper too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..kernel import nstypes, syscalls
+from ..kernel.nstypes import NsType
+from . import spawn
+
+
+@dataclass
+class Context:
+    """What a reader gets: the namespace's type and inode, /proc of the shell (an open
+    directory fd, valid whatever mount namespace the helper joined), a cache shared
+    by the readers of one helper, and extra facts read by the shell beforehand."""
+    type: str
+    ino: int
+    procfd: int
+    extra: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)
+
+    def read(self, rel: str) -> str:
+        """The text of /proc/REL (e.g. 'self/uid_map'), as the helper sees it now."""
+        fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.procfd)
+        try:
+            chunks = []
+            while True:
+                b = os.read(fd, 65536)
+                if not b:
+                    break
+                chunks.append(b)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("utf-8", "replace")
+
+
+Reader = Callable[[Context], Any]
+Differ = Callable[[Any, Any], list]
+Summary = Callable[[Any], "str | list[str]"]
+
+
+@dataclass
+class StateKey:
+    nstype: str
+    key: str
+    reader: Reader
+    differ: Differ | None = None
+    summary: Summary | None = None
+    inside: bool = True
+
+
+_REGISTRY: dict[str, dict[str, StateKey]] = {t: {} for t in nstypes.NAMES}
+
+
+def register(nstype: str, key: str, reader: Reader, differ: Differ | None = None, *,
+             summary: Summary | None = None, inside: bool = True) -> None:
+    """Add (or replace) piece of state KEY of namespaces of type NSTYPE.
+
+    reader(ctx) runs inside the namespace and returns JSON-able data;
+    differ(a, b) returns a list of changes (dicts with op '+', '-' or '~',
+    key and text; see core/diff.py); summary(value) gives `show`'s text.
+    """
+    t = nstypes.get(nstype).name
+    _REGISTRY[t][key] = StateKey(t, key, reader, differ, summary, inside)
+
+
+def unregister(nstype: str, key: str) -> None:
+    _REGISTRY[nstypes.get(nstype).name].pop(key, None)
+
+
+def keys(nstype: str) -> list[str]:
+    return list(_REGISTRY[nstypes.get(nstype).name])
+
+
+def spec(nstype: str, key: str) -> StateKey | None:
+    return _REGISTRY[nstypes.get(nstype).name].get(key)
+
+
+# --- running the readers -----------------------------------------------------------
+
+def _run(typename: str, wanted: list[str], ino: int, procfd: int, extra: dict) -> dict:
+    """In the helper: run the readers; one failing key does not spoil the others."""
+    ctx = Context(typename, ino, procfd, extra)
+    out: dict[str, Any] = {}
+    for key in wanted:
+        s = _REGISTRY[typename].get(key)
+        if s is None:
+            continue
+        try:
+            out[key] = {"value": s.reader(ctx)}
+        except Exception as e:  # noqa: BLE001 - reported per key
+            out[key] = {"error": _describe_error(e)}
+    return out
+
+
+def _describe_error(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        what = f"{e.filename}: " if e.filename else ""
+        return f"{what}{e.strerror or e}"
+    return f"{type(e).__name__}: {e}"
+
+
+def _own_ino(t: NsType) -> int:
+    return os.stat(f"/proc/self/ns/{t.proc}").st_ino
+
+
+def _entries(fd: int, t: NsType, label: str) -> tuple[list[spawn.Entry], list[int]]:
+    """What a helper enters to read namespace FD: itself (unless it is the shell's own),
+    and, when not root, the user namespace that owns it (unless it is the shell's)."""
+    entries: list[spawn.Entry] = []
+    owned: list[int] = []
+    if os.fstat(fd).st_ino != _own_ino(t):
+        entries.append(spawn.Entry(t, fd, label))
+    if os.geteuid() != 0 and t is not nstypes.USER and entries:
+        try:
+            ufd = syscalls.ns_get_userns(fd)
+        except OSError:
+            ufd = -1
+        if ufd >= 0:
+            if os.fstat(ufd).st_ino == _own_ino(nstypes.USER):
+                os.close(ufd)
+            else:
+                owned.append(ufd)
+                entries.insert(0, spawn.Entry(nstypes.USER, ufd, "its owner user namespace"))
+    return entries, owned
+
+
+def _extra_for(t: NsType) -> dict:
+    extra: dict = {}
+    if t is nstypes.CGROUP:
+        try:
+            with open("/proc/self/cgroup") as f:
+                extra["shell_cgroup"] = _cgroup_v2_path(f.read())
+        except OSError:
+            pass
+    return extra
+
+
+def snapshot(fd: int, t: NsType, wanted: list[str] | None = None,
+             label: str | None = None) -> dict[str, dict]:
+    """{key: {"value": ...} or {"error": text}} for the namespace open at FD."""
+    label = label or f"{t.name}:[{os.fstat(fd).st_ino}]"
+    specs = [s for k, s in _REGISTRY[t.name].items() if wanted is None or k in wanted]
+    ino = os.fstat(fd).st_ino
+    extra = _extra_for(t)
+    out: dict[str, dict] = {}
+    procfd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        inside = [s.key for s in specs if s.inside]
+        outside = [s.key for s in specs if not s.inside]
+        if inside:
+            entries, owned = _entries(fd, t, label)
+            try:
+                value, fds = spawn.call(entries, _run, t.name, inside, ino, procfd, extra)
+                for x in fds:
+                    os.close(x)
+                out.update(value)
+            finally:
+                for x in owned:
+                    os.close(x)
+        if outside:
+            value, fds = spawn.call([], _run, t.name, outside, ino, procfd, extra)
+            for x in fds:
+                os.close(x)
+            out.update(value)
+    finally:
+        os.close(procfd)
+    return {k: out[k] for k in [s.key for s in specs] if k in out}
+
+
+def summarize(t: str, key: str, value: Any) -> str | list[str]:
+    s = spec(t, key)
+    if s is not None and s.summary is not None:
+        return s.summary(value)
+    return default_summary(value)
+
+
+def default_summary(value: Any) -> str | list[str]:
+    if isinstance(value, dict):
+        return [f"{k}: {_fields(v)}" if v is not None else str(k) for k, v in value.items()] or "-"
+    if isinstance(value, list):
+        return [str(v) for v in value] or "-"
+    return "-" if value is None or value == "" else str(value)
+
+
+def _fields(v: Any) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k}={'-' if x is None else x}" for k, x in v.items())
+    return str(v)
+
+
+# --- the built-in readers -------------------------------------------------------------
+
+# net ---------------------------------------------------------------------------------
+
+_IFF_UP = 1
+
+
+def _ipr(ctx: Context):
+    ipr = ctx.cache.get("ipr")
+    if ipr is None:
+        from pyroute2 import IPRoute  # imported in the helper only
+        ipr = ctx.cache["ipr"] = IPRoute()
+    return ipr
+
+
+def _links_raw(ctx: Context) -> list:
+    if "links" not in ctx.cache:
+        ctx.cache["links"] = list(_ipr(ctx).get_links())
+    return ctx.cache["links"]
+
+
+def _ifnames(ctx: Context) -> dict[int, str]:
+    return {m["index"]: m.get_attr("IFLA_IFNAME") for m in _links_raw(ctx)}
+
+
+def read_links(ctx: Context) -> dict:
+    out = {}
+    for m in sorted(_links_raw(ctx), key=lambda m: m["index"]):
+        info = m.get_attr("IFLA_LINKINFO")
+        out[m.get_attr("IFLA_IFNAME")] = {
+            "state": m.get_attr("IFLA_OPERSTATE"),
+            "up": bool(m["flags"] & _IFF_UP),
+            "mtu": m.get_attr("IFLA_MTU"),
+            "address": m.get_attr("IFLA_ADDRESS"),
+            "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+        }
+    return out
+
+
+def _links_summary(value: dict) -> list[str]:
+    return [f"{name} {v['state']}{'' if v['up'] else ' (admin down)'} mtu {v['mtu']} "
+            f"{v['address'] or '-'}{' ' + v['kind'] if v['kind'] else ''}"
+            for name, v in value.items()] or "-"
+
+
+def read_addresses(ctx: Context) -> list[str]:
+    names = _ifnames(ctx)
+    out = []
+    for a in _ipr(ctx).get_addr():
+        addr = a.get_attr("IFA_ADDRESS") or a.get_attr("IFA_LOCAL")
+        out.append(f"{names.get(a['index'], a['index'])} {addr}/{a['prefixlen']}")
+    return sorted(out)
+
+
+_RT_TABLES = {253: "default", 254: "main", 255: "local"}
+
+
+def read_routes(ctx: Context) -> list[str]:
+    names = _ifnames(ctx)
+    out = []
+    for r in _ipr(ctx).get_routes():
+        table = r.get_attr("RTA_TABLE") or r["table"]
+        if table == 255:
+            continue  # the local table: the kernel's routes for the addresses themselves
+        dst = r.get_attr("RTA_DST")
+        words = [f"{dst}/{r['dst_len']}" if dst else "default"]
+        if r["type"] not in (1,):
+            words[0] = {2: "local", 3: "broadcast", 5: "multicast", 6: "blackhole",
+                        7: "unreachable", 8: "prohibit"}.get(r["type"], f"type{r['type']}") + " " + words[0]
+        gw = r.get_attr("RTA_GATEWAY")
+        if gw:
+            words.append(f"via {gw}")
+        oif = r.get_attr("RTA_OIF")
+        if oif:
+            words.append(f"dev {names.get(oif, oif)}")
+        if table != 254:
+            words.append(f"table {_RT_TABLES.get(table, table)}")
+        out.append(" ".join(words))
+    return sorted(out)
+
+
+register("net", "links", read_links, summary=_links_summary)
+register("net", "addresses", read_addresses)
+register("net", "routes", read_routes)
+
+
+# uts ---------------------------------------------------------------------------------
+
+def read_hostname(ctx: Context) -> str:
+    return os.uname().nodename
+
+
+def read_domainname(ctx: Context) -> str:
+    return ctx.read("sys/kernel/domainname").strip()
+
+
+register("uts", "hostname", read_hostname)
+register("uts", "domainname", read_domainname)
+
+
+# user --------------------------------------------------------------------------------
+
+def _read_map(ctx: Context, kind: str) -> list[str]:
+    return [" ".join(line.split()) for line in ctx.read(f"self/{kind}_map").splitlines()
+            if line.strip()]
+
+
+def read_uid_map(ctx: Context) -> list[str]:
+    return _read_map(ctx, "uid")
+
+
+def read_gid_map(ctx: Context) -> list[str]:
+    return _read_map(ctx, "gid")
+
+
+def read_setgroups(ctx: Context) -> str:
+    return ctx.read("self/setgroups").strip()
+
+
+def _map_summary(value: list[str]) -> str | list[str]:
+    return value or "(not written)"
+
+
+register("user", "uid_map", read_uid_map, summary=_map_summary)
+register("user", "gid_map", read_gid_map, summary=_map_summary)
+register("user", "setgroups", read_setgroups)
+
+
+# mnt ---------------------------------------------------------------------------------
+
+def _unescape(text: str) -> str:
+    from .discover import _unescape as u
+    return u(text)
+
+
+def parse_mountinfo(text: str) -> list[dict]:
+    """Lines of mountinfo as dicts: mount point, fs root, source, fstype, options,
+    super options, propagation."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-")
+        except ValueError:
+            continue
+        optional = fields[6:sep]
+        prop = []
+        for o in optional:
+            if o.startswith("shared:"):
+                prop.append("shared")
+            elif o.startswith("master:"):
+                prop.append("slave")
+            elif o == "unbindable":
+                prop.append("unbindable")
+        out.append({
+            "target": _unescape(fields[4]),
+            "root": _unescape(fields[3]),
+            "source": _unescape(fields[sep + 2]) if len(fields) > sep + 2 else "",
+            "fstype": fields[sep + 1],
+            "options": fields[5],
+            "super": fields[sep + 3] if len(fields) > sep + 3 else "",
+            "propagation": ",".join(prop) or "private",
+            "peers": " ".join(optional),
+        })
+    return out
+
+
+def _mountinfo(ctx: Context) -> list[dict]:
+    if "mountinfo" not in ctx.cache:
+        ctx.cache["mountinfo"] = parse_mountinfo(ctx.read("self/mountinfo"))
+    return ctx.cache["mountinfo"]
+
+
+def read_mounts(ctx: Context) -> dict:
+    """Mounts keyed by mount point (the topmost of a stack wins)."""
+    out = {}
+    for m in _mountinfo(ctx):
+        out[m["target"]] = {k: m[k] for k in ("source", "fstype", "root", "options", "super",
+                                               "propagation")}
+    return out
+
+
+def read_root(ctx: Context) -> str:
+    root = [m for m in _mountinfo(ctx) if m["target"] == "/"]
+    if not root:
+        return "-"
+    m = root[-1]
+    fsroot = "" if m["root"] == "/" else f"[{m['root']}]"
+    return f"{m['source']}{fsroot} ({m['fstype']}, {m['propagation']})"
+
+
+register("mnt", "root", read_root)
+register("mnt", "mounts", read_mounts, summary=lambda v: f"{len(v)} mount points")
+
+
+# pid ---------------------------------------------------------------------------------
+
+def read_processes(ctx: Context) -> dict:
+    """{pid inside the namespace: command} of the processes in it (from the outside)."""
+    out = {}
+    rel = "ns/pid"
+    for name in os.listdir(ctx.procfd):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"{name}/{rel}", dir_fd=ctx.procfd).st_ino != ctx.ino:
+                continue
+            status = ctx.read(f"{name}/status")
+        except OSError:
+            continue
+        inner, comm = name, "?"
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                inner = line.split()[-1]
+            elif line.startswith("Name:"):
+                comm = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
+        out[inner] = comm
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def _proc_summary(value: dict) -> list[str]:
+    lines = [f"{p} {c}" for p, c in value.items()]
+    return lines or "(none)"
+
+
+register("pid", "processes", read_processes, summary=_proc_summary, inside=False)
+
+
+# ipc ---------------------------------------------------------------------------------
+
+def read_sysv(ctx: Context) -> dict:
+    """System V objects: 'shm 0x0000abcd' (or 'shm id N' for IPC_PRIVATE) -> details."""
+    out = {}
+    cols = {"shm": ("perms", "size", "nattch"), "msg": ("perms", "cbytes", "qnum"),
+            "sem": ("perms", "nsems")}
+    for kind, wanted in cols.items():
+        try:
+            text = ctx.read(f"sysvipc/{kind}")
+        except FileNotFoundError:
+            continue
+        lines = text.splitlines()
+        if not lines:
+            continue
+        head = lines[0].split()
+        for line in lines[1:]:
+            vals = dict(zip(head, line.split()))
+            if not vals:
+                continue
+            key = int(vals["key"])
+            ident = vals.get("shmid") or vals.get("msqid") or vals.get("semid")
+            name = f"{kind} 0x{key & 0xFFFFFFFF:08x}" if key else f"{kind} id {ident}"
+            out[name] = {c: (int(vals[c]) if c != "perms" else vals[c]) for c in wanted
+                         if c in vals}
+    return dict(sorted(out.items()))
+
+
+def read_mqueues(ctx: Context) -> dict:
+    """POSIX message queues: an mqueue fs of this IPC namespace, mounted in a private
+    mount namespace this helper unshares for itself (the host's mounts are untouched)."""
+    syscalls.unshare(nstypes.CLONE_NEWNS)
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    where = next(d for d in ("/dev/mqueue", "/tmp", "/mnt", "/") if os.path.isdir(d))
+    syscalls.mount("mqueue", where, "mqueue", syscalls.MS_NOSUID | syscalls.MS_NODEV |
+                   syscalls.MS_NOEXEC)
+    out = {}
+    for name in sorted(os.listdir(where)):
+        info = {}
+        try:
+            with open(os.path.join(where, name)) as f:
+                for part in f.read().split():
+                    k, _, v = part.partition(":")
+                    if k == "QSIZE":
+                        info["qsize"] = int(v)
+        except OSError:
+            pass
+        out["/" + name] = info
+    return out
+
+
+register("ipc", "sysv", read_sysv)
+register("ipc", "mqueues", read_mqueues)
+
+
+# cgroup ------------------------------------------------------------------------------
+
+def _cgroup_v2_path(text: str) -> str:
+    lines = [l for l in text.splitlines() if l.strip()]
+    for line in lines:
+        if line.startswith("0::"):
+            return line[3:]
+    return lines[0].split(":", 2)[2] if lines else "/"
+
+
+def read_cgroup_view(ctx: Context) -> str:
+    """The helper's cgroup as seen from inside (it is the shell's cgroup)."""
+    return _cgroup_v2_path(ctx.read("self/cgroup"))
+
+
+def read_cgroup_root(ctx: Context) -> str:
+    """The namespace's root cgroup, in the shell's view: the shell's cgroup path less
+    what the inside view adds under the root ('?' when the root is outside our view)."""
+    inside = _cgroup_v2_path(ctx.read("self/cgroup"))
+    outside = ctx.extra.get("shell_cgroup")
+    if outside is None:
+        return "?"
+    if inside == "/":
+        return outside
+    tail = inside.rstrip("/")
+    if ".." in tail.split("/") or not outside.endswith(tail):
+        return "?"
+    return outside[: len(outside) - len(tail)] or "/"
+
+
+register("cgroup", "root", read_cgroup_root)
+register("cgroup", "view", read_cgroup_view)
+
+
+# time --------------------------------------------------------------------------------
+
+def read_offsets(ctx: Context) -> dict:
+    out = {}
+    for line in ctx.read("self/timens_offsets").splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        secs, nsecs = int(parts[1]), int(parts[2])
+        out[parts[0]] = f"{secs}" if nsecs == 0 else f"{secs}.{nsecs:09d}".rstrip("0")
+    return out
+
+
+register("time", "offsets", read_offsets)
