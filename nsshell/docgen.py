@@ -39,16 +39,8 @@ def load_registry() -> Registry:
         from .plugins import load_all
     except ImportError:
         return REGISTRY
-    saved = os.environ.get("XDG_CONFIG_HOME")
     with tempfile.TemporaryDirectory() as empty:
-        os.environ["XDG_CONFIG_HOME"] = empty
-        try:
-            load_all()
-        finally:
-            if saved is None:
-                os.environ.pop("XDG_CONFIG_HOME", None)
-            else:
-                os.environ["XDG_CONFIG_HOME"] = saved
+        load_all(folder=empty)
     return REGISTRY
 
 
@@ -500,9 +492,22 @@ def fish_completion(registry: Registry | None = None) -> str:
         "    set -l line (commandline -ct)",
         "    set -l line (string replace -r -- '^[\\'\"]' '' $line)",
         "    set -l before (string replace -r -- '[^\\s;]*$' '' $line)",
-        "    for c in (command nsshell --complete \"$line\" 2>/dev/null)",
+        "    set -l nsshell (commandline -opc)[1]",
+        "    set -l out",
+        "    if command -q $nsshell",
+        "        set out (command $nsshell --complete \"$line\" 2>/dev/null)",
+        "    end",
+        "    if test (count $out) -eq 0; and test -z \"$before\"",
+        "        set out (__nsshell_commands)",
+        "    end",
+        "    for c in $out",
         "        echo \"$before$c\"",
         "    end",
+        "end",
+        "",
+        "# The commands nsshell knows (when the helper cannot be asked).",
+        "function __nsshell_commands",
+    ] + [f"    echo {_fish_quote(w + chr(9) + s)}" for w, s in _commands_with_summaries(registry)] + [
         "end",
         "",
         "complete -c nsshell -f",
@@ -519,10 +524,6 @@ def fish_completion(registry: Registry | None = None) -> str:
         lines.append(" ".join(parts))
     lines.append("complete -c nsshell -n 'not __fish_seen_subcommand_from -c' -F "
                  "-d 'script of nsshell commands'")
-    lines.append("")
-    lines.append("# Command names, for reference (and for `complete -C` without nsshell on PATH):")
-    for w, s in _commands_with_summaries(registry):
-        lines.append(f"# {w}: {s}")
     return "\n".join(lines) + "\n"
 
 

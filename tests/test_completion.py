@@ -1,0 +1,236 @@
+"""Completion: the registry-driven logic (nsshell.complete), the hidden `nsshell --complete`,
+and the generated bash/zsh/fish scripts run by the real shells."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT, nsshell_argv
+from nsshell.complete import complete_line, split_partial, word_start
+from nsshell.registry import Annotated, Registry
+from nsshell.types import ParamType, Ref
+
+BIN = os.path.dirname(nsshell_argv()[0])
+SCRIPTS = os.path.join(ROOT, "completions")
+
+
+def texts(session, line):
+    return [c.text for c in complete_line(session, line).candidates]
+
+
+def cands(session, line):
+    return {c.text: c for c in complete_line(session, line).candidates}
+
+
+# -- the logic ------------------------------------------------------------------------------
+
+def test_command_names(shell):
+    assert texts(shell.session, "jo") == ["join"]
+    got = cands(shell.session, "")
+    assert {"new", "join", "run", "help", "map"} <= set(got)
+    assert got["new"].meta.startswith("Create namespaces")
+    assert got["join"].suffix == " "
+
+
+def test_every_command_is_reachable_word_by_word(shell):
+    from nsshell.registry import REGISTRY
+    for cmd in REGISTRY.visible():
+        words = cmd.words
+        for i, w in enumerate(words):
+            before = " ".join(words[:i]) + (" " if i else "")
+            got = texts(shell.session, before + w[:1])
+            assert w in got, (cmd.name, before + w[:1], got)
+
+
+def test_sub_commands_beside_arguments(shell):
+    got = cands(shell.session, "map ")
+    assert {"root", "auto"} <= set(got)
+    assert "unshare -r" in got["root"].meta
+    assert texts(shell.session, "help map r") == ["root"]
+
+
+def test_types_go_on_after_plus(shell):
+    got = complete_line(shell.session, "new user+mn")
+    assert [c.text for c in got.candidates] == ["user+mnt"]
+    assert got.candidates[0].suffix == ""          # +net may follow
+    assert got.word == "user+mn"
+    assert "user" not in texts(shell.session, "new user+")[0].split("+")[1:]
+    assert "user+net" in texts(shell.session, "new user+")
+
+
+def test_options_and_their_values(shell):
+    got = cands(shell.session, "new net --no")
+    assert list(got) == ["--no-join"]
+    assert got["--no-join"].meta
+    assert set(texts(shell.session, "new net --propagation ")) == {"private", "shared", "slave",
+                                                                      "unchanged"}
+    # an option already given is not offered again
+    assert "--no-join" not in texts(shell.session, "new net --no-join --")
+
+
+def test_keyword_and_names(shell, prefix):
+    assert "as" in texts(shell.session, "new net ")
+    assert shell(f"new uts as {prefix}a --no-join").rc == 0
+    got = cands(shell.session, f"close {prefix}")
+    assert list(got) == [f"{prefix}a"]
+    assert "uts" in got[f"{prefix}a"].meta
+    assert f"{prefix}a" in texts(shell.session, "join uts ")
+    assert "host" in texts(shell.session, "join ")
+
+
+def test_pids_and_held_ids(shell):
+    got = cands(shell.session, f"join pid:{os.getpid()}")
+    assert f"pid:{os.getpid()}" in got
+    with open(f"/proc/{os.getpid()}/comm") as f:
+        assert got[f"pid:{os.getpid()}"].meta == f.read().strip()
+    net = str(shell.session.host.handles["net"].nsid)
+    assert net in texts(shell.session, "join net:[")
+
+
+def test_programs_and_paths(shell, tmp_path):
+    assert "echo" in texts(shell.session, "run ech")
+    assert "echo" in texts(shell.session, "!ech")
+    (tmp_path / "script.nss").write_text("echo hi\n")
+    (tmp_path / "sub").mkdir()
+    got = cands(shell.session, f"source {tmp_path}/")
+    assert f"{tmp_path}/script.nss" in got
+    assert got[f"{tmp_path}/sub/"].suffix == ""    # a directory goes on
+    assert f"{tmp_path}/script.nss" in texts(shell.session, f"run cat {tmp_path}/scr")
+
+
+def test_last_command_of_a_line_and_comments(shell):
+    assert texts(shell.session, "echo a; jo") == ["join"]
+    assert texts(shell.session, "echo 'a; jo") == []     # inside quotes: one word of echo
+    assert texts(shell.session, "# jo") == []
+
+
+def test_split_partial():
+    assert split_partial("new user+m") == (["new"], "user+m")
+    assert split_partial("new ") == (["new"], "")
+    assert split_partial("echo 'a b' 'c d") == (["echo", "a b"], "c d")
+    assert split_partial("a; b c") == (["b"], "c")
+    assert split_partial("!ho") == (["run"], "ho")
+    assert word_start("echo 'a b' 'c d") == len("echo 'a b' ")
+
+
+class Thing(ParamType):
+    """A type whose candidates depend on the REF typed before it."""
+    metavar = "THING"
+    seen: dict = {}
+
+    def complete(self, prefix, session, *, args=None):
+        Thing.seen = dict(args or {})
+        return [(f"{args['ref']}-{n}", "a thing") for n in ("one", "two")]
+
+
+POKE = Registry()
+
+
+@POKE.command("poke")
+def poke(sh, ref: Annotated[object, Ref()], thing: Annotated[str, Thing()]):
+    """Poke a thing."""
+
+
+def test_a_type_sees_the_words_typed_before(shell, prefix):
+    """A parameter type whose complete() takes `args` (e.g. interface names of the REF
+    before them) gets the words typed so far, by parameter name."""
+    assert shell(f"new uts as {prefix}k --no-join").rc == 0
+    got = complete_line(shell.session, f"poke {prefix}k ", POKE)
+    assert [c.text for c in got.candidates] == [f"{prefix}k-one", f"{prefix}k-two"]
+    assert Thing.seen == {"ref": f"{prefix}k"}
+    assert [c.text for c in complete_line(shell.session, f"poke {prefix}k zz", POKE).candidates] == []
+    assert [c.text for c in complete_line(shell.session, f"poke {prefix}", POKE).candidates] == [f"{prefix}k"]
+
+
+def test_interface_names(shell, prefix):
+    """net's interface type: `net up REF l<Tab>` offers lo of that namespace."""
+    from nsshell.registry import REGISTRY
+    if REGISTRY.lookup(["net", "up"]) is None:
+        pytest.skip("the net plugin has no `net up` yet")
+    assert shell(f"new net as {prefix}n --no-join").rc == 0
+    got = cands(shell.session, f"net up {prefix}n l")
+    assert "lo" in got
+
+
+# -- the hidden helper ------------------------------------------------------------------------
+
+def test_complete_helper(nsshell):
+    r = nsshell("--complete", "new user+m")
+    assert r.rc == 0, r
+    assert r.out.splitlines() == ["user+mnt\tmount table"]
+    r = nsshell("--complete", "jo")
+    assert r.out.startswith("join\t")
+    r = nsshell("--complete", "echo x; new net --no-j")
+    assert r.out.split("\t")[0] == "--no-join"
+
+
+# -- the shells ------------------------------------------------------------------------------
+
+def _bash(words: list[str], cword: int | None = None, cwd: str = "/tmp") -> list[str]:
+    cword = len(words) - 1 if cword is None else cword
+    arr = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    script = (f"source {SCRIPTS}/nsshell.bash\n"
+              f"COMP_WORDS=({arr}); COMP_CWORD={cword}; COMPREPLY=()\n"
+              "_nsshell\n"
+              "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    p = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True,
+                       text=True, env=env, cwd=cwd, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return [line for line in p.stdout.splitlines() if line]
+
+
+def test_bash_options_and_files(tmp_path):
+    assert _bash(["nsshell", "--js"]) == ["--json"]
+    assert set(_bash(["nsshell", "-"])) >= {"-c", "--json", "-k", "--keep-going", "--debug",
+                                            "--no-plugins", "--version", "--help"}
+    (tmp_path / "lab.nss").write_text("echo\n")
+    assert _bash(["nsshell", "la"], cwd=str(tmp_path)) == ["lab.nss"]
+
+
+def test_bash_inside_c(tmp_path):
+    assert _bash(["nsshell", "-c", "'jo"]) == ["join"]
+    assert _bash(["nsshell", "-c", "'new user+mn"]) == ["new user+mnt"]
+    assert _bash(["nsshell", "--json", "-c", "\"echo a; jo"]) == ["echo a; join"]
+    assert "map root" in _bash(["nsshell", "-c", "'map r"])
+    assert "join host" in _bash(["nsshell", "-c", "'join "])
+    # the word after -c's text is a script argument no more: nothing from nsshell there
+    assert _bash(["nsshell", "-c", "ctx", "--js"]) == ["--json"]
+
+
+def test_bash_lists_every_command():
+    from nsshell.registry import REGISTRY
+    got = set(_bash(["nsshell", "-c", "'"]))
+    assert {c.words[0] for c in REGISTRY.visible()} <= got
+
+
+@pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed")
+def test_zsh_parses_the_script():
+    p = subprocess.run(["zsh", "-n", os.path.join(SCRIPTS, "_nsshell")], capture_output=True, text=True)
+    assert p.returncode == 0 and not p.stderr, p.stderr
+
+
+@pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed")
+def test_fish_parses_and_completes(tmp_path):
+    script = os.path.join(SCRIPTS, "nsshell.fish")
+    p = subprocess.run(["fish", "-n", script], capture_output=True, text=True)
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
+
+    def fish(line: str) -> list[str]:
+        q = line.replace("\\", "\\\\").replace("'", "\\'")
+        p = subprocess.run(["fish", "--no-config", "-c", f"source {script}; complete -C '{q}'"],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return [x.split("\t")[0] for x in p.stdout.splitlines()]
+
+    assert fish("nsshell -c 'new user+mn") == ["new user+mnt"]
+    assert fish("nsshell -c 'jo") == ["join"]
+    assert fish("nsshell --js") == ["--json"]
+    # with no helper to ask, the command names still come (from the script itself)
+    assert "join" in fish("/nonexistent/nsshell -c 'jo")
