@@ -4,13 +4,23 @@
 # symlink per applet in /bin, the empty directories a container mounts on
 # (/proc /sys /dev /tmp ...), and a minimal /etc (passwd, group, hostname).
 #
-#   sh scripts/build-rootfs.sh [DIR]        default DIR: build/rootfs
+#   sh scripts/build-rootfs.sh [--owner UID[:GID]] [DIR]     default DIR: build/rootfs
 #
 # Nothing else is copied from the host.  The result is readable by everyone, so an
-# unprivileged user can use it as the lower layer of an overlay.  Run it again to
-# rebuild: DIR is replaced (only when it looks like a rootfs this script built).
+# unprivileged user can use it as the lower layer of an overlay.  Its files belong to
+# whoever builds it; in a rootless container (`map root`) only the files of the user
+# who runs it are root's, so build it as that user, or as root with --owner UID.
+# Run it again to rebuild: DIR is replaced (only when it looks like a rootfs this
+# script built).
 set -eu
 
+owner=""
+if [ "${1:-}" = "--owner" ]; then
+    [ $# -ge 2 ] || { echo "build-rootfs: --owner needs UID[:GID]" >&2; exit 2; }
+    owner=$2
+    shift 2
+    case $owner in *:*) ;; *) owner="$owner:$owner" ;; esac
+fi
 dest=${1:-"$(dirname "$0")/../build/rootfs"}
 
 busybox=""
@@ -61,5 +71,6 @@ EOF
 echo box > etc/hostname
 printf 'PATH=/bin:/sbin:/usr/bin:/usr/sbin\nPS1="[box \\w]# "\nexport PATH PS1\n' > etc/profile
 : > .nsshell-rootfs
+[ -z "$owner" ] || chown -R -h "$owner" .
 
 echo "$dest"

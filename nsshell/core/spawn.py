@@ -219,6 +219,9 @@ def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
         try:
             parent_sock.close()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # Before entering: a mount namespace pivoted into a container's root has no
+            # Python library to import the answer's modules from.
+            import array, pickle, traceback  # noqa: E401,F401
             enter(entries, root=root)
             if fork_after:
                 grandchild = os.fork()
@@ -425,6 +428,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             os.setpgid(0, 0)
             terminal.give(os.getpid())
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            import traceback  # noqa: F401 - before entering (a container's root has no Python)
             enter(entries, root=root)
             if cwd is not None:
                 try:
