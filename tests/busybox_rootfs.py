@@ -1,6 +1,6 @@
-"""A busybox root filesystem built by scripts/build-rootfs.sh, for the mount and container
-tests: in a directory every uid can read (uid 65534 uses it as an overlay's lower layer),
-removed at the end."""
+"""For the mount and container tests: a busybox root filesystem built by
+scripts/build-rootfs.sh (in a directory every uid can read: uid 65534 uses it as an
+overlay's lower layer; removed at the end), and the host's mount table."""
 
 from __future__ import annotations
 
@@ -31,3 +31,21 @@ def rootfs():
         yield path
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def host_mounts() -> list[str]:
+    """The host's mount table, less what other tests running at the same time may add
+    (nsfs bind mounts of persisted namespaces, /run/netns, /run/nsshell, other tests'
+    scratch directories under /tmp); these tests' own directories are /tmp/nsshell-*."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            target = fields[4]
+            if fstype == "nsfs" or target.startswith(("/run/netns/", "/run/nsshell")):
+                continue
+            if target.startswith("/tmp/") and not target.startswith("/tmp/nsshell-"):
+                continue
+            out.append(line)
+    return out

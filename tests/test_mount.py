@@ -1,5 +1,5 @@
 """The mount plugin on the real kernel: every command, as root and as uid 65534, with the
-host's mount table the same afterwards (and while the commands run, for the host's part).
+host's mount table the same afterwards.
 """
 
 from __future__ import annotations
@@ -12,28 +12,10 @@ import tempfile
 
 import pytest
 
-from busybox_rootfs import rootfs  # noqa: F401 - a fixture
+from busybox_rootfs import host_mounts, rootfs  # noqa: F401 - rootfs is a fixture
 
 
 # -- the host's mount table ----------------------------------------------------------------
-
-def host_mounts() -> list[str]:
-    """The host's mount table, less what other tests running at the same time may add
-    (nsfs bind mounts of persisted namespaces, /run/netns, /run/nsshell, other tests'
-    scratch directories under /tmp); these tests' own directories are /tmp/nsshell-*."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            fstype = fields[fields.index("-") + 1]
-            target = fields[4]
-            if fstype == "nsfs" or target.startswith(("/run/netns/", "/run/nsshell")):
-                continue
-            if target.startswith("/tmp/") and not target.startswith("/tmp/nsshell-"):
-                continue
-            out.append(line)
-    return out
-
 
 @pytest.fixture
 def host_unchanged():
