@@ -371,7 +371,7 @@ def _show_record(d: dict) -> Record:
     if d["names"]:
         fields["names"] = ", ".join(d["names"])
     pids = d["pids"]
-    fields["processes"] = (f"{d['nprocs']}: " + " ".join(map(str, pids[:15])) +
+    fields["pids"] = (f"{d['nprocs']}: " + " ".join(map(str, pids[:15])) +
                            (" ..." if len(pids) > 15 else "")) if pids else "0"
     for key, value in d["state"].items():
         text = nsstate.summarize(d["type"], key, value)

@@ -150,14 +150,25 @@ def _entries(fd: int, t: NsType, label: str) -> tuple[list[spawn.Entry], list[in
     return entries, owned
 
 
-def _extra_for(t: NsType) -> dict:
+def _cgroup_of(pid: int | str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return _cgroup_v2_path(f.read())
+    except OSError:
+        return None
+
+
+def _extra_for(t: NsType, ino: int) -> dict:
+    """Facts the shell reads before the helper starts (its view from the outside)."""
     extra: dict = {}
     if t is nstypes.CGROUP:
-        try:
-            with open("/proc/self/cgroup") as f:
-                extra["shell_cgroup"] = _cgroup_v2_path(f.read())
-        except OSError:
-            pass
+        # The root of a cgroup namespace is derived from a process whose cgroup is under
+        # it: its path seen from outside less its path seen from inside.
+        views = {"self": _cgroup_of("self")}
+        from .discover import processes_in
+        for pid in processes_in(t, ino)[:8]:
+            views[str(pid)] = _cgroup_of(pid)
+        extra["outside_views"] = {k: v for k, v in views.items() if v is not None}
     return extra
 
 
@@ -167,7 +178,7 @@ def snapshot(fd: int, t: NsType, wanted: list[str] | None = None,
     label = label or f"{t.name}:[{os.fstat(fd).st_ino}]"
     specs = [s for k, s in _REGISTRY[t.name].items() if wanted is None or k in wanted]
     ino = os.fstat(fd).st_ino
-    extra = _extra_for(t)
+    extra = _extra_for(t, ino)
     out: dict[str, dict] = {}
     procfd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -507,28 +518,25 @@ def _cgroup_v2_path(text: str) -> str:
     return lines[0].split(":", 2)[2] if lines else "/"
 
 
-def read_cgroup_view(ctx: Context) -> str:
-    """The helper's cgroup as seen from inside (it is the shell's cgroup)."""
-    return _cgroup_v2_path(ctx.read("self/cgroup"))
-
-
 def read_cgroup_root(ctx: Context) -> str:
-    """The namespace's root cgroup, in the shell's view: the shell's cgroup path less
-    what the inside view adds under the root ('?' when the root is outside our view)."""
-    inside = _cgroup_v2_path(ctx.read("self/cgroup"))
-    outside = ctx.extra.get("shell_cgroup")
-    if outside is None:
-        return "?"
-    if inside == "/":
-        return outside
-    tail = inside.rstrip("/")
-    if ".." in tail.split("/") or not outside.endswith(tail):
-        return "?"
-    return outside[: len(outside) - len(tail)] or "/"
+    """The namespace's root cgroup in the shell's view ('?' when no process we can see
+    is under it): for a process under the root, its path from outside less its path
+    from inside (where the helper stands now)."""
+    for who, outside in ctx.extra.get("outside_views", {}).items():
+        try:
+            inside = _cgroup_v2_path(ctx.read(f"{who}/cgroup"))
+        except OSError:
+            continue
+        if inside == "/":
+            return outside
+        tail = inside.rstrip("/")
+        if ".." in tail.split("/") or not outside.endswith(tail):
+            continue
+        return outside[: len(outside) - len(tail)] or "/"
+    return "?"
 
 
 register("cgroup", "root", read_cgroup_root)
-register("cgroup", "view", read_cgroup_view)
 
 
 # time --------------------------------------------------------------------------------
