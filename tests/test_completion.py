@@ -18,6 +18,13 @@ BIN = os.path.dirname(nsshell_argv()[0])
 SCRIPTS = os.path.join(ROOT, "completions")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def plugins():
+    """The first-party plugins' commands too (as the real nsshell loads them)."""
+    from nsshell import docgen
+    docgen.load_registry()
+
+
 def texts(session, line):
     return [c.text for c in complete_line(session, line).candidates]
 
