@@ -369,3 +369,11 @@ def test_rootless_mnt_owned_by_a_user_namespace_left_out_of_the_context(rootless
                        "mount ls --json")
     assert d.rc == 0, d
     assert mounts_at(d.out, tmpdir_open)[0]["fstype"] == "tmpfs"
+
+
+def test_relative_paths_are_taken_from_the_shells_directory(nsshell, host_unchanged,
+                                                             tmpdir_open):
+    sub, = mkdirs(tmpdir_open, "sub")
+    d = nsshell("-c", "new mnt; mount tmpfs sub 1m; mount ls --json", cwd=tmpdir_open)
+    assert d.rc == 0, d
+    assert mounts_at(d.out, sub)[0]["fstype"] == "tmpfs"
