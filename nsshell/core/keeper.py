@@ -18,7 +18,6 @@ Wire format: a 4-byte length, then JSON; fds ride on the first sendmsg.
 from __future__ import annotations
 
 import array
-import errno
 import fcntl
 import json
 import os
@@ -206,16 +205,15 @@ class Keeper:
         if s.get("pidfd") is not None:
             r, _, _ = select.select([s["pidfd"]], [], [], 0)
             d["alive"] = not r
-        owner = None
-        fd = next(iter(s["fds"].values()), None)
-        if fd is not None:
+        owners = {}
+        for t, fd in s["fds"].items():
             try:
-                ufd = fcntl.ioctl(fd, 0xB701)
-                owner = f"user:[{os.fstat(ufd).st_ino}]"
-                os.close(ufd)
+                ufd = fcntl.ioctl(fd, 0xB701)  # NS_GET_USERNS
             except OSError:
-                pass
-        d["owner"] = owner
+                continue
+            owners[t] = f"user:[{os.fstat(ufd).st_ino}]"
+            os.close(ufd)
+        d["owners"] = owners
         return d
 
     @staticmethod
@@ -490,7 +488,7 @@ def listing() -> list[dict]:
         for t, ino in s["types"].items():
             row = {"name": s["name"], "type": t, "path": f"keeper:{s['name']}",
                    "nsid": f"{t}:[{ino}]", "inode": ino, "source": "keeper",
-                   "owner": s.get("owner")}
+                   "owner": s.get("owners", {}).get(t)}
             if t == "pid" and "alive" in s:
                 row["alive"] = s["alive"]
             out.append(row)

@@ -50,7 +50,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def NAME_OK(name: str) -> bool:
     """A persisted name is one safe path component."""
-    return bool(_NAME_RE.fullmatch(name)) and name not in (META,)
+    from ..session import RESERVED
+    return (bool(_NAME_RE.fullmatch(name)) and name != META and not name.isdigit()
+            and name not in RESERVED)
 
 
 # --- settings ---------------------------------------------------------------------
@@ -199,10 +201,13 @@ def _ensure_private_root(path: str, fd: int) -> None:
         table = mounts()
     m = _is_mount_point(path, table)
     if m is not None and m.shared:
+        top = walk(path)  # the fd opened before the bind names the directory beneath it
         try:
-            syscalls.mount("none", _fdpath(fd), None, syscalls.MS_PRIVATE | syscalls.MS_REC)
+            syscalls.mount("none", _fdpath(top), None, syscalls.MS_PRIVATE | syscalls.MS_REC)
         except OSError as e:
-            raise _mount_error(e, f"making {path} private", path) from None
+            raise from_oserror(e, f"making {path} private") from None
+        finally:
+            os.close(top)
 
 
 def _ensure_netns_dir() -> int:
@@ -262,7 +267,19 @@ def start_time(pid: int) -> int | None:
 
 
 def same_process(pid: int | None, start: int | None) -> bool:
-    return bool(pid) and start is not None and start_time(pid) == start
+    """Is PID still the process that started at START, and not a zombie?"""
+    if not pid or start is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    rest = data[data.rfind(b")") + 2:].split()
+    try:
+        return rest[0] not in (b"Z", b"X") and int(rest[19]) == start
+    except (IndexError, ValueError):
+        return False
 
 
 def _kill_verified(pid: int | None, start: int | None, timeout: float = 3.0) -> bool:
