@@ -48,11 +48,12 @@ from .core.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.handle import Handle, NsSet
 from .core.nssocket import socket_in
 from .core.spawn import Entry, Handoff, call as call_in
+from .core.nsstate import Context as StateContext, register as register_state, unregister as unregister_state
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
 from .kernel import nstypes, syscalls  # syscalls: mount, umount2, pivot_root, ioctl_ns...
 from .registry import REGISTRY as _REGISTRY
 from .registry import Annotated, Kw, Opt, Rest
-from .results import Diff, Message, Node, Record, Status, Table, Tree
+from .results import Diff, Message, Multi, Node, Record, Status, Table, Tree
 from .types import (Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Seconds, Word,
                     complete_path)
 
@@ -62,8 +63,9 @@ __all__ = [
     "API_VERSION", "PluginAPI", "command", "HandleCache", "socket_in", "resolve_handle",
     "Annotated", "Kw", "Opt", "Rest", "Choice", "Int", "NsType", "NsTypes", "ParamType", "Path",
     "Pid", "Ref", "Seconds", "Word", "complete_path", "Message", "Record", "Table", "Tree", "Node",
-    "Diff", "Status", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
+    "Diff", "Status", "Multi", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
     "Handle", "NsSet", "Entry", "Handoff", "call_in", "nstypes", "syscalls",
+    "register_state", "unregister_state", "StateContext",
 ]
 
 

@@ -1,4 +1,9 @@
-"""nsshell's net plugin (work in progress)."""
+"""nsshell's first-party net plugin: veth pairs, addresses, links up/down, routes, bridges.
+
+It reaches nsshell only through nsshell.plugin.  Each network namespace gets
+one rtnetlink socket, opened inside it by a helper and kept until the
+namespace's handle closes; no `ip` process is run.
+"""
 
 
 def register(api):

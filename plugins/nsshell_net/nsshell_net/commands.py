@@ -1,14 +1,353 @@
-"""net commands (work in progress)."""
+"""The net commands: veth, addr, up, down, route, bridge, del, ls.
 
-from nsshell.plugin import Annotated, Message, NsSet, Ref
+Every command speaks rtnetlink over a socket opened inside the target network
+namespace by a helper (nsshell.plugin.socket_in) and kept for that namespace
+(HandleCache: closed when the namespace's handle closes), so a script of
+hundreds of commands opens one socket per namespace and forks no `ip`.
+"""
+
+from __future__ import annotations
+
+import errno as E
+
+from nsshell.plugin import (Annotated, HandleCache, KernelError, Kw, Message, Multi, NotFoundError,
+                            NsSet, Ref, Table, UsageError, resolve_handle, socket_in)
+
+from .types import Cidr, Endpoint, Gateway, IfName, RouteDest
+
+RefArg = Annotated[NsSet, Ref()]
+
+_REASONS = {
+    E.EEXIST: "exists",
+    E.ENODEV: "no such device",
+    E.EPERM: "not permitted",
+    E.EACCES: "not permitted",
+    E.EADDRNOTAVAIL: "address not available",
+    E.ENETUNREACH: "network unreachable",
+    E.EOPNOTSUPP: "not supported",
+    E.EINVAL: "invalid argument",
+    E.EBUSY: "busy",
+    E.ENOENT: "no such object",
+    E.ESRCH: "no such process or object",
+}
+
+_HINTS = {
+    E.EPERM: "this needs CAP_NET_ADMIN in the user namespace that owns the network namespace; "
+             "when rootless, create the namespaces inside one user namespace you own "
+             "(`new user as lab; new net as a; new net as b`)",
+    E.ENETUNREACH: "the gateway must be on a network an address of this namespace is in "
+                   "(`net addr` first)",
+    E.EOPNOTSUPP: "the kernel lacks that link type (is its module loaded?)",
+}
+
+
+def _fail(err: OSError, what: str, hint: str | None = None) -> KernelError:
+    reason = _REASONS.get(err.errno, err.strerror or f"errno {err.errno}")
+    detail = getattr(err, "detail", "")
+    if detail and detail.lower().rstrip(".") not in reason:
+        reason += f" ({detail.rstrip('.')})"
+    return KernelError(f"{what}: {reason}", hint or _HINTS.get(err.errno), err.errno or 0)
+
+
+def _open(handle):
+    import socket
+    from .rtnl import Rtnl
+    fd = socket_in(handle, socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+    try:
+        return Rtnl(fd)
+    except BaseException:
+        import os
+        os.close(fd)
+        raise
+
+
+SOCKETS = HandleCache(_open, lambda conn: conn.close())
+
+
+def conn_for(sh, ref: NsSet | None):
+    """(handle, label, rtnetlink connection) for REF's network namespace (default: the context's)."""
+    if ref is None:
+        handle = sh.context["net"]
+        label = sh.context_names.get("net") or "host"
+    else:
+        handle = resolve_handle(sh, ref, "net")
+        label = ref.label
+    return handle, label, SOCKETS.get(handle)
+
+
+def _index(conn, name: str, label: str, what: str) -> int:
+    try:
+        link = conn.link(name)
+    except OSError as e:
+        raise _fail(e, what) from None
+    if link is None:
+        raise NotFoundError(f"{what}: no such device {name!r} in {label}",
+                            f"`net ls {label}` lists its links")
+    return link["index"]
+
+
+def _default_ifname(other: NsSet, taken: set[str]) -> str:
+    base = other.name if other.name and len(other.name) <= 15 else "veth"
+    name, n = base, 0
+    while name in taken:
+        name = f"{base[:14 - len(str(n))]}{n}"
+        n += 1
+    return name
 
 
 def register(api):
+    @api.command("net veth")
+    def net_veth(sh, a: Annotated[tuple, Endpoint()], b: Annotated[tuple, Endpoint()], *,
+                 up: bool = False):
+        """Create a veth pair with one end in each network namespace.
+
+        The pair is created from A's namespace with its peer placed straight into
+        B's (one netlink request).  An end's name defaults to the name of the set
+        at the other end.
+
+        Arguments:
+          a: REF[:IF], one end (REF's network namespace, interface name IF)
+          b: REF[:IF], the other end
+
+        Options:
+          up: bring both ends up
+
+        Examples:
+          net veth red:eth0 blue:eth0
+          net veth lab:v1 host1 --up
+        """
+        (ref_a, if_a), (ref_b, if_b) = a, b
+        ha = resolve_handle(sh, ref_a, "net")
+        hb = resolve_handle(sh, ref_b, "net")
+        if if_a is None:
+            if_a = _default_ifname(ref_b, {if_b} if if_b else set())
+        if if_b is None:
+            if_b = _default_ifname(ref_a, {if_a} if ha.nsid == hb.nsid else set())
+        if ha.nsid == hb.nsid and if_a == if_b:
+            raise UsageError(f"both ends would be named {if_a!r} in one namespace")
+        conn = SOCKETS.get(ha)
+        try:
+            conn.add_veth(if_a, if_b, hb.fd, up=up)
+        except OSError as e:
+            what = f"creating veth {ref_a.label}:{if_a} <-> {ref_b.label}:{if_b}"
+            hint = None
+            if e.errno == E.EEXIST:
+                hint = (f"an interface named {if_a!r} exists in {ref_a.label} or {if_b!r} in "
+                        f"{ref_b.label}; pick other names with REF:IF")
+            raise _fail(e, what, hint) from None
+        if up:
+            try:
+                SOCKETS.get(hb).set_link(if_b, up=True)
+            except OSError as e:
+                raise _fail(e, f"setting {if_b} up in {ref_b.label}") from None
+        return Message(f"veth {ref_a.label}:{if_a} <-> {ref_b.label}:{if_b}" + (" (up)" if up else ""))
+
+    @api.command("net addr")
+    def net_addr(sh, ref: RefArg, ifname: Annotated[str, IfName()], cidr: Annotated[object, Cidr()], *,
+                 nodad: bool = False):
+        """Add an address to an interface.
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          ifname: the interface
+          cidr: the address with its prefix length (10.0.0.1/24, fd00::1/64)
+
+        Options:
+          nodad: (IPv6) no duplicate address detection: usable at once
+
+        Examples:
+          net addr red eth0 10.0.0.1/24
+          net addr red eth0 fd00::1/64 --nodad
+        """
+        _, label, conn = conn_for(sh, ref)
+        what = f"adding {cidr} to {ifname} in {label}"
+        index = _index(conn, ifname, label, what)
+        try:
+            conn.add_addr(index, cidr, nodad=nodad)
+        except OSError as e:
+            hint = f"{ifname} in {label} already has {cidr}" if e.errno == E.EEXIST else None
+            raise _fail(e, what, hint) from None
+        return Message(f"{label}: {ifname} {cidr}")
+
+    def _set_state(sh, ref, ifnames, up: bool):
+        _, label, conn = conn_for(sh, ref)
+        for name in ifnames:
+            try:
+                conn.set_link(name, up=up)
+            except OSError as e:
+                hint = f"`net ls {label}` lists its links" if e.errno == E.ENODEV else None
+                raise _fail(e, f"setting {name} {'up' if up else 'down'} in {label}", hint) from None
+        return Message(f"{label}: {' '.join(ifnames)} {'up' if up else 'down'}")
+
+    @api.command("net up")
+    def net_up(sh, ref: RefArg, ifnames: Annotated[list, IfName()]):
+        """Set links up (`lo` included).
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          ifnames: the interfaces
+
+        Examples:
+          net up red lo
+          net up red lo eth0
+        """
+        return _set_state(sh, ref, ifnames, True)
+
+    @api.command("net down")
+    def net_down(sh, ref: RefArg, ifnames: Annotated[list, IfName()]):
+        """Set links down.
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          ifnames: the interfaces
+
+        Examples:
+          net down red eth0
+        """
+        return _set_state(sh, ref, ifnames, False)
+
+    @api.command("net route")
+    def net_route(sh, ref: RefArg, dest: Annotated[object, RouteDest()],
+                  gateway: Annotated[object, Kw("via"), Gateway()],
+                  dev: Annotated[str, Kw("dev"), IfName()] = None):
+        """Add a route: `default` or a network, via a gateway.
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          dest: default, or a network (10.1.0.0/16, fd01::/64)
+          gateway: the next hop, on a network the namespace is connected to
+          dev: the interface to use (default: the kernel picks it from the gateway)
+
+        Examples:
+          net route red default via 10.0.0.254
+          net route red 10.1.0.0/16 via 10.0.0.2
+        """
+        _, label, conn = conn_for(sh, ref)
+        shown = "default" if dest is None or dest == "default" else str(dest)
+        network = None if dest == "default" else dest
+        version = gateway.version
+        if network is not None and network.version != version:
+            raise UsageError(f"{shown} and gateway {gateway} are of different IP versions")
+        what = f"adding route {shown} via {gateway} in {label}"
+        oif = _index(conn, dev, label, what) if dev else None
+        try:
+            conn.add_route(network, gateway, oif, version=version)
+        except OSError as e:
+            hint = f"{label} has a {shown} route already" if e.errno == E.EEXIST else None
+            raise _fail(e, what, hint) from None
+        return Message(f"{label}: {shown} via {gateway}" + (f" dev {dev}" if dev else ""))
+
+    @api.command("net bridge")
+    def net_bridge(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],
+                   ports: Annotated[list, IfName()] = None, *, up: bool = False):
+        """Create a bridge, with ports; on an existing bridge, add the ports.
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          name: the bridge's name
+          ports: interfaces of that namespace to attach to the bridge
+
+        Options:
+          up: bring the bridge (and the ports) up
+
+        Examples:
+          net bridge lab br0 --up
+          net bridge lab br0 v1 v2 v3 --up
+        """
+        _, label, conn = conn_for(sh, ref)
+        ports = ports or []
+        existing = conn.link(name)
+        if existing is None:
+            try:
+                conn.add_bridge(name, up=up)
+            except OSError as e:
+                raise _fail(e, f"creating bridge {name} in {label}") from None
+            existing = conn.link(name)
+            verb = "bridge"
+        elif existing["kind"] != "bridge":
+            raise KernelError(f"creating bridge {name} in {label}: exists "
+                              f"(a {existing['kind'] or 'link'}, not a bridge)", None, E.EEXIST)
+        elif not ports:
+            raise KernelError(f"creating bridge {name} in {label}: exists",
+                              f"to add ports: net bridge {label} {name} IF ...", E.EEXIST)
+        else:
+            if up and not existing["up"]:
+                conn.set_link(name, up=True)
+            verb = "bridge (existing)"
+        for port in ports:
+            try:
+                conn.set_link(port, up=True if up else None, master=existing["index"])
+            except OSError as e:
+                raise _fail(e, f"adding {port} to bridge {name} in {label}") from None
+        return Message(f"{label}: {verb} {name}" + (f" ports {' '.join(ports)}" if ports else "")
+                       + (" (up)" if up else ""))
+
+    @api.command("net del")
+    def net_del(sh, ref: RefArg, ifnames: Annotated[list, IfName()]):
+        """Delete links (deleting one end of a veth pair deletes both).
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          ifnames: the interfaces
+
+        Examples:
+          net del red eth0
+        """
+        _, label, conn = conn_for(sh, ref)
+        for name in ifnames:
+            try:
+                conn.del_link(name)
+            except OSError as e:
+                raise _fail(e, f"deleting {name} in {label}") from None
+        return Message(f"{label}: deleted {' '.join(ifnames)}")
+
     @api.command("net ls")
-    def net_ls(sh, ref: Annotated[NsSet, Ref()] = None):
-        """Links, addresses and routes of a network namespace (work in progress).
+    def net_ls(sh, ref: RefArg = None):
+        """Links, addresses and routes of a network namespace (default: the current one).
 
         Arguments:
           ref: the namespace set (default: the current context)
+
+        Examples:
+          net ls
+          net ls red
+          net ls red --json
         """
-        return Message("not yet")
+        handle, label, conn = conn_for(sh, ref)
+        try:
+            links, addrs, routes = conn.links(), conn.addrs(), conn.routes()
+        except OSError as e:
+            raise _fail(e, f"listing the links of {label}") from None
+        return net_view(label, str(handle.nsid), links, addrs, routes)
+
+
+class NetView(Multi):
+    """`net ls`: a table of links (with their addresses) and one of routes; JSON
+    {"ns", "links": [...], "routes": [...]}."""
+
+    def __init__(self, parts, data):
+        super().__init__(parts)
+        self.data = data
+
+    def json(self):
+        return self.data
+
+
+def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes: list[dict]):
+    names = {link["index"]: link["name"] for link in links}
+    for link in links:
+        link["addresses"] = [a["cidr"] for a in addrs if a["index"] == link["index"]]
+        link["master"] = names.get(link["master"]) if link["master"] else None
+    for r in routes:
+        r["dev"] = names.get(r["oif"]) if r["oif"] else None
+    link_rows = [[link["index"], link["name"], link["kind"] or "",
+                  ("UP" if link["up"] else "DOWN") + (f" ({link['state']})" if link["state"] else ""),
+                  link["master"] or "", link["mac"] or "", link["mtu"], " ".join(link["addresses"])]
+                 for link in links]
+    route_rows = [[r["dst"], r["gateway"] or "", r["dev"] or "", r["proto"], r["scope"],
+                   r["prefsrc"] or ""] for r in routes if r["type"] == "unicast"]
+    parts = [Table(["index", "name", "kind", "state", "master", "mac", "mtu", "addresses"],
+                   link_rows, title=f"{label} {nsid}: links", key="links"),
+             Table(["dst", "via", "dev", "proto", "scope", "src"], route_rows,
+                   title=f"{label}: routes", key="routes")]
+    return NetView(parts, {"ns": nsid, "name": label, "links": links, "routes": routes})
