@@ -111,9 +111,10 @@ class _TerminalTask(Task):
 
 def _width(stream: TextIO) -> int:
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        cols = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):
-        return 80
+        cols = 0
+    return cols if cols > 10 else 80
 
 
 class TerminalProgress(Progress):

@@ -1,0 +1,225 @@
+"""The REPL in-process: prompt_toolkit's pipe input and DummyOutput drive the real loop over
+a real Engine and Session (tests/test_repl_pty.py does it through a pseudo-terminal)."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from nsshell import progress
+from nsshell.render import choose_mode
+from nsshell.repl.app import Repl, history_path, run_repl
+from nsshell.repl.completer import NsCompleter
+
+PAUSE = 0.4   # lets prompt_toolkit finish an asynchronous step (completion) before more keys
+
+
+def drive(shell, keys, history=None, timeout=30):
+    """Type KEYS (strings; floats are pauses) into the REPL; return its exit status."""
+    result = {}
+    with create_pipe_input() as inp:
+        def feed():
+            for k in keys:
+                if isinstance(k, float):
+                    time.sleep(k)
+                else:
+                    inp.send_text(k)
+        t = threading.Thread(target=feed, daemon=True)
+        t.start()
+
+        def loop():
+            result["rc"] = run_repl(shell.engine, input=inp, output=DummyOutput(),
+                                    history=history if history is not None else InMemoryHistory())
+        runner = threading.Thread(target=loop, daemon=True)
+        runner.start()
+        runner.join(timeout)
+        assert not runner.is_alive(), "the REPL did not end"
+        t.join(5)
+    return result["rc"]
+
+
+def test_ctrl_d_exits_0(shell):
+    assert drive(shell, ["echo one\r", "\x04"]) == 0
+    assert shell.out.getvalue() == "one\n"
+
+
+def test_exit_status(shell):
+    assert drive(shell, ["echo x\r", "exit 3\r", "echo never\r"]) == 3
+    assert "never" not in shell.out.getvalue()
+
+
+def test_ctrl_c_clears_the_line(shell):
+    assert drive(shell, ["echo abc", PAUSE, "\x03", PAUSE, "echo def\r", "\x04"]) == 0
+    assert shell.out.getvalue() == "def\n"
+
+
+def test_errors_go_through_the_engine(shell):
+    assert drive(shell, ["frobnicate\r", "echo status $?\r", "\x04"]) == 0
+    assert "unknown command 'frobnicate'" in shell.err.getvalue()
+    assert shell.out.getvalue() == "status 2\n"
+
+
+def test_tab_completes_a_command(shell):
+    assert drive(shell, ["ech", "\t", PAUSE, "hi\r", "\x04"]) == 0
+    assert shell.out.getvalue() == "hi\n"
+
+
+def test_tab_completes_a_name(shell, prefix):
+    keys = [f"new uts as {prefix}tab --no-join\r", PAUSE, f"join {prefix}t", "\t", PAUSE,
+            "\r", PAUSE, "hostname\r", "\x04"]
+    assert drive(shell, keys) == 0
+    assert shell.session.context_names["uts"] == f"{prefix}tab"
+
+
+def test_ctrl_r_finds_an_earlier_command(shell):
+    keys = ["echo marker-one\r", "echo other\r", PAUSE, "\x12", "marker", PAUSE, "\r", PAUSE,
+            "\r", PAUSE, "\x04"]
+    assert drive(shell, keys) == 0
+    assert shell.out.getvalue().splitlines() == ["marker-one", "other", "marker-one"]
+
+
+def test_history_in_xdg_state_home_survives_a_restart(shell, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    path = history_path()
+    assert path == str(tmp_path / "state" / "nsshell" / "history")
+    with create_pipe_input() as inp:
+        inp.send_text("echo remembered\r\x04")
+        assert run_repl(shell.engine, input=inp, output=DummyOutput()) == 0
+    assert "echo remembered" in open(path).read()
+    assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
+    # a new REPL: Up brings the line back
+    shell.out.seek(0), shell.out.truncate()
+    assert drive(shell, ["\x1b[A", PAUSE, "\r", "\x04"], history=FileHistory(path)) == 0
+    assert shell.out.getvalue() == "remembered\n"
+
+
+def test_history_suggestions(shell):
+    """Right arrow accepts the suggestion taken from the history."""
+    h = InMemoryHistory()
+    h.append_string("echo suggested-line")
+    assert drive(shell, ["echo sug", PAUSE, "\x1b[C", PAUSE, "\r", "\x04"], history=h) == 0
+    assert shell.out.getvalue() == "suggested-line\n"
+
+
+def test_prompt_and_toolbar_show_context_map_and_status(shell, prefix):
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+
+        def text(fragments):
+            return "".join(t for _, t in fragments)
+        assert text(repl.message()) == "host> "
+        assert "host" in text(repl.toolbar()) and "status 0" in text(repl.toolbar())
+        assert shell(f"new user+uts as {prefix}u").rc == 0
+        repl.refresh()
+        assert text(repl.message()) == f"{prefix}u> "
+        assert "uid unmapped" in text(repl.toolbar())
+        assert shell("map 0 1000 1").rc == 0
+        assert shell("frobnicate").rc == 2
+        repl.refresh()
+        bar = text(repl.toolbar())
+        assert f"context {prefix}u" in bar
+        assert "uid 0->1000" in bar
+        assert "status 2" in bar
+        assert shell("leave uts").rc == 0
+        assert text(repl.message()) == f"{prefix}u:user> "
+
+
+def test_completer_gives_descriptions():
+    from nsshell.session import Session
+    s = Session()
+    try:
+        got = list(NsCompleter(s).get_completions(Document("jo"), CompleteEvent(completion_requested=True)))
+        assert [c.text for c in got] == ["join "]
+        assert got[0].start_position == -2
+        assert got[0].display_meta_text.startswith("Make REF")
+        got = list(NsCompleter(s).get_completions(Document("new user+m"), CompleteEvent()))
+        assert [(c.text, c.start_position) for c in got] == [("user+mnt", -6)]
+        # an opening quote the user typed is kept
+        got = list(NsCompleter(s).get_completions(Document("source '/et"), CompleteEvent()))
+        assert [(c.text, c.start_position) for c in got] == [("'/etc/", -4)]
+    finally:
+        s.close_all()
+
+
+def test_help_shows_examples(shell):
+    r = shell("help new")
+    assert r.rc == 0
+    assert "Usage:" in r.out and "Examples:" in r.out
+    assert "  new user+mnt" in r.out.splitlines()
+    assert "--no-join" in r.out
+    r = shell("help map")
+    assert "map root" in r.out        # its sub-commands are listed
+    r = shell("help")
+    assert "join" in r.out and "help COMMAND" in r.out
+
+
+# -- plain output, progress --------------------------------------------------------------------
+
+def _tty():
+    master, slave = os.openpty()
+    return os.fdopen(master, "rb", buffering=0), os.fdopen(slave, "w")
+
+
+def test_no_color_and_pipes_give_plain_text(monkeypatch):
+    master, tty = _tty()
+    try:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        monkeypatch.setenv("TERM", "xterm")
+        assert choose_mode(tty, False) == "rich"
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert choose_mode(tty, False) == "plain"
+        assert choose_mode(io.StringIO(), False) == "plain"
+    finally:
+        tty.close(), master.close()
+
+
+def test_progress_on_a_terminal_only(monkeypatch):
+    monkeypatch.setenv("TERM", "xterm")
+    master, tty = _tty()
+    try:
+        reporter = progress.for_stream(tty)
+        assert isinstance(reporter, progress.TerminalProgress)
+        reporter.delay = reporter.interval = 0
+        with reporter.task("scanning", total=4) as task:
+            for _ in range(4):
+                task.advance()
+        tty.flush()
+        drawn = master.read(4096).decode()
+        assert "scanning: 4/4 (100%)" in drawn
+        assert drawn.endswith("\r\x1b[K")          # erased at the end
+    finally:
+        tty.close(), master.close()
+    r, w = os.pipe()
+    with os.fdopen(w, "w") as pipe:
+        assert progress.for_stream(pipe) is progress.NULL
+        with progress.NULL.task("scanning", total=2) as task:
+            task.advance()
+    with os.fdopen(r) as f:
+        assert f.read() == ""
+
+
+def test_short_tasks_draw_nothing(monkeypatch):
+    master, tty = _tty()
+    try:
+        with progress.TerminalProgress(tty, delay=5).task("quick", total=2) as task:
+            task.advance(2)
+        os.set_blocking(master.fileno(), False)
+        with pytest.raises((BlockingIOError, TypeError)):
+            data = master.read(100)
+            if data is None:
+                raise BlockingIOError
+    finally:
+        tty.close(), master.close()
+
+
+def test_the_session_reports_nothing_by_default(shell):
+    assert shell.session.progress is progress.NULL
