@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def rootfs():
     if not os.path.exists("/bin/busybox") and not os.path.exists("/usr/bin/busybox"):
         pytest.skip("busybox-static is not installed (sh scripts/setup.sh installs it)")
-    base = tempfile.mkdtemp(prefix="nsshell-rootfs-", dir="/tmp")
+    base = tempfile.mkdtemp(prefix="nsshell-mnttest-rootfs-", dir="/tmp")
     os.chmod(base, 0o755)
     try:
         path = os.path.join(base, "rootfs")
@@ -36,7 +36,7 @@ def rootfs():
 def host_mounts() -> list[str]:
     """The host's mount table, less what other tests running at the same time may add
     (nsfs bind mounts of persisted namespaces, /run/netns, /run/nsshell, other tests'
-    scratch directories under /tmp); these tests' own directories are /tmp/nsshell-*."""
+    scratch directories under /tmp); these tests' own directories are /tmp/nsshell-mnttest-*."""
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -45,7 +45,7 @@ def host_mounts() -> list[str]:
             target = fields[4]
             if fstype == "nsfs" or target.startswith(("/run/netns/", "/run/nsshell")):
                 continue
-            if target.startswith("/tmp/") and not target.startswith("/tmp/nsshell-"):
+            if target.startswith("/tmp/") and not target.startswith("/tmp/nsshell-mnttest-"):
                 continue
             out.append(line)
     return out

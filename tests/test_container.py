@@ -78,7 +78,7 @@ def host_before():
 
 @pytest.fixture
 def scratch():
-    d = tempfile.mkdtemp(prefix="nsshell-container-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix="nsshell-mnttest-box-", dir="/tmp")
     os.chmod(d, 0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)

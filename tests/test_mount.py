@@ -31,7 +31,7 @@ def host_unchanged():
 @pytest.fixture
 def tmpdir_open():
     """A scratch directory every uid can enter (pytest's tmp_path is 0700)."""
-    d = tempfile.mkdtemp(prefix="nsshell-mount-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix="nsshell-mnttest-", dir="/tmp")
     os.chmod(d, 0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)
