@@ -1,0 +1,164 @@
+"""Rootless persisting (uid 65534): the per-user keeper holds the fds; a later nsshell of the
+same user finds the set by name (PID namespace included); unpersist releases it and the keeper
+leaves; another uid (65533) can reach neither the keeper nor the namespaces."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from conftest import NOBODY, ROOT, Done, _env, nsshell_argv
+from test_persist import alive, comm_of, last_json, marked, nsfs_mounts, wait_gone
+
+OTHER = 65533
+KEEPER_DIR = f"/tmp/nsshell-keeper-{NOBODY}"
+
+
+def keepers(uid: int = NOBODY) -> list[int]:
+    return [p for p in marked("nsshell-keeper") if os.stat(f"/proc/{p}").st_uid == uid]
+
+
+@pytest.fixture
+def clean_keeper(rootless_ok):
+    """Whatever a failing test left: the keeper (by pid, this run's only) and its directory."""
+    before = set(keepers())
+    yield
+    left = [p for p in keepers() if p not in before]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    wait_gone(left)
+    wait_gone(marked("nsshell-init"), 5)
+    if not keepers():
+        shutil.rmtree(KEEPER_DIR, ignore_errors=True)
+
+
+def as_user(uid: int, code: str) -> subprocess.CompletedProcess:
+    """Run python CODE as UID (for probes that nsshell itself would not do)."""
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                           sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env({"HOME": "/tmp"}), cwd="/tmp", timeout=30)
+
+
+def test_rootless_persist_reuse_unpersist(rootless, clean_keeper, prefix):
+    name = f"{prefix}r"
+    made = rootless("-c", f"new user+pid+net+uts as {name} --no-join; map root --ns {name}; "
+                          f"persist {name}; handles")
+    assert made.rc == 0, made
+    assert f"kept at keeper:{name}" in made.out
+    assert not any(name in p for p in nsfs_mounts())  # no bind mount: nobody cannot mount
+    ks = keepers()
+    assert len(ks) == 1 and comm_of(ks[0]) == "nsshell-keeper"
+    st = os.lstat(KEEPER_DIR)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == NOBODY and stat.S_IMODE(st.st_mode) == 0o700
+    assert stat.S_ISSOCK(os.lstat(f"{KEEPER_DIR}/keeper.sock").st_mode)
+    inits = [p for p in marked("nsshell-init") if os.stat(f"/proc/{p}").st_uid == NOBODY]
+    assert inits  # the init of the PID namespace outlived the first nsshell
+
+    # a new process of the same user finds the set by name; its `run` is in the same PID ns
+    listed = rootless("--json", "-c", "handles")
+    assert listed.rc == 0, listed
+    rows = {r["type"]: r for r in last_json(listed.out)["handles"] if r["name"] == name}
+    assert set(rows) == {"user", "pid", "net", "uts"} and rows["pid"]["origin"] == "keeper"
+    assert rows["pid"]["alive"] is True
+    used = rootless("-c", f"join {name}; run readlink /proc/self/ns/pid /proc/self/ns/net; "
+                          "run sh -c 'echo pid=$$'; run id -u")
+    assert used.rc == 0, used
+    assert rows["pid"]["ns"] in used.out and rows["net"]["ns"] in used.out
+    assert int(used.out.split("pid=")[1].split()[0]) < 100
+    assert used.out.split()[-1] == "0"  # root in the persisted user namespace (mapped)
+
+    # another uid: not the set by name, not the keeper's socket, not its fds
+    other = rootless("-c", f"join {name}", user=OTHER)
+    assert other.rc == 1 and "no namespace set named" in other.err, other
+    assert name not in rootless("-c", "handles", user=OTHER).out
+    probe = as_user(OTHER, f"""
+import socket, os
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect({KEEPER_DIR + '/keeper.sock'!r}); print("connected")
+except OSError as e:
+    print("refused", e.errno)
+for fd in os.listdir("/proc/{ks[0]}/fd") if os.access("/proc/{ks[0]}/fd", os.R_OK) else []:
+    print("fd", fd)
+try:
+    os.open("/proc/{ks[0]}/ns/net", os.O_RDONLY); print("opened")
+except OSError as e:
+    print("ns refused", e.errno)
+""")
+    assert "connected" not in probe.stdout and "refused" in probe.stdout, probe
+    assert "fd " not in probe.stdout and "opened" not in probe.stdout, probe
+
+    gone = rootless("-c", f"unpersist {name}")
+    assert gone.rc == 0 and "keeper:" in gone.out, gone
+    assert wait_gone(ks) == []
+    assert wait_gone(inits) == []
+    assert not os.path.exists(f"{KEEPER_DIR}/keeper.sock")
+    again = rootless("-c", f"join {name}")
+    assert again.rc == 1
+
+
+def with_xdg(xdg: str, text: str):
+    """nsshell -c TEXT as nobody with XDG_RUNTIME_DIR=XDG (the fixture removes that variable)."""
+    p = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        "env", f"XDG_RUNTIME_DIR={xdg}"] + nsshell_argv() + ["-c", text],
+                       capture_output=True, text=True, env=_env({"HOME": "/tmp"}), cwd="/tmp",
+                       timeout=60)
+    return Done(p.returncode, p.stdout, p.stderr)
+
+
+def test_rootless_keeper_in_xdg_runtime_dir(rootless, clean_keeper, prefix):
+    xdg = tempfile.mkdtemp(prefix="nsshell-xdg-", dir="/tmp")
+    os.chown(xdg, NOBODY, NOBODY)
+    os.chmod(xdg, 0o700)
+    try:
+        name = f"{prefix}x"
+        made = with_xdg(xdg, f"new user+net as {name} --no-join; persist {name}")
+        assert made.rc == 0, made
+        assert stat.S_ISSOCK(os.lstat(f"{xdg}/nsshell/keeper.sock").st_mode)
+        # the same user without that XDG_RUNTIME_DIR looks elsewhere
+        assert rootless("-c", f"join {name}").rc == 1
+        used = with_xdg(xdg, f"join {name}; run readlink /proc/self/ns/net")
+        assert used.rc == 0 and "net:[" in used.out, used
+        ks = keepers()
+        assert with_xdg(xdg, f"unpersist {name}").rc == 0
+        assert wait_gone(ks) == []
+    finally:
+        shutil.rmtree(xdg, ignore_errors=True)
+
+
+def test_rootless_refuses_a_keeper_dir_of_another_user(rootless, clean_keeper, prefix):
+    d = f"/tmp/nsshell-keeper-{OTHER}"
+    if os.path.lexists(d):
+        pytest.skip(f"{d} exists already")
+    os.mkdir(d, 0o700)  # owned by root, not by 65533: a trap the keeper must not use
+    try:
+        done = rootless("-c", f"new user+net as {prefix}t --no-join; persist {prefix}t", user=OTHER)
+        assert done.rc == 1 and "not a private directory" in done.err, done
+        assert keepers(OTHER) == []
+    finally:
+        os.rmdir(d)
+
+
+def test_rootless_same_name_twice(rootless, clean_keeper, prefix):
+    name = f"{prefix}d"
+    done = rootless("-c", f"new user+net as {name} --no-join; persist {name}; persist {name}; "
+                          f"new user+net as o --no-join; persist o as {name}")
+    assert done.rc == 1 and "already kept" in done.err, done
+    assert "already kept (same namespaces)" in done.out
+    ks = keepers()
+    assert rootless("-c", f"unpersist {name}").rc == 0
+    assert wait_gone(ks) == []
+
+
+def test_rootless_cannot_unpersist_roots_store(rootless, clean_keeper):
+    assert ROOT  # the checkout is readable by others (rootless_ok checked it)
+    done = rootless("-c", "unpersist nosuchname")
+    assert done.rc == 1 and "nothing is persisted" in done.err
+    assert alive(os.getpid())
