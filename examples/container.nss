@@ -15,7 +15,7 @@ map root
 # A writable layer on a tmpfs, an overlay root over the read-only rootfs.
 mount tmpfs /mnt 64m
 run mkdir /mnt/upper /mnt/work /mnt/root
-mount overlay $1 /mnt/upper /mnt/work /mnt/root
+mount overlay "$1" /mnt/upper /mnt/work /mnt/root
 
 # proc of the new PID namespace, mounted while the host's proc is still visible
 # (in a user namespace the kernel refuses it after the old root is gone).
@@ -26,4 +26,5 @@ mount root /mnt/root
 hostname box
 
 # ps sees only the container's processes; hostname is the container's own.
+# (`sh /bin/sh` here instead gives an interactive shell in the container.)
 run sh -c 'ps; hostname'

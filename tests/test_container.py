@@ -142,7 +142,7 @@ def test_the_example_as_root(nsshell, rootfs, host_before):
 def test_the_example_without_a_rootfs_fails_cleanly(rootless, host_before):
     d = rootless(EXAMPLE)
     assert d.rc == 2, d
-    assert "missing DIR" in d.err and "container.nss:" in d.err, d
+    assert "LOWER is empty" in d.err and "container.nss:" in d.err, d
 
 
 def test_the_example_with_a_missing_rootfs_fails_cleanly(rootless, scratch, host_before):
