@@ -277,6 +277,9 @@ def test_a_mount_that_would_propagate_to_the_host_is_refused(nsshell, host_uncha
         assert "shared with the host's mount namespace" in d.err, d
         assert "mount propagation private" in d.err
         assert host_mounts() == before
+        d = nsshell("-c", f"new mnt --propagation unchanged; mount root {sub}")
+        assert d.rc == 1 and "shared with the host's mount namespace" in d.err, d
+        assert host_mounts() == before
         # After making it private in the namespace, the same mount is allowed (and stays there).
         d = nsshell("-c", f"new mnt --propagation unchanged; "
                           f"mount propagation private {shared_dir}; mount tmpfs {sub}; "

@@ -207,6 +207,7 @@ def root(procfd: int, host_groups: set[int], path: str) -> str:
         raise UsageError(f"{path} is not a directory")
     if target == "/":
         raise UsageError(f"{path} is already the root")
+    check_private(procfd, host_groups, target)
     bound = False
     if not mountinfo.is_mount_point(read_mounts(procfd), target):
         try:
