@@ -432,3 +432,31 @@ def test_persisted_names_complete(shell, store, prefix):
     assert name in cands
     assert shell(f"unpersist {name}").rc == 0
     assert name not in [c for c, _ in shell.session.ref_candidates(prefix)]
+
+
+def test_default_root_is_run_nsshell_made_private(prefix):
+    """Without NSSHELL_PERSIST_ROOT: /run/nsshell, a private bind mount of itself."""
+    root = "/run/nsshell"
+    existed = os.path.isdir(root)
+    name = f"{prefix}def"
+    env = {"NSSHELL_PERSIST_ROOT": ""}
+    try:
+        done = run_nsshell("-c", f"new net+uts as {name} --no-join; persist {name}", env=env)
+        assert done.rc == 0 and f"kept at {root}/{name}" in done.out, done
+        with open("/proc/self/mountinfo") as f:
+            entry = [line.split() for line in f if line.split()[4] == root]
+        assert entry, "the persist root is a mount point"
+        assert not any(o.startswith("shared:") for o in entry[-1][6:entry[-1].index("-")])
+        assert sorted(os.listdir(f"{root}/{name}")) == ["meta.json", "net", "uts"]
+        used = run_nsshell("-c", f"join {name}; run readlink /proc/self/ns/uts", env=env)
+        assert used.rc == 0 and f"uts:[{os.stat(f'{root}/{name}/uts').st_ino}]" in used.out
+        assert run_nsshell("-c", f"unpersist {name}", env=env).rc == 0
+        assert not os.path.exists(f"{root}/{name}") and nsfs_under(root) == []
+    finally:
+        scrub_netns(name)
+        if os.path.isdir(f"{root}/{name}"):
+            scrub_root(f"{root}/{name}")
+        if not existed and os.path.isdir(root) and not os.listdir(root):
+            for point in sorted(mount_points_under(root), key=len, reverse=True):
+                subprocess.run(["umount", "-l", point], capture_output=True)
+            os.rmdir(root)

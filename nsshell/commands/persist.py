@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..core import discover
 from ..core import persist as store
 from ..core.handle import NsSet
 from ..errors import UsageError
@@ -10,6 +11,16 @@ from ..results import Message
 from ..types import ParamType, Path, Ref
 
 RefArg = Annotated[NsSet, Ref()]
+
+
+def _names_for_ls(session):
+    """Persisted names for `ls`/`identify` (discover's hook): (type, inode, name)."""
+    for r in store.list_persisted(session):
+        yield r["type"], r["inode"], r["name"]
+
+
+if _names_for_ls not in discover.NAME_SOURCES:
+    discover.NAME_SOURCES.append(_names_for_ls)
 
 
 class PersistedName(ParamType):

@@ -84,8 +84,10 @@ def socket_path() -> str:
 
 def available() -> bool:
     """Is a keeper socket there (cheap: one lstat)?"""
+    d = socket_dir()
     try:
-        return stat.S_ISSOCK(os.lstat(socket_path()).st_mode)
+        return stat.S_ISSOCK(os.lstat(os.path.join(d, SOCK)).st_mode) and \
+            _private_dir_ok(d, os.geteuid())
     except OSError:
         return False
 
