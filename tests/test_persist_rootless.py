@@ -95,6 +95,18 @@ except OSError as e:
     assert "connected" not in probe.stdout and "refused" in probe.stdout, probe
     assert "fd " not in probe.stdout and "opened" not in probe.stdout, probe
 
+    # root passes the directory's mode, but the keeper checks SO_PEERCRED: no answer for uid 0
+    from nsshell.core import keeper as keeper_mod
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(f"{KEEPER_DIR}/keeper.sock")
+    keeper_mod.send(s, {"op": "get", "name": name})
+    with pytest.raises((EOFError, ConnectionResetError)):
+        keeper_mod.recv(s)
+    s.close()
+    assert keepers() == ks  # and it is still there for its own user
+
     gone = rootless("-c", f"unpersist {name}")
     assert gone.rc == 0 and "keeper:" in gone.out, gone
     assert wait_gone(ks) == []

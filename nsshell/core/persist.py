@@ -670,6 +670,9 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
         raise NsshellError(f"{nsset.label} holds no namespaces")
     for h in nsset.handles.values():
         h.check_usable()
+    if use_keeper():
+        from . import keeper
+        return keeper.persist(nsset, name)
     host_mnt = session.host.handles.get("mnt") if session is not None else None
     mnt = nsset.handles.get("mnt")
     if mnt is not None and host_mnt is not None and mnt.nsid == host_mnt.nsid:
@@ -677,9 +680,6 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
                            "cannot be bind-mounted inside itself, and the shell's is where "
                            "the bind mounts are made",
                            "persist a set without it (e.g. `open pid:N net+uts as x; persist x`)")
-    if use_keeper():
-        from . import keeper
-        return keeper.persist(nsset, name)
     root = _normal(root or root_of(session))
     path = _normal(dirpath) if dirpath else f"{root}/{name}"
     fds = {t: h.fd for t, h in nsset.handles.items()}
@@ -696,6 +696,9 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
         elif info is None:
             notes.append("the PID namespace's init is not nsshell's: it lives as long as "
                          "that process does")
+        else:
+            notes.append(f"its init (pid {info['pid']}) is kept alive by whoever persisted "
+                         "it first")
     result, _ = spawn.call([], _persist_helper, plan)
     if nsset.name and session is not None and session.sets.get(nsset.name) is nsset:
         nsset.persisted = path
