@@ -115,23 +115,19 @@ class PluginAPI:
 
     # -- what show and diff report ----------------------------------------------------
 
-    def state_reader(self, nstype: str, name: str | None = None) -> Callable:
-        """Add a section to what `show` and `diff` report for namespaces of NSTYPE.
+    def state_reader(self, nstype: str, key: str | None = None, *, differ: Callable | None = None,
+                     summary: Callable | None = None, inside: bool = True) -> Callable:
+        """Add a piece of state KEY (default: the function's name) to what `show` and
+        `diff` report for namespaces of NSTYPE.
 
-        The function gets (session, handle) and returns JSON-able data (a dict or a
-        list of lines); `diff` compares the data of two namespaces.
+        The function gets a StateContext and runs in a helper INSIDE the namespace
+        (inside=False: a helper that joins nothing); it returns JSON-able data.
+        differ(a, b) and summary(value) are as in nsshell.core.nsstate.register.
         """
         def deco(fn: Callable) -> Callable:
-            section = name or fn.__name__
-            try:
-                from .core import nsstate
-            except ImportError:
-                _PENDING_READERS.append((nstype, section, fn))
-                self._undo.append(lambda: _PENDING_READERS.remove((nstype, section, fn)))
-                return fn
-            undo = _register_reader(nsstate, nstype, section, fn)
-            if undo:
-                self._undo.append(undo)
+            k = key or fn.__name__
+            register_state(nstype, k, fn, differ, summary=summary, inside=inside)
+            self._undo.append(lambda: unregister_state(nstype, k))
             return fn
         return deco
 
@@ -144,20 +140,6 @@ class PluginAPI:
                 pass
         self._undo.clear()
         self.commands.clear()
-
-
-# Readers declared while nsshell.core.nsstate does not exist (kept for when it does).
-_PENDING_READERS: list[tuple[str, str, Callable]] = []
-
-
-def _register_reader(nsstate, nstype: str, section: str, fn: Callable):
-    for attr in ("register_reader", "add_reader", "register"):
-        reg = getattr(nsstate, attr, None)
-        if callable(reg):
-            result = reg(nstype, section, fn)
-            return result if callable(result) else None
-    _PENDING_READERS.append((nstype, section, fn))
-    return lambda: _PENDING_READERS.remove((nstype, section, fn))
 
 
 # -- declaring commands at import time -------------------------------------------------------

@@ -81,6 +81,8 @@ def _serve(sock: socket.socket) -> None:
     except OSError:
         pass
     syscalls.set_comm("nsshell-sockets")
+    # Back home after each socket: sitting in a namespace would keep it alive after `close`.
+    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     while True:
         fds = array.array("i")
         try:
@@ -109,6 +111,10 @@ def _serve(sock: socket.socket) -> None:
                 os.close(fd)
             if made is not None:
                 made.close()
+            try:
+                syscalls.setns(home, nstypes.CLONE_NEWNET)
+            except OSError:
+                return  # cannot go home: end, the shell starts another opener when needed
 
 
 _OPENER: _Opener | None = None

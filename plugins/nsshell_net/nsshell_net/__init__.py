@@ -9,3 +9,4 @@ namespace's handle closes; no `ip` process is run.
 def register(api):
     from . import commands
     commands.register(api)
+    commands.register_state(api)

@@ -72,7 +72,18 @@ def conn_for(sh, ref: NsSet | None):
     else:
         handle = resolve_handle(sh, ref, "net")
         label = ref.label
-    return handle, label, SOCKETS.get(handle)
+    return handle, label, connect(handle, label)
+
+
+def connect(handle, label: str):
+    """The cached rtnetlink connection of HANDLE's namespace, opened on first use."""
+    try:
+        return SOCKETS.get(handle)
+    except KernelError as e:
+        if e.errno in (E.EPERM, E.EACCES):
+            raise KernelError(f"reaching the network namespace of {label} ({handle.label}): "
+                              "not permitted", _HINTS[E.EPERM], e.errno) from None
+        raise
 
 
 def _index(conn, name: str, label: str, what: str) -> int:
@@ -81,7 +92,7 @@ def _index(conn, name: str, label: str, what: str) -> int:
     except OSError as e:
         raise _fail(e, what) from None
     if link is None:
-        raise NotFoundError(f"{what}: no such device {name!r} in {label}",
+        raise NotFoundError(f"{what}: no such device",
                             f"`net ls {label}` lists its links")
     return link["index"]
 
@@ -125,7 +136,7 @@ def register(api):
             if_b = _default_ifname(ref_a, {if_a} if ha.nsid == hb.nsid else set())
         if ha.nsid == hb.nsid and if_a == if_b:
             raise UsageError(f"both ends would be named {if_a!r} in one namespace")
-        conn = SOCKETS.get(ha)
+        conn = connect(ha, ref_a.label)
         try:
             conn.add_veth(if_a, if_b, hb.fd, up=up)
         except OSError as e:
@@ -137,7 +148,7 @@ def register(api):
             raise _fail(e, what, hint) from None
         if up:
             try:
-                SOCKETS.get(hb).set_link(if_b, up=True)
+                connect(hb, ref_b.label).set_link(if_b, up=True)
             except OSError as e:
                 raise _fail(e, f"setting {if_b} up in {ref_b.label}") from None
         return Message(f"veth {ref_a.label}:{if_a} <-> {ref_b.label}:{if_b}" + (" (up)" if up else ""))
@@ -351,3 +362,27 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
              Table(["dst", "via", "dev", "proto", "scope", "src"], route_rows,
                    title=f"{label}: routes", key="routes")]
     return NetView(parts, {"ns": nsid, "name": label, "links": links, "routes": routes})
+
+
+# -- what `show` and `diff` report (besides nsshell's own links, addresses, routes) ---------
+
+def read_bridges(ctx) -> dict:
+    """Runs in a helper inside the namespace: each bridge and its ports."""
+    import socket
+    from .rtnl import Rtnl
+    conn = Rtnl(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0).detach())
+    try:
+        links = conn.links()
+    finally:
+        conn.close()
+    names = {link["index"]: link["name"] for link in links}
+    return {link["name"]: sorted(names.get(x["index"]) for x in links if x["master"] == link["index"])
+            for link in links if link["kind"] == "bridge"}
+
+
+def _bridges_summary(value: dict):
+    return [f"{br}: {' '.join(ports) or '(no ports)'}" for br, ports in value.items()] or "-"
+
+
+def register_state(api):
+    api.state_reader("net", "bridges", summary=_bridges_summary)(read_bridges)

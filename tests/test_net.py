@@ -1,0 +1,229 @@
+"""The net plugin on the real kernel: veth pairs, addresses, links, routes, bridges, errors.
+
+Every namespace here is created by the test's own nsshell process and held only by
+it, so it ends when that process exits; the addresses (10.x, fd00::) never leave
+those namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+PING = "run ping -c1 -W2"
+
+
+def _ok(done):
+    assert done.rc == 0, done
+    return done
+
+
+def test_veth_pair_with_addresses_ping_each_other(nsshell):
+    d = _ok(nsshell("-c", "new net as a --no-join; new net as b --no-join; "
+                          "net veth a:eth0 b:eth0 --up; "
+                          "net addr a eth0 10.77.0.1/24; net addr b eth0 10.77.0.2/24; "
+                          "net up a lo; net up b lo; "
+                          f"join a; {PING} 10.77.0.2; join b; {PING} 10.77.0.1"))
+    assert d.out.count("1 received") == 2, d.out
+
+
+def test_veth_ends_are_where_asked_and_up(nsshell):
+    d = _ok(nsshell("--json", "-c", "new net as a --no-join; new net as b --no-join; "
+                                    "net veth a:left b:right --up; net ls a; net ls b"))
+    docs = [json.loads(part) for part in _json_docs(d.out) if '"links"' in part]
+    a, b = docs
+    names_a = {link["name"]: link for link in a["links"]}
+    names_b = {link["name"]: link for link in b["links"]}
+    assert "left" in names_a and "right" not in names_a
+    assert "right" in names_b and "left" not in names_b
+    assert names_a["left"]["kind"] == "veth" and names_a["left"]["up"]
+    assert names_b["right"]["up"]
+    assert a["ns"] != b["ns"]
+
+
+def test_default_end_names_are_the_other_sets_names(nsshell):
+    d = _ok(nsshell("--json", "-c", "new net as red --no-join; new net as blue --no-join; "
+                                    "net veth red blue; net ls red; net ls blue"))
+    red, blue = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p]
+    assert "blue" in [link["name"] for link in red["links"]]
+    assert "red" in [link["name"] for link in blue["links"]]
+
+
+def test_three_namespaces_on_a_bridge_reach_each_other(nsshell):
+    script = ["new net as sw --no-join", "net bridge sw br0 --up"]
+    for i in (1, 2, 3):
+        script += [f"new net as h{i} --no-join", f"net veth h{i}:eth0 sw:p{i} --up",
+                   f"net addr h{i} eth0 10.78.0.{i}/24", f"net up h{i} lo"]
+    script.append("net bridge sw br0 p1 p2 p3 --up")
+    setup = list(script)
+    for i in (1, 2, 3):
+        others = [j for j in (1, 2, 3) if j != i]
+        script.append(f"join h{i}")
+        script += [f"{PING} 10.78.0.{j}" for j in others]
+    d = _ok(nsshell("-c", "; ".join(script)))
+    assert d.out.count("1 received") == 6, d.out
+    d = _ok(nsshell("--json", "-c", "; ".join(setup) + "; net ls sw"))
+    sw = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    ports = sorted(link["name"] for link in sw["links"] if link["master"] == "br0")
+    assert ports == ["p1", "p2", "p3"]
+
+
+def test_routes_through_a_router_namespace(nsshell):
+    d = _ok(nsshell("-c", "; ".join([
+        "new net as a --no-join", "new net as r --no-join", "new net as b --no-join",
+        "net veth a:eth0 r:ra --up", "net veth b:eth0 r:rb --up",
+        "net addr a eth0 10.79.1.2/24", "net addr r ra 10.79.1.1/24",
+        "net addr b eth0 10.79.2.2/24", "net addr r rb 10.79.2.1/24",
+        "net route a default via 10.79.1.1", "net route b 10.79.1.0/24 via 10.79.2.1 dev eth0",
+        "join r", "run sysctl -q -w net.ipv4.ip_forward=1",
+        "join a", f"{PING} 10.79.2.2",
+    ])))
+    assert "1 received" in d.out
+    d = _ok(nsshell("--json", "-c", "new net as a --no-join; net veth a:eth0 a:peer --up; "
+                                    "net addr a eth0 10.79.3.2/24; "
+                                    "net route a default via 10.79.3.1; net ls a"))
+    a = [json.loads(p) for p in _json_docs(d.out) if '"routes"' in p][0]
+    default = [r for r in a["routes"] if r["dst"] == "default"]
+    assert default and default[0]["gateway"] == "10.79.3.1" and default[0]["dev"] == "eth0"
+
+
+def test_ipv6_address_and_ls(nsshell):
+    d = _ok(nsshell("--json", "-c", "new net as a --no-join; net up a lo; "
+                                    "net addr a lo fd00:79::1/64 --nodad; net ls a"))
+    a = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    lo = [link for link in a["links"] if link["name"] == "lo"][0]
+    assert "fd00:79::1/64" in lo["addresses"] and "127.0.0.1/8" in lo["addresses"]
+
+
+def test_net_ls_defaults_to_the_context(nsshell):
+    d = _ok(nsshell("--json", "-c", "new net as a; net up a lo; net veth a:only a:other; net ls"))
+    a = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    assert sorted(link["name"] for link in a["links"]) == ["lo", "only", "other"]
+
+
+# -- errors: one line saying what was asked and why -------------------------------------------
+
+def _one_error(done, *needles, rc=1):
+    assert done.rc == rc, done
+    lines = done.err.strip().splitlines()
+    assert len(lines) == 1, done.err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    assert "Traceback" not in done.err
+    return lines[0]
+
+
+def test_duplicate_veth_says_exists(nsshell):
+    d = nsshell("-c", "new net as a --no-join; new net as b --no-join; "
+                      "net veth a:eth0 b:eth0; net veth a:eth0 b:eth1")
+    _one_error(d, "creating veth a:eth0 <-> b:eth1", "exists")
+
+
+def test_missing_device_says_no_such_device(nsshell):
+    _one_error(nsshell("-c", "new net as a --no-join; net addr a nosuch0 10.0.0.1/24"),
+               "adding 10.0.0.1/24 to nosuch0 in a", "no such device")
+    _one_error(nsshell("-c", "new net as a --no-join; net up a nosuch0"),
+               "setting nosuch0 up in a", "no such device")
+    _one_error(nsshell("-c", "new net as a --no-join; net bridge a br0 nosuch0"),
+               "adding nosuch0 to bridge br0 in a", "no such device")
+
+
+def test_bad_cidr_is_a_usage_error_and_changes_nothing(nsshell):
+    d = nsshell("-c", "new net as a --no-join; net addr a lo 10.0.0.300/24")
+    _one_error(d, "10.0.0.300/24", "not an address", rc=2)
+    _one_error(nsshell("-c", "new net as a --no-join; net route a 10.1.2.3/16 via 10.0.0.1"),
+               "host bits", rc=2)
+    _one_error(nsshell("-c", "new net as a --no-join; net route a default via nowhere"),
+               "not an IP address", rc=2)
+
+
+def test_duplicate_address_and_unreachable_gateway(nsshell):
+    _one_error(nsshell("-c", "new net as a --no-join; net addr a lo 10.0.0.1/24; "
+                             "net addr a lo 10.0.0.1/24"), "exists")
+    _one_error(nsshell("-c", "new net as a --no-join; net route a default via 10.9.9.9"),
+               "adding route default via 10.9.9.9 in a", "unreachable")
+
+
+def test_bridge_over_a_non_bridge_and_twice(nsshell):
+    _one_error(nsshell("-c", "new net as a --no-join; net bridge a lo"), "exists", "not a bridge")
+    _one_error(nsshell("-c", "new net as a --no-join; net bridge a br0; net bridge a br0"),
+               "creating bridge br0 in a", "exists")
+
+
+def test_ref_without_a_network_namespace(nsshell):
+    _one_error(nsshell("-c", "new uts as u --no-join; net up u lo"), "u has no net namespace")
+
+
+def test_unknown_ref_is_not_found(nsshell):
+    _one_error(nsshell("-c", "net veth nosuchset:eth0 host:x"), "nosuchset")
+
+
+# -- sockets: one per namespace, none keeping a namespace alive -----------------------------
+
+def test_closed_namespace_is_not_kept_alive_by_the_socket(nsshell):
+    d = _ok(nsshell("--json", "-c", "new net as a --no-join; net up a lo; net ls a; "
+                                    "close a; ls net"))
+    docs = [json.loads(p) for p in _json_docs(d.out)]
+    a = [x for x in docs if isinstance(x, dict) and "links" in x][0]
+    ino = int(a["ns"].split("[")[1].rstrip("]"))
+    listing = [x for x in docs if isinstance(x, dict) and "namespaces" in x][0]
+    inodes = [n["ns"] for n in listing["namespaces"]]
+    assert inodes and ino not in inodes, f"{a['ns']} still exists after close"
+    # and while it is held, `ls` finds it (so the check above can fail)
+    d = _ok(nsshell("--json", "-c", "new net as a --no-join; net up a lo; net ls a; ls net"))
+    docs = [json.loads(p) for p in _json_docs(d.out)]
+    a = [x for x in docs if isinstance(x, dict) and "links" in x][0]
+    listing = [x for x in docs if isinstance(x, dict) and "namespaces" in x][0]
+    held = [n for n in listing["namespaces"] if n["ns"] == int(a["ns"].split("[")[1].rstrip("]"))]
+    assert held and "process" not in held[0]["held"], held  # no helper sits in it
+
+
+def test_interface_names_complete_from_the_target_namespace(nsshell):
+    d = _ok(nsshell("--complete", "net up host "))
+    names = [line.split("\t")[0] for line in d.out.splitlines()]
+    assert "lo" in names
+    d = _ok(nsshell("--complete", "net veth host:l"))
+    assert "host:lo" in [line.split("\t")[0] for line in d.out.splitlines()]
+
+
+# -- rootless ---------------------------------------------------------------------------------
+
+def test_rootless_veth_pair_pings(rootless):
+    d = rootless("-c", "new user as lab; map root; new net as a --no-join; new net as b --no-join; "
+                       "net veth a:eth0 b:eth0 --up; net addr a eth0 10.80.0.1/24; "
+                       "net addr b eth0 10.80.0.2/24; net up a lo; net up b lo; "
+                       f"join a; {PING} 10.80.0.2")
+    assert d.rc == 0, d
+    assert "1 received" in d.out
+
+
+def test_rootless_host_is_not_permitted(rootless):
+    d = rootless("-c", "net up host lo")
+    assert d.rc == 1, d
+    assert "not permitted" in d.err and len(d.err.strip().splitlines()) == 1, d.err
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _json_docs(text: str) -> list[str]:
+    """Split the concatenated JSON documents `--json` prints, one per command."""
+    dec = json.JSONDecoder()
+    out, i = [], 0
+    while i < len(text):
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i >= len(text):
+            break
+        obj, end = dec.raw_decode(text, i)
+        out.append(text[i:end])
+        i = end
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _net_plugin_installed(nsshell):
+    d = nsshell("--json", "-c", "plugins")
+    loaded = [p["name"] for p in json.loads(d.out)["plugins"] if p["status"] == "loaded"]
+    if "net" not in loaded:
+        pytest.fail(f"the net plugin is not loaded (run scripts/setup.sh): {d}")
