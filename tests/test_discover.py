@@ -246,3 +246,22 @@ def test_ls_does_not_load_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.strip().splitlines()[-1] == "0 []", out
+
+
+def test_namespace_held_only_by_a_thread(nsshell, procs):
+    # One thread of a process unshares a network namespace for itself alone.
+    code = (
+        "import ctypes, os, threading, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def t():\n"
+        "    assert libc.unshare(0x40000000) == 0\n"
+        "    tid = threading.get_native_id()\n"
+        "    print(os.stat(f'/proc/self/task/{tid}/ns/net').st_ino, tid, flush=True)\n"
+        "    time.sleep(300)\n"
+        "threading.Thread(target=t, daemon=True).start()\n"
+        "time.sleep(300)\n")
+    keeper = procs([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    ino, tid = map(int, keeper.stdout.readline().split())
+    row = _ls(nsshell, "net")[("net", ino)]
+    assert row["held"] == ["thread"] and row["nprocs"] == 0
+    assert row["holders"] == [{"kind": "thread", "pid": keeper.pid, "tid": tid}]

@@ -355,9 +355,7 @@ register("user", "setgroups", read_setgroups)
 
 # mnt ---------------------------------------------------------------------------------
 
-def _unescape(text: str) -> str:
-    from .discover import _unescape as u
-    return u(text)
+from .discover import _unescape  # noqa: E402 - imported before any helper enters a mount ns
 
 
 def parse_mountinfo(text: str) -> list[dict]:
@@ -484,7 +482,12 @@ def read_sysv(ctx: Context) -> dict:
 def read_mqueues(ctx: Context) -> dict:
     """POSIX message queues: an mqueue fs of this IPC namespace, mounted in a private
     mount namespace this helper unshares for itself (the host's mounts are untouched)."""
-    syscalls.unshare(nstypes.CLONE_NEWNS)
+    try:
+        syscalls.unshare(nstypes.CLONE_NEWNS)
+    except PermissionError:
+        raise PermissionError(1, "listing POSIX queues mounts an mqueue fs in a private mount "
+                                 "namespace, which needs CAP_SYS_ADMIN in the user namespace "
+                                 "owning this IPC namespace") from None
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
     where = next(d for d in ("/dev/mqueue", "/tmp", "/mnt", "/") if os.path.isdir(d))
     syscalls.mount("mqueue", where, "mqueue", syscalls.MS_NOSUID | syscalls.MS_NODEV |
