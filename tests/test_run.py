@@ -84,3 +84,12 @@ def test_set_root_off_keeps_the_callers_ids(nsshell):
     assert d.out.splitlines()[-2:] == ["0", "0"]
     d = nsshell("-c", "new user; map 0 1000 1; set root off; run id -u")
     assert d.out.splitlines()[-1] == "65534"  # root of the host is not mapped: overflow id
+
+
+def test_missing_program_is_127_even_with_unsearchable_path_entries(rootless, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)  # uid 65534 cannot search it: execvp sees EACCES there
+    os.chmod(tmp_path, 0o755)
+    d = rootless("-c", "run no-such-program-anywhere", env={"PATH": f"{locked}:/usr/bin:/bin"})
+    assert d.rc == 127, d
+    assert "command not found" in d.err

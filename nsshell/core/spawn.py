@@ -322,8 +322,10 @@ def start_init(lifeline: int, mount_proc: bool = False, name: str = "nsshell-ini
 
 def pidfd_alive(pidfd: int) -> bool:
     """A pidfd polls readable once its process has exited."""
-    r, _, _ = select.select([pidfd], [], [], 0)
-    return not r
+    # poll, not select: with thousands of handles held, fds pass FD_SETSIZE (1024).
+    p = select.poll()
+    p.register(pidfd, select.POLLIN)
+    return not p.poll(0)
 
 
 def pidfd_pid(pidfd: int) -> int | None:
@@ -388,10 +390,23 @@ def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
         os.execvpe(argv[0], argv, env)
     except OSError as err:
         import pickle
+        code = err.errno
+        if code == 13 and "/" not in argv[0] and not _on_path(argv[0], env):
+            code = 2  # only unsearchable PATH entries refused us: the program is not there
         try:
-            os.write(errpipe, pickle.dumps(("exec", err.errno, argv[0])))
+            os.write(errpipe, pickle.dumps(("exec", code, argv[0])))
         finally:
-            os._exit(127 if err.errno == 2 else 126)
+            os._exit(127 if code == 2 else 126)
+
+
+def _on_path(name: str, env: dict[str, str]) -> bool:
+    for d in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.stat(os.path.join(d or ".", name))
+            return True
+        except OSError:
+            continue
+    return False
 
 
 def _relay(child: int) -> None:
