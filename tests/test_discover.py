@@ -169,12 +169,16 @@ def test_namespace_held_only_by_a_bind_mount_in_another_mount_namespace(nsshell,
         # Not in the host's mount table: the mount lives in the keeper's namespace only.
         with open("/proc/self/mountinfo") as f:
             assert f"net:[{ino}]" not in f.read()
-        row = _ls(nsshell, "net+mnt")[("net", ino)]
+        row = _ls(nsshell, "net")[("net", ino)]
         assert row["held"] == ["mount"], row
         assert row["nprocs"] == 0
         holder = next(h for h in row["holders"] if h["kind"] == "mount")
         assert holder["path"] == f"{base}/netns"
         assert holder["mnt"] == f"mnt:[{_ino(keeper.pid, 'mnt')}]"
+        # TYPE:[INODE] reaches it through the keeper's root (another mount namespace).
+        done = nsshell("--json", "-c", f"show net:[{ino}]")
+        assert done.rc == 0, done
+        assert _docs(done.out)[-1]["namespaces"][0]["held"] == ["mount"]
         _kill(keeper)  # its mount namespace, and the mount, die with it
     finally:
         os.rmdir(base)

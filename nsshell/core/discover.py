@@ -231,6 +231,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
     O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     mnt_pids: dict[int, list[int]] = {}
     want_mnt_for_scan = mounts
+    need_mnt_stat = "mnt" not in names   # bind mounts are found per mount namespace
     sockets_seen: set[str] = set()
     want_net_sockets = sockets and "net" in names
 
@@ -273,8 +274,15 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
                     info.kinds.add("process")
                 if not own:
                     result.skipped += 1
-                if "mnt" in own and want_mnt_for_scan:
-                    mnt_pids.setdefault(own["mnt"], []).append(pid)
+                if want_mnt_for_scan:
+                    mnt = own.get("mnt")
+                    if mnt is None and need_mnt_stat:
+                        try:
+                            mnt = stat("ns/mnt", dir_fd=dfd).st_ino
+                        except OSError:
+                            mnt = None
+                    if mnt is not None:
+                        mnt_pids.setdefault(mnt, []).append(pid)
                 if threads and own:
                     try:
                         nthreads = os.stat("task", dir_fd=dfd).st_nlink - 2
