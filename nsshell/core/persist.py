@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
 import select
@@ -390,6 +389,7 @@ class PersistedInit(InitHolder):
 # --- the store (runs in a forked helper) --------------------------------------------------
 
 def _read_meta(dfd: int) -> dict | None:
+    import json
     try:
         fd = os.open(META, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     except OSError:
@@ -402,6 +402,7 @@ def _read_meta(dfd: int) -> dict | None:
 
 
 def _write_meta(dfd: int, meta: dict) -> None:
+    import json
     tmp = f".{META}.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o644, dir_fd=dfd)
