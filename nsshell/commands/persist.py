@@ -89,7 +89,11 @@ def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = 
         import os
         dir = os.path.abspath(dir)
     done = store.persist(sh, ref, pname, dir, root)
-    parts = [f"{done.name}: {' '.join(done.types)} kept at {done.path}"]
+    if done.keeper:
+        parts = [f"{done.name}: {' '.join(done.types)} kept at {done.path} by the keeper"
+                 + (f" (pid {done.holder})" if done.holder else "")]
+    else:
+        parts = [f"{done.name}: {' '.join(done.types)} kept at {done.path}"]
     if done.netns:
         parts.append(f"net also at {done.netns}")
     if done.holder and not done.keeper:

@@ -407,7 +407,7 @@ def persist(nsset, name: str):
     types = [t for t in nsset.handles]
     fds = [nsset.handles[t].fd for t in types]
     req = {"op": "put", "name": name, "types": types}
-    notes = ["kept by the keeper (no bind mounts without root; not visible to ip netns)"]
+    notes = ["no bind mounts without root: ip netns and nsenter do not see it"]
     if "pid" in nsset.handles:
         lifeline, info, pidfd = _init_info(nsset.handles["pid"])
         req["init"] = info
