@@ -201,7 +201,14 @@ def test_rootless_veth_pair_pings(rootless):
 def test_rootless_host_is_not_permitted(rootless):
     d = rootless("-c", "net up host lo")
     assert d.rc == 1, d
-    assert "not permitted" in d.err and len(d.err.strip().splitlines()) == 1, d.err
+    assert "setting lo up in host: not permitted" in d.err, d.err
+    assert len(d.err.strip().splitlines()) == 1, d.err
+
+
+def test_rootless_reads_its_own_namespace_without_a_helper(rootless):
+    d = rootless("--json", "-c", "net ls")
+    assert d.rc == 0, d
+    assert "lo" in [link["name"] for link in json.loads(d.out)["links"]]
 
 
 # -- helpers ------------------------------------------------------------------------------------

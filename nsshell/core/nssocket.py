@@ -144,12 +144,27 @@ def _own_userns():
     return nsfs.nsid_of_path("/proc/self/ns/user", "user")
 
 
+_OWN_NET: list = []
+
+
+def _own_netns():
+    if not _OWN_NET:
+        _OWN_NET.append(nsfs.nsid_of_path("/proc/self/ns/net", "net"))
+    return _OWN_NET[0]
+
+
 def socket_in(handle, family: int, type_: int, proto: int = 0) -> int:
     """An fd of a new socket created inside HANDLE's network namespace (the caller owns it)."""
     if handle.type is not nstypes.NET:
         raise KernelError(f"{handle.label} is not a network namespace")
     handle.check_usable()
     what = f"opening a socket in {handle.label}"
+    if handle.nsid == _own_netns():
+        # The shell's own network namespace (it never leaves it): no helper, no privilege.
+        try:
+            return socket.socket(family, type_ | socket.SOCK_CLOEXEC, proto).detach()
+        except OSError as e:
+            raise from_oserror(e, what) from None
     if os.geteuid() == 0:
         try:
             return _opener().open(handle.fd, family, type_, proto)
