@@ -460,3 +460,21 @@ def test_default_root_is_run_nsshell_made_private(prefix):
             for point in sorted(mount_points_under(root), key=len, reverse=True):
                 subprocess.run(["umount", "-l", point], capture_output=True)
             os.rmdir(root)
+
+
+def test_ls_names_sets_persisted_under_any_root(store, prefix):
+    """`ls` gets persisted names through persist.list_persisted (a tmp root, not /run/nsshell)."""
+    name = f"{prefix}ls"
+    store.netns.append(name)
+    assert store.run(f"new uts+ipc as {name} --no-join", f"persist {name}").rc == 0
+    from nsshell.core import persist as store_mod
+    rows = [r for r in store_mod.list_persisted(root=store.root) if r["name"] == name]
+    assert {(r["type"], r["inode"]) for r in rows} == {
+        (t, os.stat(store.path(name, t)).st_ino) for t in ("uts", "ipc")}
+    done = run_nsshell("--json", "-c", "ls uts+ipc", env=store.env)
+    assert done.rc == 0, done
+    found = {(e["type"], e["ns"]): e for e in last_json(done.out)["namespaces"]}
+    for r in rows:
+        entry = found[(r["type"], r["inode"])]
+        assert name in entry["names"] and "mount" in entry["held"]
+    assert store.run(f"unpersist {name}").rc == 0
