@@ -244,7 +244,7 @@ def test_ls_does_not_load_heavy_modules():
             "import io, contextlib\n"
             "buf = io.StringIO()\n"
             "with contextlib.redirect_stdout(buf):\n"
-            "    rc = main(['--json', '--no-plugins', '-c', 'ls'])\n"
+            "    rc = main(['--json', '-c', 'ls'])\n"
             "heavy = [m for m in ('rich', 'psutil', 'pyroute2', 'prompt_toolkit') if m in sys.modules]\n"
             "print(rc, heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
