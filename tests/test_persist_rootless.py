@@ -174,3 +174,9 @@ def test_rootless_cannot_unpersist_roots_store(rootless, clean_keeper):
     done = rootless("-c", "unpersist nosuchname")
     assert done.rc == 1 and "nothing is persisted" in done.err
     assert alive(os.getpid())
+
+
+def test_rootless_persist_into_a_directory_is_refused_clearly(rootless, clean_keeper, prefix):
+    done = rootless("-c", f"new user+net as {prefix}v --no-join; persist {prefix}v /tmp/{prefix}v")
+    assert done.rc == 1 and "no bind mounts" in done.err, done
+    assert not os.path.exists(f"/tmp/{prefix}v") and keepers() == []

@@ -68,13 +68,17 @@ def root_of(session) -> str:
 def _parse_root(text: str) -> str:
     if not text.startswith("/"):
         raise ValueError("the persist root must be an absolute path")
-    return _normal(text)
+    try:
+        return _normal(text)
+    except UsageError as e:
+        raise ValueError(e.message) from None
 
 
 def _normal(path: str) -> str:
     parts = [p for p in path.split("/") if p and p != "."]
     if ".." in parts:
-        raise ValueError(f"{path}: '..' is not allowed in a persist path")
+        raise UsageError(f"{path}: '..' is not allowed in a persist path",
+                         "give the path without '..'")
     return "/" + "/".join(parts)
 
 
@@ -672,6 +676,10 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
     for h in nsset.handles.values():
         h.check_usable()
     if use_keeper():
+        if dirpath:
+            raise NsshellError(f"cannot keep {nsset.label} in {dirpath}: without root there are "
+                               "no bind mounts on the host",
+                               f"leave DIR out: the per-user keeper holds it as {name}")
         from . import keeper
         return keeper.persist(nsset, name)
     host_mnt = session.host.handles.get("mnt") if session is not None else None
