@@ -503,6 +503,18 @@ def path_for(t: NsType, ino: int) -> str | None:
     return None
 
 
+def open_ref(t: NsType, ino: int) -> int | None:
+    """An O_CLOEXEC fd on TYPE:[INO] however it is held (a socket-only network namespace
+    included, which has no path), or None when it is out of reach."""
+    found = scan((t,)).get(t.name, ino)
+    if found is None:
+        return None
+    try:
+        return open_info(found)
+    except OSError:
+        return None
+
+
 def processes_in(t: NsType, ino: int) -> list[int]:
     """Pids of the processes in namespace TYPE:[INO] (a quick single-type pass)."""
     out = []
