@@ -385,7 +385,7 @@ def test_two_shells_persisting_one_name_at_once(store, prefix):
                                                 f"persist c{i} as {name}"],
                               env=_env(store.env), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd="/tmp")
-             for i in range(4)]
+             for i in range(6)]
     results = [(p.wait(60), p.stderr.read()) for p in procs]
     for p in procs:
         p.stdout.close(), p.stderr.close()
@@ -398,6 +398,8 @@ def test_two_shells_persisting_one_name_at_once(store, prefix):
     for t in ("net", "uts"):
         assert os.stat(store.path(name, t)).st_ino == meta["types"][t]["ino"]
     assert os.stat(f"/run/netns/{name}").st_ino == meta["types"]["net"]["ino"]
+    # the root was set up once: not one self-bind per racing shell
+    assert mount_points_under(store.root).count(store.root) == 1
     assert store.run(f"unpersist {name}").rc == 0
     assert nsfs_under(store.root) == [] and files_under(store.root) == []
 

@@ -213,24 +213,24 @@ def _ensure_private_root(path: str, fd: int) -> None:
             os.close(top)
 
 
-def _ensure_netns_dir() -> int:
+def _ensure_netns_dir(keep: list[int]) -> int:
     """/run/netns as `ip netns add` leaves it: a bind mount of itself with shared
-    propagation (so netns mounts propagate to later mount namespaces)."""
-    fd = walk(NETNS_DIR, create=True)
+    propagation (so netns mounts propagate to later mount namespaces).  The directory
+    stays flock()ed (its fd is added to KEEP) so two shells do not stack two mounts."""
+    lock = walk(NETNS_DIR, create=True)
+    keep.append(lock)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-        table = mounts()
-        if _is_mount_point(NETNS_DIR, table) is None:
-            syscalls.mount(_fdpath(fd), _fdpath(fd), None, syscalls.MS_BIND | syscalls.MS_REC)
-            os.close(fd)
-            fd = walk(NETNS_DIR)
-            syscalls.mount("none", _fdpath(fd), None, syscalls.MS_SHARED | syscalls.MS_REC)
-        return fd
+        if _is_mount_point(NETNS_DIR, mounts()) is None:
+            syscalls.mount(_fdpath(lock), _fdpath(lock), None, syscalls.MS_BIND | syscalls.MS_REC)
+            top = walk(NETNS_DIR)
+            try:
+                syscalls.mount("none", _fdpath(top), None, syscalls.MS_SHARED | syscalls.MS_REC)
+            finally:
+                os.close(top)
     except OSError as e:
-        os.close(fd)
         raise _mount_error(e, f"setting up {NETNS_DIR}", NETNS_DIR) from None
-    except BaseException:
-        os.close(fd)
-        raise
+    return walk(NETNS_DIR)
 
 
 def _mount_error(err: OSError, what: str, target: str, nstype: str | None = None) -> KernelError:
@@ -497,13 +497,17 @@ def _persist_helper(plan: dict) -> dict:
     fds_to_close: list[int] = []
     try:
         if plan.get("root"):
+            # One lock (on the root's inode) for the set-up of the root and the whole
+            # change: two shells must neither stack two root mounts nor race for a name.
             rfd = walk(plan["root"], create=True)
             fds_to_close.append(rfd)
+            fcntl.flock(rfd, fcntl.LOCK_EX)
             _ensure_private_root(plan["root"], rfd)
         head, base = _split(plan["dir"])
-        pfd = walk(head, create=bool(plan.get("root")))
+        pfd = walk(head, create=bool(plan.get("root")))  # after the set-up: the top mount
         fds_to_close.append(pfd)
-        fcntl.flock(pfd, fcntl.LOCK_EX)
+        if not plan.get("root"):
+            fcntl.flock(pfd, fcntl.LOCK_EX)
         try:
             os.mkdir(base, 0o755, dir_fd=pfd)
         except FileExistsError:
@@ -527,7 +531,7 @@ def _persist_helper(plan: dict) -> dict:
             undo.append(lambda t=t: _unbind(dfd, t))
         netns = None
         if plan.get("netns"):
-            nfd = _ensure_netns_dir()
+            nfd = _ensure_netns_dir(fds_to_close)
             fds_to_close.append(nfd)
             name = plan["name"]
             st = _stat_ns(nfd, name)
