@@ -88,12 +88,19 @@ def test_routes_through_a_router_namespace(nsshell):
     assert default and default[0]["gateway"] == "10.79.3.1" and default[0]["dev"] == "eth0"
 
 
-def test_ipv6_address_and_ls(nsshell):
+def test_ipv6_address_routes_and_ls(nsshell):
     d = _ok(nsshell("--json", "-c", "new net as a --no-join; net up a lo; "
-                                    "net addr a lo fd00:79::1/64 --nodad; net ls a"))
+                                    "net addr a lo fd00:79::1/64 --nodad; "
+                                    "net veth a:x a:y --up; net addr a x fd00:7a::2/64 --nodad; "
+                                    "net route a default via fd00:7a::1; "
+                                    "net route a 10.2.0.0/16 dev y; net ls a"))
     a = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
     lo = [link for link in a["links"] if link["name"] == "lo"][0]
     assert "fd00:79::1/64" in lo["addresses"] and "127.0.0.1/8" in lo["addresses"]
+    routes = {(r["dst"], r["family"]): r for r in a["routes"]}
+    assert routes[("default", "inet6")]["gateway"] == "fd00:7a::1"
+    assert routes[("10.2.0.0/16", "inet")]["dev"] == "y"
+    assert routes[("10.2.0.0/16", "inet")]["gateway"] is None
 
 
 def test_net_ls_defaults_to_the_context(nsshell):
@@ -136,6 +143,8 @@ def test_bad_cidr_is_a_usage_error_and_changes_nothing(nsshell):
                "host bits", rc=2)
     _one_error(nsshell("-c", "new net as a --no-join; net route a default via nowhere"),
                "not an IP address", rc=2)
+    _one_error(nsshell("-c", "new net as a --no-join; net route a 10.3.0.0/16"),
+               "needs `via GW` or `dev IF`", rc=2)
 
 
 def test_duplicate_address_and_unreachable_gateway(nsshell):

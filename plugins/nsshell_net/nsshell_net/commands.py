@@ -24,6 +24,7 @@ _REASONS = {
     E.EACCES: "not permitted",
     E.EADDRNOTAVAIL: "address not available",
     E.ENETUNREACH: "network unreachable",
+    E.EHOSTUNREACH: "gateway unreachable",
     E.EOPNOTSUPP: "not supported",
     E.EINVAL: "invalid argument",
     E.EBUSY: "busy",
@@ -39,6 +40,7 @@ _HINTS = {
                    "(`net addr` first)",
     E.EOPNOTSUPP: "the kernel lacks that link type (is its module loaded?)",
 }
+_HINTS[E.EHOSTUNREACH] = _HINTS[E.ENETUNREACH]
 
 
 def _fail(err: OSError, what: str, hint: str | None = None) -> KernelError:
@@ -219,9 +221,9 @@ def register(api):
 
     @api.command("net route")
     def net_route(sh, ref: RefArg, dest: Annotated[object, RouteDest()],
-                  gateway: Annotated[object, Kw("via"), Gateway()],
+                  gateway: Annotated[object, Kw("via"), Gateway()] = None,
                   dev: Annotated[str, Kw("dev"), IfName()] = None):
-        """Add a route: `default` or a network, via a gateway.
+        """Add a route: `default` or a network, via a gateway (or straight out of a device).
 
         Arguments:
           ref: the namespace set whose network namespace to change
@@ -232,21 +234,26 @@ def register(api):
         Examples:
           net route red default via 10.0.0.254
           net route red 10.1.0.0/16 via 10.0.0.2
+          net route red 10.2.0.0/16 dev eth0
         """
+        if gateway is None and dev is None:
+            raise UsageError("a route needs `via GW` or `dev IF`",
+                             "e.g. net route REF default via 10.0.0.1")
         _, label, conn = conn_for(sh, ref)
-        shown = "default" if dest is None or dest == "default" else str(dest)
+        shown = "default" if dest == "default" else str(dest)
         network = None if dest == "default" else dest
-        version = gateway.version
+        version = gateway.version if gateway is not None else (network.version if network else 4)
         if network is not None and network.version != version:
             raise UsageError(f"{shown} and gateway {gateway} are of different IP versions")
-        what = f"adding route {shown} via {gateway} in {label}"
+        what = f"adding route {shown}" + (f" via {gateway}" if gateway else f" dev {dev}") + f" in {label}"
         oif = _index(conn, dev, label, what) if dev else None
         try:
             conn.add_route(network, gateway, oif, version=version)
         except OSError as e:
             hint = f"{label} has a {shown} route already" if e.errno == E.EEXIST else None
             raise _fail(e, what, hint) from None
-        return Message(f"{label}: {shown} via {gateway}" + (f" dev {dev}" if dev else ""))
+        return Message(f"{label}: {shown}" + (f" via {gateway}" if gateway else "")
+                       + (f" dev {dev}" if dev else ""))
 
     @api.command("net bridge")
     def net_bridge(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],
