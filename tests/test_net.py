@@ -243,3 +243,18 @@ def _net_plugin_installed(nsshell):
     loaded = [p["name"] for p in json.loads(d.out)["plugins"] if p["status"] == "loaded"]
     if "net" not in loaded:
         pytest.fail(f"the net plugin is not loaded (run scripts/setup.sh): {d}")
+
+
+def test_iproute2_sees_what_net_made(nsshell):
+    """Interop: `ip` run inside the namespace agrees with the net commands."""
+    d = _ok(nsshell("-c", "new net as a --no-join; new net as b --no-join; "
+                          "net veth a:eth0 b:peer0 --up; net addr a eth0 10.81.0.1/24; "
+                          "net bridge a br9 --up; net veth a:p1 b:q1; net bridge a br9 p1; "
+                          "net route a 10.82.0.0/16 via 10.81.0.254; "
+                          "join a; run ip -o link show; run ip -o addr show dev eth0; "
+                          "run ip route show 10.82.0.0/16"))
+    out = d.out
+    assert "eth0@if" in out and "state UP" in out.split("eth0@if")[1].splitlines()[0]
+    assert "master br9" in [line for line in out.splitlines() if ": p1@" in line][0]
+    assert "inet 10.81.0.1/24" in out
+    assert "10.82.0.0/16 via 10.81.0.254 dev eth0" in out
