@@ -180,3 +180,26 @@ def test_rootless_persist_into_a_directory_is_refused_clearly(rootless, clean_ke
     done = rootless("-c", f"new user+net as {prefix}v --no-join; persist {prefix}v /tmp/{prefix}v")
     assert done.rc == 1 and "no bind mounts" in done.err, done
     assert not os.path.exists(f"/tmp/{prefix}v") and keepers() == []
+
+
+def test_rootless_shells_starting_the_keeper_at_once(rootless_ok, clean_keeper, prefix):
+    """Several shells of one user persist at the same moment: one keeper holds them all."""
+    names = [f"{prefix}{i}" for i in range(4)]
+    procs = [subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                               "env", "-u", "XDG_RUNTIME_DIR"] + nsshell_argv()
+                              + ["-c", f"new user+uts as {n} --no-join; persist {n}"],
+                              env=_env({"HOME": "/tmp"}), cwd="/tmp", stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in names]
+    results = [(p.wait(60), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close(), p.stderr.close()
+    assert all(rc == 0 for rc, _ in results), results
+    ks = keepers()
+    assert len(ks) == 1, ks
+    from test_persist import run_nsshell
+    listed = run_nsshell("--json", "-c", "handles", user=NOBODY)
+    kept = {r["name"] for r in last_json(listed.out)["handles"] if r["origin"] == "keeper"}
+    assert set(names) <= kept
+    for n in names:
+        assert run_nsshell("-c", f"unpersist {n}", user=NOBODY).rc == 0
+    assert wait_gone(ks) == []
