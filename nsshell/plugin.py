@@ -32,7 +32,7 @@ What a plugin can do (see docs/plugins.md):
   the namespace named earlier on the line;
 - sessions: `api.on_session(fn)` runs fn(session) for every new session (add a
   setting with `session.add_setting`, a REF resolver to `session.resolvers`);
-- namespace state for `show`/`diff`: `api.state_reader(TYPE, NAME)(fn)`;
+- namespace state for `show`/`diff`: `api.state_reader(TYPE, KEY)(fn)`;
 - resources bound to a namespace: `HandleCache` (closed with the handle), and
   `socket_in(handle, family, type)` for a socket created inside a network
   namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces.

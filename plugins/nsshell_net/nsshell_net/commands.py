@@ -114,13 +114,13 @@ def register(api):
                  up: bool = False):
         """Create a veth pair with one end in each network namespace.
 
-        The pair is created from A's namespace with its peer placed straight into
-        B's (one netlink request).  An end's name defaults to the name of the set
-        at the other end.
+        The pair is created in the first end's namespace with its peer placed
+        straight into the second's (one netlink request).  An end's interface
+        name defaults to the name of the set at the other end.
 
         Arguments:
-          a: REF[:IF], one end (REF's network namespace, interface name IF)
-          b: REF[:IF], the other end
+          a: the first end: a REF (its network namespace) and the interface's name there
+          b: the second end, likewise
 
         Options:
           up: bring both ends up
