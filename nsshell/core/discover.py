@@ -219,7 +219,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
          threads: bool = True, mounts: bool = True, sockets: bool = True) -> Scan:
     """Every namespace of TYPES (default all) on the system, with its holders."""
     types = tuple(types) if types is not None else nstypes.ALL
-    wanted = tuple((t.name, f"ns/{t.proc}") for t in types)
+    wanted = tuple((t.name, f"/ns/{t.proc}") for t in types)
     names = {t.name for t in types}
     result = Scan()
     nss = result.namespaces
@@ -228,97 +228,89 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
     stat = os.stat
     listdir = os.listdir
     readlink = os.readlink
-    O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     mnt_pids: dict[int, list[int]] = {}
-    want_mnt_for_scan = mounts
     need_mnt_stat = "mnt" not in names   # bind mounts are found per mount namespace
     sockets_seen: set[str] = set()
     want_net_sockets = sockets and "net" in names
 
+    # Plain paths, no directory fds: fewer system calls per process, which is what
+    # counts with thousands of them.  stat (not readlink) of ns/TYPE, as lsns does:
+    # where stat is refused, lsns does not count the process, and nor do we.
     try:
-        proc_fd = os.open("/proc", O_DIR)
+        entries = listdir("/proc")
     except OSError:
         return result
-    try:
-        entries = listdir(proc_fd)
-        for name in entries:
-            if not name.isdigit():
-                continue
-            pid = int(name)
+    for name in entries:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        base = "/proc/" + name
+        try:
+            uid = stat(base).st_uid
+        except OSError:
+            continue  # exited
+        own: dict[str, int] = {}
+        for tname, rel in wanted:
             try:
-                dfd = os.open(name, O_DIR, dir_fd=proc_fd)
+                st = stat(base + rel)
             except OSError:
-                continue  # exited
-            try:
+                continue  # EACCES (not ours), ENOENT (exited, or no such type)
+            ino = st.st_ino
+            own[tname] = ino
+            key = (tname, ino)
+            info = nss.get(key)
+            if info is None:
+                info = nss[key] = NsInfo(tname, ino, st.st_dev)
+            info.nprocs += 1
+            info.pids.append(pid)
+            if info.pid is None or pid < info.pid:
+                info.pid = pid
+                info.uid = uid
+            info.kinds.add("process")
+        if not own:
+            result.skipped += 1
+        if mounts:
+            mnt = own.get("mnt")
+            if mnt is None and need_mnt_stat:
                 try:
-                    uid = os.fstat(dfd).st_uid
+                    mnt = stat(base + "/ns/mnt").st_ino
+                except OSError:
+                    mnt = None
+            if mnt is not None:
+                mnt_pids.setdefault(mnt, []).append(pid)
+        if threads and own:
+            try:
+                nthreads = stat(base + "/task").st_nlink - 2
+            except OSError:
+                nthreads = 1
+            if nthreads > 1:
+                _scan_threads(result, pid, wanted, own)
+        if fds and pid != me:
+            fdbase = base + "/fd/"
+            try:
+                fdnames = listdir(fdbase)
+            except OSError:
+                fdnames = ()
+            for fdname in fdnames:
+                try:
+                    target = readlink(fdbase + fdname)
                 except OSError:
                     continue
-                own: dict[str, int] = {}
-                for tname, rel in wanted:
-                    try:
-                        st = stat(rel, dir_fd=dfd)
-                    except OSError:
-                        continue  # EACCES (not ours), ENOENT (exited, or no such type)
-                    ino = st.st_ino
-                    own[tname] = ino
-                    key = (tname, ino)
-                    info = nss.get(key)
-                    if info is None:
-                        info = nss[key] = NsInfo(tname, ino, st.st_dev)
-                    info.nprocs += 1
-                    info.pids.append(pid)
-                    if info.pid is None or pid < info.pid:
-                        info.pid = pid
-                        info.uid = uid
-                    info.kinds.add("process")
-                if not own:
-                    result.skipped += 1
-                if want_mnt_for_scan:
-                    mnt = own.get("mnt")
-                    if mnt is None and need_mnt_stat:
-                        try:
-                            mnt = stat("ns/mnt", dir_fd=dfd).st_ino
-                        except OSError:
-                            mnt = None
-                    if mnt is not None:
-                        mnt_pids.setdefault(mnt, []).append(pid)
-                if threads and own:
-                    try:
-                        nthreads = os.stat("task", dir_fd=dfd).st_nlink - 2
-                    except OSError:
-                        nthreads = 1
-                    if nthreads > 1:
-                        _scan_threads(result, pid, dfd, wanted, own)
-                if fds and pid != me:
-                    try:
-                        fdnames = listdir(f"/proc/{name}/fd")
-                    except OSError:
-                        fdnames = ()
-                    for fdname in fdnames:
-                        try:
-                            target = readlink(f"fd/{fdname}", dir_fd=dfd)
-                        except OSError:
-                            continue
-                        c = target[:1]
-                        if c == "/" or c == "p" or c == "a":   # files, pipes, anon_inode
-                            continue
-                        if target.startswith("socket:["):
-                            if want_net_sockets and target not in sockets_seen:
-                                sockets_seen.add(target)
-                                _scan_socket(result, pid, int(fdname), own.get("net"))
-                            continue
-                        ref = _parse_ref(target)
-                        if ref is None or ref[0] not in names:
-                            continue
-                        info = add(ref[0], ref[1])
-                        info.kinds.add("fd")
-                        info.holders.append({"kind": "fd", "pid": pid, "fd": int(fdname)})
-                        info.paths.append(f"/proc/{pid}/fd/{fdname}")
-            finally:
-                os.close(dfd)
-    finally:
-        os.close(proc_fd)
+                c = target[:1]
+                if c == "/" or c == "p" or c == "a":   # files, pipes, anon_inode
+                    continue
+                if target.startswith("socket:["):
+                    if want_net_sockets and target not in sockets_seen:
+                        sockets_seen.add(target)
+                        _scan_socket(result, pid, int(fdname), own.get("net"))
+                    continue
+                ref = _parse_ref(target)
+                if ref is None or ref[0] not in names:
+                    continue
+                info = add(ref[0], ref[1])
+                info.kinds.add("fd")
+                info.holders.append({"kind": "fd", "pid": pid, "fd": int(fdname)})
+                info.paths.append(fdbase + fdname)
 
     if mounts:
         _scan_mounts(result, mnt_pids, names)
@@ -335,7 +327,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
     return result
 
 
-def _scan_threads(result: Scan, pid: int, dfd: int, wanted, own: dict[str, int]) -> None:
+def _scan_threads(result: Scan, pid: int, wanted, own: dict[str, int]) -> None:
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -345,7 +337,7 @@ def _scan_threads(result: Scan, pid: int, dfd: int, wanted, own: dict[str, int])
             continue
         for tname, rel in wanted:
             try:
-                st = os.stat(f"/proc/{pid}/task/{tid}/{rel}")
+                st = os.stat(f"/proc/{pid}/task/{tid}{rel}")
             except OSError:
                 continue
             if own.get(tname) == st.st_ino:
@@ -353,7 +345,7 @@ def _scan_threads(result: Scan, pid: int, dfd: int, wanted, own: dict[str, int])
             info = result._add(tname, st.st_ino, st.st_dev)
             info.kinds.add("thread")
             info.holders.append({"kind": "thread", "pid": pid, "tid": int(tid)})
-            info.paths.append(f"/proc/{pid}/task/{tid}/{rel}")
+            info.paths.append(f"/proc/{pid}/task/{tid}{rel}")
 
 
 def _scan_socket(result: Scan, pid: int, fd: int, own_net: int | None) -> None:
