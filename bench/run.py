@@ -351,7 +351,10 @@ _MARK = re.compile(r"^@(\w+) ([\d.]+)$", re.M)
 
 def _scale_script(n: int, batch: bool) -> str:
     stamp = "run sh -c 'echo @{0} $(date +%s.%N)'\n"
-    rss = "run sh -c 'echo @{0} $(sed -n \"s/^VmRSS: *\\([0-9]*\\) kB/\\1/p\" /proc/$PPID/status)'\n"
+    # nsshell's RSS: the program's parent is nsshell, or its `run` helper (then its parent).
+    rss = ("run sh -c 'p=$PPID; [ \"$(cat /proc/$p/comm)\" = nsshell-run ] && "
+           "p=$(sed -n \"s/^PPid:[[:space:]]*//p\" /proc/$p/status); "
+           "echo @{0} $(sed -n \"s/^VmRSS:[^0-9]*\\([0-9]*\\) kB/\\1/p\" /proc/$p/status)'\n")
     text = rss.format("rss0") + stamp.format("t0")
     if batch:
         text += f"new net --count {n} --no-join\n"

@@ -10,6 +10,7 @@ import os
 import re
 
 from . import lexer
+from .core import runner as _runner
 from .errors import EXIT_USAGE, ExitRequest, NsshellError, UsageError
 from .registry import REGISTRY, Registry
 from .results import Result, Status
@@ -26,6 +27,7 @@ class Engine:
         self.debug = debug
         self.argv = list(argv or [])
         self.depth = 0
+        self._level = 0
         session.engine = self
 
     # -- variables ($1, $?, $HOME) ------------------------------------------------
@@ -53,9 +55,23 @@ class Engine:
 
     # -- running -------------------------------------------------------------------
 
+    def _top(self, fn, *args) -> int:
+        """Run a line or script; when the outermost one ends, end the session's `run`
+        helper (core/runner.py) so nothing of it outlives the batch."""
+        self._level += 1
+        try:
+            return fn(*args)
+        finally:
+            self._level -= 1
+            if self._level == 0 and getattr(self.session, "runner", None) is not None:
+                _runner.drop(self.session)
+
     def run_line(self, line: str, where: str | None = None) -> int:
         """Run every command of LINE; with errexit, stop at the first failure.
         Returns the status of the first failing command, or 0."""
+        return self._top(self._run_line, line, where)
+
+    def _run_line(self, line: str, where: str | None = None) -> int:
         first_failure = 0
         for segment in lexer.segments(line):
             try:
@@ -75,6 +91,9 @@ class Engine:
 
     def run_script(self, text: str, name: str) -> int:
         """Run a script's lines; where-prefixes are NAME:LINE."""
+        return self._top(self._run_script, text, name)
+
+    def _run_script(self, text: str, name: str) -> int:
         first_failure = 0
         lines = text.splitlines()
         i = 0
@@ -103,6 +122,8 @@ class Engine:
             if found is None:
                 raise self._unknown(words)
             cmd, used = found
+            if cmd.name not in _runner.KEEP and getattr(self.session, "runner", None) is not None:
+                _runner.drop(self.session)  # no other command may see the `run` helper
             if cmd.params == [] and len(words) > used and self.registry.subcommands(cmd.name):
                 raise self._unknown(words)
             args = words[used:]

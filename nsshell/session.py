@@ -289,6 +289,9 @@ class Session:
         return None
 
     def close_all(self) -> None:
+        if getattr(self, "runner", None) is not None or self.jobs:
+            from .core import runner
+            runner.drop(self, everything=True)  # the `run` helper and the programs it holds
         for job in self.jobs:  # stopped programs: hang up and continue them, as bash does
             for sig in (signal.SIGHUP, signal.SIGCONT):
                 try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..core import spawn
+from ..core import runner, spawn
 from ..errors import NsshellError, UsageError
 from ..registry import Annotated, Rest, command
 from ..results import Status
@@ -12,9 +12,15 @@ from ..types import Path, ProgramName
 
 
 def _run(sh, argv: list[str]) -> Status:
-    status, job = spawn.run_program(
-        sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
-        fork_after=sh.needs_fork_after(), terminal=sh.terminal, root=sh.get("root"))
+    if sh.terminal.fd is None:
+        # A batch: no terminal to hand over, so a pre-entered helper starts the
+        # program (core/runner.py) -- much faster for many runs in one context.
+        status, job = runner.run(sh, sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
+                                 root=sh.get("root"))
+    else:
+        status, job = spawn.run_program(
+            sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
+            fork_after=sh.needs_fork_after(), terminal=sh.terminal, root=sh.get("root"))
     if job is not None:
         sh.jobs.append(job)
         sh.engine.renderer.warn(f"{argv[0]} (pid {job.pid}) stopped; `fg` resumes it")
@@ -76,7 +82,12 @@ def fg(sh):
     if not sh.jobs:
         raise NsshellError("no stopped program", "Ctrl-Z during `run` stops one")
     job = sh.jobs.pop()
-    status, again = spawn.resume(job, sh.terminal)
+    if isinstance(job, runner.RunnerJob):
+        status, again = job.runner.resume(job)
+        if again is None:
+            runner.finished(sh, job)
+    else:
+        status, again = spawn.resume(job, sh.terminal)
     if again is not None:
         sh.jobs.append(again)
         sh.engine.renderer.warn(f"{job.argv[0]} (pid {job.pid}) stopped; `fg` resumes it")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import KernelError, UsageError, from_oserror
+from ..errors import KernelError, NsshellError, UsageError, from_oserror
 from ..kernel import nstypes, syscalls
 from ..kernel.nstypes import NsType
 from . import spawn
@@ -127,3 +127,88 @@ def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
         handles[name] = Handle(fd, nstypes.BY_NAME[name], origin="new",
                                holder=holder if name == "pid" else None)
     return handles
+
+
+# --- many at once ---------------------------------------------------------------------
+
+MANY_EXCLUDED = ("user", "pid")  # a user namespace would nest in the previous; pid needs an init each
+_CHUNK_FDS = 240  # fds per helper (SCM_RIGHTS carries at most 253 in one message)
+
+
+def ensure_fd_room(more: int) -> int:
+    """Raise the soft RLIMIT_NOFILE so MORE fds fit beside those open; return the soft limit.
+
+    Raised as far as needed (not to the hard limit: programs `run` inherit it).
+    When even the hard limit is too low, a clear error says so and nothing changes.
+    """
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 64
+    need = in_use + more + 64
+    if need <= soft:
+        return soft
+    if hard != resource.RLIM_INFINITY and need > hard:
+        room = max(hard - in_use - 64, 0)
+        raise NsshellError(
+            f"holding {more} more handles needs {need} open files, but the hard limit "
+            f"(RLIMIT_NOFILE) is {hard}: room for about {room} more",
+            "raise it before starting nsshell (ulimit -Hn as root, LimitNOFILE= in a "
+            "systemd unit, nofile in /etc/security/limits.conf), or create fewer")
+    new_soft = need + need // 4
+    if hard != resource.RLIM_INFINITY:
+        new_soft = min(new_soft, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+    return new_soft
+
+
+def _create_many_in_child(types: Sequence[NsType], opts: CreateOptions, count: int):
+    fds: list[int] = []
+    for _ in range(count):
+        fds.extend(_create_in_child(types, opts, None).fds)
+    return spawn.Handoff([t.name for t in types], fds)
+
+
+def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: CreateOptions,
+                count: int, fork_after: bool = False) -> list[dict[str, Handle]]:
+    """COUNT new sets of namespaces of TYPES inside ENTRIES, a few helpers for all of
+    them (each creates up to ~240 fds' worth and hands them back in one message),
+    instead of a helper per set.  Handles keyed by type name, one dict per set."""
+    bad = [t.name for t in types if t.name in MANY_EXCLUDED]
+    if bad:
+        raise UsageError(f"--count cannot create {'+'.join(bad)} namespaces",
+                         "a user namespace would nest in the one before, and each PID "
+                         "namespace needs its own init: create those one at a time")
+    if count < 1:
+        raise UsageError("--count must be at least 1")
+    if opts.propagation not in PROPAGATION:
+        raise UsageError(f"unknown propagation {opts.propagation!r}",
+                         f"valid: {', '.join(PROPAGATION)}")
+    if (opts.monotonic or opts.boottime) and nstypes.TIME not in types:
+        raise UsageError("clock offsets need a new time namespace", "add time to the types")
+    ensure_fd_room(count * len(types))
+    per_helper = max(1, _CHUNK_FDS // len(types))
+    out: list[dict[str, Handle]] = []
+    try:
+        left = count
+        while left:
+            n = min(left, per_helper)
+            names, fds = spawn.call(entries, _create_many_in_child, tuple(types), opts, n,
+                                    fork_after=fork_after)
+            if len(fds) != n * len(names):
+                for fd in fds:
+                    os.close(fd)
+                raise NsshellError(f"a helper handed back {len(fds)} namespaces, not {n * len(names)}")
+            for i in range(n):
+                chunk = fds[i * len(names):(i + 1) * len(names)]
+                out.append({name: Handle(fd, nstypes.BY_NAME[name], origin="new")
+                            for name, fd in zip(names, chunk)})
+            left -= n
+    except BaseException:
+        for handles in out:  # all or nothing
+            for h in handles.values():
+                h.close()
+        raise
+    return out

@@ -1,0 +1,334 @@
+"""A pre-entered helper that starts programs in a context: `run` in a batch, fast.
+
+Forking the shell for every `run` costs about a millisecond (the shell is a
+large Python process) plus the setns() calls, and a PID or time namespace
+needs a second fork.  In a batch (no terminal to hand over) the first `run`
+in a context forks one helper that enters the context once; every further
+`run` asks it to posix_spawn() the program (a vfork: cheap), and it reports
+the pid and then the status.  Measured in bench/README.md.
+
+The helper lives only while consecutive `run`s use it: the engine drops it
+before any other command and when a batch (or a line typed at the prompt)
+ends, so no other command can see an extra process in the context, and a
+changed context or uid map is never served by a stale helper.  With a
+terminal, `run` forks as before (the program must own the terminal before it
+starts, which posix_spawn cannot arrange).
+
+The program sees what a forked one sees: its own process group, default
+signal dispositions, an empty signal mask, fds 0, 1 and 2 only, the shell's
+environment, the working directory (else $HOME, else /), and the same
+exit-status rules (128+N when killed by signal N).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..errors import NsshellError, ProgramNotFound
+from ..kernel import syscalls
+from . import spawn
+
+# Commands that leave the runner alive: they are the ones that use it.
+KEEP = frozenset({"run", "sh", "fg"})
+
+_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
+                    signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
+                    signal.SIGXFSZ, signal.SIGHUP)
+
+
+@dataclass
+class RunnerJob(spawn.Job):
+    """A program started by a runner and stopped: `fg` resumes it through the runner."""
+    runner: Any = None
+
+
+def _key(entries: Sequence[spawn.Entry], root: bool) -> tuple:
+    return tuple((e.nstype.name, e.fd, e.label) for e in entries) + (root,)
+
+
+def _exec_error(err: int, prog: str) -> NsshellError:
+    """The error run_program raises for the same failure (127 not found, 126 not executable)."""
+    if err == errno.ENOENT:
+        return ProgramNotFound(f"{prog}: command not found in the context",
+                               "the program must exist in the context's mount namespace "
+                               "(PATH is searched there)")
+    return ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
+
+
+# --- inside the helper ---------------------------------------------------------------
+
+def _spawn(argv: list[str], env: dict[str, str]) -> int:
+    """posix_spawn ARGV, searching PATH as os.execvpe does (first error that is not
+    ENOENT/ENOTDIR wins)."""
+    kwargs = dict(setpgroup=0, setsigdef=_DEFAULT_SIGNALS, setsigmask=())
+    prog = argv[0]
+    if os.sep in prog:
+        return os.posix_spawn(prog, argv, env, **kwargs)
+    saved = None
+    last = None
+    for d in os.get_exec_path(env):
+        path = os.path.join(d, prog)
+        if not os.path.exists(path):
+            last = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+            continue
+        try:
+            return os.posix_spawn(path, argv, env, **kwargs)
+        except OSError as e:
+            last = e
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR) and saved is None:
+                saved = e
+    raise saved or last or OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+
+
+def _chdir(cwd: str | None, env: dict[str, str]) -> None:
+    if cwd is None:
+        return
+    try:
+        os.chdir(cwd)
+    except OSError:
+        home = env.get("HOME", "/")
+        os.chdir(home if os.path.isdir(home) else "/")
+
+
+def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> None:
+    for sig in (signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    current: list[int] = []
+
+    def forward(signum, _frame) -> None:
+        # The shell's Ctrl-C (it has no terminal to hand over) goes to the program.
+        for pid in current:
+            try:
+                os.killpg(pid, signum)
+            except OSError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:
+        pass
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        return
+    syscalls.set_comm("nsshell-run")
+    try:
+        spawn.enter(entries, root=root)
+    except BaseException as exc:  # noqa: BLE001
+        spawn._send(sock, ("err", spawn._portable(exc)))
+        return
+    # Hold nothing but the channel and 0, 1, 2: no handle of the shell stays alive here.
+    fd = sock.fileno()
+    syscalls.close_range(3, fd - 1) if fd > 3 else None
+    syscalls.close_range(fd + 1)
+    spawn._send(sock, ("ok", None))
+    stopped: set[int] = set()
+    try:
+        while True:
+            try:
+                msg, _ = spawn._recv(sock, maxfds=0)
+            except EOFError:
+                return
+            if msg[0] == "run":
+                _, argv, env, cwd = msg
+                try:
+                    _chdir(cwd, env)
+                    pid = _spawn(argv, env)
+                except OSError as e:
+                    spawn._send(sock, ("exec", e.errno, argv[0]))
+                    continue
+            elif msg[0] == "cont":
+                pid = msg[1]
+                stopped.discard(pid)
+                try:
+                    os.killpg(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            else:
+                continue
+            current[:] = [pid]
+            while True:
+                try:
+                    _, status = os.waitpid(pid, os.WUNTRACED)
+                except InterruptedError:
+                    continue
+                except ChildProcessError:
+                    status = 0
+                break
+            current.clear()
+            # One message per run, at its end: the shell sleeps until then.
+            if os.WIFSTOPPED(status):
+                stopped.add(pid)
+                spawn._send(sock, ("stopped", os.WSTOPSIG(status), pid))
+            else:
+                spawn._send(sock, ("exit", spawn._exitcode(status), pid))
+    finally:
+        for pid in stopped:  # the shell is done with them: leave nothing behind
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            except InterruptedError:
+                continue
+
+
+# --- in the shell ------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, entries: Sequence[spawn.Entry], root: bool):
+        # Imported before the fork: after entering, a pivoted mount namespace may have
+        # no Python library to import from.
+        import array  # noqa: F401
+        import pickle  # noqa: F401
+        import socket
+        import traceback  # noqa: F401
+        self.key = _key(entries, root)
+        self.busy = False
+        self.stopped: set[int] = set()
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                parent_sock.close()
+                _serve(entries, root, child_sock, me)
+            except BaseException:  # noqa: BLE001
+                pass
+            finally:
+                os._exit(0)
+        child_sock.close()
+        self.pid: int | None = pid
+        self.sock = parent_sock
+        try:
+            kind, value = self._recv()
+        except BaseException:
+            self.close()
+            raise
+        if kind == "err":
+            self.close()
+            raise value
+
+    def _recv(self):
+        try:
+            msg, fds = spawn._recv(self.sock, maxfds=0)
+        except EOFError as e:
+            raise spawn.HelperCrash(f"the run helper died: {e}") from None
+        for fd in fds:
+            os.close(fd)
+        return msg
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, spawn.Job | None]:
+        try:
+            spawn._send(self.sock, ("run", argv, env, cwd))
+        except BaseException:
+            self.close()
+            raise
+        msg = self._wait()
+        if msg[0] == "exec":
+            raise _exec_error(msg[1], msg[2])
+        return self._done(msg, argv)
+
+    def resume(self, job: RunnerJob) -> tuple[int, spawn.Job | None]:
+        self.stopped.discard(job.pid)
+        try:
+            spawn._send(self.sock, ("cont", job.pid))
+        except BaseException:
+            self.close()
+            raise
+        return self._done(self._wait(), job.argv)
+
+    def _wait(self):
+        """The runner's answer; Ctrl-C meanwhile is passed on to the program."""
+        self.busy = True
+        try:
+            while True:
+                try:
+                    msg = self._recv()
+                except KeyboardInterrupt:
+                    # No terminal to hand over: pass Ctrl-C on (the runner forwards
+                    # it to the program's process group), as run_program does.
+                    try:
+                        os.kill(self.pid, signal.SIGINT)
+                    except OSError:
+                        pass
+                    continue
+                self.busy = False
+                return msg
+        except BaseException:
+            self.close()
+            raise
+
+    def _done(self, msg, argv: list[str]) -> tuple[int, spawn.Job | None]:
+        if msg[0] == "stopped":
+            self.stopped.add(msg[2])
+            return 128 + msg[1], RunnerJob(msg[2], argv, self)
+        return msg[1], None
+
+    def close(self) -> None:
+        """End the helper (and any program of it still running or stopped)."""
+        if self.busy and self.pid is not None:
+            # A program is still running (the shell was interrupted): end it too.
+            try:
+                with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                    for child in f.read().split():
+                        try:
+                            os.killpg(int(child), signal.SIGKILL)
+                        except OSError:
+                            pass
+            except OSError:
+                pass
+            self.busy = False
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.pid is not None:
+            spawn._wait(self.pid)
+            self.pid = None
+
+
+# --- the session's runner ------------------------------------------------------------
+
+def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str],
+        cwd: str | None, root: bool) -> tuple[int, spawn.Job | None]:
+    """Run ARGV through the session's runner for ENTRIES (starting one if needed)."""
+    r: Runner | None = getattr(sh, "runner", None)
+    key = _key(entries, root)
+    if r is not None and r.key != key:
+        drop(sh)
+        r = None
+    if r is None:
+        r = Runner(entries, root)
+        sh.runner = r
+    status, job = r.run(argv, env, cwd)
+    if r.sock is None and getattr(sh, "runner", None) is r:
+        sh.runner = None
+    return status, job
+
+
+def drop(sh, everything: bool = False) -> None:
+    """End the session's runner (kept while a stopped job needs it, unless EVERYTHING)."""
+    r: Runner | None = getattr(sh, "runner", None)
+    if r is not None:
+        sh.runner = None
+        if not r.stopped:
+            r.close()
+    if everything:
+        for job in getattr(sh, "jobs", []):
+            if isinstance(job, RunnerJob) and job.runner is not None:
+                job.runner.close()
+
+
+def finished(sh, job: RunnerJob) -> None:
+    """After `fg`: a runner that is no longer the session's closes with its last job."""
+    r = job.runner
+    if r is not None and r is not getattr(sh, "runner", None) and not r.stopped:
+        r.close()

@@ -1,0 +1,86 @@
+"""Start-up regression checks that hold on a noisy machine: which modules a batch imports.
+
+No wall times here (bench/ measures those): a batch that draws no table on a
+terminal, opens no netlink socket and reads no process table must not pay for
+rich, prompt_toolkit, pyroute2 or psutil, and nothing may run a subprocess
+(ctypes.util.find_library runs `ldconfig -p`) just to start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("prompt_toolkit", "rich", "pyroute2", "psutil")
+
+
+def imported(*args: str, env_extra: dict[str, str] | None = None) -> set[str]:
+    """Every module the real CLI imports for ARGS (python -X importtime, stderr)."""
+    env = dict(os.environ, NO_COLOR="1", **(env_extra or {}))
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "nsshell", *args],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mods = set()
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", line)
+        if m:
+            mods.add(m.group(1))
+    assert "nsshell.cli" in mods, "importtime output not understood"
+    return mods
+
+
+def heavy(mods: set[str]) -> list[str]:
+    return sorted(m for m in mods if m.split(".")[0] in HEAVY)
+
+
+@pytest.mark.parametrize("args", [
+    ("-c", "ctx"),
+    ("--json", "-c", "ctx"),
+    ("-c", "handles; help new"),
+    ("-c", "new net; run true"),
+    ("-c", "new user+mnt+uts; hostname box; run true"),
+], ids=lambda a: " ".join(a))
+def test_a_plain_batch_imports_no_heavy_library(args):
+    mods = imported(*args)
+    assert heavy(mods) == []
+
+
+def test_the_interactive_parts_are_not_loaded_for_a_batch():
+    mods = imported("-c", "ctx")
+    assert not any(m.startswith("nsshell.repl") for m in mods)
+
+
+def test_libc_is_found_without_a_subprocess():
+    # ctypes.util.find_library("c") runs `ldconfig -p`: several ms of every start-up.
+    mods = imported("-c", "ctx")
+    assert "ctypes.util" not in mods
+    assert "subprocess" not in mods or "nsshell.kernel.idmap" in mods
+
+
+def test_rich_is_loaded_only_to_draw_on_a_terminal():
+    # The same command, drawing on a terminal, does use rich: the check above can fail.
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdout is the pty
+        os.execve(sys.executable, [sys.executable, "-c",
+                  "import sys; sys.argv=['nsshell','-c','ctx']; from nsshell.cli import main; "
+                  "main(); print('RICH' if 'rich' in sys.modules else 'PLAIN')"],
+                  {k: v for k, v in os.environ.items() if k not in ("NO_COLOR",)}
+                  | {"TERM": "xterm"})
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    os.waitpid(pid, 0)
+    assert b"RICH" in out, out[-500:]
