@@ -305,3 +305,48 @@ def test_on_session_hook_adds_a_setting(nsshell, xdg):
     '''))
     d = _run(nsshell, xdg, "-c", "knob show")
     assert d.rc == 0 and d.out.strip() == "knob=3", d
+
+
+def _my_openers() -> list[int]:
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == me and comm == "nsshell-sockets" and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the socket opener serves root")
+def test_socket_in_survives_the_opener_dying(shell):
+    import signal
+    import time
+    from nsshell.plugin import socket_in
+    assert shell("new net as a --no-join").rc == 0
+    handle = shell.session.sets["a"].handles["net"]
+    os.close(socket_in(handle, socket.AF_INET, socket.SOCK_DGRAM))
+    openers = _my_openers()
+    assert len(openers) == 1, openers
+    os.kill(openers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _my_openers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fd = socket_in(handle, socket.AF_INET, socket.SOCK_DGRAM)   # falls back, then restarts
+    try:
+        assert _netns_of_socket(fd) == handle.nsid
+    finally:
+        os.close(fd)
+    fd = socket_in(handle, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert _netns_of_socket(fd) == handle.nsid
+        assert len(_my_openers()) == 1
+    finally:
+        os.close(fd)

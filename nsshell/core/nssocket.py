@@ -44,6 +44,7 @@ class _Opener:
                 os._exit(0)
         child.close()
         self.pid = pid
+        self.owner = os.getpid()  # a forked child of the shell must not share the channel
         self.sock = parent
 
     def open(self, nsfd: int, family: int, type_: int, proto: int) -> int:
@@ -122,6 +123,8 @@ _OPENER: _Opener | None = None
 
 def _opener() -> _Opener:
     global _OPENER
+    if _OPENER is not None and _OPENER.owner != os.getpid():
+        _OPENER = None  # inherited through fork: the shell's, not ours
     if _OPENER is None:
         _OPENER = _Opener()
         atexit.register(_close_opener)
@@ -130,7 +133,7 @@ def _opener() -> _Opener:
 
 def _close_opener() -> None:
     global _OPENER
-    if _OPENER is not None:
+    if _OPENER is not None and _OPENER.owner == os.getpid():
         _OPENER.close()
         _OPENER = None
 
@@ -144,13 +147,15 @@ def _own_userns():
     return nsfs.nsid_of_path("/proc/self/ns/user", "user")
 
 
-_OWN_NET: list = []
+_OWN_NET: dict = {}
 
 
 def _own_netns():
-    if not _OWN_NET:
-        _OWN_NET.append(nsfs.nsid_of_path("/proc/self/ns/net", "net"))
-    return _OWN_NET[0]
+    pid = os.getpid()
+    if pid not in _OWN_NET:
+        _OWN_NET.clear()
+        _OWN_NET[pid] = nsfs.nsid_of_path("/proc/self/ns/net", "net")
+    return _OWN_NET[pid]
 
 
 def socket_in(handle, family: int, type_: int, proto: int = 0) -> int:
@@ -170,8 +175,8 @@ def socket_in(handle, family: int, type_: int, proto: int = 0) -> int:
             return _opener().open(handle.fd, family, type_, proto)
         except PermissionError:
             pass  # owned by a user namespace whose root we must become: the slow way
-        except EOFError:
-            _close_opener()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            _close_opener()  # it died: the next call starts another; this one forks a helper
         except OSError as e:
             raise from_oserror(e, what) from None
     entries = [handle.entry()]
