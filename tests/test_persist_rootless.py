@@ -203,3 +203,25 @@ def test_rootless_shells_starting_the_keeper_at_once(rootless_ok, clean_keeper, 
     for n in names:
         assert run_nsshell("-c", f"unpersist {n}", user=NOBODY).rc == 0
     assert wait_gone(ks) == []
+
+
+def test_root_of_a_user_namespace_uses_the_keeper(rootless_ok, clean_keeper, prefix):
+    """Under `unshare -r` the shell is uid 0 but cannot mount on the host: keeper, not mounts."""
+    name = f"{prefix}u"
+    kdir = "/tmp/nsshell-keeper-0"  # uid 0 as the user namespace sees it; owned by nobody
+    if os.path.lexists(kdir):
+        pytest.skip(f"{kdir} exists already")
+    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "env", "-u",
+            "XDG_RUNTIME_DIR", "unshare", "-r"] + nsshell_argv()
+    try:
+        p = subprocess.run(argv + ["-c", f"new net+uts as {name} --no-join; persist {name}; "
+                                         f"unpersist {name}"],
+                           capture_output=True, text=True, env=_env({"HOME": "/tmp"}),
+                           cwd="/tmp", timeout=60)
+        assert p.returncode == 0, p
+        assert f"kept at keeper:{name}" in p.stdout
+        assert not any(name in m for m in nsfs_mounts())
+        assert os.lstat(kdir).st_uid == NOBODY
+        assert wait_gone(keepers()) == []
+    finally:
+        shutil.rmtree(kdir, ignore_errors=True)

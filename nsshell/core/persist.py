@@ -654,7 +654,24 @@ class Persisted:
 
 
 def use_keeper() -> bool:
-    return os.geteuid() != 0
+    """No bind mounts possible: not root, or root of a user namespace that does not own the
+    shell's mount namespace (e.g. under `unshare -r`).  Then the per-user keeper holds sets."""
+    if os.geteuid() != 0:
+        return True
+    try:
+        fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        ufd = syscalls.ns_get_userns(fd)
+    except OSError:
+        return True  # the owner is out of sight: an ancestor of our user namespace
+    finally:
+        os.close(fd)
+    try:
+        return os.fstat(ufd).st_ino != os.stat("/proc/self/ns/user").st_ino
+    finally:
+        os.close(ufd)
 
 
 def _init_info(h: Handle) -> tuple[int | None, dict | None, int | None]:
