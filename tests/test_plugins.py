@@ -350,3 +350,13 @@ def test_socket_in_survives_the_opener_dying(shell):
         assert len(_my_openers()) == 1
     finally:
         os.close(fd)
+
+
+def test_user_plugin_cannot_replace_an_installed_one(nsshell, xdg):
+    (xdg[1] / "net.py").write_text(GOOD)
+    d = _run(nsshell, xdg, "--json", "-c", "plugins")
+    assert d.rc == 0, d
+    assert d.err.strip() == ("nsshell: plugin net: not loaded: a plugin named 'net' is already "
+                             "loaded from entry point nsshell_net (nsshell_net)"), d.err
+    found = json.loads(d.out)["plugins"]
+    assert [p["status"] for p in found if p["name"] == "net"] == ["loaded", "failed"]
