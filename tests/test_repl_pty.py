@@ -1,0 +1,257 @@
+"""The REPL through a real pseudo-terminal: the installed `nsshell`, driven by pexpect.
+
+Typed words are split with '' (`echo mark''er`) so that the terminal's echo of the
+input never matches what a test expects from the output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect")
+
+from conftest import _env, nsshell_argv  # noqa: E402
+
+ESC = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
+
+
+def strip(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]", "", text)
+
+
+def prompt_re(label: str) -> str:
+    return re.escape(label) + ESC + r">"
+
+
+class Term:
+    def __init__(self, home, extra_env: dict | None = None):
+        self.id = uuid.uuid4().hex[:12]
+        self.n = 0
+        env = _env({
+            "HOME": str(home), "XDG_STATE_HOME": str(home / "state"),
+            "XDG_CONFIG_HOME": str(home / "config"), "TERM": "xterm",
+            "PROMPT_TOOLKIT_NO_CPR": "1", "NSSHELL_PTY_TEST": self.id,
+        })
+        env.pop("NO_COLOR", None)
+        env.update(extra_env or {})
+        argv = nsshell_argv()
+        self.child = pexpect.spawn(argv[0], argv[1:], env=env, cwd=str(home), encoding="utf-8",
+                                   timeout=20, dimensions=(40, 160))
+        if env.get("PROMPT_TOOLKIT_NO_CPR") == "1":
+            self.expect_prompt("host")
+        else:
+            _expect_answering_cpr(self, prompt_re("host"))
+
+    def expect_prompt(self, label: str = "host", timeout: float = 20):
+        self.child.expect(prompt_re(label), timeout=timeout)
+
+    def line(self, text: str, label: str = "host") -> str:
+        """Run TEXT; its output (up to a marker echoed after it), escape codes removed."""
+        self.n += 1
+        self.child.send(f"{text}; echo DO''NE{self.n}\r")
+        self.child.expect(f"DONE{self.n}\r\n")
+        out = self.child.before
+        self.expect_prompt(label)
+        return strip(out)
+
+    def close(self):
+        if self.child.isalive():
+            self.child.sendcontrol("d")
+            try:
+                self.child.expect(pexpect.EOF, timeout=10)
+            except pexpect.TIMEOUT:
+                pass
+        self.child.close(force=True)
+
+    def processes(self, comm: str) -> list[int]:
+        """Our processes named COMM (found by the mark in their environment)."""
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() != comm:
+                        continue
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if f"NSSHELL_PTY_TEST={self.id}".encode() in f.read():
+                        found.append(int(pid))
+            except OSError:
+                continue
+        return found
+
+
+@pytest.fixture
+def term(tmp_path):
+    terms = []
+
+    def start(**env):
+        t = Term(tmp_path, env)
+        terms.append(t)
+        return t
+    yield start
+    for t in terms:
+        t.close()
+
+
+def test_tab_completes_jo_to_join(term):
+    t = term()
+    t.child.send("jo\t")
+    time.sleep(0.3)
+    t.child.send(" host\r")
+    t.child.expect("joined host")
+    t.expect_prompt("host")
+
+
+def test_tab_completes_a_namespace_name(term, prefix):
+    t = term()
+    name = f"{prefix}x"
+    t.line(f"new net as {name} --no-join")
+    t.child.send(f"join {name[:-1]}\t")
+    time.sleep(0.3)
+    t.child.send("\r")
+    t.child.expect(f"joined {re.escape(name)}")
+    t.expect_prompt(name)
+
+
+def test_tab_completes_an_interface_name(term, prefix):
+    t = term()
+    if "net up" not in t.line("help n''et"):
+        pytest.skip("no `net up` command (the net plugin is not installed)")
+    name = f"{prefix}n"
+    t.line(f"new net as {name} --no-join")
+    t.child.send(f"net up {name} l\t")
+    time.sleep(0.5)
+    out = t.line(" ; echo st $?")   # `net up NAME l` alone would fail: there is no link `l`
+    assert "st 0" in out, out
+    out = t.line(f"net ls {name} --json")
+    assert '"lo"' in out and re.search(r"\bup\b", out, re.I), out
+
+
+def test_ctrl_r_finds_an_earlier_command(term):
+    t = term()
+    t.line("echo mark''er-77")
+    t.line("echo other")
+    t.child.send("\x12")
+    time.sleep(0.2)
+    t.child.send("er-7")
+    time.sleep(0.3)
+    t.child.send("\r")           # take the line found
+    time.sleep(0.3)
+    t.child.send("\r")           # and run it
+    t.child.expect("marker-77")
+    t.expect_prompt("host")
+
+
+def test_history_survives_a_restart(term, tmp_path):
+    t = term()
+    t.line("echo hist''ory-1")
+    t.close()
+    assert t.child.exitstatus == 0
+    with open(tmp_path / "state" / "nsshell" / "history") as f:
+        assert "echo hist''ory-1" in f.read()
+    t2 = term()
+    t2.child.send("\x1b[A")
+    time.sleep(0.3)
+    t2.child.send("\r")
+    t2.child.expect("history-1")
+    t2.expect_prompt("host")
+
+
+def _between_markers(t: Term, command: str) -> str:
+    t.child.send(f"echo BEG''IN; {command}; echo EN''D\r")
+    t.child.expect("BEGIN")
+    t.child.expect("END")
+    text = t.child.before
+    t.expect_prompt("host")
+    return text
+
+
+def test_no_color_output_has_no_escape_codes(term):
+    colour = _between_markers(term(), "ctx; help new")
+    assert "\x1b[" in colour               # rich draws on a terminal...
+    plain = _between_markers(term(NO_COLOR="1"), "ctx; help new")
+    assert "\x1b" not in plain             # ...but not with NO_COLOR
+    assert "TYPE" in plain and "new user+mnt" in plain
+
+
+def test_help_new_shows_an_example(term):
+    t = term()
+    t.child.send("help n''ew\r")
+    t.child.expect("Examples:")
+    t.child.expect(r"new user\+mnt")
+    t.expect_prompt("host")
+
+
+def test_ctrl_c_during_run_returns_to_the_prompt(term):
+    t = term()
+    t.child.send("run sleep 30\r")
+    deadline = time.monotonic() + 15
+    while not t.processes("sleep"):
+        assert time.monotonic() < deadline, "sleep did not start"
+        time.sleep(0.05)
+    t.child.sendcontrol("c")
+    t.expect_prompt("host", timeout=5)     # far sooner than the 30 s sleep
+    assert t.child.isalive()
+    t.child.send("echo st $?\r")
+    t.child.expect("st 130")
+    t.expect_prompt("host")
+    assert t.processes("sleep") == []
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line(term):
+    t = term()
+    t.child.send("echo abc")
+    time.sleep(0.2)
+    t.child.sendcontrol("c")
+    time.sleep(0.2)
+    out = t.line("echo d''ef")
+    assert "def" in out.splitlines()
+    assert "abcecho def" not in out   # what an uncleared line would have printed
+
+
+def _expect_answering_cpr(t: Term, pattern: str, timeout: float = 20) -> None:
+    """Expect PATTERN, answering prompt_toolkit's cursor-position requests on the way
+    (the toolbar is drawn only once the terminal has told where the cursor is)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        i = t.child.expect([re.escape("\x1b[6n"), pattern], timeout=max(deadline - time.monotonic(), 0.1))
+        if i == 1:
+            return
+        t.child.send("\x1b[1;1R")
+
+
+def test_toolbar_shows_context_mapping_and_status(term, prefix):
+    t = term(PROMPT_TOOLKIT_NO_CPR="0")
+    name = f"{prefix}b"
+    _expect_answering_cpr(t, r"context " + ESC + "host")
+    t.child.send(f"new user+uts as {name}\r")
+    _expect_answering_cpr(t, r"context " + ESC + re.escape(name))
+    t.child.send("map 0 1000 1\r")
+    _expect_answering_cpr(t, r"\|  uid 0->1000  \|")
+    _expect_answering_cpr(t, r"status " + ESC + "0")
+    t.child.send("frobnicate\r")
+    _expect_answering_cpr(t, "unknown command")
+    _expect_answering_cpr(t, r"status " + ESC + "2")
+
+
+def test_ctrl_d_exits_0(term):
+    t = term()
+    t.line("echo one")
+    t.child.sendcontrol("d")
+    t.child.expect(pexpect.EOF)
+    t.child.close()
+    assert t.child.exitstatus == 0
+
+
+def test_exit_n(term):
+    t = term()
+    t.child.send("exit 5\r")
+    t.child.expect(pexpect.EOF)
+    t.child.close()
+    assert t.child.exitstatus == 5
