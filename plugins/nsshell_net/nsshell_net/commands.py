@@ -339,6 +339,12 @@ def register(api):
         return net_view(label, str(handle.nsid), links, addrs, routes)
 
 
+def _state(link: dict) -> str:
+    if not link["up"]:
+        return "DOWN"
+    return "UP" if link["lower_up"] else "NO-CARRIER"  # up, but its peer or cable is not
+
+
 class NetView(Multi):
     """`net ls`: a table of links (with their addresses) and one of routes; JSON
     {"ns", "links": [...], "routes": [...]}."""
@@ -358,13 +364,12 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
         link["master"] = names.get(link["master"]) if link["master"] else None
     for r in routes:
         r["dev"] = names.get(r["oif"]) if r["oif"] else None
-    link_rows = [[link["index"], link["name"], link["kind"] or "",
-                  ("UP" if link["up"] else "DOWN") + (f" ({link['state']})" if link["state"] else ""),
-                  link["master"] or "", link["mac"] or "", link["mtu"], " ".join(link["addresses"])]
+    link_rows = [[link["index"], link["name"], link["kind"] or "", _state(link),
+                  link["master"] or "", " ".join(link["addresses"]), link["mtu"], link["mac"] or ""]
                  for link in links]
     route_rows = [[r["dst"], r["gateway"] or "", r["dev"] or "", r["proto"], r["scope"],
                    r["prefsrc"] or ""] for r in routes if r["type"] == "unicast"]
-    parts = [Table(["index", "name", "kind", "state", "master", "mac", "mtu", "addresses"],
+    parts = [Table(["index", "name", "kind", "state", "master", "addresses", "mtu", "mac"],
                    link_rows, title=f"{label} {nsid}: links", key="links"),
              Table(["dst", "via", "dev", "proto", "scope", "src"], route_rows,
                    title=f"{label}: routes", key="routes")]
