@@ -34,7 +34,8 @@ def test_new_names_sets_and_joins(nsshell):
     ctx = {r["type"]: r for r in docs[2]["context"]}
     assert ctx["net"]["name"] == "ns1" and ctx["uts"]["name"] == "ns1"
     assert ctx["ipc"]["name"] == "host"  # --no-join
-    names = {(r["name"], r["type"]) for r in docs[3]["handles"]}
+    # only what this session made: persisted sets and ip netns names on the host are listed too
+    names = {(r["name"], r["type"]) for r in docs[3]["handles"] if r["origin"] == "new"}
     assert names == {("ns1", "net"), ("ns1", "uts"), ("box", "ipc")}
 
 
