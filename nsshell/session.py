@@ -265,11 +265,11 @@ class Session:
             if h.type is t and h.nsid.ino == ino:
                 return NsSet(None, {t.name: h}, origin=str(h.nsid))
         from .core import discover
-        path = discover.path_for(t, ino)
-        if path is None:
+        fd = discover.open_ref(t, ino)  # through a process, thread, fd, bind mount or socket
+        if fd is None:
             raise NotFoundError(f"no {t.name} namespace with inode {ino} is reachable",
                                 "`ls` lists the namespaces that are")
-        h = Handle.open(path, t, origin=f"{t.name}:[{ino}]")
+        h = Handle(fd, t, origin=f"{t.name}:[{ino}]")
         return NsSet(None, {t.name: h}, origin=str(h.nsid))
 
     def ref_candidates(self, prefix: str) -> list[tuple[str, str]]:

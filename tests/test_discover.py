@@ -203,6 +203,10 @@ def test_namespace_held_only_by_a_socket(nsshell, procs):
     row = _ls(nsshell, "net")[("net", ino)]
     assert row["held"] == ["socket"]
     assert {"kind": "socket", "pid": keeper.pid, "fd": fd} in row["holders"]
+    # ...and TYPE:[INODE] reaches it, though it has no path (SIOCGSKNS on the socket).
+    done = nsshell("-c", f"join net:[{ino}]; run readlink /proc/self/ns/net")
+    assert done.rc == 0, done
+    assert done.out.splitlines()[-1] == f"net:[{ino}]"
 
 
 def test_session_handles_and_names(nsshell):

@@ -480,21 +480,6 @@ def open_info(info: NsInfo) -> int:
     raise last or OSError(errno.ENOENT, f"{info.label} is no longer reachable")
 
 
-def path_for(t: NsType, ino: int) -> str | None:
-    """A path through which the namespace TYPE:[INO] can be opened, or None."""
-    found = scan((t,), sockets=False).get(t.name, ino)
-    if found is None:
-        return None
-    candidates = [f"/proc/{p}/ns/{t.proc}" for p in found.pids[:3]] + found.paths
-    for path in candidates:
-        try:
-            if os.stat(path).st_ino == ino:
-                return path
-        except OSError:
-            continue
-    return None
-
-
 def open_ref(t: NsType, ino: int) -> int | None:
     """An O_CLOEXEC fd on TYPE:[INO] however it is held (a socket-only network namespace
     included, which has no path), or None when it is out of reach."""
