@@ -8,6 +8,7 @@ those namespaces.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -258,3 +259,18 @@ def test_iproute2_sees_what_net_made(nsshell):
     assert "master br9" in [line for line in out.splitlines() if ": p1@" in line][0]
     assert "inet 10.81.0.1/24" in out
     assert "10.82.0.0/16 via 10.81.0.254 dev eth0" in out
+
+
+EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "examples", "bridge-lab.nss")
+
+
+def test_example_bridge_lab(nsshell):
+    d = _ok(nsshell(EXAMPLE))
+    assert d.out.count(" 1 received") == 3, d.out
+
+
+def test_example_bridge_lab_rootless(rootless):
+    d = rootless(EXAMPLE)
+    assert d.rc == 0, d
+    assert d.out.count(" 1 received") == 3, d.out
