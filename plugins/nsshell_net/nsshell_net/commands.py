@@ -54,13 +54,7 @@ def _fail(err: OSError, what: str, hint: str | None = None) -> KernelError:
 def _open(handle):
     import socket
     from .rtnl import Rtnl
-    fd = socket_in(handle, socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
-    try:
-        return Rtnl(fd)
-    except BaseException:
-        import os
-        os.close(fd)
-        raise
+    return Rtnl(socket_in(handle, socket.AF_NETLINK, socket.SOCK_RAW, 0))  # NETLINK_ROUTE
 
 
 SOCKETS = HandleCache(_open, lambda conn: conn.close())

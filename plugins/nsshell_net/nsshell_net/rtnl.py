@@ -143,12 +143,17 @@ class Rtnl:
     """One NETLINK_ROUTE socket (an fd the caller hands over) and its requests."""
 
     def __init__(self, fd: int):
+        """Takes FD over (it is closed here if the socket cannot be set up)."""
         self.sock = socket.socket(fileno=fd)
         try:
-            self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        except OSError:
-            pass
-        self.sock.bind((0, 0))
+            try:
+                self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+            except OSError:
+                pass
+            self.sock.bind((0, 0))
+        except BaseException:
+            self.sock.close()
+            raise
         self.seq = 0
 
     def close(self) -> None:
