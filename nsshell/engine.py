@@ -94,10 +94,15 @@ class Engine:
         return self._top(self._run_script, text, name)
 
     def _run_script(self, text: str, name: str) -> int:
-        first_failure = 0
         lines = text.splitlines()
-        i = 0
         multi = len(lines) > 1
+        # a long batch shows how far it got (on a terminal only; nothing in a pipe)
+        with self.session.progress.task(name, total=len(lines)) as task:
+            return self._run_lines(lines, name, multi, task)
+
+    def _run_lines(self, lines: list[str], name: str, multi: bool, task) -> int:
+        first_failure = 0
+        i = 0
         while i < len(lines):
             start = i
             line = lines[i]
@@ -109,6 +114,7 @@ class Engine:
                 continue
             where = f"{name}:{start + 1}" if multi or name not in ("-c",) else name
             status = self.run_line(line, where)
+            task.update(i)
             if status and not first_failure:
                 first_failure = status
                 if self.session.get("errexit"):

@@ -55,6 +55,15 @@ class Progress:
 
 NULL = Progress()
 
+_DRAWN: list = []   # the task whose line is on the screen now, if any
+
+
+def clear_line() -> None:
+    """Erase the progress line, if one is drawn, before other output is written (the task
+    draws itself again at its next step).  Renderers call this; it costs nothing otherwise."""
+    if _DRAWN:
+        _DRAWN[0].erase()
+
 
 class _TerminalTask(Task):
     def __init__(self, stream: TextIO, what: str, total: int | None, delay: float, interval: float):
@@ -95,11 +104,20 @@ class _TerminalTask(Task):
         width = _width(self.stream)
         self._write("\r" + text[: width - 1] + "\x1b[K")
         self.drawn = True
+        _DRAWN[:] = [self]
 
-    def finish(self) -> None:
+    def erase(self) -> None:
+        """Take the line off the screen; the next step draws it again at once."""
         if self.drawn:
             self._write("\r\x1b[K")
             self.drawn = False
+            self.last_draw = 0.0
+        if _DRAWN and _DRAWN[0] is self:
+            _DRAWN.clear()
+
+    def finish(self) -> None:
+        self.erase()
+        self.started = float("inf")   # and never again
 
     def _write(self, text: str) -> None:
         try:

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, TextIO
 
+from .progress import clear_line
 from .results import Diff, Message, Multi, Node, Record, Result, Status, Table, Tree, jsonable
 
 
@@ -53,16 +54,19 @@ class Renderer:
     # -- errors and notes go to stderr as one line ------------------------------------
 
     def error(self, text: str) -> None:
+        clear_line()  # a progress line on the terminal goes first
         self.err.write(f"nsshell: {text}\n")
         self.err.flush()
 
     def warn(self, text: str) -> None:
+        clear_line()  # a progress line on the terminal goes first
         self.err.write(f"nsshell: warning: {text}\n")
         self.err.flush()
 
     # -- results --------------------------------------------------------------------
 
     def show(self, result: Result, as_json: bool = False) -> None:
+        clear_line()  # a progress line on the terminal goes first
         if isinstance(result, Status):
             return
         if self.mode == "json" or as_json:

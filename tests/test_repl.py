@@ -169,6 +169,17 @@ def _tty():
     return os.fdopen(master, "rb", buffering=0), os.fdopen(slave, "w")
 
 
+def _read_all(master) -> str:
+    import select
+    data = b""
+    while select.select([master], [], [], 0.3)[0]:
+        chunk = master.read(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
 def test_no_color_and_pipes_give_plain_text(monkeypatch):
     master, tty = _tty()
     try:
@@ -193,7 +204,7 @@ def test_progress_on_a_terminal_only(monkeypatch):
             for _ in range(4):
                 task.advance()
         tty.flush()
-        drawn = master.read(4096).decode()
+        drawn = _read_all(master)
         assert "scanning: 4/4 (100%)" in drawn
         assert drawn.endswith("\r\x1b[K")          # erased at the end
     finally:
@@ -207,16 +218,33 @@ def test_progress_on_a_terminal_only(monkeypatch):
         assert f.read() == ""
 
 
-def test_short_tasks_draw_nothing(monkeypatch):
+def test_short_tasks_draw_nothing():
     master, tty = _tty()
     try:
         with progress.TerminalProgress(tty, delay=5).task("quick", total=2) as task:
             task.advance(2)
-        os.set_blocking(master.fileno(), False)
-        with pytest.raises((BlockingIOError, TypeError)):
-            data = master.read(100)
-            if data is None:
-                raise BlockingIOError
+        tty.flush()
+        assert _read_all(master) == ""
+    finally:
+        tty.close(), master.close()
+
+
+def test_output_erases_the_progress_line_first():
+    """A renderer writing a result clears a drawn progress line (clear_line), so the two
+    never share a line; the task draws itself again at its next step."""
+    from nsshell.render import Renderer
+    from nsshell.results import Message
+    master, tty = _tty()
+    try:
+        reporter = progress.TerminalProgress(tty, delay=0, interval=0)
+        with reporter.task("batch", total=3) as task:
+            task.advance()
+            Renderer(out=tty, err=tty, mode="plain").show(Message("a result"))
+            task.advance()
+        tty.flush()
+        drawn = _read_all(master)
+        assert "batch: 1/3 (33%)\x1b[K\r\x1b[Ka result" in drawn
+        assert "batch: 2/3" in drawn
     finally:
         tty.close(), master.close()
 
