@@ -40,6 +40,10 @@ _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTI
                     signal.SIGXFSZ, signal.SIGHUP)
 
 
+class _Gone(Exception):
+    """The runner was not there to take a request."""
+
+
 @dataclass
 class RunnerJob(spawn.Job):
     """A program started by a runner and stopped: `fg` resumes it through the runner."""
@@ -217,11 +221,27 @@ class Runner:
             self.close()
             raise value
 
+    def alive(self) -> bool:
+        """Still there? (waitpid: it is our child.)"""
+        if self.sock is None or self.pid is None:
+            return False
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid = self.pid
+        if pid:
+            self.pid = None
+            self.sock.close()
+            self.sock = None
+            return False
+        return True
+
     def _recv(self):
         try:
             msg, fds = spawn._recv(self.sock, maxfds=0)
         except EOFError as e:
-            raise spawn.HelperCrash(f"the run helper died: {e}") from None
+            raise spawn.HelperCrash(f"the run helper (nsshell-run) died: {e}",
+                                    "it was killed from outside; the next `run` starts another") from None
         for fd in fds:
             os.close(fd)
         return msg
@@ -229,10 +249,16 @@ class Runner:
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, spawn.Job | None]:
         try:
             spawn._send(self.sock, ("run", argv, env, cwd))
+        except OSError:  # it is gone (killed from outside): nothing was started
+            self.close()
+            raise _Gone() from None
         except BaseException:
             self.close()
             raise
-        msg = self._wait()
+        try:
+            msg = self._wait()
+        except ConnectionResetError:  # it died with our request unread: nothing started
+            raise _Gone() from None
         if msg[0] == "exec":
             raise _exec_error(msg[1], msg[2])
         return self._done(msg, argv)
@@ -302,13 +328,21 @@ def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str]
     """Run ARGV through the session's runner for ENTRIES (starting one if needed)."""
     r: Runner | None = getattr(sh, "runner", None)
     key = _key(entries, root)
-    if r is not None and r.key != key:
+    if r is not None and (r.key != key or r.sock is None):  # another context, or it died
         drop(sh)
+        r = None
+    if r is not None and not r.alive():
+        drop(sh)  # killed between two runs: nothing was started, start afresh
         r = None
     if r is None:
         r = Runner(entries, root)
         sh.runner = r
-    status, job = r.run(argv, env, cwd)
+    try:
+        status, job = r.run(argv, env, cwd)
+    except _Gone:
+        drop(sh)
+        r = sh.runner = Runner(entries, root)
+        status, job = r.run(argv, env, cwd)
     if r.sock is None and getattr(sh, "runner", None) is r:
         sh.runner = None
     return status, job
