@@ -48,9 +48,16 @@ class _Opener:
         self.sock = parent
 
     def open(self, nsfd: int, family: int, type_: int, proto: int) -> int:
-        self.sock.sendmsg([_REQ.pack(family, type_, proto)],
-                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [nsfd]))])
-        data, anc, _, _ = self.sock.recvmsg(_REP.size, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
+        try:
+            self.sock.sendmsg([_REQ.pack(family, type_, proto)],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [nsfd]))])
+            data, anc, _, _ = self.sock.recvmsg(_REP.size, socket.CMSG_SPACE(4),
+                                                socket.MSG_CMSG_CLOEXEC)
+        except BaseException:
+            # Interrupted half way (Ctrl-C), the answer could reach the next request: end
+            # this opener; the next call starts a fresh one.
+            self.close()
+            raise
         if len(data) < _REP.size:
             raise EOFError("the socket opener exited")
         fds = array.array("i")
@@ -123,8 +130,8 @@ _OPENER: _Opener | None = None
 
 def _opener() -> _Opener:
     global _OPENER
-    if _OPENER is not None and _OPENER.owner != os.getpid():
-        _OPENER = None  # inherited through fork: the shell's, not ours
+    if _OPENER is not None and (_OPENER.owner != os.getpid() or _OPENER.sock is None):
+        _OPENER = None  # inherited through fork (the shell's, not ours), or closed
     if _OPENER is None:
         _OPENER = _Opener()
         atexit.register(_close_opener)
