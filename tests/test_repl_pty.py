@@ -255,3 +255,22 @@ def test_exit_n(term):
     t.child.expect(pexpect.EOF)
     t.child.close()
     assert t.child.exitstatus == 5
+
+
+def test_a_long_batch_shows_progress_on_a_terminal_only(tmp_path, nsshell):
+    script = tmp_path / "many.nss"
+    script.write_text("".join("new uts --no-join\n" for _ in range(300)) + "echo fin''ished\n")
+    env = _env({"HOME": str(tmp_path), "TERM": "xterm"})
+    argv = nsshell_argv()
+    child = pexpect.spawn(argv[0], argv[1:] + [str(script)], env=env, encoding="utf-8",
+                          timeout=60, dimensions=(24, 100))
+    try:
+        child.expect(r"many\.nss: \d+/301 \(\d+%\)")
+        child.expect("finished")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    piped = nsshell(str(script))              # stdout and stderr are pipes: no progress
+    assert piped.rc == 0 and "finished" in piped.out
+    assert "301" not in piped.err and "\r" not in piped.out + piped.err
