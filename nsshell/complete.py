@@ -398,9 +398,47 @@ def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
 
 # -- the hidden `nsshell --complete LINE` ---------------------------------------------------------
 
+def names_made_earlier(text: str) -> list[str]:
+    """Names an earlier command of TEXT gives (`new ... as NAME`, `open ... as NAME`,
+    `name REF NEWNAME`): in `nsshell -c 'new net as lab; join l<Tab>` no session knows
+    `lab` yet, but the line will."""
+    from . import lexer
+    from .errors import NsshellError
+    commands = None
+    for tail in ("", "'", '"'):
+        try:
+            commands = lexer.split(text + tail)
+            break
+        except NsshellError:
+            continue
+    out = []
+    for words in (commands or [])[:-1]:
+        if words[0] in ("new", "open") and "as" in words[1:-1]:
+            out.append(words[words.index("as", 1) + 1])
+        elif words[0] == "name" and len(words) >= 3:
+            out.append(words[2])
+    return out
+
+
+class _LineNames:
+    """A resolver that resolves nothing but offers the names made earlier in the line."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+
+    def __call__(self, session, text):
+        return None
+
+    def candidates(self, session, prefix):
+        return [(n, "made earlier on this line") for n in self.names if n.startswith(prefix)]
+
+
 def print_completions(session, line: str) -> int:
     """One candidate a line, `WORD<TAB>DESCRIPTION`, for the shell completion scripts."""
     import sys
+    names = names_made_earlier(line)
+    if names:
+        session.resolvers.append(_LineNames(names))
     result = complete_line(session, line)
     for c in result.candidates:
         meta = " ".join(c.meta.split())

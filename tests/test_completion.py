@@ -173,6 +173,10 @@ def test_complete_helper(nsshell):
     assert r.out.startswith("join\t")
     r = nsshell("--complete", "echo x; new net --no-j")
     assert r.out.split("\t")[0] == "--no-join"
+    # names that earlier commands of the same -c text will make
+    r = nsshell("--complete", "new net as lab --no-join; name pid:1 web; join ")
+    got = [line.split("\t")[0] for line in r.out.splitlines()]
+    assert {"lab", "web", "host", "net"} <= set(got)
 
 
 # -- the shells ------------------------------------------------------------------------------
@@ -205,6 +209,7 @@ def test_bash_inside_c(tmp_path):
     assert _bash(["nsshell", "--json", "-c", "\"echo a; jo"]) == ["echo a; join"]
     assert "map root" in _bash(["nsshell", "-c", "'map r"])
     assert "join host" in _bash(["nsshell", "-c", "'join "])
+    assert _bash(["nsshell", "-c", "'new net as lab; join l"]) == ["new net as lab; join lab"]
     # the word after -c's text is a script argument no more: nothing from nsshell there
     assert _bash(["nsshell", "-c", "ctx", "--js"]) == ["--json"]
 
