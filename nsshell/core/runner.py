@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -61,6 +62,39 @@ def _exec_error(err: int, prog: str) -> NsshellError:
                                "the program must exist in the context's mount namespace "
                                "(PATH is searched there)")
     return ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
+
+
+# --- the channel: one message is one write, so the reader wakes once ------------------
+
+_HDR = struct.Struct("=I")
+
+
+def _send(sock, obj: Any) -> None:
+    import pickle  # here: a batch that runs nothing does not pay for it
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HDR.pack(len(payload)) + payload)
+
+
+def _recv(sock) -> Any:
+    """One message (the protocol is strictly one request, one answer: never two queued)."""
+    import pickle
+    data = sock.recv(65536)
+    if len(data) < _HDR.size:
+        while data and len(data) < _HDR.size:
+            more = sock.recv(_HDR.size - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) < _HDR.size:
+            raise EOFError("the helper exited without an answer")
+    (size,) = _HDR.unpack_from(data)
+    body = data[_HDR.size:]
+    while len(body) < size:
+        chunk = sock.recv(size - len(body))
+        if not chunk:
+            raise EOFError("the answer was cut short")
+        body += chunk
+    return pickle.loads(body)
 
 
 # --- inside the helper ---------------------------------------------------------------
@@ -123,18 +157,18 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
     try:
         spawn.enter(entries, root=root)
     except BaseException as exc:  # noqa: BLE001
-        spawn._send(sock, ("err", spawn._portable(exc)))
+        _send(sock, ("err", spawn._portable(exc)))
         return
     # Hold nothing but the channel and 0, 1, 2: no handle of the shell stays alive here.
     fd = sock.fileno()
     syscalls.close_range(3, fd - 1) if fd > 3 else None
     syscalls.close_range(fd + 1)
-    spawn._send(sock, ("ok", None))
+    _send(sock, ("ok", None))
     stopped: set[int] = set()
     try:
         while True:
             try:
-                msg, _ = spawn._recv(sock, maxfds=0)
+                msg = _recv(sock)
             except EOFError:
                 return
             if msg[0] == "run":
@@ -143,7 +177,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
                     _chdir(cwd, env)
                     pid = _spawn(argv, env)
                 except OSError as e:
-                    spawn._send(sock, ("exec", e.errno, argv[0]))
+                    _send(sock, ("exec", e.errno, argv[0]))
                     continue
             elif msg[0] == "cont":
                 pid = msg[1]
@@ -167,9 +201,9 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
             # One message per run, at its end: the shell sleeps until then.
             if os.WIFSTOPPED(status):
                 stopped.add(pid)
-                spawn._send(sock, ("stopped", os.WSTOPSIG(status), pid))
+                _send(sock, ("stopped", os.WSTOPSIG(status), pid))
             else:
-                spawn._send(sock, ("exit", spawn._exitcode(status), pid))
+                _send(sock, ("exit", spawn._exitcode(status), pid))
     finally:
         for pid in stopped:  # the shell is done with them: leave nothing behind
             try:
@@ -238,17 +272,15 @@ class Runner:
 
     def _recv(self):
         try:
-            msg, fds = spawn._recv(self.sock, maxfds=0)
+            msg = _recv(self.sock)
         except EOFError as e:
             raise spawn.HelperCrash(f"the run helper (nsshell-run) died: {e}",
                                     "it was killed from outside; the next `run` starts another") from None
-        for fd in fds:
-            os.close(fd)
         return msg
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, spawn.Job | None]:
         try:
-            spawn._send(self.sock, ("run", argv, env, cwd))
+            _send(self.sock, ("run", argv, env, cwd))
         except OSError:  # it is gone (killed from outside): nothing was started
             self.close()
             raise _Gone() from None
@@ -266,7 +298,7 @@ class Runner:
     def resume(self, job: RunnerJob) -> tuple[int, spawn.Job | None]:
         self.stopped.discard(job.pid)
         try:
-            spawn._send(self.sock, ("cont", job.pid))
+            _send(self.sock, ("cont", job.pid))
         except BaseException:
             self.close()
             raise
