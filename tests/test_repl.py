@@ -96,6 +96,7 @@ def test_history_in_xdg_state_home_survives_a_restart(shell, tmp_path, monkeypat
         assert run_repl(shell.engine, input=inp, output=DummyOutput()) == 0
     assert "echo remembered" in open(path).read()
     assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"     # others may not read it
     # a new REPL: Up brings the line back
     shell.out.seek(0), shell.out.truncate()
     assert drive(shell, ["\x1b[A", PAUSE, "\r", "\x04"], history=FileHistory(path)) == 0

@@ -43,8 +43,7 @@ def open_history(path: str | None = None) -> tuple[History, str | None]:
     path = path or history_path()
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(path, "a"):
-            pass
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
         return FileHistory(path), None
     except OSError as e:
         return InMemoryHistory(), f"history is not kept: {path}: {e.strerror}"
