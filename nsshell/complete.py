@@ -226,6 +226,8 @@ def _scan(cmd: Command, words: list[str]) -> _Scan:
                 used.update(p.flags)
                 if p.kind == "opt" and not eq:
                     pending = p
+            else:
+                used.add(name)
         elif w in kw_params and w not in kws:
             kws.add(w)
             pending = kw_params[w]
@@ -393,6 +395,10 @@ def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
                 if p.kind == "opt":
                     meta = f"{p.metavar}: {meta}" if meta else p.metavar
                 out.append(Candidate(f, meta))
+    # the engine takes --json after any command that has no rest of words and no --json
+    if (cmd.rest_param() is None and cmd.option("--json") is None
+            and "--json".startswith(current) and "--json" not in scan.options_used):
+        out.append(Candidate("--json", "JSON output of this command"))
     return out
 
 
