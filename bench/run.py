@@ -415,7 +415,7 @@ CASES: dict[str, tuple[Callable[[int, Path], list[Row]], str]] = {
     "lab": (case_lab, "the 100-namespace bridge lab vs the ip script"),
     "scale": (case_scale, "10,000 held network namespaces: time, memory, handles, close"),
 }
-DEFAULT_RUNS = {"startup": 21, "run": 7, "run+time": 7, "discovery": 7, "lab": 3, "scale": 3}
+DEFAULT_RUNS = {"startup": 21, "run": 9, "run+time": 9, "discovery": 7, "lab": 3, "scale": 3}
 
 
 # --- output ----------------------------------------------------------------------

@@ -6,7 +6,6 @@ starts fast.  NO_COLOR (https://no-color.org) gives plain text on a terminal too
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any, TextIO
@@ -70,6 +69,7 @@ class Renderer:
         if isinstance(result, Status):
             return
         if self.mode == "json" or as_json:
+            import json  # here: only --json pays for it
             self.out.write(json.dumps(jsonable(result.json()), indent=2) + "\n")
         elif self.mode == "rich":
             self._rich(result)
