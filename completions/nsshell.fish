@@ -37,10 +37,10 @@ function __nsshell_commands
     echo 'identify	Which known namespaces a process is in: session names, persisted names, host.'
     echo 'join	Make REF\'s namespaces (or only TYPES of them) current.'
     echo 'leave	Return TYPES (default all) of the context to the shell\'s own namespaces.'
-    echo 'ls	Every namespace on the system, like lsns, plus those only an fd, a thread,'
+    echo 'ls	Every namespace on the system, like lsns, plus those only an fd, a thread, a bind mount or a socket keeps alive, with session and persisted names.'
     echo 'map	Write the uid and gid maps of the current user namespace.'
     echo 'mount	mount commands'
-    echo 'name	Give a set (or one handle) a name: rename a held set, or hold pid:N, a path or'
+    echo 'name	Give a set (or one handle) a name: rename a held set, or hold pid:N, a path or TYPE:[INODE] under NEWNAME.'
     echo 'net	net commands'
     echo 'new	Create namespaces inside the current context, hold them, name the set, and join it.'
     echo 'open	Take handles from a namespace file or a process, and hold them as a named set.'
@@ -53,8 +53,8 @@ function __nsshell_commands
     echo 'sh	Start an interactive shell ($SHELL, else /bin/sh) in the current context.'
     echo 'show	One namespace or a set: ids, owner, parent, holders, processes, and its state.'
     echo 'source	Run the commands of FILE in this session, as if typed here.'
-    echo 'tree	The user-namespace hierarchy with the namespaces each owns, or the PID-namespace'
-    echo 'unpersist	Remove what persist made: the bind mounts, their files, the /run/netns entry it made,'
+    echo 'tree	The user-namespace hierarchy with the namespaces each owns, or the PID-namespace hierarchy.'
+    echo 'unpersist	Remove what persist made: the bind mounts, their files, the /run/netns entry it made, the PID init\'s holder (or release them from the keeper). Nothing else.'
 end
 
 complete -c nsshell -f

@@ -93,7 +93,9 @@ def _paragraphs(text: str, total: int) -> list[str]:
 
 def command_help(cmd: Command, registry: Registry | None = None, total: int | None = None) -> str:
     total = total or width()
-    lines = [f"{cmd.name} - {cmd.summary}" if cmd.summary else cmd.name, "", "Usage:"]
+    title = f"{cmd.name} - {cmd.summary}" if cmd.summary else cmd.name
+    lines = textwrap.wrap(title, width=total, subsequent_indent=" " * (len(cmd.name) + 3))
+    lines += ["", "Usage:"]
     lines += _wrap_usage(cmd, total)
     if cmd.description:
         lines += [""] + _paragraphs(cmd.description, total)

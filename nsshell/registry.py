@@ -230,12 +230,16 @@ _SECTION = re.compile(r"^(Arguments|Options|Examples):\s*$")
 
 def _parse_doc(doc: str) -> tuple[str, str, dict[str, str], list[str]]:
     lines = inspect.cleandoc(doc or "").splitlines()
-    summary = lines[0].strip() if lines else ""
+    # the summary is the first paragraph (a docstring's first sentence may wrap)
+    first = 0
+    while first < len(lines) and lines[first].strip() and not _SECTION.match(lines[first].strip()):
+        first += 1
+    summary = " ".join(line.strip() for line in lines[:max(first, 1)]) if lines else ""
     body: list[str] = []
     helps: dict[str, str] = {}
     examples: list[str] = []
     section = None
-    for line in lines[1:]:
+    for line in lines[max(first, 1):]:
         m = _SECTION.match(line.strip())
         if m:
             section = m.group(1)
