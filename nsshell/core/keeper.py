@@ -362,12 +362,8 @@ def _start() -> None:
     finally:
         os.close(w)
     try:
-        data = b""
-        while True:
-            chunk = os.read(r, 256)
-            if not chunk:
-                break
-            data += chunk
+        from .spawn import read_all  # the keeper process itself imports no nsshell module
+        data = read_all(r)
     finally:
         os.close(r)
         p.wait()

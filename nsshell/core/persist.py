@@ -351,12 +351,7 @@ def start_holder(lifeline: int, init_pidfd: int | None) -> tuple[int, int]:
             os._exit(0)
     os.close(w)
     try:
-        data = b""
-        while True:
-            chunk = os.read(r, 64)
-            if not chunk:
-                break
-            data += chunk
+        data = spawn.read_all(r)
     finally:
         os.close(r)
         spawn._wait(pid)

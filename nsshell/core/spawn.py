@@ -471,7 +471,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
         pass  # the child did it already, or has exec'd
     terminal.give(pid)
     try:
-        report = _read_all(errpipe_r)
+        report = read_all(errpipe_r)
     finally:
         os.close(errpipe_r)
     try:
@@ -491,7 +491,8 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     return status, job
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
+    """Everything until EOF on FD (a pipe from a child: EOF when its writers are gone)."""
     chunks = []
     while True:
         try:
