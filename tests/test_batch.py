@@ -147,3 +147,20 @@ def test_new_count_refuses_what_it_cannot_do(nsshell, line):
     d = nsshell("-c", line)
     assert d.rc == 2, d
     assert len(d.err.strip().splitlines()) == 1
+
+
+def test_many_single_news_grow_the_soft_fd_limit():
+    script = "new net --no-join\n" * 120 + "run sh -c 'ulimit -n'\n"
+    d = subprocess.run(["prlimit", "--nofile=96:4096", *nsshell_argv()], input=script,
+                       env=_env(), capture_output=True, text=True, timeout=120)
+    assert d.returncode == 0, d.stderr
+    assert int(d.stdout.split()[-1]) > 96
+
+
+def test_single_news_at_the_hard_fd_limit_say_so():
+    script = "new net --no-join\n" * 120
+    d = subprocess.run(["prlimit", "--nofile=64:96", *nsshell_argv()], input=script,
+                       env=_env(), capture_output=True, text=True, timeout=120)
+    assert d.returncode == 1, d
+    assert "too many open files" in d.stderr and "hard 96" in d.stderr
+    assert "internal error" not in d.stderr and len(d.stderr.strip().splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -107,18 +108,22 @@ def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
     if (opts.monotonic or opts.boottime) and nstypes.TIME not in types:
         raise UsageError("clock offsets need a new time namespace", "add time to the types")
     lifeline_r = lifeline_w = None
-    if nstypes.PID in types:
-        lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
     try:
+        if nstypes.PID in types:
+            lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
         names, fds = spawn.call(entries, _create_in_child, tuple(types), opts, lifeline_r,
                                 fork_after=fork_after)
-    except BaseException:
+    except BaseException as e:
         if lifeline_w is not None:
             os.close(lifeline_w)
+        if isinstance(e, OSError) and e.errno == errno.EMFILE:
+            raise _no_fds() from None
         raise
     finally:
         if lifeline_r is not None:
             os.close(lifeline_r)
+    if fds and max(fds) + 64 >= _soft_nofile():
+        _grow_soft_nofile()  # thousands of `new`s: grow the fd limit before one fails
     holder = None
     if lifeline_w is not None:
         holder = InitHolder(fds.pop(), lifeline_w)
@@ -133,6 +138,30 @@ def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
 
 MANY_EXCLUDED = ("user", "pid")  # a user namespace would nest in the previous; pid needs an init each
 _CHUNK_FDS = 240  # fds per helper (SCM_RIGHTS carries at most 253 in one message)
+
+
+def _no_fds() -> NsshellError:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return NsshellError(f"too many open files: the session holds as many handles as "
+                        f"RLIMIT_NOFILE allows (soft {soft}, hard {hard})",
+                        "`close` some, or raise the hard limit before starting nsshell "
+                        "(ulimit -Hn as root, LimitNOFILE= in a systemd unit)")
+
+
+def _soft_nofile() -> int:
+    import resource
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _grow_soft_nofile() -> None:
+    """Double the soft fd limit, as far as the hard limit allows (at the hard limit, the
+    `new` that does not fit says so: _no_fds)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = soft * 2 if hard == resource.RLIM_INFINITY else min(hard, soft * 2)
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
 def ensure_fd_room(more: int) -> int:
