@@ -371,6 +371,8 @@ def _complete_params(session, registry: Registry, cmd: Command, words: list[str]
     for p in cmd.params:
         if p.kind == "kw" and p.keyword not in scan.keywords_used and p.keyword.startswith(current):
             out.append(Candidate(p.keyword, f"{p.keyword} {p.metavar}: {p.help}".rstrip(": ")))
+    if not out and not current:
+        out = _options(cmd, scan, current)   # nothing else may come: what options are left
     return out
 
 

@@ -70,6 +70,9 @@ def test_options_and_their_values(shell):
                                                                       "unchanged"}
     # an option already given is not offered again
     assert "--no-join" not in texts(shell.session, "new net --no-join --")
+    # when no more words may come, Tab on nothing offers the options left
+    assert "--no-join" in texts(shell.session, "new net as x ")
+    assert "--json" in texts(shell.session, "ctx ")
 
 
 def test_keyword_and_names(shell, prefix):
