@@ -17,7 +17,6 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..progress import clear_line
 from ..errors import KernelError, NsshellError, ProgramNotFound, from_oserror
 from ..kernel import nstypes, syscalls
 from ..kernel.nstypes import NsType
@@ -436,7 +435,6 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     Ctrl-Z reach it and not the shell.  Status is 128+N when killed by signal N.
     """
     import pickle
-    clear_line()  # the program writes to the terminal: no progress line in its way
     errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
