@@ -107,6 +107,10 @@ class Repl:
             history, note = open_history()
         if note:
             engine.renderer.warn(note)
+        if output is None and not _isatty(sys.stdout) and _isatty(sys.stderr):
+            # `nsshell | tee log`: the prompt goes to the terminal, as a shell's does
+            from prompt_toolkit.output import create_output
+            output = create_output(stdout=sys.stderr)
         self.prompt_session = PromptSession(
             message=self.message,
             bottom_toolbar=self.toolbar,
@@ -160,6 +164,13 @@ class Repl:
             finally:
                 _flush()
             self.refresh()
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _flush() -> None:
