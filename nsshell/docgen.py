@@ -289,6 +289,8 @@ def man_page(registry: Registry | None = None) -> str:
         "Where the history is kept (default \\fI~/.local/state\\fR).",
         ".TP", ".B XDG_CONFIG_HOME",
         "Where the plugin folder is (default \\fI~/.config\\fR).",
+        ".TP", ".B XDG_RUNTIME_DIR",
+        "Where an unprivileged user's keeper socket is (when it is a private directory).",
         ".TP", ".B SHELL",
         "The program \\fBsh\\fR starts (default \\fI/bin/sh\\fR).",
         ".TP", ".B PATH",
@@ -300,6 +302,10 @@ def man_page(registry: Registry | None = None) -> str:
         "The persist root: bind mounts of persisted namespaces, one file per type.",
         ".TP", ".I /run/netns/NAME",
         "A persisted network namespace, also under the name \\fBip netns\\fR uses.",
+        ".TP", ".I $XDG_RUNTIME_DIR/nsshell/", "(or \\fI/tmp/nsshell\\-keeper\\-UID/\\fR)",
+        "The socket of the per-user keeper: an unprivileged user cannot bind-mount, so "
+        "\\fBpersist\\fR hands the namespaces' file descriptors to a small process that holds "
+        "them for later shells of the same user.",
         ".TP", ".I $XDG_CONFIG_HOME/nsshell/plugins/",
         "The plugin folder: Python files or packages with a \\fBregister(api)\\fR function "
         "(default \\fI~/.config/nsshell/plugins/\\fR).  Installed packages register through "
