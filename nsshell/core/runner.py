@@ -133,6 +133,12 @@ def _chdir(cwd: str | None, env: dict[str, str]) -> None:
 
 
 def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> None:
+    try:
+        # A group of its own: a Ctrl-C the terminal sends to the shell's group must
+        # not reach the helper too (the shell passes it on once, as run_program does).
+        os.setpgid(0, 0)
+    except OSError:
+        pass
     for sig in (signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     current: list[int] = []
@@ -244,6 +250,10 @@ class Runner:
             finally:
                 os._exit(0)
         child_sock.close()
+        try:
+            os.setpgid(pid, pid)  # as the child does: either may run first
+        except OSError:
+            pass
         self.pid: int | None = pid
         self.sock = parent_sock
         try:
