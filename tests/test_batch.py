@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
+import time
 
 import pytest
 from conftest import _env, nsshell_argv, run_nsshell
@@ -164,3 +166,23 @@ def test_single_news_at_the_hard_fd_limit_say_so():
     assert d.returncode == 1, d
     assert "too many open files" in d.stderr and "hard 96" in d.stderr
     assert "internal error" not in d.stderr and len(d.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_at_a_terminal_reaches_the_program_once(tmp_path):
+    """stdin not a terminal (the helper's path), but Ctrl-C typed at one: the
+    program gets exactly one SIGINT (the shell passes it on, as on the fork path)."""
+    pexpect = pytest.importorskip("pexpect")
+    prog = tmp_path / "count.py"
+    prog.write_text("import signal, sys, time\nn = []\n"
+                    "signal.signal(signal.SIGINT, lambda *a: n.append(1))\n"
+                    "print('ready', flush=True)\ntime.sleep(1.5)\nprint('got', len(n))\n")
+    prog.chmod(0o755)
+    line = " ".join(nsshell_argv()) + f" -c 'set errexit off; run {sys.executable} {prog}; echo alive $?' < /dev/null"
+    child = pexpect.spawn("/bin/sh", ["-c", line], env=_env(), encoding="utf-8", timeout=20)
+    child.expect("ready")
+    time.sleep(0.3)
+    child.sendintr()
+    child.expect(r"got (\d+)")
+    assert child.match.group(1) == "1"
+    child.expect(r"alive (\d+)")
+    child.expect(pexpect.EOF)
