@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
@@ -135,6 +136,29 @@ def test_missing_device_says_no_such_device(nsshell):
                "setting nosuch0 up in a", "no such device")
     _one_error(nsshell("-c", "new net as a --no-join; net bridge a br0 nosuch0"),
                "adding nosuch0 to bridge br0 in a", "no such device")
+
+
+def test_interface_names_are_looked_up_in_the_target_namespace(nsshell):
+    """A name the host has but the target lacks is no such device there, and an index
+    found in the target is the target's (the address lands on the target's link)."""
+    host_names = [name for _, name in socket.if_nameindex() if name != "lo"]
+    if not host_names:
+        pytest.skip("the host has no interface but lo")
+    name = host_names[0]
+    _one_error(nsshell("-c", f"new net as a --no-join; net addr a {name} 10.0.0.1/24"),
+               f"adding 10.0.0.1/24 to {name} in a", "no such device")
+    d = _ok(nsshell("--json", "-c", f"new net as a --no-join; net veth a:pad0 a:pad1; "
+                                    f"net veth a:{name} a:other; net addr a {name} 10.83.0.1/24; "
+                                    "net ls a"))
+    a = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    link = [x for x in a["links"] if x["name"] == name][0]
+    assert link["addresses"] == ["10.83.0.1/24"], a["links"]
+
+
+def test_route_errors_name_the_device_and_the_reason(nsshell):
+    line = _one_error(nsshell("-c", "new net as a --no-join; net route a 10.1.0.0/16 dev lo"),
+                      "adding route 10.1.0.0/16 dev lo in a", "network down")
+    assert "net up" in line
 
 
 def test_bad_cidr_is_a_usage_error_and_changes_nothing(nsshell):

@@ -1,9 +1,11 @@
 """The net commands: veth, addr, up, down, route, bridge, del, ls.
 
-Every command speaks rtnetlink over a socket opened inside the target network
-namespace by a helper (nsshell.plugin.socket_in) and kept for that namespace
-(HandleCache: closed when the namespace's handle closes), so a script of
-hundreds of commands opens one socket per namespace and forks no `ip`.
+Every command speaks rtnetlink through pyroute2's IPRoute over a socket opened
+inside the target network namespace by a helper (nsshell.plugin.socket_in) and
+kept for that namespace (HandleCache: the IPRoute and its socket close when the
+namespace's handle closes), so a script of hundreds of commands opens one
+socket per namespace and forks no `ip`.  pyroute2 is imported on the first net
+command, never at start-up.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _REASONS = {
     E.EACCES: "not permitted",
     E.EADDRNOTAVAIL: "address not available",
     E.ENETUNREACH: "network unreachable",
+    E.ENETDOWN: "network down",
     E.EHOSTUNREACH: "gateway unreachable",
     E.EOPNOTSUPP: "not supported",
     E.EINVAL: "invalid argument",
@@ -39,11 +42,14 @@ _HINTS = {
     E.ENETUNREACH: "the gateway must be on a network an address of this namespace is in "
                    "(`net addr` first)",
     E.EOPNOTSUPP: "the kernel lacks that link type (is its module loaded?)",
+    E.ENETDOWN: "set the interface up first (`net up REF IF`)",
 }
 _HINTS[E.EHOSTUNREACH] = _HINTS[E.ENETUNREACH]
 
 
 def _fail(err: OSError, what: str, hint: str | None = None) -> KernelError:
+    """One line for a refused request: WHAT, the reason by errno, and the kernel's
+    extended-ACK text when it says more."""
     reason = _REASONS.get(err.errno, err.strerror or f"errno {err.errno}")
     detail = getattr(err, "detail", "")
     if detail and detail.lower().rstrip(".") not in reason:
@@ -53,8 +59,9 @@ def _fail(err: OSError, what: str, hint: str | None = None) -> KernelError:
 
 def _open(handle):
     import socket
-    from .rtnl import Rtnl
-    return Rtnl(socket_in(handle, socket.AF_NETLINK, socket.SOCK_RAW, 0))  # NETLINK_ROUTE
+    from .conn import Conn
+    fd = socket_in(handle, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)  # NETLINK_ROUTE
+    return Conn(socket.socket(fileno=fd))
 
 
 SOCKETS = HandleCache(_open, lambda conn: conn.close())
@@ -84,13 +91,13 @@ def connect(handle, label: str):
 
 def _index(conn, name: str, label: str, what: str) -> int:
     try:
-        link = conn.link(name)
+        index = conn.index(name)
     except OSError as e:
         raise _fail(e, what) from None
-    if link is None:
+    if index is None:
         raise NotFoundError(f"{what}: no such device",
                             f"`net ls {label}` lists its links")
-    return link["index"]
+    return index
 
 
 def _default_ifname(other: NsSet, taken: set[str]) -> str:
@@ -239,7 +246,8 @@ def register(api):
         version = gateway.version if gateway is not None else (network.version if network else 4)
         if network is not None and network.version != version:
             raise UsageError(f"{shown} and gateway {gateway} are of different IP versions")
-        what = f"adding route {shown}" + (f" via {gateway}" if gateway else f" dev {dev}") + f" in {label}"
+        what = (f"adding route {shown}" + (f" via {gateway}" if gateway else "")
+                + (f" dev {dev}" if dev else "") + f" in {label}")
         oif = _index(conn, dev, label, what) if dev else None
         try:
             conn.add_route(network, gateway, oif, version=version)
@@ -374,13 +382,8 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
 
 def read_bridges(ctx) -> dict:
     """Runs in a helper inside the namespace: each bridge and its ports."""
-    import socket
-    from .rtnl import Rtnl
-    conn = Rtnl(socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0).detach())
-    try:
-        links = conn.links()
-    finally:
-        conn.close()
+    from .conn import links_here
+    links = links_here()
     names = {link["index"]: link["name"] for link in links}
     return {link["name"]: sorted(names.get(x["index"]) for x in links if x["master"] == link["index"])
             for link in links if link["kind"] == "bridge"}
