@@ -7,11 +7,13 @@ import os
 from ..core import runner, spawn
 from ..errors import NsshellError, UsageError
 from ..registry import Annotated, Rest, command
+from ..progress import clear_line
 from ..results import Status
 from ..types import Path, ProgramName
 
 
 def _run(sh, argv: list[str]) -> Status:
+    clear_line()  # the program writes to the terminal: no progress line in its way
     if sh.terminal.fd is None:
         # A batch: no terminal to hand over, so a pre-entered helper starts the
         # program (core/runner.py) -- much faster for many runs in one context.
@@ -82,6 +84,7 @@ def fg(sh):
     if not sh.jobs:
         raise NsshellError("no stopped program", "Ctrl-Z during `run` stops one")
     job = sh.jobs.pop()
+    clear_line()
     if isinstance(job, runner.RunnerJob):
         status, again = job.runner.resume(job)
         if again is None:
