@@ -16,6 +16,8 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from nsshell import progress
+from nsshell.registry import REGISTRY, Annotated
+from nsshell.types import ParamType
 from nsshell.render import choose_mode
 from nsshell.repl.app import Repl, history_path, run_repl
 from nsshell.repl.completer import NsCompleter
@@ -252,3 +254,31 @@ def test_output_erases_the_progress_line_first():
 
 def test_the_session_reports_nothing_by_default(shell):
     assert shell.session.progress is progress.NULL
+
+
+class LoopyType(ParamType):
+    """Completes through asyncio.run, as a library with a loop of its own does (pyroute2)."""
+    metavar = "THING"
+
+    def complete(self, prefix, session):
+        import asyncio
+
+        async def names():
+            return [("loopy-one", "from a loop of its own")]
+        return asyncio.run(names())
+
+
+def test_a_completer_may_run_its_own_event_loop(shell):
+    """prompt_toolkit's loop is set aside while candidates are computed."""
+
+
+    @REGISTRY.command("loopytest", group="loopytest")
+    def loopy(sh, thing: Annotated[str, LoopyType()]):
+        """Echo a thing."""
+        from nsshell.results import Message
+        return Message(f"got {thing}")
+    try:
+        assert drive(shell, ["loopytest loopy-o", "\t", PAUSE, "\r", "\x04"]) == 0
+        assert shell.out.getvalue() == "got loopy-one\n"
+    finally:
+        REGISTRY.remove_group("loopytest")
