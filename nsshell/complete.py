@@ -126,7 +126,10 @@ def type_candidates(ptype: ParamType, prefix: str, session, args: dict | None = 
     except Exception:  # noqa: BLE001 - a completer must never break the prompt
         return []
     if isinstance(ptype, Ref):
-        pairs = list(pairs) + _ref_extras(prefix, session, {p[0] for p in pairs})
+        sets = getattr(session, "sets", {})
+        pairs = [(t, f"held set: {' '.join(sets[t].handles)}" if t in sets else m)
+                 for t, m in (p if isinstance(p, tuple) else (p, "") for p in pairs)]
+        pairs += _ref_extras(prefix, session, {p[0] for p in pairs})
     out = []
     for pair in pairs or ():
         text, meta = (pair, "") if isinstance(pair, str) else (pair[0], pair[1] if len(pair) > 1 else "")
