@@ -7,7 +7,6 @@ with a hanging indent), the sub-commands, and examples.
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 
 from .registry import Command, Param, Registry
@@ -18,6 +17,7 @@ MAX_WIDTH = 100
 def width() -> int:
     """The width to wrap at: the terminal's (at most MAX_WIDTH), else 80."""
     try:
+        import shutil  # here: start-up does not pay for it (bench/README.md)
         cols = shutil.get_terminal_size((80, 24)).columns
     except (OSError, ValueError):
         cols = 80

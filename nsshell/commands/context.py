@@ -4,7 +4,6 @@ hostname."""
 from __future__ import annotations
 
 import os
-import socket
 
 from ..core import create as create_ops
 from ..core import mapping, spawn, uts
@@ -313,6 +312,7 @@ def hostname(sh, name: Annotated[str, Word("NAME")] = None):
     """
     if name is None:
         if sh.is_host("uts"):
+            import socket  # here: start-up does not pay for it (bench/README.md)
             return Message(socket.gethostname())
         return Message(uts.get_names(sh.entries(["uts"]))["hostname"])
     if len(name.encode()) > 64:

@@ -8,8 +8,6 @@ id and must deny setgroups before writing gid_map.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 MAX_LINES = 340
@@ -104,6 +102,7 @@ def write_map(pid: int | str, kind: str, ranges: list[IdRange]) -> None:
 
 def helper_for(kind: str) -> str | None:
     """Path of newuidmap/newgidmap, or None when the uidmap package is missing."""
+    import shutil  # here: start-up does not pay for it (bench/README.md)
     return shutil.which(f"new{kind}map")
 
 
@@ -115,6 +114,7 @@ def write_map_with_helper(pid: int, kind: str, ranges: list[IdRange]) -> None:
     args = [tool, str(pid)]
     for r in ranges:
         args += [str(r.inside), str(r.outside), str(r.count)]
+    import subprocess
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode:
         raise PermissionError(1, f"new{kind}map: {proc.stderr.strip() or 'failed'}")
