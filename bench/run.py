@@ -442,6 +442,7 @@ def table(rows: list[Row]) -> str:
 
 def machine() -> dict:
     return {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "loadavg": os.getloadavg(),
             "util-linux": subprocess.run(["unshare", "--version"], capture_output=True,
                                          text=True).stdout.strip(),
             "iproute2": subprocess.run(["ip", "-V"], capture_output=True, text=True).stdout.strip()}
@@ -484,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                 failed[name] = str(e)
                 rows.append(Row(name, "(failed)", None, ok=False, note=str(e)))
     print(table(rows))
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+          f"({os.cpu_count()} CPUs; other work on the machine moves the medians)")
     doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
            "rows": [dict(vars(r), ratio=r.ratio) for r in rows],
            "skipped": skipped, "failed": failed}
