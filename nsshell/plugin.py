@@ -46,7 +46,6 @@ from typing import Any, Callable
 
 from .core.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.handle import Handle, NsSet
-from .core.nssocket import socket_in
 from .core.spawn import Entry, Handoff, call as call_in
 from .core.nsstate import Context as StateContext, register as register_state, unregister as unregister_state
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
@@ -58,6 +57,13 @@ from .types import (Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Sec
                     complete_path)
 
 API_VERSION = 1
+
+
+def socket_in(*args, **kwargs):
+    """A socket created inside a network namespace (core/nssocket.py: socket_in).
+    Imported on first use: start-up does not pay for socket (bench/README.md)."""
+    from .core.nssocket import socket_in as _socket_in
+    return _socket_in(*args, **kwargs)
 
 __all__ = [
     "API_VERSION", "PluginAPI", "command", "HandleCache", "socket_in", "resolve_handle",
