@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_repl(engine)
     except ExitRequest as e:
         return e.status
+    except BrokenPipeError:
+        # The reader went away (`nsshell -c ls | head`): stop quietly, as a program
+        # killed by SIGPIPE would, and keep the exit-time flush from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
     except KeyboardInterrupt:
         return 130
     finally:

@@ -144,7 +144,7 @@ class Engine:
             if result is not None and not isinstance(result, Status):
                 self.renderer.show(result if isinstance(result, Result) else _wrap(result),
                                    as_json=as_json)
-        except ExitRequest:
+        except (ExitRequest, BrokenPipeError):  # exit, or nobody reads our output any more
             raise
         except NsshellError as e:
             self.report(e, where, cmd)

@@ -139,3 +139,15 @@ def test_nul_byte_from_stdin(nsshell):
     d = nsshell(input="echo a\x00b\n")
     assert "Traceback" not in d.err
     assert len(d.err.splitlines()) <= 1
+
+
+def test_closed_output_pipe_stops_quietly():
+    import subprocess
+    from conftest import _env, nsshell_argv
+    p = subprocess.Popen(nsshell_argv() + ["-c", "ls; " * 60 + "echo never"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=_env())
+    p.stdout.readline()
+    p.stdout.close()  # as `| head -1` does
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=30) == 141
+    assert err == ""

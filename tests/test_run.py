@@ -93,3 +93,21 @@ def test_missing_program_is_127_even_with_unsearchable_path_entries(rootless, tm
     d = rootless("-c", "run no-such-program-anywhere", env={"PATH": f"{locked}:/usr/bin:/bin"})
     assert d.rc == 127, d
     assert "command not found" in d.err
+
+
+def test_programs_get_the_fd_limit_nsshell_started_with(nsshell):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(1024, soft)
+
+    def limits():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    import subprocess
+    from conftest import _env, nsshell_argv
+    # `new net --count` raises nsshell's own soft limit to hold the handles
+    script = "new net --count 1200 as many --no-join; run sh -c 'ulimit -n'"
+    for stdin in (subprocess.DEVNULL, None):  # the batch helper and the forked path
+        p = subprocess.run(nsshell_argv() + ["-c", script], capture_output=True, text=True,
+                           env=_env(), preexec_fn=limits, stdin=stdin)
+        assert p.returncode == 0, p
+        assert p.stdout.splitlines()[-1] == str(low)

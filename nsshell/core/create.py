@@ -189,6 +189,7 @@ def ensure_fd_room(more: int) -> int:
     new_soft = need + need // 4
     if hard != resource.RLIM_INFINITY:
         new_soft = min(new_soft, hard)
+    spawn.remember_nofile(soft, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
     return new_soft
 

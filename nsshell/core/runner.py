@@ -133,6 +133,7 @@ def _chdir(cwd: str | None, env: dict[str, str]) -> None:
 
 
 def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> None:
+    spawn.restore_nofile()  # what it posix_spawn()s inherits its limits
     try:
         # A group of its own: a Ctrl-C the terminal sends to the shell's group must
         # not reach the helper too (the shell passes it on once, as run_program does).

@@ -380,8 +380,30 @@ class Terminal:
             signal.signal(signal.SIGTTOU, old)
 
 
+# The RLIMIT_NOFILE nsshell started with, once it raised the soft limit to hold many
+# handles: programs it runs get the limit their user gave, not the shell's.
+_started_nofile: tuple[int, int] | None = None
+
+
+def remember_nofile(soft: int, hard: int) -> None:
+    global _started_nofile
+    if _started_nofile is None:
+        _started_nofile = (soft, hard)
+
+
+def restore_nofile() -> None:
+    """In a child about to run a program: the fd limit nsshell was started with."""
+    if _started_nofile is not None:
+        import resource
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, _started_nofile)
+        except (OSError, ValueError):
+            pass
+
+
 def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
     reset_signals()
+    restore_nofile()
     try:
         syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
     except OSError:
