@@ -24,11 +24,11 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
 from .errors import UsageError
-from .types import ParamType, Word, type_for
+from .types import ParamType, type_for
 
 __all__ = ["Opt", "Kw", "Rest", "Param", "Command", "Registry", "REGISTRY", "command",
            "Annotated"]

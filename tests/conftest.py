@@ -8,6 +8,7 @@ anything it leaves behind (init holders, keepers) can be found by that mark.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -62,6 +63,24 @@ def run_nsshell(*args: str, input: str | None = None, user: int | None = None,
     p = subprocess.run(argv, input=input, capture_output=True, text=True, env=e,
                        timeout=timeout, cwd=cwd or "/tmp")
     return Done(p.returncode, p.stdout, p.stderr)
+
+
+def json_docs(text: str) -> list:
+    """The JSON documents `--json` prints one after another (one per command); lines of
+    other output between them (a program's, under `run`) are passed over."""
+    dec, out, i = json.JSONDecoder(), [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl + 1
+            continue
+        out.append(obj)
+    return out
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Every core command of the workbench, on the real kernel, as root."""
 
-import json
 import os
 import subprocess
 import tempfile
@@ -8,6 +7,8 @@ import threading
 import time
 
 import pytest
+
+from conftest import json_docs
 
 
 def nsid(path):
@@ -30,7 +31,7 @@ def sleeper():
 def test_new_names_sets_and_joins(nsshell):
     d = nsshell("--json", "-c", "new net+uts; new ipc as box --no-join; ctx; handles")
     assert d.rc == 0, d
-    docs = [json.loads(x) for x in _json_docs(d.out)]
+    docs = json_docs(d.out)
     ctx = {r["type"]: r for r in docs[2]["context"]}
     assert ctx["net"]["name"] == "ns1" and ctx["uts"]["name"] == "ns1"
     assert ctx["ipc"]["name"] == "host"  # --no-join
@@ -39,19 +40,6 @@ def test_new_names_sets_and_joins(nsshell):
     assert names == {("ns1", "net"), ("ns1", "uts"), ("box", "ipc")}
 
 
-def _json_docs(text):
-    """Split concatenated pretty-printed JSON documents."""
-    dec = json.JSONDecoder()
-    i, out = 0, []
-    while i < len(text):
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            break
-        obj, j = dec.raw_decode(text, i)
-        out.append(text[i:j])
-        i = j
-    return out
 
 
 def test_join_leave_and_type_ref(nsshell):

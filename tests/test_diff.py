@@ -13,27 +13,15 @@ import time
 
 import pytest
 
+from conftest import json_docs
 
-def _docs(text: str) -> list:
-    dec, out, i = json.JSONDecoder(), [], 0
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        try:
-            obj, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError:  # a program's own output (run)
-            nl = text.find("\n", i)
-            i = len(text) if nl < 0 else nl + 1
-            continue
-        out.append(obj)
-    return out
+
 
 
 def _diff(nsshell, script: str) -> dict:
     done = nsshell("--json", "-c", script)
     assert done.rc == 0, done
-    return _docs(done.out)[-1]
+    return json_docs(done.out)[-1]
 
 
 def _one(result: dict, t: str) -> dict:

@@ -14,22 +14,15 @@ import time
 
 import pytest
 
+from conftest import json_docs
 
-def _docs(text: str) -> list:
-    dec, out, i = json.JSONDecoder(), [], 0
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        obj, i = dec.raw_decode(text, i)
-        out.append(obj)
-    return out
+
 
 
 def _ls(nsshell, *args) -> dict:
     done = nsshell("--json", "-c", " ".join(("ls",) + args))
     assert done.rc == 0, done
-    return {(r["type"], r["ns"]): r for r in _docs(done.out)[-1]["namespaces"]}
+    return {(r["type"], r["ns"]): r for r in json_docs(done.out)[-1]["namespaces"]}
 
 
 def _lsns() -> dict:
@@ -151,7 +144,7 @@ def test_namespace_held_only_by_an_fd_of_another_process(nsshell, procs):
     # ...and it can be opened and shown through that fd.
     done = nsshell("--json", "-c", f"show net:[{ino}]")
     assert done.rc == 0, done
-    shown = _docs(done.out)[-1]["namespaces"][0]
+    shown = json_docs(done.out)[-1]["namespaces"][0]
     assert shown["ns"] == ino and "lo" in shown["state"]["links"]
 
 
@@ -178,7 +171,7 @@ def test_namespace_held_only_by_a_bind_mount_in_another_mount_namespace(nsshell,
         # TYPE:[INODE] reaches it through the keeper's root (another mount namespace).
         done = nsshell("--json", "-c", f"show net:[{ino}]")
         assert done.rc == 0, done
-        assert _docs(done.out)[-1]["namespaces"][0]["held"] == ["mount"]
+        assert json_docs(done.out)[-1]["namespaces"][0]["held"] == ["mount"]
         _kill(keeper)  # its mount namespace, and the mount, die with it
     finally:
         os.rmdir(base)
@@ -212,7 +205,7 @@ def test_namespace_held_only_by_a_socket(nsshell, procs):
 def test_session_handles_and_names(nsshell):
     done = nsshell("--json", "-c", "new net+uts as box --no-join; ls net+uts")
     assert done.rc == 0, done
-    docs = _docs(done.out)
+    docs = json_docs(done.out)
     rows = docs[-1]["namespaces"]
     boxed = [r for r in rows if "box" in r["names"]]
     assert {r["type"] for r in boxed} == {"net", "uts"}

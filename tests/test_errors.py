@@ -1,7 +1,5 @@
 """Bad input of every kind: one clear line on stderr, the right status, nothing changed."""
 
-import os
-
 import pytest
 
 # (command line, exit status, words the one error line must contain)

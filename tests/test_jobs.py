@@ -1,7 +1,5 @@
 """Ctrl-C and Ctrl-Z during `run` reach the program, never the shell (real pty)."""
 
-import os
-import sys
 import time
 
 import pexpect

@@ -13,6 +13,8 @@ import socket
 
 import pytest
 
+from conftest import json_docs
+
 PING = "run ping -c1 -W2"
 
 
@@ -33,7 +35,7 @@ def test_veth_pair_with_addresses_ping_each_other(nsshell):
 def test_veth_ends_are_where_asked_and_up(nsshell):
     d = _ok(nsshell("--json", "-c", "new net as a --no-join; new net as b --no-join; "
                                     "net veth a:left b:right --up; net ls a; net ls b"))
-    docs = [json.loads(part) for part in _json_docs(d.out) if '"links"' in part]
+    docs = [doc for doc in json_docs(d.out) if "links" in doc]
     a, b = docs
     names_a = {link["name"]: link for link in a["links"]}
     names_b = {link["name"]: link for link in b["links"]}
@@ -47,7 +49,7 @@ def test_veth_ends_are_where_asked_and_up(nsshell):
 def test_default_end_names_are_the_other_sets_names(nsshell):
     d = _ok(nsshell("--json", "-c", "new net as red --no-join; new net as blue --no-join; "
                                     "net veth red blue; net ls red; net ls blue"))
-    red, blue = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p]
+    red, blue = [doc for doc in json_docs(d.out) if "links" in doc]
     assert "blue" in [link["name"] for link in red["links"]]
     assert "red" in [link["name"] for link in blue["links"]]
 
@@ -66,7 +68,7 @@ def test_three_namespaces_on_a_bridge_reach_each_other(nsshell):
     d = _ok(nsshell("-c", "; ".join(script)))
     assert d.out.count("1 received") == 6, d.out
     d = _ok(nsshell("--json", "-c", "; ".join(setup) + "; net ls sw"))
-    sw = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    sw = [doc for doc in json_docs(d.out) if "links" in doc][0]
     ports = sorted(link["name"] for link in sw["links"] if link["master"] == "br0")
     assert ports == ["p1", "p2", "p3"]
 
@@ -85,7 +87,7 @@ def test_routes_through_a_router_namespace(nsshell):
     d = _ok(nsshell("--json", "-c", "new net as a --no-join; net veth a:eth0 a:peer --up; "
                                     "net addr a eth0 10.79.3.2/24; "
                                     "net route a default via 10.79.3.1; net ls a"))
-    a = [json.loads(p) for p in _json_docs(d.out) if '"routes"' in p][0]
+    a = [doc for doc in json_docs(d.out) if "routes" in doc][0]
     default = [r for r in a["routes"] if r["dst"] == "default"]
     assert default and default[0]["gateway"] == "10.79.3.1" and default[0]["dev"] == "eth0"
 
@@ -96,7 +98,7 @@ def test_ipv6_address_routes_and_ls(nsshell):
                                     "net veth a:x a:y --up; net addr a x fd00:7a::2/64 --nodad; "
                                     "net route a default via fd00:7a::1; "
                                     "net route a 10.2.0.0/16 dev y; net ls a"))
-    a = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    a = [doc for doc in json_docs(d.out) if "links" in doc][0]
     lo = [link for link in a["links"] if link["name"] == "lo"][0]
     assert "fd00:79::1/64" in lo["addresses"] and "127.0.0.1/8" in lo["addresses"]
     routes = {(r["dst"], r["family"]): r for r in a["routes"]}
@@ -107,7 +109,7 @@ def test_ipv6_address_routes_and_ls(nsshell):
 
 def test_net_ls_defaults_to_the_context(nsshell):
     d = _ok(nsshell("--json", "-c", "new net as a; net up a lo; net veth a:only a:other; net ls"))
-    a = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    a = [doc for doc in json_docs(d.out) if "links" in doc][0]
     assert sorted(link["name"] for link in a["links"]) == ["lo", "only", "other"]
 
 
@@ -150,7 +152,7 @@ def test_interface_names_are_looked_up_in_the_target_namespace(nsshell):
     d = _ok(nsshell("--json", "-c", f"new net as a --no-join; net veth a:pad0 a:pad1; "
                                     f"net veth a:{name} a:other; net addr a {name} 10.83.0.1/24; "
                                     "net ls a"))
-    a = [json.loads(p) for p in _json_docs(d.out) if '"links"' in p][0]
+    a = [doc for doc in json_docs(d.out) if "links" in doc][0]
     link = [x for x in a["links"] if x["name"] == name][0]
     assert link["addresses"] == ["10.83.0.1/24"], a["links"]
 
@@ -198,7 +200,7 @@ def test_unknown_ref_is_not_found(nsshell):
 def test_closed_namespace_is_not_kept_alive_by_the_socket(nsshell):
     d = _ok(nsshell("--json", "-c", "new net as a --no-join; net up a lo; net ls a; "
                                     "close a; ls net"))
-    docs = [json.loads(p) for p in _json_docs(d.out)]
+    docs = json_docs(d.out)
     a = [x for x in docs if isinstance(x, dict) and "links" in x][0]
     ino = int(a["ns"].split("[")[1].rstrip("]"))
     listing = [x for x in docs if isinstance(x, dict) and "namespaces" in x][0]
@@ -206,7 +208,7 @@ def test_closed_namespace_is_not_kept_alive_by_the_socket(nsshell):
     assert inodes and ino not in inodes, f"{a['ns']} still exists after close"
     # and while it is held, `ls` finds it (so the check above can fail)
     d = _ok(nsshell("--json", "-c", "new net as a --no-join; net up a lo; net ls a; ls net"))
-    docs = [json.loads(p) for p in _json_docs(d.out)]
+    docs = json_docs(d.out)
     a = [x for x in docs if isinstance(x, dict) and "links" in x][0]
     listing = [x for x in docs if isinstance(x, dict) and "namespaces" in x][0]
     held = [n for n in listing["namespaces"] if n["ns"] == int(a["ns"].split("[")[1].rstrip("]"))]
@@ -247,19 +249,6 @@ def test_rootless_reads_its_own_namespace_without_a_helper(rootless):
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def _json_docs(text: str) -> list[str]:
-    """Split the concatenated JSON documents `--json` prints, one per command."""
-    dec = json.JSONDecoder()
-    out, i = [], 0
-    while i < len(text):
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i >= len(text):
-            break
-        obj, end = dec.raw_decode(text, i)
-        out.append(text[i:end])
-        i = end
-    return out
 
 
 @pytest.fixture(autouse=True)

@@ -10,27 +10,15 @@ import time
 
 import pytest
 
+from conftest import json_docs
 
-def _docs(text: str) -> list:
-    dec, out, i = json.JSONDecoder(), [], 0
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        try:
-            obj, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
-            nl = text.find("\n", i)
-            i = len(text) if nl < 0 else nl + 1
-            continue
-        out.append(obj)
-    return out
+
 
 
 def _last(nsshell, script):
     done = nsshell("--json", "-c", script)
     assert done.rc == 0, done
-    return _docs(done.out)[-1]
+    return json_docs(done.out)[-1]
 
 
 def test_show_set_ids_owner_parent_state(nsshell):
@@ -78,7 +66,7 @@ def test_show_plain_and_types(nsshell):
 
 def test_show_does_not_change_the_namespace(nsshell):
     done = nsshell("--json", "-c", "new net+ipc as box --no-join; show box; show box")
-    first, second = _docs(done.out)[-2:]
+    first, second = json_docs(done.out)[-2:]
     strip = lambda d: [e["state"] for e in d["namespaces"]]  # noqa: E731
     assert strip(first) == strip(second)
     assert set(first["namespaces"][0]["state"]["links"]) == {"lo"}
@@ -164,7 +152,7 @@ def test_state_registry_is_an_extension_point(shell):
 def test_show_rootless(rootless):
     done = rootless("--json", "-c", "new user+net+uts+ipc as u; map root; hostname rl; show u")
     assert done.rc == 0, done
-    by = {e["type"]: e for e in _docs(done.out)[-1]["namespaces"]}
+    by = {e["type"]: e for e in json_docs(done.out)[-1]["namespaces"]}
     assert by["uts"]["state"]["hostname"] == "rl"
     assert by["user"]["owner_uid"] == 65534
     assert by["user"]["state"]["uid_map"] == ["0 65534 1"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ExitRequest, NotFoundError, NsshellError, UsageError
 from ..helptext import command_help, overview
-from ..registry import REGISTRY, Annotated, Rest, command
+from ..registry import REGISTRY, Annotated, command
 from ..results import Message, Status, Table
 from ..types import CommandName, Int, Path, ParamType, Word
 
