@@ -109,28 +109,6 @@ def _bang(words: list[str]) -> list[str]:
     return words
 
 
-def partial_words(line: str) -> tuple[list[str], str]:
-    """For completion: the words of the last command before the cursor, and the
-    word being typed ('' after a space)."""
-    try:
-        cmds = split(line + "\x00")
-    except UsageError:
-        return line.split(), ""
-    if not cmds or line.rstrip(" ") != line or line.endswith(";"):
-        words = split(line)[-1] if split_safe(line) and not line.rstrip().endswith(";") else []
-        return words, ""
-    words = cmds[-1]
-    last = words[-1][:-1]
-    return words[:-1], last
-
-
-def split_safe(line: str) -> list[list[str]]:
-    try:
-        return split(line)
-    except UsageError:
-        return []
-
-
 def quote(word: str) -> str:
     if word and all(c.isalnum() or c in "@%+=:,./-_[]" for c in word):
         return word
