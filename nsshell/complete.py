@@ -14,11 +14,10 @@ interface name), so a candidate list can depend on them.
 from __future__ import annotations
 
 import inspect
-import os
 from dataclasses import dataclass
 
 from .registry import REGISTRY, Command, Param, Registry
-from .types import CommandName, NsTypes, ParamType, Ref, complete_path
+from .types import CommandName, NsTypes, ParamType, Ref, complete_path, complete_pids
 
 MAX_CANDIDATES = 200
 
@@ -156,7 +155,7 @@ def _ref_extras(prefix: str, session, seen: set[str]) -> list[tuple[str, str]]:
     if prefix.startswith("pid:") or (prefix.isdigit() and prefix):
         digits = prefix[4:] if prefix.startswith("pid:") else prefix
         lead = "pid:" if prefix.startswith("pid:") else ""
-        out += [(lead + pid, comm) for pid, comm in _pids(digits)]
+        out += [(lead + pid, comm) for pid, comm in complete_pids(digits)]
     elif "pid:".startswith(prefix) and prefix:
         out.append(("pid:", "the namespaces of a process"))
     elif "/" in prefix or prefix.startswith("~") or prefix.startswith("."):
@@ -170,23 +169,6 @@ def _ref_extras(prefix: str, session, seen: set[str]) -> list[tuple[str, str]]:
         out += [(label, f"held by {name}") for label, name in sorted(held.items())
                 if label.startswith(prefix)]
     return [c for c in out if c[0] not in seen]
-
-
-def _pids(prefix: str) -> list[tuple[str, str]]:
-    out = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if entry.isdigit() and entry.startswith(prefix):
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    out.append((entry, f.read().strip()))
-            except OSError:
-                continue
-    out.sort(key=lambda c: int(c[0]))
-    return out[:MAX_CANDIDATES]
 
 
 # -- which parameter is being typed ------------------------------------------------------------

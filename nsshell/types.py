@@ -151,15 +151,25 @@ class Pid(ParamType):
         return pid
 
     def complete(self, prefix, session):
-        out = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and entry.startswith(prefix):
-                try:
-                    with open(f"/proc/{entry}/comm") as f:
-                        out.append((entry, f.read().strip()))
-                except OSError:
-                    continue
-        return sorted(out, key=lambda c: int(c[0]))[:200]
+        return complete_pids(prefix)
+
+
+def complete_pids(prefix: str) -> list[tuple[str, str]]:
+    """Process ids starting with PREFIX, each with its command name, lowest first."""
+    out = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.isdigit() and entry.startswith(prefix):
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    out.append((entry, f.read().strip()))
+            except OSError:
+                continue
+    out.sort(key=lambda c: int(c[0]))
+    return out[:200]
 
 
 class Path(ParamType):
