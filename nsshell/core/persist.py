@@ -256,15 +256,20 @@ def _mount_error(err: OSError, what: str, target: str, nstype: str | None = None
 
 # --- processes ------------------------------------------------------------------------
 
-def start_time(pid: int) -> int | None:
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat after the command name: [state, ppid, ...] (field 3 on), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    rest = data[data.rfind(b")") + 2:].split()
+    return data[data.rfind(b")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    fields = _stat_fields(pid)
     try:
-        return int(rest[19])
+        return int(fields[19]) if fields else None
     except (IndexError, ValueError):
         return None
 
@@ -273,14 +278,9 @@ def same_process(pid: int | None, start: int | None) -> bool:
     """Is PID still the process that started at START, and not a zombie?"""
     if not pid or start is None:
         return False
+    fields = _stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    rest = data[data.rfind(b")") + 2:].split()
-    try:
-        return rest[0] not in (b"Z", b"X") and int(rest[19]) == start
+        return bool(fields) and fields[0] not in (b"Z", b"X") and int(fields[19]) == start
     except (IndexError, ValueError):
         return False
 
