@@ -361,7 +361,10 @@ def _scale_script(n: int, batch: bool) -> str:
     else:
         text += "new net --no-join\n" * n
     text += stamp.format("t1") + rss.format("rss1")
-    text += "run sh -c 'echo @nofile $(ulimit -n)'\n"
+    # nsshell's own soft limit (programs it runs get the limit it started with): the
+    # program's grandparent is nsshell, through the run helper or the forked child
+    text += ("run sh -c 'p=$(ps -o ppid= -p $PPID); "
+             "set -- $(grep Max.open.files /proc/$((p))/limits); echo @nofile $4'\n")
     text += "handles\n" + stamp.format("t2")
     text += "".join(f"close ns{i}\n" for i in range(1, n + 1))
     text += stamp.format("t3") + "handles\n"
