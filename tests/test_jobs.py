@@ -50,3 +50,13 @@ def test_ctrl_z_stops_program_and_fg_resumes(pty_shell):
     child.expect(r"after-fg (\d+)")
     assert child.match.group(1) == "0"
     child.expect(pexpect.EOF)
+
+
+def test_program_on_a_terminal_inherits_only_0_1_2(pty_shell):
+    # with a terminal `run` forks (it hands the terminal over); the batch path is in test_run
+    child = pty_shell("new net+pid as a; new uts as b --no-join; "
+                      "run /usr/bin/python3 -c 'import os; print(\"fds\", sorted(int(f) for f in "
+                      "os.listdir(\"/proc/self/fd\")))'")
+    child.expect(r"fds \[([0-9, ]*)\]")
+    assert child.match.group(1) == "0, 1, 2, 3"  # 3 is listdir's own
+    child.expect(pexpect.EOF)
