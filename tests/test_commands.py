@@ -259,3 +259,18 @@ def test_bang_is_run(nsshell):
     d = nsshell("-c", "new uts; hostname bang; !hostname; ! hostname")
     assert d.rc == 0, d
     assert d.out.splitlines()[-2:] == ["bang", "bang"]
+
+
+def test_the_shell_process_never_leaves_its_namespaces(shell, capfd):
+    """Every setns()/unshare() happens in a forked helper: the shell's own stay put."""
+    def own():
+        return {t: os.readlink(f"/proc/self/ns/{t}") for t in
+                ("user", "mnt", "pid", "net", "uts", "ipc", "cgroup", "time",
+                 "pid_for_children", "time_for_children")}
+    before = own()
+    for line in ("new user+mnt+pid+net+uts+ipc+cgroup+time as a", "map root", "hostname inner",
+                 "run true", "new net as b", "join net b", "ctx", "show a", "leave",
+                 "join pid:1", "run true", "leave", "close a", "close b"):
+        d = shell(line)
+        assert d.rc == 0, (line, d)
+    assert own() == before
