@@ -261,7 +261,7 @@ def test_bang_is_run(nsshell):
     assert d.out.splitlines()[-2:] == ["bang", "bang"]
 
 
-def test_the_shell_process_never_leaves_its_namespaces(shell, capfd):
+def test_the_shell_process_never_leaves_its_namespaces(shell, capfd, sleeper):
     """Every setns()/unshare() happens in a forked helper: the shell's own stay put."""
     def own():
         return {t: os.readlink(f"/proc/self/ns/{t}") for t in
@@ -270,7 +270,7 @@ def test_the_shell_process_never_leaves_its_namespaces(shell, capfd):
     before = own()
     for line in ("new user+mnt+pid+net+uts+ipc+cgroup+time as a", "map root", "hostname inner",
                  "run true", "new net as b", "join net b", "ctx", "show a", "leave",
-                 "join pid:1", "run true", "leave", "close a", "close b"):
+                 f"join pid:{sleeper.pid}", "run true", "leave", "close a", "close b"):
         d = shell(line)
         assert d.rc == 0, (line, d)
     assert own() == before
