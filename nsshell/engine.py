@@ -11,7 +11,7 @@ import re
 
 from . import lexer
 from .core import runner as _runner
-from .errors import EXIT_USAGE, ExitRequest, NsshellError, UsageError
+from .errors import ExitRequest, NsshellError, UsageError
 from .registry import REGISTRY, Registry
 from .results import Result, Status
 
@@ -192,9 +192,6 @@ class Engine:
             traceback.print_exc()
         self.renderer.error(self._prefix(where, cmd) + str(e))
 
-    @property
-    def usage_status(self) -> int:
-        return EXIT_USAGE
 
 
 def _wrap(value) -> Result:

@@ -41,10 +41,6 @@ def param_help(p: Param) -> str:
     return text.strip()
 
 
-def param_lines(cmd: Command) -> list[tuple[str, str]]:
-    return [(param_spelling(p), param_help(p)) for p in cmd.params]
-
-
 def _columns(rows: list[tuple[str, str]], total: int, indent: int = 2) -> list[str]:
     """Two aligned columns; the second wraps under itself."""
     if not rows:

@@ -98,9 +98,6 @@ class Scan:
         """lsns's order: by inode."""
         return sorted(self.namespaces.values(), key=lambda i: (i.ino, i.type))
 
-    def of_type(self, type_: str) -> list[NsInfo]:
-        return [i for i in self.sorted() if i.type == type_]
-
 
 # --- small readers -------------------------------------------------------------------
 

@@ -37,10 +37,6 @@ IDLE_EXIT = 20.0   # seconds a keeper that was never given anything waits before
 _HDR = struct.Struct("=I")
 
 
-class KeeperError(Exception):
-    pass
-
-
 # --- where ---------------------------------------------------------------------------
 
 def _private_dir_ok(path: str, uid: int) -> bool:
@@ -74,7 +70,7 @@ def _check_dir(path: str, create: bool) -> bool:
         from ..errors import NsshellError
         raise NsshellError(f"{path} is not a private directory of uid {uid} (a symlink, another "
                            "owner, or open to others): the keeper will not use it",
-                           f"remove it, or set XDG_RUNTIME_DIR to a directory of your own")
+                           "remove it, or set XDG_RUNTIME_DIR to a directory of your own")
     return True
 
 
@@ -491,13 +487,6 @@ def listing() -> list[dict]:
                 row["alive"] = s["alive"]
             out.append(row)
     return out
-
-
-def keeper_pid() -> int | None:
-    got = request({"op": "ping"})
-    if got is None:
-        return None
-    return got[0].get("pid")
 
 
 if __name__ == "__main__":

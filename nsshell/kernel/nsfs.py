@@ -73,19 +73,3 @@ def owner_nsid(fd: int) -> NsId | None:
         return nsid_of_fd(ufd, "user")
     finally:
         os.close(ufd)
-
-
-def ancestry(userns_fd: int) -> list[NsId]:
-    """The user namespace FD and its ancestors, innermost first, as far as visible."""
-    chain = [nsid_of_fd(userns_fd, "user")]
-    cur = os.dup(userns_fd)
-    try:
-        while True:
-            nxt = parent_fd(cur)
-            if nxt is None:
-                return chain
-            os.close(cur)
-            cur = nxt
-            chain.append(nsid_of_fd(cur, "user"))
-    finally:
-        os.close(cur)
