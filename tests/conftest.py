@@ -198,9 +198,38 @@ def marked_processes() -> set[int]:
     return found
 
 
+def mount_points() -> set[str]:
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
 def host_state() -> dict:
-    return {"nsfs mounts": nsfs_mounts(), "/run/netns": netns_names(),
-            "processes": marked_processes()}
+    return {"nsfs mounts": nsfs_mounts(), "mount points": mount_points(),
+            "/run/netns": netns_names(), "processes": marked_processes()}
+
+
+# Directories that nsshell (like `ip netns`, for /run/netns) makes private or shared
+# bind mounts of themselves the first time something is kept there, and leaves so.
+STORE_ROOTS = ("/run/nsshell", "/run/netns")
+
+
+def remove_store_roots(before: dict) -> None:
+    """Undo the store roots the test run created: unmount the self-bind and remove the
+    directory, when it was not a mount point before the run and is empty now."""
+    from nsshell.kernel import syscalls
+    for root in STORE_ROOTS:
+        if root in before.get("mount points", set()):
+            continue
+        try:
+            if os.listdir(root):
+                continue
+        except FileNotFoundError:
+            continue
+        while root in mount_points():
+            syscalls.umount2(root, syscalls.UMOUNT_NOFOLLOW)
+        existed = before.get("dirs", {}).get(root, False)
+        if not existed:
+            os.rmdir(root)
 
 
 _BEFORE: dict = {}
@@ -208,13 +237,14 @@ _BEFORE: dict = {}
 
 def pytest_sessionstart(session):
     _BEFORE.update(host_state())
+    _BEFORE["dirs"] = {root: os.path.isdir(root) for root in STORE_ROOTS}
 
 
 def leftovers(before: dict, timeout: float = 5.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         now = host_state()
-        left = {k: sorted(now[k] - before.get(k, set())) for k in now}
+        left = {k: sorted(now[k] - before.get(k, set())) for k in now if k in before}
         left = {k: v for k, v in left.items() if v}
         if not left or time.monotonic() > deadline:
             return left
