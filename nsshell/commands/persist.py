@@ -8,7 +8,7 @@ from ..core.handle import NsSet
 from ..errors import UsageError
 from ..registry import Annotated, Kw, command
 from ..results import Message
-from ..types import ParamType, Path, Ref
+from ..types import ParamType, Path, Ref, Word
 
 RefArg = Annotated[NsSet, Ref()]
 
@@ -50,7 +50,7 @@ class RootDir(ParamType):
 
 @command("persist")
 def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = None,
-            name: Annotated[str, Kw("as")] = None, *,
+            name: Annotated[str, Kw("as"), Word("NAME")] = None, *,
             root: Annotated[str, RootDir()] = None):
     """Bind-mount a set's namespaces so they outlive the shell, and can be used by name later.
 
