@@ -176,83 +176,25 @@ def _ref_extras(prefix: str, session, seen: set[str]) -> list[tuple[str, str]]:
 @dataclass
 class _Scan:
     positionals: list[str]
-    options_used: set[str]
-    keywords_used: set[str]
-    args: dict[str, str]
+    used: set[str]                 # option spellings and keywords already typed
+    args: dict[str, str]           # parameter -> the word typed for it (first one of a list)
     pending: Param | None          # an option or keyword whose value is being typed
     rest_index: int | None         # the index within the rest param's words, if there
 
 
 def _scan(cmd: Command, words: list[str]) -> _Scan:
-    positionals: list[str] = []
-    used: set[str] = set()
-    kws: set[str] = set()
-    args: dict[str, str] = {}
-    kw_params = {p.keyword: p for p in cmd.params if p.kind == "kw"}
-    rest = cmd.rest_param()
-    before_rest = sum(1 for p in cmd.params if p.kind == "pos")
-    pending: Param | None = None
-    rest_index = None
-    only_pos = False
-    for w in words:
-        if pending is not None:
-            args[pending.name] = w
-            pending = None
-            continue
-        if rest is not None and len(positionals) >= before_rest:
-            rest_index = (rest_index or 0) + 1
-            continue
-        if not only_pos and w == "--":
-            only_pos = True
-        elif not only_pos and w.startswith("-") and len(w) > 1 and not _number(w):
-            name, eq, _ = w.partition("=")
-            p = cmd.option(name)
-            if p is not None:
-                used.update(p.flags)
-                if p.kind == "opt" and not eq:
-                    pending = p
-            else:
-                used.add(name)
-        elif w in kw_params and w not in kws:
-            kws.add(w)
-            pending = kw_params[w]
+    """The parser's own reading of the words typed so far (Command.scan, not strict)."""
+    found = cmd.scan(words, strict=False)
+    args = {name: raw for name, raw in found.raw.items() if isinstance(raw, str)}
+    plan, _ = cmd.plan_positionals(found.positionals)
+    for p, raw in plan:
+        if isinstance(raw, list):
+            if raw:
+                args.setdefault(p.name, raw[0])
         else:
-            positionals.append(w)
-    slots = [p for p in cmd.params if p.kind in ("pos", "var")]
-    for p, w in _assign(slots, positionals):
-        args.setdefault(p.name, w)
-    if rest is not None and rest_index is None and len(positionals) >= before_rest:
-        rest_index = 0
-    return _Scan(positionals, used, kws, args, pending, rest_index)
-
-
-def _number(w: str) -> bool:
-    try:
-        float(w)
-        return True
-    except ValueError:
-        return False
-
-
-def _assign(slots: list[Param], words: list[str]) -> list[tuple[Param, str]]:
-    """Words to positional slots, as the parser would (optional ones filled first come)."""
-    required = sum(1 for p in slots if p.required and p.kind == "pos")
-    room = len(words) - required
-    out = []
-    i = 0
-    for p in slots:
-        if i >= len(words):
-            break
-        if p.kind == "var":
-            out += [(p, w) for w in words[i:]]
-            break
-        if not p.required:
-            if room <= 0:
-                continue
-            room -= 1
-        out.append((p, words[i]))
-        i += 1
-    return out
+            args.setdefault(p.name, raw)
+    rest_index = len(found.rest) if found.rest is not None else None
+    return _Scan(found.positionals, found.used, args, found.pending, rest_index)
 
 
 def _next_slots(slots: list[Param], n: int) -> list[Param]:
@@ -354,7 +296,7 @@ def _complete_params(session, registry: Registry, cmd: Command, words: list[str]
         else:
             out += type_candidates(p.type, current, session, scan.args, _fallback(p))
     for p in cmd.params:
-        if p.kind == "kw" and p.keyword not in scan.keywords_used and p.keyword.startswith(current):
+        if p.kind == "kw" and p.keyword not in scan.used and p.keyword.startswith(current):
             out.append(Candidate(p.keyword, f"{p.keyword} {p.metavar}: {p.help}".rstrip(": ")))
     if not out and not current:
         out = _options(cmd, scan, current)   # nothing else may come: what options are left
@@ -374,7 +316,7 @@ def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
     for p in cmd.params:
         if p.kind not in ("opt", "flag"):
             continue
-        if set(p.flags) & scan.options_used:
+        if set(p.flags) & scan.used:
             continue
         for f in p.flags:
             if f.startswith(current):
@@ -384,7 +326,7 @@ def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
                 out.append(Candidate(f, meta))
     # the engine takes --json after any command that has no rest of words and no --json
     if (cmd.rest_param() is None and cmd.option("--json") is None
-            and "--json".startswith(current) and "--json" not in scan.options_used):
+            and "--json".startswith(current) and "--json" not in scan.used):
         out.append(Candidate("--json", "JSON output of this command"))
     return out
 

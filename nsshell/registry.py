@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable
 
 from .errors import UsageError
@@ -87,6 +87,16 @@ class Param:
 
 
 @dataclass
+class Scan:
+    """What Command.scan found in a command's words (raw, unconverted)."""
+    positionals: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)   # option/keyword param -> word (flag: True)
+    rest: list[str] | None = None     # the Rest parameter's words, once reached
+    pending: Param | None = None      # an option or keyword still waiting for its value
+    used: set[str] = field(default_factory=set)         # option spellings and keywords seen
+
+
+@dataclass
 class Command:
     name: str                         # 'join', 'net veth'
     func: Callable
@@ -113,53 +123,111 @@ class Command:
 
     # -- parsing ------------------------------------------------------------
 
-    def parse(self, words: list[str], session) -> dict[str, Any]:
-        """Words after the command name -> keyword arguments for func."""
-        values: dict[str, Any] = {}
-        positionals: list[str] = []
-        kw_words: dict[str, str] = {}
-        rest_param = next((p for p in self.params if p.kind == "rest"), None)
+    def scan(self, words: list[str], strict: bool = True) -> "Scan":
+        """Sort WORDS into options, keywords, positionals and the rest, unconverted.
+
+        The parser scans strictly (an unknown option or a missing value is a
+        UsageError); completion scans what has been typed so far, where the last
+        option may still wait for its value (`pending`)."""
+        scan = Scan()
         kw_params = {p.keyword: p for p in self.params if p.kind == "kw"}
-        i = 0
+        rest = self.rest_param()
+        before_rest = self._positional_count_before_rest()
         only_positional = False
+        i = 0
         while i < len(words):
             w = words[i]
-            if rest_param is not None and len(positionals) >= self._positional_count_before_rest():
-                values[rest_param.name] = words[i:]
+            if rest is not None and len(scan.positionals) >= before_rest:
+                scan.rest = words[i:]
                 break
             if not only_positional and w == "--":
                 only_positional = True
             elif not only_positional and w.startswith("-") and len(w) > 1 and not _is_number(w):
                 name, eq, inline = w.partition("=")
                 p = self.option(name)
+                scan.used.add(name)
                 if p is None:
-                    raise UsageError(f"unknown option {name}",
-                                     self._options_hint())
-                if p.kind == "flag":
-                    if eq:
+                    if strict:
+                        raise UsageError(f"unknown option {name}", self._options_hint())
+                elif p.kind == "flag":
+                    if eq and strict:
                         raise UsageError(f"option {name} takes no value")
-                    values[p.name] = True
+                    scan.used.update(p.flags)
+                    scan.raw[p.name] = True
                 else:
+                    scan.used.update(p.flags)
                     if eq:
-                        raw = inline
+                        scan.raw[p.name] = inline
                     elif i + 1 < len(words):
                         i += 1
-                        raw = words[i]
-                    else:
+                        scan.raw[p.name] = words[i]
+                    elif strict:
                         raise UsageError(f"option {name} needs a value ({p.metavar})")
-                    values[p.name] = self._convert(p, raw, session)
-            elif w in kw_params and w not in kw_words:
-                if i + 1 >= len(words):
-                    raise UsageError(f"'{w}' needs a {kw_params[w].metavar} after it")
-                i += 1
-                kw_words[w] = words[i]
+                    else:
+                        scan.pending = p
+            elif w in kw_params and kw_params[w].name not in scan.raw:
+                p = kw_params[w]
+                scan.used.add(w)
+                if i + 1 < len(words):
+                    i += 1
+                    scan.raw[p.name] = words[i]
+                elif strict:
+                    raise UsageError(f"'{w}' needs a {p.metavar} after it")
+                else:
+                    scan.pending = p
             else:
-                positionals.append(w)
+                scan.positionals.append(w)
             i += 1
-        for word, raw in kw_words.items():
-            p = kw_params[word]
-            values[p.name] = self._convert(p, raw, session)
-        self._assign_positionals(positionals, values, session)
+        if rest is not None and scan.rest is None and len(scan.positionals) >= before_rest:
+            scan.rest = []
+        return scan
+
+    def plan_positionals(self, words: list[str]) -> tuple[list[tuple[Param, Any]], list[str]]:
+        """Positional words to slots, left to right, optional slots only while words are
+        to spare: ([(param, word or [words])], words left over)."""
+        slots = [p for p in self.params if p.kind in ("pos", "var")]
+        spare = len(words) - sum(1 for p in slots if p.kind == "pos" and p.required)
+        plan: list[tuple[Param, Any]] = []
+        remaining = list(words)
+        for i, p in enumerate(slots):
+            if p.kind == "var":
+                after = sum(1 for q in slots[i + 1:] if q.required)
+                take = remaining[:len(remaining) - after]
+                plan.append((p, take))
+                remaining = remaining[len(take):]
+                continue
+            if not remaining:
+                break
+            if not p.required:
+                if spare <= 0:
+                    continue
+                spare -= 1
+            plan.append((p, remaining.pop(0)))
+        return plan, remaining
+
+    def parse(self, words: list[str], session) -> dict[str, Any]:
+        """Words after the command name -> keyword arguments for func."""
+        scan = self.scan(words)
+        values: dict[str, Any] = {}
+        by_name = {p.name: p for p in self.params}
+        for name, raw in scan.raw.items():
+            p = by_name[name]
+            values[name] = True if p.kind == "flag" else self._convert(p, raw, session)
+        rest = self.rest_param()
+        if rest is not None and scan.rest is not None:
+            values[rest.name] = scan.rest
+        # Check the count before converting, so that the error is about the count.
+        plan, extra = self.plan_positionals(scan.positionals)
+        if extra and rest is None:
+            raise UsageError(f"unexpected argument{'s' if len(extra) > 1 else ''}: {' '.join(extra)}",
+                             f"usage: {self.usage()}")
+        for p, raw in plan:
+            if isinstance(raw, list):
+                if p.required and not raw:
+                    raise UsageError(f"missing {p.metavar}", f"usage: {self.usage()}")
+                values[p.name] = [self._convert(p, w, session) for w in raw]
+            else:
+                values[p.name] = self._convert(p, raw, session)
         for p in self.params:
             if p.name not in values:
                 if p.required:
@@ -174,40 +242,6 @@ class Command:
     def _options_hint(self) -> str:
         opts = [f for p in self.params if p.kind in ("opt", "flag") for f in p.flags]
         return f"{self.name} takes {', '.join(opts)}" if opts else f"{self.name} takes no options"
-
-    def _assign_positionals(self, words: list[str], values: dict, session) -> None:
-        """Fill positional slots left to right, optional ones only while words are to
-        spare; check the count before converting, so the error is about the count."""
-        slots = [p for p in self.params if p.kind in ("pos", "var")]
-        required = sum(1 for p in slots if p.kind == "pos" and p.required)
-        spare = len(words) - required
-        plan: list[tuple[Param, list[str] | str]] = []
-        remaining = list(words)
-        for i, p in enumerate(slots):
-            if p.kind == "var":
-                after = sum(1 for q in slots[i + 1:] if q.required)
-                take = remaining[:len(remaining) - after]
-                if p.required and not take:
-                    raise UsageError(f"missing {p.metavar}", f"usage: {self.usage()}")
-                plan.append((p, take))
-                remaining = remaining[len(take):]
-                continue
-            if not remaining:
-                break
-            if not p.required:
-                if spare <= 0:
-                    continue
-                spare -= 1
-            plan.append((p, remaining.pop(0)))
-        if remaining and self.rest_param() is None:
-            extra = " ".join(remaining)
-            raise UsageError(f"unexpected argument{'s' if len(remaining) > 1 else ''}: {extra}",
-                             f"usage: {self.usage()}")
-        for p, raw in plan:
-            if isinstance(raw, list):
-                values[p.name] = [self._convert(p, w, session) for w in raw]
-            else:
-                values[p.name] = self._convert(p, raw, session)
 
     def rest_param(self) -> Param | None:
         return next((p for p in self.params if p.kind == "rest"), None)
