@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+from . import lexer
 from .registry import REGISTRY, Command, Param, Registry
 from .types import CommandName, NsTypes, ParamType, Ref, complete_path, complete_pids
 
@@ -40,67 +41,15 @@ class Completions:
 
 def split_partial(text: str) -> tuple[list[str], str]:
     """Words of the LAST command in TEXT (after the last unquoted ';'), the finished ones and
-    the word under the cursor ('' after a space).  Tolerates open quotes."""
-    words, current, _ = _split_partial(text)
-    return words, current
+    the word under the cursor ('' after a space; '\\0' inside a comment).  Tolerates open
+    quotes."""
+    line = lexer.partial(text)
+    return line.words, "\0" if line.comment else line.current
 
 
 def word_start(text: str) -> int:
     """Where, in TEXT, the word under the cursor begins (its opening quote included)."""
-    return _split_partial(text)[2]
-
-
-def _split_partial(text: str) -> tuple[list[str], str, int]:
-    words: list[str] = []
-    word: list[str] = []
-    in_word = False
-    quote = None
-    start = 0
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if not in_word and not quote and c not in " \t\n;":
-            start = i
-        if quote:
-            if c == quote:
-                quote = None
-            elif c == "\\" and quote == '"' and i + 1 < n:
-                i += 1
-                word.append(text[i])
-            else:
-                word.append(c)
-        elif c in " \t\n":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
-        elif c == ";":
-            if in_word:
-                words.append("".join(word))
-            words, word, in_word = [], [], False
-        elif c == "#" and not in_word:
-            # a comment runs to the end of the line: nothing to complete
-            return words, "\0", n
-        elif c in "'\"":
-            quote = c
-            in_word = True
-        elif c == "\\" and i + 1 < n:
-            i += 1
-            word.append(text[i])
-            in_word = True
-        else:
-            word.append(c)
-            in_word = True
-        i += 1
-    current = "".join(word) if in_word else ""
-    if not in_word:
-        start = n
-    if words and words[0].startswith("!") and len(words[0]) > 1:
-        words = ["run", words[0][1:]] + words[1:]
-    elif words and words[0] == "!":
-        words = ["run"] + words[1:]
-    elif not words and current.startswith("!"):
-        return ["run"], current[1:], start + 1
-    return words, current, start
+    return lexer.partial(text).start
 
 
 # -- asking the parameter types ---------------------------------------------------------------
@@ -217,9 +166,10 @@ def _next_slots(slots: list[Param], n: int) -> list[Param]:
 
 def complete_line(session, text: str, registry: Registry = REGISTRY) -> Completions:
     """Candidates for the word under the cursor at the end of TEXT."""
-    words, current, start = _split_partial(text)
-    if current == "\0":
+    line = lexer.partial(text)
+    if line.comment:
         return Completions("", [], len(text))
+    words, current, start = line.words, line.current, line.start
     cands = _complete_words(session, words, current, registry)
     seen: set[str] = set()
     unique = []
@@ -337,7 +287,6 @@ def names_made_earlier(text: str) -> list[str]:
     """Names an earlier command of TEXT gives (`new ... as NAME`, `open ... as NAME`,
     `name REF NEWNAME`): in `nsshell -c 'new net as lab; join l<Tab>` no session knows
     `lab` yet, but the line will."""
-    from . import lexer
     from .errors import NsshellError
     commands = None
     for tail in ("", "'", '"'):

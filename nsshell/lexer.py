@@ -6,72 +6,101 @@ and `!CMD ...` as short for `run CMD ...`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import UsageError
+
+
+@dataclass
+class Partial:
+    """A line being typed, as completion sees it."""
+    words: list[str]    # the finished words of its last command
+    current: str        # the word under the cursor ('' after a space)
+    start: int          # where that word begins in the line (its opening quote included)
+    comment: bool       # the cursor is inside a comment: nothing to complete
 
 
 def split(line: str) -> list[list[str]]:
     """'a b; c "d;e" # x' -> [['a', 'b'], ['c', 'd;e']]."""
-    commands: list[list[str]] = []
-    words: list[str] = []
-    word: list[str] = []
-    in_word = False
-    i, n = 0, len(line)
-    while i < n:
-        c = line[i]
-        if c in " \t\r\n":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
-        elif c == ";":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
-            if words:
-                commands.append(words)
-            words = []
-        elif c == "#" and not in_word:
-            break
-        elif c == "\\":
-            if i + 1 < n:
-                if line[i + 1] != "\n":
-                    word.append(line[i + 1])
-                    in_word = True
-                i += 1
-            else:
-                word.append("\\")
-                in_word = True
-        elif c == "'":
-            end = line.find("'", i + 1)
-            if end < 0:
-                raise UsageError("unterminated single quote", "close the quote with '")
-            word.append(line[i + 1:end])
-            in_word = True
-            i = end
-        elif c == '"':
-            i += 1
-            in_word = True
-            while True:
-                if i >= n:
-                    raise UsageError('unterminated double quote', 'close the quote with "')
-                ch = line[i]
-                if ch == '"':
-                    break
-                if ch == "\\" and i + 1 < n and line[i + 1] in '"\\$`\n':
-                    if line[i + 1] != "\n":
-                        word.append(line[i + 1])
-                    i += 2
-                    continue
-                word.append(ch)
-                i += 1
-        else:
-            word.append(c)
-            in_word = True
-        i += 1
-    if in_word:
+    commands, words, word, _, _ = _walk(line, partial=False)
+    if word is not None:
         words.append("".join(word))
     if words:
         commands.append(words)
     return [_bang(ws) for ws in commands]
+
+
+def partial(line: str) -> Partial:
+    """The last command of a line still being typed; an open quote is part of the word."""
+    _, words, word, start, comment = _walk(line, partial=True)
+    current = "".join(word) if word is not None else ""
+    if word is None:
+        start = len(line)
+    if words:
+        words = _bang(words)
+    elif current.startswith("!"):
+        return Partial(["run"], current[1:], start + 1, comment)
+    return Partial(words, current, start, comment)
+
+
+def _walk(line: str, partial: bool):
+    """The one tokenizer: (finished commands, words of the last one, the word in progress
+    as a list of characters or None, where it starts, whether a comment was reached).
+    Unless PARTIAL, an unterminated quote is a UsageError."""
+    commands: list[list[str]] = []
+    words: list[str] = []
+    word: list[str] | None = None
+    start = 0
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c in " \t\r\n":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+        elif c == ";":
+            if word is not None:
+                words.append("".join(word))
+                word = None
+            if words:
+                commands.append(words)
+            words = []
+        elif c == "#" and word is None:
+            return commands, words, None, n, True
+        else:
+            if word is None:
+                word, start = [], i
+            if c == "\\":
+                if i + 1 < n:
+                    if line[i + 1] != "\n":
+                        word.append(line[i + 1])
+                    i += 1
+                else:
+                    word.append("\\")
+            elif c == "'":
+                end = line.find("'", i + 1)
+                if end < 0:
+                    if not partial:
+                        raise UsageError("unterminated single quote", "close the quote with '")
+                    end = n
+                word.append(line[i + 1:end])
+                i = end
+            elif c == '"':
+                i += 1
+                while i < n and line[i] != '"':
+                    if line[i] == "\\" and i + 1 < n and line[i + 1] in '"\\$`\n':
+                        if line[i + 1] != "\n":
+                            word.append(line[i + 1])
+                        i += 2
+                        continue
+                    word.append(line[i])
+                    i += 1
+                if i >= n and not partial:
+                    raise UsageError('unterminated double quote', 'close the quote with "')
+            else:
+                word.append(c)
+        i += 1
+    return commands, words, word, start, False
 
 
 def segments(line: str) -> list[str]:
