@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -124,6 +125,36 @@ def prefix(request):
     """A per-test name prefix for anything a test names on the host."""
     base = "".join(c for c in request.node.name if c.isalnum())[:12]
     return f"t{RUN_MARK[:4]}{base}"
+
+
+# -- directories mounted on themselves ------------------------------------------------------
+
+def mount_points_under(path: str) -> list[str]:
+    path = path.rstrip("/")
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p == path or p.startswith(path + "/")]
+
+
+@pytest.fixture
+def bound_dir():
+    """bound_dir('shared' | 'private' | ...) -> a new directory under /tmp bind-mounted on
+    itself with that propagation (what `unshare --net=FILE` needs, or what `persist` must
+    refuse); everything mounted under it is unmounted and it is removed afterwards."""
+    made = []
+
+    def make(propagation: str) -> str:
+        d = tempfile.mkdtemp(prefix=f"nsshell-{propagation}-", dir="/tmp")
+        made.append(d)
+        subprocess.run(["mount", "--bind", d, d], check=True)
+        subprocess.run(["mount", f"--make-{propagation}", d], check=True)
+        return d
+
+    yield make
+    for d in made:
+        for point in sorted(mount_points_under(d), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # -- in-process sessions ---------------------------------------------------------------

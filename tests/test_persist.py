@@ -17,23 +17,12 @@ import time
 
 import pytest
 
-from conftest import RUN_MARK, _env, nsfs_mounts, nsshell_argv, run_nsshell
+from conftest import RUN_MARK, _env, mount_points_under, nsfs_mounts, nsshell_argv, run_nsshell
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="persisting on the host needs root")
 
 
 # --- helpers shared with the interop and rootless tests ------------------------------------
-
-def mount_points_under(path: str) -> list[str]:
-    path = path.rstrip("/")
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4]
-            if point == path or point.startswith(path + "/"):
-                out.append(point)
-    return out
-
 
 def nsfs_under(path: str) -> list[str]:
     return sorted(p for p in nsfs_mounts() if p.startswith(path.rstrip("/") + "/"))
@@ -318,14 +307,8 @@ def test_unnamed_set_needs_a_name(shell, store):
 
 
 @pytest.fixture
-def shared_dir():
-    d = tempfile.mkdtemp(prefix="nsshell-shared-", dir="/tmp")
-    subprocess.run(["mount", "--bind", d, d], check=True)
-    subprocess.run(["mount", "--make-shared", d], check=True)
-    yield d
-    for point in sorted(mount_points_under(d), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
-    shutil.rmtree(d, ignore_errors=True)
+def shared_dir(bound_dir):
+    return bound_dir("shared")
 
 
 def test_shared_target_gets_a_clear_error_and_is_undone(store, shared_dir, prefix):

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 
 import pytest
 
 from conftest import run_nsshell
-from test_persist import Store, handles_json, mount_points_under, nsfs_under, scrub_root, store  # noqa: F401
+from test_persist import Store, handles_json, nsfs_under, scrub_root, store  # noqa: F401
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -75,15 +74,9 @@ def test_ip_netns_add_joined_and_shown_by_nsshell(store, prefix):
 
 
 @pytest.fixture
-def private_dir():
+def private_dir(bound_dir):
     """A tmp directory that is a private mount, as unshare --TYPE=FILE needs."""
-    d = tempfile.mkdtemp(prefix="nsshell-unshare-", dir="/tmp")
-    subprocess.run(["mount", "--bind", d, d], check=True)
-    subprocess.run(["mount", "--make-private", d], check=True)
-    yield d
-    for point in sorted(mount_points_under(d), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
-    shutil.rmtree(d, ignore_errors=True)
+    return bound_dir("private")
 
 
 def test_unshare_net_file_joined_by_nsshell(private_dir):
