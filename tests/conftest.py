@@ -127,6 +127,15 @@ def prefix(request):
     return f"t{RUN_MARK[:4]}{base}"
 
 
+@pytest.fixture
+def open_tmpdir():
+    """A scratch directory under /tmp that every uid can enter (pytest's tmp_path is 0700)."""
+    d = tempfile.mkdtemp(prefix="nsshell-scratch-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 # -- directories mounted on themselves ------------------------------------------------------
 
 def mount_points_under(path: str) -> list[str]:

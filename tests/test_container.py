@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from busybox_rootfs import host_mounts, rootfs  # noqa: F401 - rootfs is a fixture
-from conftest import RUN_MARK
+from conftest import marked_processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "container.nss")
@@ -47,41 +45,24 @@ def ps_table(lines: list[str]) -> list[tuple[int, str]]:
     return rows
 
 
-def our_processes() -> set[int]:
-    """Processes started by this test run (they carry its mark in their environment)."""
-    found = set()
-    for p in os.listdir("/proc"):
-        if p.isdigit() and int(p) != os.getpid():
-            try:
-                with open(f"/proc/{p}/environ", "rb") as f:
-                    if f"NSSHELL_TEST_RUN={RUN_MARK}".encode() in f.read():
-                        found.add(int(p))
-            except OSError:
-                continue
-    return found
-
-
 @pytest.fixture
 def host_before():
     """The host's host name, mount table and processes are as they were afterwards."""
-    procs = our_processes()
+    procs = marked_processes()
     mounts = host_mounts()
     name = socket.gethostname()
     yield
     assert socket.gethostname() == name
     assert host_mounts() == mounts
     deadline = time.monotonic() + 5
-    while our_processes() - procs and time.monotonic() < deadline:
+    while marked_processes() - procs and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert our_processes() - procs == set()
+    assert marked_processes() - procs == set()
 
 
 @pytest.fixture
-def scratch():
-    d = tempfile.mkdtemp(prefix="nsshell-mnttest-box-", dir="/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def scratch(open_tmpdir):
+    return open_tmpdir
 
 
 def test_the_example_as_uid_65534(rootless, rootfs, host_before):

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
@@ -29,12 +27,8 @@ def host_unchanged():
 
 
 @pytest.fixture
-def tmpdir_open():
-    """A scratch directory every uid can enter (pytest's tmp_path is 0700)."""
-    d = tempfile.mkdtemp(prefix="nsshell-mnttest-", dir="/tmp")
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def tmpdir_open(open_tmpdir):
+    return open_tmpdir
 
 
 def mkdirs(base: str, *names: str, owner: int | None = None) -> list[str]:
