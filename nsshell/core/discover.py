@@ -442,38 +442,27 @@ def _session_holders(result: Scan, session, names: set[str]) -> None:
 # --- opening what a scan found -------------------------------------------------------
 
 def open_info(info: NsInfo) -> int:
-    """An O_CLOEXEC fd on a namespace a scan found; OSError if it is out of reach."""
-    last: OSError | None = None
+    """An O_CLOEXEC fd on a namespace a scan found; OSError if it is out of reach.
+
+    Tried in turn: a process in it, a bind-mounted file, a socket created in it.
+    Each is checked to still be the same namespace (pids and paths can be reused)."""
     t = nstypes.get(info.type)
-    for pid in info.pids[:3]:
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    openers = [lambda pid=pid: os.open(f"/proc/{pid}/ns/{t.proc}", flags) for pid in info.pids[:3]]
+    openers += [lambda path=path: os.open(path, flags) for path in info.paths]
+    openers += [lambda h=h: socket_netns(h["pid"], h["fd"])
+                for h in info.holders if h["kind"] == "socket"]
+    last: OSError | None = None
+    for opener in openers:
         try:
-            fd = os.open(f"/proc/{pid}/ns/{t.proc}", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            last = e
-            continue
-        if os.fstat(fd).st_ino == info.ino:
-            return fd
-        os.close(fd)
-    for path in info.paths:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = opener()
         except OSError as e:
             last = e
             continue
         st = os.fstat(fd)
-        if st.st_ino == info.ino and _stat.S_ISREG(st.st_mode):
+        if st.st_ino == info.ino and _stat.S_ISREG(st.st_mode):  # nsfs files are regular
             return fd
         os.close(fd)
-    for h in info.holders:
-        if h["kind"] == "socket":
-            try:
-                fd = socket_netns(h["pid"], h["fd"])
-            except OSError as e:
-                last = e
-                continue
-            if os.fstat(fd).st_ino == info.ino:
-                return fd
-            os.close(fd)
     raise last or OSError(errno.ENOENT, f"{info.label} is no longer reachable")
 
 
