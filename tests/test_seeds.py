@@ -36,6 +36,15 @@ def test_pid_namespace_has_init_as_pid1_and_reaps_orphans(nsshell):
     assert orphan not in pids  # reaped by init, not a zombie
 
 
+def test_mount_proc_is_in_place_when_new_returns(nsshell):
+    # The init mounts the new proc while `new` still opens the set's fds: both
+    # must be done, in that order, before the next command (a race CI once hit).
+    script = "".join("new pid+mnt as p --mount-proc\nrun cat /proc/1/comm\nleave\nclose p\n" for _ in range(15))
+    d = nsshell("-c", script)
+    assert d.rc == 0, d
+    assert d.out.splitlines().count("nsshell-init") == 15
+
+
 def test_new_network_namespace_holds_only_lo_down(nsshell):
     d = nsshell("-c", "new net; run ip -o link")
     assert d.rc == 0, d

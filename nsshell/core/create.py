@@ -61,11 +61,18 @@ def _create_in_child(types: Sequence[NsType], opts: CreateOptions, lifeline: int
     fds: list[int] = []
     names: list[str] = []
     pidfd = None
-    if nstypes.PID in types:
-        pidfd = spawn.start_init(lifeline, mount_proc=opts.mount_proc and nstypes.MNT in types)
-    for t in types:
-        fds.append(os.open(f"/proc/self/ns/{t.for_children}", os.O_RDONLY | os.O_CLOEXEC))
-        names.append(t.name)
+    # The proc this helper sees now: once the init mounts the new PID namespace's
+    # proc on /proc, /proc/self no longer exists for this helper (not in it);
+    # and pid_for_children can be opened only once that init exists.
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if nstypes.PID in types:
+            pidfd = spawn.start_init(lifeline, mount_proc=opts.mount_proc and nstypes.MNT in types)
+        for t in types:
+            fds.append(os.open(f"self/ns/{t.for_children}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc))
+            names.append(t.name)
+    finally:
+        os.close(proc)
     if pidfd is not None:
         fds.append(pidfd)
     return spawn.Handoff(names, fds)

@@ -301,23 +301,41 @@ def start_init(lifeline: int, mount_proc: bool = False, name: str = "nsshell-ini
 
     The init keeps only LIFELINE: it leaves when the holder of the other end
     closes it (handle closed, shell gone), and the kernel then ends the namespace.
+    With MOUNT_PROC it mounts the namespace's proc on /proc first, and this
+    returns only once that is done, so the next `run` already sees it.
     """
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if mount_proc else (-1, -1)
     pid = os.fork()
     if pid == 0:
         try:
             devnull = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
-            syscalls.close_fds_except({lifeline})
+            syscalls.close_fds_except({lifeline, ready_w})
             os.setsid()  # no terminal: Ctrl-C at the shell's terminal must not reach it
             syscalls.set_comm(name)
             if mount_proc:
-                syscalls.mount("proc", "/proc", "proc",
-                               syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+                try:
+                    syscalls.mount("proc", "/proc", "proc",
+                                   syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+                except OSError as err:
+                    os.write(ready_w, str(err.errno).encode())
+                    os._exit(1)
+                os.close(ready_w)
             _reaper(lifeline)
         finally:
             os._exit(0)
-    return syscalls.pidfd_open(pid)
+    pidfd = syscalls.pidfd_open(pid)
+    if mount_proc:
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            failure = ready.read()
+        if failure:
+            os.close(pidfd)
+            code = int(failure)
+            raise from_oserror(OSError(code, os.strerror(code)),
+                               "mounting proc on /proc in the new PID namespace")
+    return pidfd
 
 
 def pidfd_alive(pidfd: int) -> bool:
