@@ -123,7 +123,9 @@ def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
     except BaseException as e:
         if lifeline_w is not None:
             os.close(lifeline_w)
-        if isinstance(e, OSError) and e.errno == errno.EMFILE:
+        # EMFILE here (receiving the fds) or in the helper (opening them; its error
+        # comes back as a KernelError with the errno)
+        if isinstance(e, (OSError, KernelError)) and e.errno == errno.EMFILE:
             raise _no_fds() from None
         raise
     finally:
