@@ -89,3 +89,28 @@ def test_rich_is_loaded_only_to_draw_on_a_terminal():
     os.close(fd)
     os.waitpid(pid, 0)
     assert b"RICH" in out, out[-500:]
+
+
+def test_a_net_batch_loads_pyroute2s_messages_not_the_whole_package():
+    # pyroute2's package __init__ imports every family it has (~100 ms): the net
+    # plugin loads only the rtnetlink message classes (plugins/nsshell_net/lean_pyroute2.py).
+    mods = imported("-c", "new net; net up ns1 lo; net ls ns1")
+    assert "pyroute2.netlink.rtnl.ifinfmsg" in mods
+    whole = {"asyncio", "pyroute2.ndb.main", "pyroute2.ipdb", "pyroute2.iproute",
+             "pyroute2.conntrack", "sqlite3"}
+    assert whole & mods == set()
+
+
+def test_pyroute2_stays_whole_for_other_code_after_the_lean_load():
+    # A plugin of someone else's in the same process still gets the real package.
+    code = ("from nsshell_net.lean_pyroute2 import load; load()\n"
+            "from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg\n"
+            "import pyroute2\n"
+            "assert 'pyroute2.ipdb' not in __import__('sys').modules\n"
+            "from pyroute2 import IPRoute, IPRSocket\n"
+            "from pyroute2 import config\n"
+            "print(IPRoute.__name__, IPRSocket.__name__, pyroute2.__version__, config.__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["IPRoute", "IPRSocket"]
+    assert out.stdout.split()[3] == "pyroute2.config"

@@ -1,5 +1,5 @@
-"""One network namespace's rtnetlink connection, on pyroute2, over a socket opened
-inside that namespace.
+"""One network namespace's rtnetlink connection, on pyroute2's messages, over a socket
+opened inside that namespace.
 
 `Conn` gives the net commands what they ask for (links by name, veth pairs,
 bridges, addresses, routes, dumps of the three) as plain dicts, the shape `net
@@ -7,14 +7,15 @@ ls --json` prints, and turns pyroute2's NetlinkError into an OSError carrying
 the kernel's errno and its extended-ACK text.
 
 pyroute2 does the netlink work: its message classes (ifinfmsg, ifaddrmsg,
-rtmsg) encode the requests and decode the answers, and its synchronous
-IPRSocket sends and parses them.  Not IPRoute: IPRoute runs every request
-through an asyncio loop and its argument filters, ~0.17 ms a request against
-~0.05 ms here, which made the 100-namespace bench lab (~700 requests) twice as
-slow; and an IPRoute with a loop of its own costs 3 more fds per namespace.
+rtmsg) encode the requests, and its Marshal splits and decodes the answers
+(errors and extended ACKs included).  This module only sends and receives, one
+request at a time, on a blocking socket.  Not IPRoute, nor IPRSocket: both run
+through pyroute2's asyncio core (~0.17 ms a request, against ~0.05 ms here),
+and importing them costs ~100 ms, which missed the bench lab's target; the
+message classes, loaded by `lean_pyroute2`, cost ~25 ms.
 
-This module imports pyroute2 (~90 ms), so it is imported only when a net
-command runs (or a `show`/`diff` helper reads bridges).
+It is imported only when a net command runs (or a `show`/`diff` helper reads
+links).
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ import os
 import socket
 import struct
 
-from pyroute2 import IPRSocket
-from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_MULTI,
-                              NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR)
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import (RTM_DELLINK, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE, RTM_NEWADDR,
-                                   RTM_NEWLINK, RTM_NEWROUTE)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
+from .lean_pyroute2 import load
+
+load()
+# These come after load(): it keeps pyroute2's package __init__ (every family, asyncio,
+# ndb) from running for them.
+from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,  # noqa: E402
+                              NLM_F_EXCL, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR)
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
+from pyroute2.netlink.marshal import Marshal  # noqa: E402
+from pyroute2.netlink.rtnl import (RTM_DELLINK, RTM_GETADDR, RTM_GETLINK,  # noqa: E402
+                                   RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE)
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
+from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 
 SOL_NETLINK = 270
 SIOCGIFINDEX = 0x8933
@@ -75,21 +81,24 @@ def _link_msg(name: str | None = None, index: int = 0, flags: int = 0, change: i
     return msg
 
 
+class _RtnlMarshal(Marshal):
+    """Decodes the answers to the requests Conn sends."""
+    msg_map = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
+
+
+_RECV_SIZE = 1 << 16  # a dump comes in chunks of at most 32 KiB (NLMSG_GOODSIZE-ish)
+
+
 class Conn:
-    """pyroute2's IPRSocket over SOCK (a NETLINK_ROUTE socket, taken over: closed with the
-    Conn), one request at a time."""
+    """A NETLINK_ROUTE socket SOCK (taken over: closed with the Conn), one request at a time."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         try:
-            try:
-                sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason, as text
-            except OSError:
-                pass
-            self.nl = IPRSocket(use_socket=sock)
-        except BaseException:
-            sock.close()
-            raise
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason, as text
+        except OSError:
+            pass
+        self.marshal = _RtnlMarshal()
         self.seq = 0
 
     def close(self) -> None:
@@ -104,10 +113,14 @@ class Conn:
         refusal raises RequestFailed; answers to earlier requests (one interrupted half
         way) are skipped."""
         self.seq = seq = self.seq % 0x7FFFFFFF + 1
-        self.nl.put(msg, kind, NLM_F_REQUEST | flags, msg_seq=seq)
+        head = msg["header"]
+        head["type"], head["flags"], head["sequence_number"], head["pid"] = \
+            kind, NLM_F_REQUEST | flags, seq, 0
+        msg.encode()
+        self.sock.send(msg.data)
         out = []
         while True:
-            for m in self.nl.get():
+            for m in self.marshal.parse(self.sock.recv(_RECV_SIZE)):
                 head = m["header"]
                 if head["sequence_number"] != seq:
                     continue
