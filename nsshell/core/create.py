@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -210,6 +211,24 @@ def _create_many_in_child(types: Sequence[NsType], opts: CreateOptions, count: i
     return spawn.Handoff([t.name for t in types], fds)
 
 
+_MIN_CHUNK = 16  # below this, a helper's fork costs more than the namespaces it makes
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except OSError:
+        return os.cpu_count() or 1
+
+
+def _chunk_sizes(count: int, most: int) -> list[int]:
+    """COUNT split over helpers: at most MOST each (one SCM_RIGHTS message), and over
+    as many CPUs as there are while each helper still gets enough to be worth a fork."""
+    helpers = max(-(-count // most), min(_cpus(), count // _MIN_CHUNK))
+    base, extra = divmod(count, helpers)
+    return [base + (1 if i < extra else 0) for i in range(helpers)]
+
+
 def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: CreateOptions,
                 count: int, fork_after: bool = False) -> list[dict[str, Handle]]:
     """COUNT new sets of namespaces of TYPES inside ENTRIES, a few helpers for all of
@@ -228,14 +247,22 @@ def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: C
     if (opts.monotonic or opts.boottime) and nstypes.TIME not in types:
         raise UsageError("clock offsets need a new time namespace", "add time to the types")
     ensure_fd_room(count * len(types))
-    per_helper = max(1, _CHUNK_FDS // len(types))
+    sizes = _chunk_sizes(count, max(1, _CHUNK_FDS // len(types)))
     out: list[dict[str, Handle]] = []
+    running: list[spawn.Pending] = []
     try:
-        left = count
-        while left:
-            n = min(left, per_helper)
-            names, fds = spawn.call(entries, _create_many_in_child, tuple(types), opts, n,
-                                    fork_after=fork_after)
+        # Up to one helper per CPU at once: creating a network namespace is mostly
+        # work outside the rtnl lock (pernet init), so they do scale.
+        waiting = iter(sizes)
+        for n in itertools.islice(waiting, _cpus()):
+            running.append(spawn.start(entries, _create_many_in_child, tuple(types), opts, n,
+                                       fork_after=fork_after))
+        for n in sizes:
+            names, fds = running.pop(0).result()
+            nxt = next(waiting, None)
+            if nxt is not None:
+                running.append(spawn.start(entries, _create_many_in_child, tuple(types), opts,
+                                           nxt, fork_after=fork_after))
             if len(fds) != n * len(names):
                 for fd in fds:
                     os.close(fd)
@@ -244,8 +271,9 @@ def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: C
                 chunk = fds[i * len(names):(i + 1) * len(names)]
                 out.append({name: Handle(fd, nstypes.BY_NAME[name], origin="new")
                             for name, fd in zip(names, chunk)})
-            left -= n
     except BaseException:
+        for pending in running:
+            pending.cancel()
         for handles in out:  # all or nothing
             for h in handles.values():
                 h.close()

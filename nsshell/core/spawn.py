@@ -212,6 +212,46 @@ def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
     grandchild, so that it is inside PID and time namespaces too (they apply
     to children only).  Errors raised by fn are raised here.
     """
+    return start(entries, fn, *args, fork_after=fork_after, root=root).result()
+
+
+class Pending:
+    """A helper started by `start`, working while the shell does something else."""
+
+    def __init__(self, pid: int, sock) -> None:
+        self.pid = pid
+        self.sock = sock
+
+    def result(self) -> tuple[Any, list[int]]:
+        """Wait for the helper's answer: (value, fds), or its error raised here."""
+        try:
+            (kind, value), fds = _recv(self.sock)
+        except EOFError as e:
+            _wait(self.pid)
+            raise HelperCrash(f"a helper died: {e}") from None
+        except BaseException:  # e.g. Ctrl-C while waiting: leave no helper behind
+            self.cancel()
+            raise
+        finally:
+            self.sock.close()
+        _wait(self.pid)
+        if kind == "err":
+            raise value
+        return value, fds
+
+    def cancel(self) -> None:
+        """End the helper unheard (another one failed, or Ctrl-C)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.sock.close()
+        _wait(self.pid)
+
+
+def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
+          fork_after: bool = False, root: bool = True) -> Pending:
+    """`call`, without waiting: several helpers can work at once (one per CPU)."""
     import socket  # here, not at the top: a batch that forks no helper starts faster
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
@@ -241,24 +281,7 @@ def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
         finally:
             os._exit(0)
     child_sock.close()
-    try:
-        (kind, value), fds = _recv(parent_sock)
-    except EOFError as e:
-        _wait(pid)
-        raise HelperCrash(f"a helper died: {e}") from None
-    except BaseException:  # e.g. Ctrl-C while waiting: leave no helper behind
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _wait(pid)
-        raise
-    finally:
-        parent_sock.close()
-    _wait(pid)
-    if kind == "err":
-        raise value
-    return value, fds
+    return Pending(pid, parent_sock)
 
 
 # --- the PID-namespace init holder ------------------------------------------------
