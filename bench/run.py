@@ -320,6 +320,38 @@ def _netns_left(prefix: str) -> list[str]:
         return []
 
 
+def _net_namespaces_allocated() -> int | None:
+    """Network namespaces the kernel has allocated, dead ones still being torn down
+    included (the net_namespace slab's active objects; root only)."""
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                if line.startswith("net_namespace "):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _wait_net_teardown(limit: float = 3.0) -> None:
+    """Wait until the kernel has torn down the namespaces of the run before (it does so
+    in a worker after the last reference goes, ~1-2 ms each with a veth), so a run is
+    not timed while the previous one's cleanup holds a CPU and the rtnl lock: until
+    the count of allocated network namespaces has stopped falling for 0.2 s."""
+    deadline = time.monotonic() + limit
+    last, steady_since = _net_namespaces_allocated(), time.monotonic()
+    if last is None:
+        time.sleep(1.0)
+        return
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = _net_namespaces_allocated()
+        if now is not None and now < last:
+            last, steady_since = now, time.monotonic()
+        elif time.monotonic() - steady_since >= 0.2:
+            return
+
+
 def case_lab(runs: int, tmp: Path) -> list[Row]:
     for words in ("net veth", "net bridge", "net addr", "net up"):
         if not has_command(words):
@@ -333,6 +365,7 @@ def case_lab(runs: int, tmp: Path) -> list[Row]:
     def clean() -> None:
         for name in _netns_left(prefix):
             subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+        _wait_net_teardown()
 
     try:
         t = alternate(cmds, runs, env, between=clean)
