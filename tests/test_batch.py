@@ -126,6 +126,16 @@ def test_new_count_holds_many_sets_unjoined(nsshell, prefix):
     assert not any(r["current"] for r in rows)
 
 
+@pytest.mark.parametrize("count", [1, 15, 33, 100, 240, 241, 10_000])
+def test_new_count_splits_over_cpus_within_one_message_each(count, monkeypatch):
+    from nsshell.core import create
+    monkeypatch.setattr(create, "_cpus", lambda: 4)
+    sizes = create._chunk_sizes(count, 240)
+    assert sum(sizes) == count and max(sizes) <= 240
+    assert len(sizes) == 1 or min(sizes) >= create._MIN_CHUNK
+    assert len(sizes) >= min(4, count // create._MIN_CHUNK)  # every CPU once it pays
+
+
 def test_new_count_raises_the_soft_fd_limit(nsshell):
     # nsshell's own limit (a program it runs gets the one nsshell started with: test_run);
     # the program's grandparent is nsshell
