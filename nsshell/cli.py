@@ -47,6 +47,8 @@ def entry() -> None:
     is skipped.
     """
     status = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(status)  # a profiler or coverage reports at the interpreter's exit
     import atexit
     atexit._run_exitfuncs()  # noqa: SLF001 - what sys.exit would run, before os._exit
     for stream in (sys.stdout, sys.stderr):

@@ -89,6 +89,19 @@ class _RtnlMarshal(Marshal):
 _RECV_SIZE = 1 << 16  # a dump comes in chunks of at most 32 KiB (NLMSG_GOODSIZE-ish)
 
 
+_NLMSG_HEAD = struct.Struct("=IHHIIi")  # nlmsghdr, then nlmsgerr's error
+
+
+def _is_plain_ack(data: bytes, seq: int) -> bool:
+    """DATA is exactly one acknowledgement of request SEQ (an NLMSG_ERROR with error 0):
+    most answers are, and this saves decoding them as messages (a third of a request's
+    time in Python)."""
+    if len(data) < _NLMSG_HEAD.size:
+        return False
+    length, kind, _flags, got_seq, _pid, error = _NLMSG_HEAD.unpack_from(data)
+    return kind == NLMSG_ERROR and error == 0 and got_seq == seq and length == len(data)
+
+
 class Conn:
     """A NETLINK_ROUTE socket SOCK (taken over: closed with the Conn), one request at a time."""
 
@@ -120,7 +133,10 @@ class Conn:
         self.sock.send(msg.data)
         out = []
         while True:
-            for m in self.marshal.parse(self.sock.recv(_RECV_SIZE)):
+            data = self.sock.recv(_RECV_SIZE)
+            if _is_plain_ack(data, seq):
+                return out
+            for m in self.marshal.parse(data):
                 head = m["header"]
                 if head["sequence_number"] != seq:
                     continue
