@@ -1,8 +1,8 @@
 """The net commands: veth, addr, up, down, route, bridge, del, ls.
 
-Every command speaks rtnetlink through pyroute2's IPRoute over a socket opened
-inside the target network namespace by a helper (nsshell.plugin.socket_in) and
-kept for that namespace (HandleCache: the IPRoute and its socket close when the
+Every command speaks rtnetlink (pyroute2's messages, conn.Conn) over a socket
+opened inside the target network namespace by a helper (nsshell.plugin.socket_in)
+and kept for that namespace (HandleCache: the socket closes when the
 namespace's handle closes), so a script of hundreds of commands opens one
 socket per namespace and forks no `ip`.  pyroute2 is imported on the first net
 command, never at start-up.
