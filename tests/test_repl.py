@@ -281,3 +281,71 @@ def test_a_completer_may_run_its_own_event_loop(shell):
         assert shell.out.getvalue() == "got loopy-one\n"
     finally:
         REGISTRY.remove_group("loopytest")
+
+
+class _Recorder(progress.Progress):
+    """Records what a long operation reports (tasks, totals, steps)."""
+
+    def __init__(self):
+        self.tasks = []
+
+    def task(self, what, total=None):
+        t = progress.Task(what, total)
+        self.tasks.append(t)
+        return t
+
+
+def test_discovery_reports_each_process_it_reads():
+    from nsshell.core import discover
+    rec = _Recorder()
+    scan = discover.scan(progress=rec)
+    (task,) = rec.tasks
+    assert task.what == "scanning processes"
+    assert task.total == task.done and task.done >= len({p for i in scan.namespaces.values()
+                                                         for p in i.pids})
+
+
+def test_new_count_reports_the_namespaces_it_made():
+    from nsshell.core import create
+    from nsshell.kernel import nstypes
+    rec = _Recorder()
+    sets = create.create_many([], [nstypes.NET, nstypes.UTS], create.CreateOptions(), 40,
+                              progress=rec)
+    try:
+        (task,) = rec.tasks
+        assert task.what == "creating net+uts namespaces"
+        assert task.total == task.done == 40 == len(sets)
+    finally:
+        for handles in sets:
+            for h in handles.values():
+                h.close()
+
+
+def test_a_long_new_count_shows_progress_on_a_terminal_only():
+    """The whole path: `new --count` at a terminal draws the counter on stderr (after
+    the reporter's delay) and erases it; the same in a pipe writes nothing but the result."""
+    import pty
+    import subprocess
+    from conftest import nsshell_argv
+    script = "new net --count 3000 --no-join"  # ~1 s: past the 0.3 s delay
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(nsshell_argv()[0], [*nsshell_argv(), "-c", script], env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out[-300:]
+    text = out.decode()
+    assert "creating net namespaces:" in text and "/3000" in text, text[-300:]
+    piped = subprocess.run([*nsshell_argv(), "-c", script], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == ""

@@ -77,7 +77,7 @@ def _new_many(sh, types, name, opts, count: int) -> Message:
             except ValueError as e:
                 raise UsageError(f"{n}: {e}") from None
     sets = create_ops.create_many(sh.entries(), types, opts, count,
-                                  fork_after=sh.needs_fork_after())
+                                  fork_after=sh.needs_fork_after(), progress=sh.progress)
     made = [sh.add_set(NsSet(names[i] if name else sh.next_name(), handles, origin="new"))
             for i, handles in enumerate(sets)]
     what = "+".join(t.name for t in types)

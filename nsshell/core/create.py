@@ -11,6 +11,8 @@ from typing import Sequence
 from ..errors import KernelError, NsshellError, UsageError, from_oserror
 from ..kernel import nstypes, syscalls
 from ..kernel.nstypes import NsType
+from ..progress import NULL as NULL_PROGRESS
+from ..progress import Progress
 from . import spawn
 from .handle import Handle, InitHolder
 
@@ -230,7 +232,8 @@ def _chunk_sizes(count: int, most: int) -> list[int]:
 
 
 def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: CreateOptions,
-                count: int, fork_after: bool = False) -> list[dict[str, Handle]]:
+                count: int, fork_after: bool = False,
+                progress: Progress = NULL_PROGRESS) -> list[dict[str, Handle]]:
     """COUNT new sets of namespaces of TYPES inside ENTRIES, a few helpers for all of
     them (each creates up to ~240 fds' worth and hands them back in one message),
     instead of a helper per set.  Handles keyed by type name, one dict per set."""
@@ -250,6 +253,7 @@ def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: C
     sizes = _chunk_sizes(count, max(1, _CHUNK_FDS // len(types)))
     out: list[dict[str, Handle]] = []
     running: list[spawn.Pending] = []
+    task = progress.task(f"creating {'+'.join(t.name for t in types)} namespaces", total=count)
     try:
         # Up to one helper per CPU at once: creating a network namespace is mostly
         # work outside the rtnl lock (pernet init), so they do scale.
@@ -271,6 +275,7 @@ def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: C
                 chunk = fds[i * len(names):(i + 1) * len(names)]
                 out.append({name: Handle(fd, nstypes.BY_NAME[name], origin="new")
                             for name, fd in zip(names, chunk)})
+            task.advance(n)
     except BaseException:
         for pending in running:
             pending.cancel()
@@ -278,4 +283,6 @@ def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: C
             for h in handles.values():
                 h.close()
         raise
+    finally:
+        task.finish()
     return out

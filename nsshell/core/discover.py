@@ -25,6 +25,8 @@ from typing import Callable, Iterable
 
 from ..kernel import nstypes
 from ..kernel.nstypes import NsType
+from ..progress import NULL as NULL_PROGRESS
+from ..progress import Progress, Task
 
 # How a namespace is held, in the order `ls` lists them.
 KINDS = ("process", "thread", "fd", "mount", "socket", "session")
@@ -213,8 +215,19 @@ def socket_netns(pid: int, fd: int) -> int:
 # --- the scan ------------------------------------------------------------------------
 
 def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = True,
-         threads: bool = True, mounts: bool = True, sockets: bool = True) -> Scan:
-    """Every namespace of TYPES (default all) on the system, with its holders."""
+         threads: bool = True, mounts: bool = True, sockets: bool = True,
+         progress: Progress | None = None) -> Scan:
+    """Every namespace of TYPES (default all) on the system, with its holders.
+    Reports each process read to PROGRESS (default: the session's)."""
+    if progress is None:
+        progress = getattr(session, "progress", NULL_PROGRESS)
+    with progress.task("scanning processes") as task:
+        return _scan(types, session, task, fds=fds, threads=threads, mounts=mounts,
+                     sockets=sockets)
+
+
+def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
+          sockets: bool) -> Scan:
     types = tuple(types) if types is not None else nstypes.ALL
     wanted = tuple((t.name, f"/ns/{t.proc}") for t in types)
     names = {t.name for t in types}
@@ -237,9 +250,11 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
         entries = listdir("/proc")
     except OSError:
         return result
+    entries = [name for name in entries if name.isdigit()]
+    task.total = len(entries)
+    advance = task.advance
     for name in entries:
-        if not name.isdigit():
-            continue
+        advance()
         pid = int(name)
         base = "/proc/" + name
         try:
