@@ -35,7 +35,9 @@ What a plugin can do (see docs/plugins.md):
 - namespace state for `show`/`diff`: `api.state_reader(TYPE, KEY)(fn)`;
 - resources bound to a namespace: `HandleCache` (closed with the handle), and
   `socket_in(handle, family, type)` for a socket created inside a network
-  namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces.
+  namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces;
+- rtnetlink: `rtnl` (nsshell/core/rtnl.py), pyroute2's messages over such a
+  socket with a small, fast request loop; imported on first use (pyroute2).
 
 Keep import time small: import heavy libraries inside command bodies.
 """
@@ -209,3 +211,11 @@ def resolve_handle(session, ref: NsSet, nstype: str) -> Handle:
                             f"create one with `new {nstype}`")
     h.check_usable()
     return h
+
+
+def __getattr__(name: str):
+    # `from nsshell.plugin import rtnl` imports pyroute2's messages: only when asked.
+    if name == "rtnl":
+        from .core import rtnl
+        return rtnl
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

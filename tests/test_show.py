@@ -158,3 +158,13 @@ def test_show_rootless(rootless):
     assert by["user"]["state"]["uid_map"] == ["0 65534 1"]
     assert by["net"]["errors"] == {} and "lo" in by["net"]["state"]["links"]
     assert by["ipc"]["errors"] == {}
+
+
+def test_show_net_reads_links_addresses_and_routes_of_both_families(nsshell):
+    res = _last(nsshell, "new net as lab --no-join; net veth lab:x lab:y --up; net up lab lo y; "
+                         "net addr lab x 10.1.1.1/24; net addr lab x fd10::1/64 --nodad; show lab net")
+    (net,) = res["namespaces"]
+    state = net["state"]
+    assert set(state["links"]) == {"lo", "x", "y"} and state["links"]["x"]["kind"] == "veth"
+    assert {"x 10.1.1.1/24", "x fd10::1/64", "lo 127.0.0.1/8", "lo ::1/128"} <= set(state["addresses"])
+    assert {"10.1.1.0/24 dev x", "fd10::/64 dev x", "fe80::/64 dev x"} <= set(state["routes"])

@@ -232,18 +232,35 @@ def _fields(v: Any) -> str:
 _IFF_UP = 1
 
 
-def _ipr(ctx: Context):
-    ipr = ctx.cache.get("ipr")
-    if ipr is None:
-        from pyroute2 import IPRoute  # imported in the helper only
-        ipr = ctx.cache["ipr"] = IPRoute()
-    return ipr
+def _rtnl(ctx: Context):
+    conn = ctx.cache.get("rtnl")
+    if conn is None:
+        from . import rtnl  # pyroute2's messages: imported in the helper only
+        conn = ctx.cache["rtnl"] = rtnl.open_here()
+    return conn
+
+
+def _dump(ctx: Context, what: str) -> list:
+    if what not in ctx.cache:
+        from . import rtnl
+        conn = _rtnl(ctx)
+        if what == "links":
+            got = conn.dump(rtnl.ifinfmsg(), rtnl.RTM_GETLINK)
+        elif what == "addresses":
+            got = conn.dump(rtnl.ifaddrmsg(), rtnl.RTM_GETADDR)
+        else:  # routes: an AF_UNSPEC dump gives only IPv4's (Linux 6.x); ask each family
+            import socket
+            got = []
+            for family in (socket.AF_INET, socket.AF_INET6):
+                query = rtnl.rtmsg()
+                query["family"] = family
+                got += conn.dump(query, rtnl.RTM_GETROUTE)
+        ctx.cache[what] = got
+    return ctx.cache[what]
 
 
 def _links_raw(ctx: Context) -> list:
-    if "links" not in ctx.cache:
-        ctx.cache["links"] = list(_ipr(ctx).get_links())
-    return ctx.cache["links"]
+    return _dump(ctx, "links")
 
 
 def _ifnames(ctx: Context) -> dict[int, str]:
@@ -273,7 +290,7 @@ def _links_summary(value: dict) -> list[str]:
 def read_addresses(ctx: Context) -> list[str]:
     names = _ifnames(ctx)
     out = []
-    for a in _ipr(ctx).get_addr():
+    for a in _dump(ctx, "addresses"):
         addr = a.get_attr("IFA_ADDRESS") or a.get_attr("IFA_LOCAL")
         out.append(f"{names.get(a['index'], a['index'])} {addr}/{a['prefixlen']}")
     return sorted(out)
@@ -285,7 +302,7 @@ _RT_TABLES = {253: "default", 254: "main", 255: "local"}
 def read_routes(ctx: Context) -> list[str]:
     names = _ifnames(ctx)
     out = []
-    for r in _ipr(ctx).get_routes():
+    for r in _dump(ctx, "routes"):
         table = r.get_attr("RTA_TABLE") or r["table"]
         if table == 255:
             continue  # the local table: the kernel's routes for the addresses themselves

@@ -1,49 +1,26 @@
-"""One network namespace's rtnetlink connection, on pyroute2's messages, over a socket
-opened inside that namespace.
+"""One network namespace's rtnetlink connection, over a socket opened inside that
+namespace: what the net commands ask for.
 
-`Conn` gives the net commands what they ask for (links by name, veth pairs,
-bridges, addresses, routes, dumps of the three) as plain dicts, the shape `net
-ls --json` prints, and turns pyroute2's NetlinkError into an OSError carrying
-the kernel's errno and its extended-ACK text.
+`Conn` adds to the plugin API's rtnetlink connection (`nsshell.plugin.rtnl`,
+pyroute2's messages over a blocking socket) links by name, veth pairs, bridges,
+addresses, routes and dumps of the three as plain dicts -- the shape `net ls
+--json` prints.  A refused request raises rtnl.RequestFailed: the kernel's errno
+and its extended-ACK text.
 
-pyroute2 does the netlink work: its message classes (ifinfmsg, ifaddrmsg,
-rtmsg) encode the requests, and its Marshal splits and decodes the answers
-(errors and extended ACKs included).  This module only sends and receives, one
-request at a time, on a blocking socket.  Not IPRoute, nor IPRSocket: both run
-through pyroute2's asyncio core (~0.17 ms a request, against ~0.05 ms here),
-and importing them costs ~100 ms, which missed the bench lab's target; the
-message classes, loaded by `lean_pyroute2`, cost ~25 ms.
-
-It is imported only when a net command runs (or a `show`/`diff` helper reads
-links).
+It imports pyroute2's message classes (~25 ms), so it is imported only when a
+net command runs (or a `show`/`diff` helper reads bridges).
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
 import socket
 import struct
 
-from .lean_pyroute2 import load
+from nsshell.plugin import rtnl  # imports pyroute2's message classes
 
-load()
-# These come after load(): it keeps pyroute2's package __init__ (every family, asyncio,
-# ndb) from running for them.
-from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,  # noqa: E402
-                              NLM_F_EXCL, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR)
-from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
-from pyroute2.netlink.marshal import Marshal  # noqa: E402
-from pyroute2.netlink.rtnl import (RTM_DELLINK, RTM_GETADDR, RTM_GETLINK,  # noqa: E402
-                                   RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE)
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
-from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
-
-SOL_NETLINK = 270
 SIOCGIFINDEX = 0x8933
 _IFREQ = struct.Struct("=16si20x")  # struct ifreq: name, ifindex (the union is 24 bytes)
-NETLINK_EXT_ACK = 11
 
 IFF_UP, IFF_LOOPBACK, IFF_LOWER_UP = 0x1, 0x8, 0x10000
 ARPHRD_LOOPBACK = 772
@@ -52,7 +29,7 @@ RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 RTN_UNICAST = 1
-CREATE = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+CREATE = rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
 
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
                6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
@@ -60,104 +37,24 @@ SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
 PROTOS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static"}
 
 
-class RequestFailed(OSError):
-    """The kernel refused a request: errno, and the extended-ACK text when there is one."""
-
-    def __init__(self, errno: int, detail: str = ""):
-        super().__init__(errno, os.strerror(errno))
-        self.detail = detail
-
-
-def _refused(err: NetlinkError) -> RequestFailed:
-    text = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], str) else ""
-    return RequestFailed(err.code, "" if text == os.strerror(err.code) else text)
-
-
 def _link_msg(name: str | None = None, index: int = 0, flags: int = 0, change: int = 0,
-              attrs: list | None = None) -> ifinfmsg:
-    msg = ifinfmsg()
+              attrs: list | None = None) -> rtnl.ifinfmsg:
+    msg = rtnl.ifinfmsg()
     msg["index"], msg["flags"], msg["change"] = index, flags, change
     msg["attrs"] = ([("IFLA_IFNAME", name)] if name is not None else []) + (attrs or [])
     return msg
 
 
-class _RtnlMarshal(Marshal):
-    """Decodes the answers to the requests Conn sends."""
-    msg_map = {RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg}
-
-
-_RECV_SIZE = 1 << 16  # a dump comes in chunks of at most 32 KiB (NLMSG_GOODSIZE-ish)
-
-
-_NLMSG_HEAD = struct.Struct("=IHHIIi")  # nlmsghdr, then nlmsgerr's error
-
-
-def _is_plain_ack(data: bytes, seq: int) -> bool:
-    """DATA is exactly one acknowledgement of request SEQ (an NLMSG_ERROR with error 0):
-    most answers are, and this saves decoding them as messages (a third of a request's
-    time in Python)."""
-    if len(data) < _NLMSG_HEAD.size:
-        return False
-    length, kind, _flags, got_seq, _pid, error = _NLMSG_HEAD.unpack_from(data)
-    return kind == NLMSG_ERROR and error == 0 and got_seq == seq and length == len(data)
-
-
-class Conn:
-    """A NETLINK_ROUTE socket SOCK (taken over: closed with the Conn), one request at a time."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        try:
-            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason, as text
-        except OSError:
-            pass
-        self.marshal = _RtnlMarshal()
-        self.seq = 0
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def request(self, msg, kind: int, flags: int = NLM_F_ACK) -> list:
-        """Send MSG as a KIND request and collect its answer: the messages of a dump (up to
-        NLMSG_DONE), the one answer of a get, nothing for an acknowledged change.  A
-        refusal raises RequestFailed; answers to earlier requests (one interrupted half
-        way) are skipped."""
-        self.seq = seq = self.seq % 0x7FFFFFFF + 1
-        head = msg["header"]
-        head["type"], head["flags"], head["sequence_number"], head["pid"] = \
-            kind, NLM_F_REQUEST | flags, seq, 0
-        msg.encode()
-        self.sock.send(msg.data)
-        out = []
-        while True:
-            data = self.sock.recv(_RECV_SIZE)
-            if _is_plain_ack(data, seq):
-                return out
-            for m in self.marshal.parse(data):
-                head = m["header"]
-                if head["sequence_number"] != seq:
-                    continue
-                err = head.get("error")
-                if err is not None:
-                    if isinstance(err, NetlinkError):
-                        raise _refused(err)
-                    raise err
-                if head["type"] in (NLMSG_ERROR, NLMSG_DONE):
-                    return out
-                out.append(m)
-                if not head["flags"] & NLM_F_MULTI and not flags & (NLM_F_ACK | NLM_F_DUMP):
-                    return out
+class Conn(rtnl.Rtnl):
+    """rtnetlink in one namespace, in the net commands' terms."""
 
     # -- links ------------------------------------------------------------------------
 
     def link(self, name: str) -> dict | None:
         """One link by name, or None."""
         try:
-            got = self.request(_link_msg(name), RTM_GETLINK, 0)
-        except RequestFailed as e:
+            got = self.request(_link_msg(name), rtnl.RTM_GETLINK, 0)
+        except rtnl.RequestFailed as e:
             if e.errno == 19:  # ENODEV
                 return None
             raise
@@ -175,8 +72,7 @@ class Conn:
         return _IFREQ.unpack(raw)[1]
 
     def links(self) -> list[dict]:
-        return [_link(m) for m in self.request(ifinfmsg(), RTM_GETLINK, NLM_F_DUMP)
-                if m["header"]["type"] == RTM_NEWLINK]
+        return [_link(m) for m in self.dump(rtnl.ifinfmsg(), rtnl.RTM_GETLINK)]
 
     def add_veth(self, name: str, peer: str, peer_nsfd: int | None, up: bool = False) -> None:
         """A veth pair NAME (here) and PEER (in PEER_NSFD's namespace).  UP sets only NAME up:
@@ -187,26 +83,26 @@ class Conn:
         info = {"attrs": [("IFLA_INFO_KIND", "veth"),
                           ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]})]}
         self.request(_link_msg(name, flags=IFF_UP if up else 0, change=IFF_UP,
-                               attrs=[("IFLA_LINKINFO", info)]), RTM_NEWLINK, CREATE)
+                               attrs=[("IFLA_LINKINFO", info)]), rtnl.RTM_NEWLINK, CREATE)
 
     def add_bridge(self, name: str, up: bool = False) -> None:
         info = {"attrs": [("IFLA_INFO_KIND", "bridge")]}
         self.request(_link_msg(name, flags=IFF_UP if up else 0, change=IFF_UP,
-                               attrs=[("IFLA_LINKINFO", info)]), RTM_NEWLINK, CREATE)
+                               attrs=[("IFLA_LINKINFO", info)]), rtnl.RTM_NEWLINK, CREATE)
 
     def set_link(self, name: str, up: bool | None = None, master: int | None = None) -> None:
         attrs = [("IFLA_MASTER", master)] if master is not None else []
         self.request(_link_msg(name, flags=IFF_UP if up else 0,
-                               change=IFF_UP if up is not None else 0, attrs=attrs), RTM_NEWLINK)
+                               change=IFF_UP if up is not None else 0, attrs=attrs), rtnl.RTM_NEWLINK)
 
     def del_link(self, name: str) -> None:
-        self.request(_link_msg(name), RTM_DELLINK)
+        self.request(_link_msg(name), rtnl.RTM_DELLINK)
 
     # -- addresses ---------------------------------------------------------------------
 
     def add_addr(self, index: int, iface, nodad: bool = False) -> None:
         """IFACE (an ipaddress interface) on link INDEX."""
-        msg = ifaddrmsg()
+        msg = rtnl.ifaddrmsg()
         msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         msg["prefixlen"] = iface.network.prefixlen
         msg["flags"] = IFA_F_NODAD if nodad else 0
@@ -217,13 +113,11 @@ class Conn:
         if iface.version == 4 and iface.network.prefixlen < 31:
             attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
         msg["attrs"] = attrs
-        self.request(msg, RTM_NEWADDR, CREATE)
+        self.request(msg, rtnl.RTM_NEWADDR, CREATE)
 
     def addrs(self) -> list[dict]:
         out = []
-        for m in self.request(ifaddrmsg(), RTM_GETADDR, NLM_F_DUMP):
-            if m["header"]["type"] != RTM_NEWADDR:
-                continue
+        for m in self.dump(rtnl.ifaddrmsg(), rtnl.RTM_GETADDR):
             ip = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
             out.append({"index": m["index"],
                         "family": "inet" if m["family"] == socket.AF_INET else "inet6",
@@ -237,7 +131,7 @@ class Conn:
     def add_route(self, dst, gateway, oif: int | None = None, version: int = 4) -> None:
         """DST (an ipaddress network, None for the default route) via GATEWAY (an address)
         or out of link OIF, in the main table."""
-        msg = rtmsg()
+        msg = rtnl.rtmsg()
         msg["family"] = socket.AF_INET if version == 4 else socket.AF_INET6
         msg["dst_len"] = dst.prefixlen if dst is not None else 0
         msg["table"] = RT_TABLE_MAIN
@@ -252,16 +146,14 @@ class Conn:
         if oif is not None:
             attrs.append(("RTA_OIF", oif))
         msg["attrs"] = attrs
-        self.request(msg, RTM_NEWROUTE, CREATE)
+        self.request(msg, rtnl.RTM_NEWROUTE, CREATE)
 
     def routes(self) -> list[dict]:
         out = []
         for family in (socket.AF_INET, socket.AF_INET6):
-            query = rtmsg()
+            query = rtnl.rtmsg()
             query["family"] = family
-            for m in self.request(query, RTM_GETROUTE, NLM_F_DUMP):
-                if m["header"]["type"] != RTM_NEWROUTE:
-                    continue
+            for m in self.dump(query, rtnl.RTM_GETROUTE):
                 table = m.get_attr("RTA_TABLE") or m["table"]
                 if table != RT_TABLE_MAIN:
                     continue
@@ -304,7 +196,7 @@ def _link(m) -> dict:
 
 def links_here() -> list[dict]:
     """The links of the namespace this process is in (a helper of `show`/`diff`)."""
-    conn = Conn(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0))
+    conn = Conn(rtnl.open_here().sock)
     try:
         return conn.links()
     finally:
