@@ -81,3 +81,10 @@ def test_sysv_queue_in_new_ipc_namespace_is_invisible_to_host(nsshell):
     assert "0x" in inside  # the queue is listed inside
     after = subprocess.run(["ipcs", "-q"], capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_the_pid_init_looks_like_one_in_ps(nsshell):
+    # Its command line, not only its comm: ps -ef / ps aux inside show args.
+    d = nsshell("-c", "new pid+mnt --mount-proc; run ps -o pid=,args= -p 1")
+    assert d.rc == 0, d
+    assert d.out.splitlines()[-1].split() == ["1", "nsshell-init"]

@@ -308,8 +308,8 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     try:
-        from ..kernel.syscalls import set_comm
-        set_comm(COMM)
+        from ..kernel.syscalls import set_process_title
+        set_process_title(COMM)
     except Exception:
         pass
     try:

@@ -88,7 +88,7 @@ def _serve(sock: socket.socket) -> None:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass
-    syscalls.set_comm("nsshell-sockets")
+    syscalls.set_process_title("nsshell-sockets")
     # Back home after each socket: sitting in a namespace would keep it alive after `close`.
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     while True:

@@ -343,7 +343,7 @@ def start_holder(lifeline: int, init_pidfd: int | None) -> tuple[int, int]:
             keep = {lifeline, w} | ({init_pidfd} if init_pidfd is not None else set())
             syscalls.close_fds_except(keep)
             os.chdir("/")
-            syscalls.set_comm(HOLDER_COMM)
+            syscalls.set_process_title(HOLDER_COMM)
             os.write(w, str(os.getpid()).encode())
             os.close(w)
             _holder_main(lifeline, init_pidfd)

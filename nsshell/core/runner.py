@@ -160,7 +160,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
     syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         return
-    syscalls.set_comm("nsshell-run")
+    syscalls.set_process_title("nsshell-run")
     try:
         spawn.enter(entries, root=root)
     except BaseException as exc:  # noqa: BLE001

@@ -336,7 +336,7 @@ def start_init(lifeline: int, mount_proc: bool = False, name: str = "nsshell-ini
                 os.dup2(devnull, fd)
             syscalls.close_fds_except({lifeline, ready_w})
             os.setsid()  # no terminal: Ctrl-C at the shell's terminal must not reach it
-            syscalls.set_comm(name)
+            syscalls.set_process_title(name)
             if mount_proc:
                 try:
                     syscalls.mount("proc", "/proc", "proc",

@@ -129,6 +129,26 @@ def set_comm(name: str) -> None:
     _libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
 
 
+def set_process_title(name: str) -> None:
+    """Name this process NAME for ps and top: its comm (prctl) and its command line
+    (/proc/PID/cmdline), which is read from the process's own argument area: that
+    is overwritten, as setproctitle(3) does.  Only for forked helpers (the shell's
+    own command line stays); Python keeps copies of argv, not the area itself."""
+    set_comm(name)
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            after_comm = f.read().rsplit(b")", 1)[1].split()
+        # proc(5): arg_start and arg_end are fields 48 and 49; after_comm starts at 3
+        start, end = int(after_comm[45]), int(after_comm[46])
+    except (OSError, IndexError, ValueError):
+        return
+    size = end - start
+    if size <= 1:
+        return
+    raw = name.encode()[:size - 1]
+    ctypes.memmove(start, raw + bytes(size - len(raw)), size)
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))))
