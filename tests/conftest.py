@@ -66,6 +66,29 @@ def run_nsshell(*args: str, input: str | None = None, user: int | None = None,
     return Done(p.returncode, p.stdout, p.stderr)
 
 
+def run_on_a_terminal(argv: list[str], env: dict) -> tuple[int, str]:
+    """Run ARGV with a pseudo-terminal as its stdin, stdout and stderr: (status, all it wrote)."""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
 def json_docs(text: str) -> list:
     """The JSON documents `--json` prints one after another (one per command); lines of
     other output between them (a program's, under `run`) are passed over."""

@@ -69,26 +69,12 @@ def test_a_batch_that_forks_no_helper_loads_no_pickle():
 
 def test_rich_is_loaded_only_to_draw_on_a_terminal():
     # The same command, drawing on a terminal, does use rich: the check above can fail.
-    import pty
-    pid, fd = pty.fork()
-    if pid == 0:  # child: stdout is the pty
-        os.execve(sys.executable, [sys.executable, "-c",
-                  "import sys; sys.argv=['nsshell','-c','ctx']; from nsshell.cli import main; "
-                  "main(); print('RICH' if 'rich' in sys.modules else 'PLAIN')"],
-                  {k: v for k, v in os.environ.items() if k not in ("NO_COLOR",)}
-                  | {"TERM": "xterm"})
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(fd)
-    os.waitpid(pid, 0)
-    assert b"RICH" in out, out[-500:]
+    from conftest import run_on_a_terminal
+    code = ("import sys; sys.argv=['nsshell','-c','ctx']; from nsshell.cli import main; "
+            "main(); print('RICH' if 'rich' in sys.modules else 'PLAIN')")
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
+    _, out = run_on_a_terminal([sys.executable, "-c", code], env)
+    assert "RICH" in out, out[-500:]
 
 
 def test_a_net_batch_loads_pyroute2s_messages_not_the_whole_package():

@@ -324,27 +324,12 @@ def test_new_count_reports_the_namespaces_it_made():
 def test_a_long_new_count_shows_progress_on_a_terminal_only():
     """The whole path: `new --count` at a terminal draws the counter on stderr (after
     the reporter's delay) and erases it; the same in a pipe writes nothing but the result."""
-    import pty
     import subprocess
-    from conftest import nsshell_argv
+    from conftest import nsshell_argv, run_on_a_terminal
     script = "new net --count 3000 --no-join"  # ~1 s: past the 0.3 s delay
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(nsshell_argv()[0], [*nsshell_argv(), "-c", script], env)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out[-300:]
-    text = out.decode()
+    status, text = run_on_a_terminal([*nsshell_argv(), "-c", script], env)
+    assert status == 0, text[-300:]
     assert "creating net namespaces:" in text and "/3000" in text, text[-300:]
     piped = subprocess.run([*nsshell_argv(), "-c", script], capture_output=True, text=True,
                            env=env, timeout=120)
