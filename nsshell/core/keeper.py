@@ -431,7 +431,7 @@ def get(name: str):
     """Handles on the set NAME that the keeper holds, or None."""
     from ..kernel import nstypes
     from .handle import Handle
-    from .persist import PersistedInit
+    from .holder import PersistedInit
     got = request({"op": "get", "name": name})
     if got is None:
         return None

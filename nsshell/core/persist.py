@@ -14,7 +14,9 @@ the parent directory is flock()ed for the whole change, so two shells
 persisting one name at once cannot both win.  Anything half-made is undone.
 
 An unprivileged user cannot mount on the host: their sets are kept by the
-per-user keeper process instead (core/keeper.py).
+per-user keeper process instead (core/keeper.py).  The walking of paths and the
+mount table are in core/storefs.py, a persisted PID init's holder in
+core/holder.py.
 
 Persisted sets are found lazily: the resolver installed by `install` looks a
 name up only when the session's own names did not match.
@@ -26,8 +28,6 @@ import errno
 import fcntl
 import os
 import re
-import select
-import signal
 import time
 from dataclasses import dataclass, field
 
@@ -35,16 +35,16 @@ from ..errors import KernelError, NotFoundError, NsshellError, UsageError, from_
 from ..kernel import nstypes, syscalls
 from ..kernel.nsfs import owner_nsid
 from . import spawn
-from .handle import Handle, InitHolder, NsSet
+from .handle import Handle, NsSet
+from .holder import PersistedInit, kill_verified, same_process, start_holder, start_time
+from .storefs import (DIR_FLAGS, NETNS_DIR, ensure_netns_dir, ensure_private_root, exists_dir, fdpath,
+                      mount_error, normal, symlink_error, walk)
 
 DEFAULT_ROOT = "/run/nsshell"
 ENV_ROOT = "NSSHELL_PERSIST_ROOT"
-NETNS_DIR = "/run/netns"
 META = "meta.json"
-HOLDER_COMM = "nsshell-holder"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def NAME_OK(name: str) -> bool:
@@ -69,320 +69,9 @@ def _parse_root(text: str) -> str:
     if not text.startswith("/"):
         raise ValueError("the persist root must be an absolute path")
     try:
-        return _normal(text)
+        return normal(text)
     except UsageError as e:
         raise ValueError(e.message) from None
-
-
-def _normal(path: str) -> str:
-    parts = [p for p in path.split("/") if p and p != "."]
-    if ".." in parts:
-        raise UsageError(f"{path}: '..' is not allowed in a persist path",
-                         "give the path without '..'")
-    return "/" + "/".join(parts)
-
-
-# --- paths without following symlinks ----------------------------------------------
-
-def _symlink_error(path: str) -> NsshellError:
-    return NsshellError(f"{path} is a symbolic link (or not a directory); persist paths are "
-                        "never followed through symlinks",
-                        "give the real path (e.g. /run rather than /var/run)")
-
-
-def walk(path: str, create: bool = False, mode: int = 0o755) -> int:
-    """An O_DIRECTORY fd on PATH, reached one component at a time with O_NOFOLLOW
-    (creating missing directories with CREATE)."""
-    path = _normal(path)
-    fd = os.open("/", _DIR_FLAGS)
-    done = ""
-    try:
-        for comp in [p for p in path.split("/") if p]:
-            done += "/" + comp
-            try:
-                nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise NotFoundError(f"no directory {done}") from None
-                try:
-                    os.mkdir(comp, mode, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                except OSError as e:
-                    raise from_oserror(e, f"creating {done}") from None
-                try:
-                    nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
-                except OSError as e:
-                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise _symlink_error(done) from None
-                    raise from_oserror(e, f"opening {done}") from None
-            except OSError as e:
-                if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _symlink_error(done) from None
-                raise from_oserror(e, f"opening {done}") from None
-            os.close(fd)
-            fd = nxt
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _exists_dir(path: str) -> bool:
-    try:
-        fd = walk(path)
-    except NsshellError:
-        return False
-    os.close(fd)
-    return True
-
-
-def _fdpath(fd: int, name: str | None = None) -> str:
-    return f"/proc/self/fd/{fd}" + (f"/{name}" if name else "")
-
-
-# --- mount table ----------------------------------------------------------------------
-
-@dataclass
-class MountInfo:
-    mount_id: int
-    point: str
-    fstype: str
-    root: str
-    optional: list[str] = field(default_factory=list)
-
-    @property
-    def shared(self) -> str | None:
-        for o in self.optional:
-            if o.startswith("shared:"):
-                return o
-        return None
-
-
-def _unescape(s: str) -> str:
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def mounts() -> list[MountInfo]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            out.append(MountInfo(int(fields[0]), _unescape(fields[4]), fields[sep + 1],
-                                 _unescape(fields[3]), fields[6:sep]))
-    return out
-
-
-def mount_of(path: str, table: list[MountInfo] | None = None) -> MountInfo | None:
-    """The mount PATH (canonical) lies on: the last one mounted on its longest prefix."""
-    best = None
-    for m in table or mounts():
-        p = m.point.rstrip("/") or "/"
-        if path == p or path.startswith(p.rstrip("/") + "/") or p == "/":
-            if best is None or len(p) >= len(best.point.rstrip("/") or "/"):
-                best = m
-    return best
-
-
-def _is_mount_point(path: str, table: list[MountInfo]) -> MountInfo | None:
-    found = None
-    for m in table:
-        if m.point == path:
-            found = m
-    return found
-
-
-def _ensure_private_root(path: str, fd: int) -> None:
-    """Make PATH a private mount (a bind mount of itself first), as ip does for /run/netns."""
-    table = mounts()
-    if _is_mount_point(path, table) is None:
-        try:
-            syscalls.mount(_fdpath(fd), _fdpath(fd), None, syscalls.MS_BIND | syscalls.MS_REC)
-        except OSError as e:
-            raise _mount_error(e, f"making {path} a mount of itself", path) from None
-        table = mounts()
-    m = _is_mount_point(path, table)
-    if m is not None and m.shared:
-        top = walk(path)  # the fd opened before the bind names the directory beneath it
-        try:
-            syscalls.mount("none", _fdpath(top), None, syscalls.MS_PRIVATE | syscalls.MS_REC)
-        except OSError as e:
-            raise from_oserror(e, f"making {path} private") from None
-        finally:
-            os.close(top)
-
-
-def _ensure_netns_dir(keep: list[int]) -> int:
-    """/run/netns as `ip netns add` leaves it: a bind mount of itself with shared
-    propagation (so netns mounts propagate to later mount namespaces).  The directory
-    stays flock()ed (its fd is added to KEEP) so two shells do not stack two mounts."""
-    lock = walk(NETNS_DIR, create=True)
-    keep.append(lock)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        if _is_mount_point(NETNS_DIR, mounts()) is None:
-            syscalls.mount(_fdpath(lock), _fdpath(lock), None, syscalls.MS_BIND | syscalls.MS_REC)
-            top = walk(NETNS_DIR)
-            try:
-                syscalls.mount("none", _fdpath(top), None, syscalls.MS_SHARED | syscalls.MS_REC)
-            finally:
-                os.close(top)
-    except OSError as e:
-        raise _mount_error(e, f"setting up {NETNS_DIR}", NETNS_DIR) from None
-    return walk(NETNS_DIR)
-
-
-def _mount_error(err: OSError, what: str, target: str, nstype: str | None = None) -> KernelError:
-    if err.errno == errno.EINVAL:
-        m = mount_of(target)
-        if m is not None and m.shared:
-            return KernelError(
-                f"{what}: {target} is on {m.point}, a mount with shared propagation "
-                f"({m.shared}); the kernel refuses to bind a namespace file there (EINVAL)",
-                f"make it private (`mount --make-private {m.point}`) or use the default "
-                "persist root, which nsshell makes private itself", err.errno)
-        if nstype == "mnt":
-            return KernelError(
-                f"{what}: the kernel refused (EINVAL): a mount namespace cannot be bound "
-                "inside itself, nor inside a mount namespace newer than itself",
-                "persist it from a shell whose own mount namespace is older (the host's)",
-                err.errno)
-    if err.errno in (errno.EPERM, errno.EACCES):
-        return from_oserror(err, what, "bind mounts on the host need CAP_SYS_ADMIN in the "
-                            "host's user namespace (root); unprivileged, `persist` uses the keeper")
-    return from_oserror(err, what)
-
-
-# --- processes ------------------------------------------------------------------------
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/PID/stat after the command name: [state, ppid, ...] (field 3 on), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2:].split()
-
-
-def start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (IndexError, ValueError):
-        return None
-
-
-def same_process(pid: int | None, start: int | None) -> bool:
-    """Is PID still the process that started at START, and not a zombie?"""
-    if not pid or start is None:
-        return False
-    fields = _stat_fields(pid)
-    try:
-        return bool(fields) and fields[0] not in (b"Z", b"X") and int(fields[19]) == start
-    except (IndexError, ValueError):
-        return False
-
-
-def _kill_verified(pid: int | None, start: int | None, timeout: float = 3.0) -> bool:
-    """SIGTERM the process PID if it is still the one that started at START; wait for it."""
-    if not same_process(pid, start):
-        return False
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        if start_time(pid) != start:
-            return False
-        syscalls.pidfd_send_signal(pidfd, signal.SIGTERM)
-        r, _, _ = select.select([pidfd], [], [], timeout)
-        if not r:
-            syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
-            select.select([pidfd], [], [], timeout)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(pidfd)
-
-
-def _holder_main(lifeline: int, init_pidfd: int | None) -> None:
-    """The detached holder of a persisted PID namespace: keeps the init's lifeline
-    open until it is told to stop (unpersist) or the init is gone."""
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    poller = select.poll()
-    if init_pidfd is not None:
-        poller.register(init_pidfd, select.POLLIN)
-    while True:
-        try:
-            events = poller.poll()
-        except InterruptedError:
-            continue
-        if events:
-            return
-
-
-def start_holder(lifeline: int, init_pidfd: int | None) -> tuple[int, int]:
-    """Fork a detached `nsshell-holder` (own session, reparented away from the shell)
-    that holds LIFELINE; return (pid, start time)."""
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            os.setsid()
-            if os.fork():
-                os._exit(0)
-            devnull = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            keep = {lifeline, w} | ({init_pidfd} if init_pidfd is not None else set())
-            syscalls.close_fds_except(keep)
-            os.chdir("/")
-            syscalls.set_process_title(HOLDER_COMM)
-            os.write(w, str(os.getpid()).encode())
-            os.close(w)
-            _holder_main(lifeline, init_pidfd)
-        finally:
-            os._exit(0)
-    os.close(w)
-    try:
-        data = spawn.read_all(r)
-    finally:
-        os.close(r)
-        spawn._wait(pid)
-    if not data:
-        raise NsshellError("the holder of the PID namespace's init did not start")
-    hpid = int(data)
-    return hpid, start_time(hpid) or 0
-
-
-class PersistedInit(InitHolder):
-    """The init of a persisted PID namespace, known by pid and start time (no lifeline:
-    it is kept by a holder or the keeper, not by this shell)."""
-
-    __slots__ = ("init_pid", "start")
-
-    def __init__(self, pid: int | None, start: int | None, pidfd: int | None = None):
-        if pidfd is None:
-            pidfd = -1
-            if same_process(pid, start):
-                try:
-                    pidfd = os.pidfd_open(pid)
-                    if start_time(pid) != start:
-                        os.close(pidfd)
-                        pidfd = -1
-                except OSError:
-                    pidfd = -1
-        super().__init__(pidfd, None)
-        self.init_pid, self.start = pid, start
-
-    def alive(self) -> bool:
-        return self.pidfd is not None and self.pidfd >= 0 and spawn.pidfd_alive(self.pidfd)
 
 
 # --- the store (runs in a forked helper) --------------------------------------------------
@@ -455,20 +144,20 @@ def _bind(src_fd: int, dfd: int, name: str, nstype: str, shown: str) -> None:
     except OSError as e:
         raise from_oserror(e, f"creating {shown}") from None
     try:
-        syscalls.mount(_fdpath(src_fd), _fdpath(tfd), None, syscalls.MS_BIND)
+        syscalls.mount(fdpath(src_fd), fdpath(tfd), None, syscalls.MS_BIND)
     except OSError as e:
         os.close(tfd)
         try:
             os.unlink(name, dir_fd=dfd)
         except OSError:
             pass
-        raise _mount_error(e, f"binding {nstype} onto {shown}", shown, nstype) from None
+        raise mount_error(e, f"binding {nstype} onto {shown}", shown, nstype) from None
     os.close(tfd)
 
 
 def _unbind(dfd: int, name: str) -> None:
     try:
-        syscalls.umount2(_fdpath(dfd, name), syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
+        syscalls.umount2(fdpath(dfd, name), syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
     except OSError as e:
         if e.errno not in (errno.EINVAL, errno.ENOENT):
             raise
@@ -479,7 +168,7 @@ def _unbind(dfd: int, name: str) -> None:
 
 
 def _split(path: str) -> tuple[str, str]:
-    path = _normal(path)
+    path = normal(path)
     head, _, base = path.rpartition("/")
     if not base:
         raise UsageError(f"{path} cannot hold a persisted set")
@@ -497,7 +186,7 @@ def _persist_helper(plan: dict) -> dict:
             rfd = walk(plan["root"], create=True)
             fds_to_close.append(rfd)
             fcntl.flock(rfd, fcntl.LOCK_EX)
-            _ensure_private_root(plan["root"], rfd)
+            ensure_private_root(plan["root"], rfd)
         head, base = _split(plan["dir"])
         pfd = walk(head, create=bool(plan.get("root")))  # after the set-up: the top mount
         fds_to_close.append(pfd)
@@ -507,9 +196,9 @@ def _persist_helper(plan: dict) -> dict:
             os.mkdir(base, 0o755, dir_fd=pfd)
         except FileExistsError:
             try:
-                dfd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
+                dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
             except OSError:
-                raise _symlink_error(plan["dir"]) from None
+                raise symlink_error(plan["dir"]) from None
             fds_to_close.append(dfd)
             if _same_entry(dfd, plan["ids"]):
                 return {"same": True, "dir": plan["dir"]}
@@ -519,14 +208,14 @@ def _persist_helper(plan: dict) -> dict:
             raise NsshellError(f"{plan['dir']} exists and holds {what}, not this set",
                                "`unpersist` it first, or pick another name") from None
         undo.append(lambda: os.rmdir(base, dir_fd=pfd))
-        dfd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
+        dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
         fds_to_close.append(dfd)
         for t, fd in plan["fds"].items():
             _bind(fd, dfd, t, t, f"{plan['dir']}/{t}")
             undo.append(lambda t=t: _unbind(dfd, t))
         netns = None
         if plan.get("netns"):
-            nfd = _ensure_netns_dir(fds_to_close)
+            nfd = ensure_netns_dir(fds_to_close)
             fds_to_close.append(nfd)
             name = plan["name"]
             st = _stat_ns(nfd, name)
@@ -547,7 +236,7 @@ def _persist_helper(plan: dict) -> dict:
         if plan.get("lifeline") is not None:
             hpid, hstart = start_holder(plan["lifeline"], plan.get("init_pidfd"))
             holder = {"pid": hpid, "start": hstart}
-            undo.append(lambda: _kill_verified(hpid, hstart))
+            undo.append(lambda: kill_verified(hpid, hstart))
         meta = {"version": 1, "name": plan["name"], "uid": os.getuid(), "created": time.time(),
                 "types": {t: {"ino": v[0], "dev": v[1]} for t, v in plan["ids"].items()},
                 "netns": netns, "holder": holder, "init": plan.get("init")}
@@ -571,11 +260,11 @@ def _unpersist_helper(path: str, name: str) -> dict:
     try:
         fcntl.flock(pfd, fcntl.LOCK_EX)
         try:
-            dfd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
+            dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
         except FileNotFoundError:
             raise NotFoundError(f"nothing is persisted at {path}") from None
         except OSError:
-            raise _symlink_error(path) from None
+            raise symlink_error(path) from None
         try:
             meta = _read_meta(dfd) or {}
             types = [t for t in nstypes.NAMES if t in meta.get("types", {})]
@@ -608,7 +297,7 @@ def _unpersist_helper(path: str, name: str) -> dict:
                     finally:
                         os.close(nfd)
             holder = meta.get("holder") or {}
-            if holder and _kill_verified(holder.get("pid"), holder.get("start")):
+            if holder and kill_verified(holder.get("pid"), holder.get("start")):
                 removed.append(f"holder {holder['pid']}")
             try:
                 os.unlink(META, dir_fd=dfd)
@@ -705,8 +394,8 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
                            "cannot be bind-mounted inside itself, and the shell's is where "
                            "the bind mounts are made",
                            "persist a set without it (e.g. `open pid:N net+uts as x; persist x`)")
-    root = _normal(root or root_of(session))
-    path = _normal(dirpath) if dirpath else f"{root}/{name}"
+    root = normal(root or root_of(session))
+    path = normal(dirpath) if dirpath else f"{root}/{name}"
     fds = {t: h.fd for t, h in nsset.handles.items()}
     ids = {t: [h.nsid.ino, h.nsid.dev] for t, h in nsset.handles.items()}
     plan = {"name": name, "dir": path, "root": None if dirpath else root, "fds": fds,
@@ -737,17 +426,17 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
 def unpersist(session, text: str, root: str | None = None) -> dict:
     """Remove what `persist` made for TEXT (a name or a directory): the bind mounts,
     the files, the /run/netns entry it made, the holder.  Nothing else."""
-    root = _normal(root or root_of(session))
+    root = normal(root or root_of(session))
     held = session.sets.get(text) if session is not None else None
     if "/" in text:
-        path = _normal(text)
+        path = normal(text)
     elif held is not None and held.persisted and not held.persisted.startswith("keeper:") \
             and not held.persisted.startswith(NETNS_DIR + "/"):
         path = held.persisted
     else:
         path = f"{root}/{text}"
     out = None
-    if _exists_dir(path):
+    if exists_dir(path):
         if use_keeper():
             raise NsshellError(f"{path} was persisted with bind mounts; removing them needs root")
         out, _ = spawn.call([], _unpersist_helper, path, text)
@@ -823,7 +512,7 @@ def _store_names(root: str) -> list[str]:
         return []
     try:
         names = []
-        for e in os.scandir(_fdpath(rfd)):
+        for e in os.scandir(fdpath(rfd)):
             if e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
                 names.append(e.name)
         return sorted(names)
@@ -838,7 +527,7 @@ def list_persisted(session=None, root: str | None = None) -> list[dict]:
     name, type, path, nsid (str, 'net:[4026...]'), inode, source ('nsshell', 'ip netns',
     'keeper') and, for a PID namespace with a known init, alive (bool).  Cheap: a
     directory listing and a stat per file (the `ls` and `handles` commands call it)."""
-    root = _normal(root or root_of(session))
+    root = normal(root or root_of(session))
     out: list[dict] = []
     store_net = set()
     for name in _store_names(root):
@@ -895,12 +584,12 @@ def lookup(session, text: str) -> NsSet | None:
         finally:
             os.close(dfd)
         handles, meta = open_dir(text)
-        s = NsSet(None, handles, origin=_normal(text))
-        s.persisted = _normal(text)
+        s = NsSet(None, handles, origin=normal(text))
+        s.persisted = normal(text)
         return s
     root = root_of(session)
-    path = f"{_normal(root)}/{text}"
-    if NAME_OK(text) and _exists_dir(path):
+    path = f"{normal(root)}/{text}"
+    if NAME_OK(text) and exists_dir(path):
         handles, _meta = open_dir(path)
         return _adopt(session, text, handles, path, "persisted")
     st = _stat_netns(text)
