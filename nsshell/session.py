@@ -13,7 +13,7 @@ import signal
 from typing import Callable, Iterable
 
 from . import progress
-from .core import spawn
+from .core import program, spawn
 from .core.handle import Handle, NsSet, open_process
 from .errors import NotFoundError, UsageError
 from .kernel import nstypes
@@ -51,9 +51,9 @@ class Session:
         self.context: dict[str, Handle] = dict(self.host.handles)
         self.context_names: dict[str, str] = {t: "host" for t in self.context}
         self.resolvers: list[Resolver] = []
-        self.jobs: list[spawn.Job] = []
+        self.jobs: list[program.Job] = []
         self.last_status = 0
-        self.terminal = spawn.Terminal()
+        self.terminal = program.Terminal()
         # progress of long operations: `with session.progress.task(what, total) as t: t.advance()`
         # (nothing is drawn unless the front end puts a terminal reporter here)
         self.progress = progress.NULL

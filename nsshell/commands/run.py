@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..core import runner, spawn
+from ..core import program, runner
 from ..errors import NsshellError, UsageError
 from ..registry import Annotated, Rest, command
 from ..progress import clear_line
@@ -20,7 +20,7 @@ def _run(sh, argv: list[str]) -> Status:
         status, job = runner.run(sh, sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
                                  root=sh.get("root"))
     else:
-        status, job = spawn.run_program(
+        status, job = program.run_program(
             sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
             fork_after=sh.needs_fork_after(), terminal=sh.terminal, root=sh.get("root"))
     if job is not None:
@@ -90,7 +90,7 @@ def fg(sh):
         if again is None:
             runner.finished(sh, job)
     else:
-        status, again = spawn.resume(job, sh.terminal)
+        status, again = program.resume(job, sh.terminal)
     if again is not None:
         sh.jobs.append(again)
         sh.engine.renderer.warn(f"{job.argv[0]} (pid {job.pid}) stopped; `fg` resumes it")

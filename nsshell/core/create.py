@@ -13,7 +13,7 @@ from ..kernel import nstypes, syscalls
 from ..kernel.nstypes import NsType
 from ..progress import NULL as NULL_PROGRESS
 from ..progress import Progress
-from . import spawn
+from . import program, spawn
 from .handle import Handle, InitHolder
 
 PROPAGATION = {
@@ -201,7 +201,7 @@ def ensure_fd_room(more: int) -> int:
     new_soft = need + need // 4
     if hard != resource.RLIM_INFINITY:
         new_soft = min(new_soft, hard)
-    spawn.remember_nofile(soft, hard)
+    program.remember_nofile(soft, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
     return new_soft
 

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from ..errors import NsshellError, ProgramNotFound
 from ..kernel import syscalls
-from . import spawn
+from . import program, spawn
 
 # Commands that leave the runner alive: they are the ones that use it.
 KEEP = frozenset({"run", "sh", "fg"})
@@ -46,7 +46,7 @@ class _Gone(Exception):
 
 
 @dataclass
-class RunnerJob(spawn.Job):
+class RunnerJob(program.Job):
     """A program started by a runner and stopped: `fg` resumes it through the runner."""
     runner: Any = None
 
@@ -133,7 +133,7 @@ def _chdir(cwd: str | None, env: dict[str, str]) -> None:
 
 
 def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> None:
-    spawn.restore_nofile()  # what it posix_spawn()s inherits its limits
+    program.restore_nofile()  # what it posix_spawn()s inherits its limits
     try:
         # A group of its own: a Ctrl-C the terminal sends to the shell's group must
         # not reach the helper too (the shell passes it on once, as run_program does).
@@ -164,7 +164,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
     try:
         spawn.enter(entries, root=root)
     except BaseException as exc:  # noqa: BLE001
-        _send(sock, ("err", spawn._portable(exc)))
+        _send(sock, ("err", spawn.portable(exc)))
         return
     # Hold nothing but the channel and 0, 1, 2: no handle of the shell stays alive here.
     fd = sock.fileno()
@@ -210,7 +210,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
                 stopped.add(pid)
                 _send(sock, ("stopped", os.WSTOPSIG(status), pid))
             else:
-                _send(sock, ("exit", spawn._exitcode(status), pid))
+                _send(sock, ("exit", spawn.exit_status(status), pid))
     finally:
         for pid in stopped:  # the shell is done with them: leave nothing behind
             try:
@@ -289,7 +289,7 @@ class Runner:
                                     "it was killed from outside; the next `run` starts another") from None
         return msg
 
-    def run(self, argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, spawn.Job | None]:
+    def run(self, argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, program.Job | None]:
         try:
             _send(self.sock, ("run", argv, env, cwd))
         except OSError:  # it is gone (killed from outside): nothing was started
@@ -306,7 +306,7 @@ class Runner:
             raise _exec_error(msg[1], msg[2])
         return self._done(msg, argv)
 
-    def resume(self, job: RunnerJob) -> tuple[int, spawn.Job | None]:
+    def resume(self, job: RunnerJob) -> tuple[int, program.Job | None]:
         self.stopped.discard(job.pid)
         try:
             _send(self.sock, ("cont", job.pid))
@@ -336,7 +336,7 @@ class Runner:
             self.close()
             raise
 
-    def _done(self, msg, argv: list[str]) -> tuple[int, spawn.Job | None]:
+    def _done(self, msg, argv: list[str]) -> tuple[int, program.Job | None]:
         if msg[0] == "stopped":
             self.stopped.add(msg[2])
             return 128 + msg[1], RunnerJob(msg[2], argv, self)
@@ -367,7 +367,7 @@ class Runner:
 # --- the session's runner ------------------------------------------------------------
 
 def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str],
-        cwd: str | None, root: bool) -> tuple[int, spawn.Job | None]:
+        cwd: str | None, root: bool) -> tuple[int, program.Job | None]:
     """Run ARGV through the session's runner for ENTRIES (starting one if needed)."""
     r: Runner | None = getattr(sh, "runner", None)
     key = _key(entries, root)

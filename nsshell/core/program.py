@@ -1,0 +1,210 @@
+"""Running a program in a context, in the foreground: its own process group and the
+terminal (Ctrl-C, Ctrl-Z and `fg` reach it, not the shell), only fds 0-2, the fd
+limit nsshell started with, and its exit status as a shell gives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import ProgramNotFound
+from ..kernel import syscalls
+from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
+
+
+@dataclass
+class Job:
+    """A program stopped by Ctrl-Z, resumable with `fg`."""
+    pid: int
+    argv: list[str]
+
+
+class Terminal:
+    """Hands the controlling terminal to a child's process group and takes it back."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        try:
+            if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+                self.fd = 0
+        except OSError:
+            self.fd = None
+
+    def give(self, pgid: int) -> None:
+        if self.fd is not None:
+            try:
+                os.tcsetpgrp(self.fd, pgid)
+            except OSError:
+                pass
+
+    def take_back(self) -> None:
+        if self.fd is None:
+            return
+        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        try:
+            os.tcsetpgrp(self.fd, os.getpgrp())
+        except OSError:
+            pass
+        finally:
+            signal.signal(signal.SIGTTOU, old)
+
+
+# The RLIMIT_NOFILE nsshell started with, once it raised the soft limit to hold many
+# handles: programs it runs get the limit their user gave, not the shell's.
+_started_nofile: tuple[int, int] | None = None
+
+
+def remember_nofile(soft: int, hard: int) -> None:
+    global _started_nofile
+    if _started_nofile is None:
+        _started_nofile = (soft, hard)
+
+
+def restore_nofile() -> None:
+    """In a child about to run a program: the fd limit nsshell was started with."""
+    if _started_nofile is not None:
+        import resource
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, _started_nofile)
+        except (OSError, ValueError):
+            pass
+
+
+def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    reset_signals()
+    restore_nofile()
+    try:
+        syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
+    except OSError:
+        pass
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as err:
+        import pickle
+        code = err.errno
+        if code == 13 and "/" not in argv[0] and not _on_path(argv[0], env):
+            code = 2  # only unsearchable PATH entries refused us: the program is not there
+        try:
+            os.write(errpipe, pickle.dumps(("exec", code, argv[0])))
+        finally:
+            os._exit(127 if code == 2 else 126)
+
+
+def _on_path(name: str, env: dict[str, str]) -> bool:
+    for d in env.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.stat(os.path.join(d or ".", name))
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _relay(child: int) -> None:
+    """The middle process when a grandchild must be forked (PID/time namespaces):
+    mirror the grandchild's stop and exit so the shell sees one job."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        try:
+            _, status = os.waitpid(child, os.WUNTRACED)
+        except InterruptedError:
+            continue
+        if os.WIFSTOPPED(status):
+            os.kill(os.getpid(), signal.SIGSTOP)
+            os.kill(child, signal.SIGCONT)
+            continue
+        os._exit(exit_status(status) & 0xFF)
+
+
+def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str],
+                cwd: str | None, fork_after: bool, terminal: Terminal,
+                root: bool = True) -> tuple[int, Job | None]:
+    """Run ARGV inside ENTRIES, in the foreground; return (status, stopped job or None).
+
+    The program gets its own process group and the terminal, so Ctrl-C and
+    Ctrl-Z reach it and not the shell.  Status is 128+N when killed by signal N.
+    """
+    import pickle
+    errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(errpipe_r)
+            os.setpgid(0, 0)
+            terminal.give(os.getpid())
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            import traceback  # noqa: F401 - before entering (a container's root has no Python)
+            enter(entries, root=root)
+            if cwd is not None:
+                try:
+                    os.chdir(cwd)
+                except OSError:
+                    os.chdir(env.get("HOME", "/") if os.path.isdir(env.get("HOME", "/")) else "/")
+            if fork_after:
+                inner = os.fork()
+                if inner == 0:
+                    _exec_child(argv, env, errpipe_w)
+                os.close(errpipe_w)
+                _relay(inner)
+            _exec_child(argv, env, errpipe_w)
+        except BaseException as exc:  # noqa: BLE001
+            try:
+                os.write(errpipe_w, pickle.dumps(("err", portable(exc))))
+            finally:
+                os._exit(127)
+    os.close(errpipe_w)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # the child did it already, or has exec'd
+    terminal.give(pid)
+    try:
+        report = read_all(errpipe_r)
+    finally:
+        os.close(errpipe_r)
+    try:
+        status, job = _wait_foreground(pid, argv)
+    finally:
+        terminal.take_back()
+    if report:
+        what = pickle.loads(report)
+        if what[0] == "err":
+            raise what[1]
+        _, err, prog = what
+        if err == 2:
+            raise ProgramNotFound(f"{prog}: command not found in the context",
+                                  "the program must exist in the context's mount namespace "
+                                  "(PATH is searched there)")
+        raise ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
+    return status, job
+
+
+def _wait_foreground(pid: int, argv: list[str]) -> tuple[int, Job | None]:
+    while True:
+        try:
+            _, status = os.waitpid(pid, os.WUNTRACED)
+        except InterruptedError:
+            continue
+        except KeyboardInterrupt:
+            # The terminal was not ours to hand over (e.g. piped stdin): pass it on.
+            try:
+                os.killpg(pid, signal.SIGINT)
+            except OSError:
+                pass
+            continue
+        if os.WIFSTOPPED(status):
+            return 128 + os.WSTOPSIG(status), Job(pid, argv)
+        return exit_status(status), None
+
+
+def resume(job: Job, terminal: Terminal) -> tuple[int, Job | None]:
+    """`fg`: give the terminal back to a stopped job and continue it."""
+    terminal.give(job.pid)
+    try:
+        os.killpg(job.pid, signal.SIGCONT)
+        return _wait_foreground(job.pid, job.argv)
+    finally:
+        terminal.take_back()
