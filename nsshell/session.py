@@ -206,6 +206,10 @@ class Session:
         m = INODE_REF.fullmatch(text)
         if m:
             return self.find_inode(m.group(1), int(m.group(2)))
+        if re.fullmatch(r"\w+:\[.*\]?", text):
+            raise UsageError(f"{text!r} is not a TYPE:[INODE] reference",
+                             "the inode is a number, as lsns and /proc/PID/ns show it: "
+                             "net:[4026531840]")
         raise NotFoundError(f"no namespace set named {text!r}",
                             self._names_hint())
 
@@ -219,7 +223,8 @@ class Session:
     def open_pid(self, text: str) -> NsSet:
         raw = text[4:] if text.startswith("pid:") else text
         if not raw.isdigit() or int(raw) <= 0:
-            raise UsageError(f"{text!r} is not a process id")
+            raise UsageError(f"{text!r} is not a process id",
+                             "pid:N takes a process id greater than 0 (pid:1234)")
         pid = int(raw)
         if not os.path.isdir(f"/proc/{pid}"):
             raise NotFoundError(f"no process {pid}", "`ps` or `ls` shows processes")

@@ -24,6 +24,8 @@ BAD = [
     ("join /no/such/file", 1, ["no file /no/such/file"]),
     ("join net:[1]", 1, ["no net namespace with inode 1"]),
     ("join bogus:[1]", 2, ["unknown namespace type 'bogus'"]),
+    ("join net:[abc]", 2, ["not a TYPE:[INODE] reference", "net:[4026531840]"]),
+    ("show pid:-3", 2, ["not a process id", "greater than 0"]),
     ("leave frob", 2, ["unknown namespace type 'frob'"]),
     ("map 0 1000 1", 1, ["current user namespace is the one the shell started in", "new user"]),
     ("new user; map 0 1000", 2, ["IN OUT COUNT triples"]),
