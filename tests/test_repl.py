@@ -326,9 +326,10 @@ def test_a_long_new_count_shows_progress_on_a_terminal_only():
     the reporter's delay) and erases it; the same in a pipe writes nothing but the result."""
     import subprocess
     from conftest import nsshell_argv, run_on_a_terminal
-    script = "new net --count 3000 --no-join"  # ~1 s: past the 0.3 s delay
+    script = "new net --count 3000 --no-join"  # ~1 s on one CPU: past the 0.3 s delay
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
-    status, text = run_on_a_terminal([*nsshell_argv(), "-c", script], env)
+    # One CPU: one helper at a time, so the work outlasts the delay on any machine.
+    status, text = run_on_a_terminal(["taskset", "-c", "0", *nsshell_argv(), "-c", script], env)
     assert status == 0, text[-300:]
     assert "creating net namespaces:" in text and "/3000" in text, text[-300:]
     piped = subprocess.run([*nsshell_argv(), "-c", script], capture_output=True, text=True,
