@@ -234,6 +234,10 @@ def serve(dirpath: str, ready_fd: int | None = None) -> int:
     except BlockingIOError:
         _ready(ready_fd, "busy")
         return 0
+    # Named only once it holds the lock: a keeper that lost the race to start (above)
+    # never shows up as one, not even while it exits.
+    from ..kernel.syscalls import set_process_title
+    set_process_title(COMM)
     path = os.path.join(dirpath, SOCK)
     try:
         os.unlink(path)
@@ -307,11 +311,6 @@ def main(argv: list[str]) -> int:
     os.chdir("/")
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
-    try:
-        from ..kernel.syscalls import set_process_title
-        set_process_title(COMM)
-    except Exception:
-        pass
     try:
         return serve(dirpath, ready)
     except Exception as e:  # noqa: BLE001
