@@ -247,6 +247,23 @@ def test_rootless_reads_its_own_namespace_without_a_helper(rootless):
     assert "lo" in [link["name"] for link in json.loads(d.out)["links"]]
 
 
+def test_rootless_sockets_come_from_one_opener_that_ends_with_its_user_namespace(rootless):
+    """Unprivileged, the sockets of every namespace a user namespace owns come from one
+    opener inside it (no fork per namespace); closing that user namespace ends the opener
+    too, so nothing keeps the namespace alive."""
+    d = rootless("--json", "-c", "new user as u; map root; new net --count 6 as n --no-join; "
+                                 + "; ".join(f"net up n{i} lo" for i in range(1, 7))
+                                 + "; ls user; leave; "
+                                 + "; ".join(f"close n{i}" for i in range(1, 7)) + "; close u; ls user")
+    assert d.rc == 0, d
+    docs = json_docs(d.out)
+    ino = int(docs[0]["message"].split("[")[1].rstrip("]"))  # "u: user:[INODE]"
+    before, after = [x["namespaces"] for x in docs if isinstance(x, dict) and "namespaces" in x]
+    (u,) = [n for n in before if n["ns"] == ino]
+    assert u["nprocs"] == 1 and u["command"] == "nsshell-sockets", u
+    assert ino not in [n["ns"] for n in after]
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 

@@ -6,13 +6,16 @@ netlink operations on another namespace run without the shell ever calling
 setns()).
 
 Two ways to get one:
-- the opener: one long-lived, single-threaded helper forked on first use.  It
+- an opener: a long-lived, single-threaded helper forked on first use.  It
   receives a namespace fd over SCM_RIGHTS, setns()es into it (a network
   namespace may be entered again and again), creates the socket and sends it
-  back: one round trip, no fork per namespace.  It is used when the shell may
-  enter the namespace without joining a user namespace (root).
+  back: one round trip, no fork per namespace.  Root's opener stays in the
+  shell's namespaces.  For an unprivileged shell acting in namespaces it
+  created, one opener per owning user namespace joins that user namespace
+  (where it holds every capability) and makes a network namespace of its own
+  there to return to between requests.
 - a forked helper (spawn.call) that also enters the user namespace owning the
-  target, for an unprivileged shell acting in namespaces it created.
+  target: the way when no opener can do it (it then says why).
 """
 
 from __future__ import annotations
@@ -27,18 +30,24 @@ import struct
 from ..errors import KernelError, from_oserror
 from ..kernel import nsfs, nstypes, syscalls
 from . import spawn
+from .handle import CLOSE_HOOKS
 
 _REQ = struct.Struct("=iii")   # family, type, proto (+ the namespace fd)
 _REP = struct.Struct("=i")     # errno, 0 when the socket is attached
 
 
 class _Opener:
-    def __init__(self) -> None:
+    def __init__(self, userns_fd: int | None = None) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the opener: never returns
             try:
                 parent.close()
+                if userns_fd is not None:
+                    # In the user namespace that owns the targets, with a network namespace
+                    # of its own to come home to (it could not re-enter the shell's).
+                    syscalls.setns(userns_fd, nstypes.CLONE_NEWUSER)
+                    syscalls.unshare(nstypes.CLONE_NEWNET)
                 _serve(child)
             finally:
                 os._exit(0)
@@ -125,24 +134,39 @@ def _serve(sock: socket.socket) -> None:
                 return  # cannot go home: end, the shell starts another opener when needed
 
 
-_OPENER: _Opener | None = None
+# The openers by the user namespace they are in: None for root's (the shell's own).
+_OPENERS: dict = {}
 
 
-def _opener() -> _Opener:
-    global _OPENER
-    if _OPENER is not None and (_OPENER.owner != os.getpid() or _OPENER.sock is None):
-        _OPENER = None  # inherited through fork (the shell's, not ours), or closed
-    if _OPENER is None:
-        _OPENER = _Opener()
-        atexit.register(_close_opener)
-    return _OPENER
+def _opener(key=None, userns_fd: int | None = None) -> _Opener:
+    opener = _OPENERS.get(key)
+    if opener is not None and (opener.owner != os.getpid() or opener.sock is None):
+        opener = None  # inherited through fork (the shell's, not ours), or closed
+    if opener is None:
+        if not _OPENERS:
+            atexit.register(_close_openers)
+        opener = _OPENERS[key] = _Opener(userns_fd)
+    return opener
 
 
-def _close_opener() -> None:
-    global _OPENER
-    if _OPENER is not None and _OPENER.owner == os.getpid():
-        _OPENER.close()
-        _OPENER = None
+def _close_opener(key=None) -> None:
+    opener = _OPENERS.pop(key, None)
+    if opener is not None and opener.owner == os.getpid():
+        opener.close()
+
+
+def _close_openers() -> None:
+    for key in list(_OPENERS):
+        _close_opener(key)
+
+
+def _userns_closing(handle) -> None:
+    """An opener sitting in a user namespace would keep it alive after its handle closes."""
+    if handle.type is nstypes.USER and handle.nsid in _OPENERS:
+        _close_opener(handle.nsid)
+
+
+CLOSE_HOOKS.append(_userns_closing)
 
 
 def _open_in_helper(family: int, type_: int, proto: int) -> spawn.Handoff:
@@ -178,14 +202,9 @@ def socket_in(handle, family: int, type_: int, proto: int = 0) -> int:
         except OSError as e:
             raise from_oserror(e, what) from None
     if os.geteuid() == 0:
-        try:
-            return _opener().open(handle.fd, family, type_, proto)
-        except PermissionError:
-            pass  # owned by a user namespace whose root we must become: the slow way
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            _close_opener()  # it died: the next call starts another; this one forks a helper
-        except OSError as e:
-            raise from_oserror(e, what) from None
+        fd = _via_opener(None, None, handle, family, type_, proto, what)
+        if fd is not None:
+            return fd
     entries = [handle.entry()]
     owner_fd = None
     try:
@@ -195,7 +214,11 @@ def socket_in(handle, family: int, type_: int, proto: int = 0) -> int:
             owner_fd = None
         if owner_fd is not None and nsfs.nsid_of_fd(owner_fd, "user") != _own_userns():
             owner = nsfs.nsid_of_fd(owner_fd, "user")
+            fd = _via_opener(owner, owner_fd, handle, family, type_, proto, what)
+            if fd is not None:
+                return fd
             entries.append(spawn.Entry(nstypes.USER, owner_fd, str(owner)))
+        # No opener could: a helper of its own, whose error says why.
         _, fds = spawn.call(entries, _open_in_helper, family, type_, proto)
     finally:
         if owner_fd is not None:
@@ -203,3 +226,19 @@ def socket_in(handle, family: int, type_: int, proto: int = 0) -> int:
     if not fds:
         raise KernelError(f"{what}: the helper gave no socket back")
     return fds[0]
+
+
+def _via_opener(key, userns_fd: int | None, handle, family: int, type_: int, proto: int,
+                what: str) -> int | None:
+    """A socket from the opener KEY (started in USERNS_FD's user namespace if need be);
+    None when it may not enter HANDLE's namespace, or died: the caller forks a helper."""
+    try:
+        return _opener(key, userns_fd).open(handle.fd, family, type_, proto)
+    except PermissionError:
+        return None  # owned by a user namespace whose root we must become
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        _close_opener(key)  # it died (or could not start): the next call starts another
+        return None
+    except OSError as e:
+        raise from_oserror(e, what) from None
+

@@ -146,7 +146,13 @@ def set_process_title(name: str) -> None:
     if size <= 1:
         return
     raw = name.encode()[:size - 1]
-    ctypes.memmove(start, raw + bytes(size - len(raw)), size)
+    area = bytearray(size)
+    area[:len(raw)] = raw
+    if size > len(raw) + 1:
+        # A last byte that is not NUL tells the kernel the area holds a title, to be read
+        # up to its first NUL (fs/proc/base.c get_mm_proctitle), not the whole area.
+        area[-1] = 0x20
+    ctypes.memmove(start, bytes(area), size)
 
 
 def sethostname(name: str) -> None:
