@@ -143,8 +143,6 @@ def _opener(key=None, userns_fd: int | None = None) -> _Opener:
     if opener is not None and (opener.owner != os.getpid() or opener.sock is None):
         opener = None  # inherited through fork (the shell's, not ours), or closed
     if opener is None:
-        if not _OPENERS:
-            atexit.register(_close_openers)
         opener = _OPENERS[key] = _Opener(userns_fd)
     return opener
 
@@ -158,6 +156,9 @@ def _close_opener(key=None) -> None:
 def _close_openers() -> None:
     for key in list(_OPENERS):
         _close_opener(key)
+
+
+atexit.register(_close_openers)  # costs nothing when no opener was started
 
 
 def _userns_closing(handle) -> None:
