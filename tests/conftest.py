@@ -241,6 +241,32 @@ def netns_names() -> set[str]:
         return set()
 
 
+def processes_named(comm: str, *, env_mark: str | None = None, ppid: int | None = None) -> list[int]:
+    """Live processes (not zombies) named COMM; only those whose environment holds ENV_MARK
+    (NAME=VALUE), or whose parent is PPID, when given."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                if f.read().strip() != comm:
+                    continue
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read()
+            state, parent = data[data.rfind(b")") + 2:].split()[:2]
+            if state in (b"Z", b"X") or (ppid is not None and int(parent) != ppid):
+                continue
+            if env_mark is not None:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if env_mark.encode() not in f.read():
+                        continue
+        except (OSError, ValueError):
+            continue
+        found.append(int(entry))
+    return found
+
+
 def marked_processes() -> set[int]:
     """Processes started by this test run (environment mark) or nsshell helpers."""
     found = set()

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from conftest import RUN_MARK, _env, mount_points_under, nsfs_mounts, nsshell_argv, run_nsshell
+from conftest import (RUN_MARK, _env, mount_points_under, nsfs_mounts, nsshell_argv, processes_named,
+                      run_nsshell)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="persisting on the host needs root")
 
@@ -65,19 +66,7 @@ def wait_gone(pids, timeout: float = 10.0) -> list[int]:
 
 def marked(comm: str) -> list[int]:
     """Processes of this test run with the given comm."""
-    out = []
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        try:
-            with open(f"/proc/{e}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if f"NSSHELL_TEST_RUN={RUN_MARK}".encode() in env and comm_of(int(e)) == comm \
-                and alive(int(e)):
-            out.append(int(e))
-    return out
+    return processes_named(comm, env_mark=f"NSSHELL_TEST_RUN={RUN_MARK}")
 
 
 def start_time(pid: int) -> int | None:

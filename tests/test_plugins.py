@@ -10,6 +10,7 @@ import socket
 import textwrap
 
 import pytest
+from conftest import processes_named
 
 GOOD = '''
 from nsshell.plugin import Annotated, Message, NsSet, Ref
@@ -308,21 +309,7 @@ def test_on_session_hook_adds_a_setting(nsshell, xdg):
 
 
 def _my_openers() -> list[int]:
-    me = os.getpid()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if int(fields[1]) == me and comm == "nsshell-sockets" and fields[0] != "Z":
-            found.append(int(entry))
-    return found
+    return processes_named("nsshell-sockets", ppid=os.getpid())
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the socket opener serves root")

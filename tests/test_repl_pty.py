@@ -6,7 +6,6 @@ input never matches what a test expects from the output.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -15,7 +14,7 @@ import pytest
 
 pexpect = pytest.importorskip("pexpect")
 
-from conftest import _env, nsshell_argv  # noqa: E402
+from conftest import _env, nsshell_argv, processes_named  # noqa: E402
 
 ESC = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
 
@@ -70,20 +69,7 @@ class Term:
 
     def processes(self, comm: str) -> list[int]:
         """Our processes named COMM (found by the mark in their environment)."""
-        found = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/comm") as f:
-                    if f.read().strip() != comm:
-                        continue
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    if f"NSSHELL_PTY_TEST={self.id}".encode() in f.read():
-                        found.append(int(pid))
-            except OSError:
-                continue
-        return found
+        return processes_named(comm, env_mark=f"NSSHELL_PTY_TEST={self.id}")
 
 
 @pytest.fixture
