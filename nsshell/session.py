@@ -238,17 +238,21 @@ class Session:
             raise NotFoundError(f"process {pid} exited") from None
         return NsSet(None, handles, origin=f"pid:{pid}")
 
-    def open_path(self, path: str) -> NsSet:
+    def open_path(self, path: str, nstype: NsType | None = None) -> NsSet:
+        """The namespace file PATH, opened the one safe way (nsfs.open_ns)."""
+        from .kernel.nsfs import NotNamespaceError, WrongTypeError
         try:
-            h = Handle.open(path, origin=path)
+            h = Handle.open(path, nstype, origin=path)
+        except WrongTypeError as e:
+            raise UsageError(f"{path} is {e.what}, not a {e.wanted} namespace") from None
+        except NotNamespaceError as e:
+            raise UsageError(f"{path} is not a namespace file (it is {e.what})",
+                             "use /proc/PID/ns/TYPE or a bind mount of one") from None
         except FileNotFoundError:
             raise NotFoundError(f"no file {path}") from None
         except PermissionError:
             raise NotFoundError(f"cannot open {path}: permission denied") from None
         except OSError as e:
-            if e.errno == 25:  # ENOTTY: the ioctl says it is not an nsfs file
-                raise UsageError(f"{path} is not a namespace file",
-                                 "use /proc/PID/ns/TYPE or a bind mount of one") from None
             raise NotFoundError(f"cannot open {path}: {e.strerror}") from None
         return NsSet(None, {h.type.name: h}, origin=path)
 
