@@ -274,10 +274,18 @@ class Session:
             if h.type is t and h.nsid.ino == ino:
                 return NsSet(None, {t.name: h}, origin=str(h.nsid))
         from .core import discover
-        fd = discover.open_ref(t, ino)  # through a process, thread, fd, bind mount or socket
-        if fd is None:
+        found = discover.scan((t,)).get(t.name, ino)
+        if found is None:
             raise NotFoundError(f"no {t.name} namespace with inode {ino} is reachable",
                                 "`ls` lists the namespaces that are")
+        try:  # through a process, thread, fd, bind mount or socket
+            fd = discover.open_info(found)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise NotFoundError(f"{t.name}:[{ino}] is held ({', '.join(found.held())}) but "
+                                f"cannot be opened: {where}{e.strerror}",
+                                "`ls` shows how it is held; a bind mount with another mount "
+                                "over it cannot be reached by its path") from None
         h = Handle(fd, t, origin=f"{t.name}:[{ino}]")
         return NsSet(None, {t.name: h}, origin=str(h.nsid))
 
