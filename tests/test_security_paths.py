@@ -209,11 +209,16 @@ def bad_paths():
     os.chmod(d, 0o755)
     paths = {"fifo": os.path.join(d, "fifo"), "device": os.path.join(d, "nulldev"),
              "shadowlink": os.path.join(d, "shadowlink"), "regular": os.path.join(d, "regular"),
-             "fifolink": os.path.join(d, "fifolink")}
+             "fifolink": os.path.join(d, "fifolink"), "secretlink": os.path.join(d, "secretlink"),
+             "secret": os.path.join(d, "secret")}
     os.mkfifo(paths["fifo"])
     os.mknod(paths["device"], 0o666 | 0o020000, os.makedev(1, 3))   # like /dev/null
     os.symlink("/etc/shadow", paths["shadowlink"])
     os.symlink(paths["fifo"], paths["fifolink"])
+    with open(paths["secret"], "w") as f:
+        f.write("root only\n")
+    os.chmod(paths["secret"], 0o600)
+    os.symlink(paths["secret"], paths["secretlink"])
     with open(paths["regular"], "w") as f:
         f.write("not a namespace\n")
     yield paths
@@ -223,11 +228,13 @@ def bad_paths():
 COMMANDS = ["pids {}", "join net {}", "open {}", "persist {}", "show {}"]
 
 
-@pytest.mark.parametrize("kind", ["fifo", "device", "shadowlink", "fifolink", "regular"])
+@pytest.mark.parametrize("kind", ["fifo", "device", "shadowlink", "fifolink", "secretlink",
+                                  "regular"])
 def test_a_path_that_is_not_a_namespace_is_one_error_at_once(bad_paths, kind):
     path = bad_paths[kind]
-    target = {"shadowlink": "/etc/shadow", "fifolink": bad_paths["fifo"]}.get(kind, path)
-    watch = OpenWatch(path if kind not in ("shadowlink", "fifolink") else target)
+    target = {"shadowlink": "/etc/shadow", "fifolink": bad_paths["fifo"],
+              "secretlink": bad_paths["secret"]}.get(kind, path)
+    watch = OpenWatch(target)
     try:
         for cmd in COMMANDS:
             d, took = _timed("-c", cmd.format(path))
