@@ -373,3 +373,16 @@ def test_the_mount_opener_takes_only_the_scanned_mount(overmounted):
     for case in ("fifo", "link", "direct"):
         with pytest.raises(OSError):
             nsfs.open_bind_mount(pid, *reversed(by_case[case]), nstypes.NET)
+
+
+def test_a_store_folder_with_fifos_in_it_hangs_nothing():
+    """`join DIR` reads DIR/meta.json and opens DIR/TYPE: FIFOs there must not block."""
+    d = tempfile.mkdtemp(prefix="nsshell-pathsx-store-", dir="/tmp")
+    try:
+        os.mkfifo(os.path.join(d, "meta.json"))
+        os.mkfifo(os.path.join(d, "net"))
+        for cmd in (f"join {d}", f"show {d}", f"unpersist {d}"):
+            d_, took = _timed("-c", cmd)
+            assert d_.rc != 0 and _one_error_line(d_) and took < LIMIT, (cmd, d_, took)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
