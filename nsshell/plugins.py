@@ -10,6 +10,7 @@ is recorded with the reason; the shell starts anyway.  `plugins` lists both.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
@@ -111,60 +112,265 @@ def load_all(*, entry_points_too: bool = True, folder: str | None = None) -> dic
             module, _, attr = value.partition(":")
             load(name, f"entry point {dist} ({value})",
                  lambda module=module: importlib.import_module(module), attr.strip())
-    for name, path, why in user_plugins(folder):
+    for name, path, why, opened in user_plugins(folder):
         if why:
             _fail(PluginInfo(name, path), why)
             continue
-        load(name, path, lambda name=name, path=path: _import_file(name, path))
+        info = load(name, path, lambda name=name, opened=opened: _import_opened(name, opened))
+        if info.status != "loaded" and opened.dirfd is not None:
+            if f"nsshell_userplugin_{name}" in _FINDER.dirs:
+                _FINDER.forget(f"nsshell_userplugin_{name}")
+            else:
+                os.close(opened.dirfd)
     return PLUGINS
 
 
-def user_plugins(folder: str | None = None) -> list[tuple[str, str, str]]:
-    """(name, path, reason to refuse or '') for the *.py files and packages of the folder."""
+# -- the user folder, read only through checked fds ------------------------------------------
+#
+# Root may run with HOME or XDG_CONFIG_HOME pointing into another user's home (sudo -E,
+# su without -).  So the folder is reached from / one component at a time with
+# O_NOFOLLOW, each directory checked on the fd that was opened (owned by root, or by the
+# caller when the caller is not root; not writable by group or others, except a sticky
+# ancestor such as /tmp), and every file is read from the fd that was checked and
+# executed from that text: nothing is looked up by path again, so nothing can be
+# swapped in between the check and the import.  No symlink is followed anywhere.
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+class Untrusted(Exception):
+    """The reason a plugin folder or file is not loaded."""
+
+
+def _owner_ok(uid: int) -> bool:
+    me = os.geteuid()
+    return uid == 0 or uid == me
+
+
+def _check(fd: int, shown: str, *, ancestor: bool = False) -> os.stat_result:
+    st = os.fstat(fd)
+    if not _owner_ok(st.st_uid):
+        who = "root" if os.geteuid() == 0 else "you (or root)"
+        raise Untrusted(f"not loaded: {shown} belongs to uid {st.st_uid}, not to {who}")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not (ancestor and st.st_mode & stat.S_ISVTX):
+        raise Untrusted(f"not loaded: {shown} is writable by others")
+    return st
+
+
+def _symlink_reason(shown: str) -> str:
+    return (f"not loaded: {shown} is a symbolic link (plugins are never loaded through "
+            "symlinks); hint: point XDG_CONFIG_HOME at the real folder")
+
+
+def _open_at(dfd: int, name: str, shown: str, flags: int) -> int:
+    """NAME in DFD with FLAGS (O_NOFOLLOW); Untrusted when it is a symlink."""
+    try:
+        return os.open(name, flags, dir_fd=dfd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR):
+            try:
+                if stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+                    raise Untrusted(_symlink_reason(shown)) from None
+            except OSError:
+                pass
+        raise
+
+
+def _open_folder(path: str) -> int:
+    """An fd on the plugin folder PATH, every component from / checked (Untrusted, or
+    OSError when it is not there)."""
+    path = os.path.abspath(path)
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        _check(fd, "/", ancestor=True)
+        parts = [p for p in path.split("/") if p]
+        done = ""
+        for i, comp in enumerate(parts):
+            done += "/" + comp
+            nxt = _open_at(fd, comp, done, _DIR_FLAGS)
+            os.close(fd)
+            fd = nxt
+            _check(fd, done, ancestor=i < len(parts) - 1)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _read_file(dfd: int, name: str, shown: str) -> bytes:
+    """The text of regular file NAME in the checked folder DFD, read from the checked fd."""
+    fd = _open_at(dfd, name, shown, _FILE_FLAGS)
+    try:
+        st = _check(fd, shown)
+        if not stat.S_ISREG(st.st_mode):
+            raise Untrusted(f"not loaded: {shown} is not a regular file")
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 16)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Opened:
+    """A user plugin as checked: its source, and for a package its folder's fd."""
+    path: str
+    source: bytes
+    dirfd: int | None = None
+
+
+def _open_package(dfd: int, name: str, shown: str) -> _Opened | None:
+    """Package NAME (a folder with __init__.py) in DFD, checked; None if it is not one."""
+    try:
+        pfd = _open_at(dfd, name, shown, _DIR_FLAGS)
+    except OSError:
+        return None
+    try:
+        _check(pfd, shown)
+        try:
+            source = _read_file(pfd, "__init__.py", f"{shown}/__init__.py")
+        except FileNotFoundError:
+            os.close(pfd)
+            return None
+        return _Opened(shown, source, pfd)
+    except BaseException:
+        os.close(pfd)
+        raise
+
+
+def user_plugins(folder: str | None = None) -> list[tuple[str, str, str, _Opened | None]]:
+    """(name, path, reason to refuse or '', what was read) for the *.py files and packages
+    of the folder."""
     folder = folder or user_dir()
+    try:
+        dfd = _open_folder(folder)
+    except Untrusted as e:
+        return _refused(folder, str(e))
+    except OSError:
+        return []
+    out = []
+    try:
+        names = sorted(os.listdir(dfd))
+        for n in names:
+            if n.startswith((".", "_")):
+                continue
+            path = os.path.join(folder, n)
+            try:
+                if n.endswith(".py"):
+                    try:
+                        st = os.stat(n, dir_fd=dfd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        continue
+                    name = n[:-3]
+                    opened = _Opened(path, _read_file(dfd, n, path))
+                else:
+                    name = n
+                    opened = _open_package(dfd, n, path)
+                    if opened is None:
+                        continue
+            except Untrusted as e:
+                out.append((n[:-3] if n.endswith(".py") else n, path, str(e), None))
+                continue
+            except OSError as e:
+                out.append((n[:-3] if n.endswith(".py") else n, path,
+                            f"cannot read {path}: {e.strerror}", None))
+                continue
+            out.append((name, path, "", opened))
+    finally:
+        os.close(dfd)
+    return out
+
+
+def _refused(folder: str, reason: str) -> list[tuple[str, str, str, None]]:
+    """The plugins an untrusted FOLDER holds, each refused with REASON (listed only to say
+    so: nothing in it is read)."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:
         return []
     out = []
     for n in names:
-        path = os.path.join(folder, n)
         if n.startswith((".", "_")):
             continue
-        if n.endswith(".py") and os.path.isfile(path):
-            name = n[:-3]
-        elif os.path.isfile(os.path.join(path, "__init__.py")):
-            name = n
-        else:
-            continue
-        out.append((name, path, _unsafe(path, folder)))
+        path = os.path.join(folder, n)
+        if n.endswith(".py"):
+            out.append((n[:-3], path, reason, None))
+        elif os.path.isdir(path):
+            out.append((n, path, reason, None))
     return out
 
 
-def _unsafe(path: str, folder: str) -> str:
-    """A reason not to run PATH: owned by someone else, or writable by others."""
-    me = os.geteuid()
-    for p in (folder, path):
+class _Loader:
+    """Runs source that was read from a checked fd (never read again from its path)."""
+
+    def __init__(self, source: bytes, filename: str):
+        self.source, self.filename = source, filename
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        exec(compile(self.source, self.filename, "exec", dont_inherit=True), module.__dict__)
+
+
+class _PackageFinder:
+    """Finds the submodules of user plugin packages in their checked folders (by fd)."""
+
+    def __init__(self) -> None:
+        self.dirs: dict[str, tuple[int, str]] = {}
+
+    def forget(self, modname: str | None = None) -> None:
+        """Close the folder fds of package MODNAME and its sub-packages (all when None)."""
+        for name in list(self.dirs):
+            if modname is None or name == modname or name.startswith(modname + "."):
+                os.close(self.dirs.pop(name)[0])
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        parent, _, leaf = fullname.rpartition(".")
+        where = self.dirs.get(parent)
+        if where is None:
+            return None
+        dfd, dpath = where
+        shown = f"{dpath}/{leaf}"
         try:
-            st = os.stat(p)
-        except OSError as e:
-            return f"cannot read {p}: {e.strerror}"
-        if st.st_uid not in (me, 0):
-            return f"not loaded: {p} belongs to uid {st.st_uid}, not to you"
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return f"not loaded: {p} is writable by others"
-    return ""
+            try:
+                return _spec(fullname, _Opened(shown + ".py", _read_file(dfd, leaf + ".py",
+                                                                         shown + ".py")))
+            except FileNotFoundError:
+                pass
+            opened = _open_package(dfd, leaf, shown)
+        except Untrusted as e:
+            raise ImportError(str(e), name=fullname) from None
+        except OSError:
+            return None
+        return None if opened is None else _spec(fullname, opened)
 
 
-def _import_file(name: str, path: str):
+_FINDER = _PackageFinder()
+
+
+def _spec(modname: str, opened: _Opened):
+    from importlib.machinery import ModuleSpec
+    package = opened.dirfd is not None
+    origin = f"{opened.path}/__init__.py" if package else opened.path
+    spec = ModuleSpec(modname, _Loader(opened.source, origin), origin=origin, is_package=package)
+    spec.has_location = True
+    if package:
+        if _FINDER not in sys.meta_path:
+            sys.meta_path.insert(0, _FINDER)
+        _FINDER.dirs[modname] = (opened.dirfd, opened.path)
+    return spec
+
+
+def _import_opened(name: str, opened: _Opened):
     modname = f"nsshell_userplugin_{name}"
-    if os.path.isdir(path):
-        spec = importlib.util.spec_from_file_location(
-            modname, os.path.join(path, "__init__.py"), submodule_search_locations=[path])
-    else:
-        spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
+    spec = _spec(modname, opened)
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module
     try:
@@ -237,4 +443,5 @@ def reset() -> None:
         info.api.rollback()
     PLUGINS.clear()
     FAILED.clear()
+    _FINDER.forget()
     _STATE["loaded"] = False

@@ -238,17 +238,21 @@ class Session:
             raise NotFoundError(f"process {pid} exited") from None
         return NsSet(None, handles, origin=f"pid:{pid}")
 
-    def open_path(self, path: str) -> NsSet:
+    def open_path(self, path: str, nstype: NsType | None = None) -> NsSet:
+        """The namespace file PATH, opened the one safe way (nsfs.open_ns)."""
+        from .kernel.nsfs import NotNamespaceError, WrongTypeError
         try:
-            h = Handle.open(path, origin=path)
+            h = Handle.open(path, nstype, origin=path)
+        except WrongTypeError as e:
+            raise UsageError(f"{path} is {e.what}, not a {e.wanted} namespace") from None
+        except NotNamespaceError as e:
+            raise UsageError(f"{path} is not a namespace file (it is {e.what})",
+                             "use /proc/PID/ns/TYPE or a bind mount of one") from None
         except FileNotFoundError:
             raise NotFoundError(f"no file {path}") from None
         except PermissionError:
             raise NotFoundError(f"cannot open {path}: permission denied") from None
         except OSError as e:
-            if e.errno == 25:  # ENOTTY: the ioctl says it is not an nsfs file
-                raise UsageError(f"{path} is not a namespace file",
-                                 "use /proc/PID/ns/TYPE or a bind mount of one") from None
             raise NotFoundError(f"cannot open {path}: {e.strerror}") from None
         return NsSet(None, {h.type.name: h}, origin=path)
 
@@ -270,10 +274,18 @@ class Session:
             if h.type is t and h.nsid.ino == ino:
                 return NsSet(None, {t.name: h}, origin=str(h.nsid))
         from .core import discover
-        fd = discover.open_ref(t, ino)  # through a process, thread, fd, bind mount or socket
-        if fd is None:
+        found = discover.scan((t,)).get(t.name, ino)
+        if found is None:
             raise NotFoundError(f"no {t.name} namespace with inode {ino} is reachable",
                                 "`ls` lists the namespaces that are")
+        try:  # through a process, thread, fd, bind mount or socket
+            fd = discover.open_info(found)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise NotFoundError(f"{t.name}:[{ino}] is held ({', '.join(found.held())}) but "
+                                f"cannot be opened: {where}{e.strerror}",
+                                "`ls` shows how it is held; a bind mount with another mount "
+                                "over it cannot be reached by its path") from None
         h = Handle(fd, t, origin=f"{t.name}:[{ino}]")
         return NsSet(None, {t.name: h}, origin=str(h.nsid))
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import KernelError, NsshellError, UsageError, from_oserror
-from ..kernel import nstypes, syscalls
+from ..kernel import nsfs, nstypes, syscalls
 from ..kernel.nstypes import NsType
 from ..progress import NULL as NULL_PROGRESS
 from ..progress import Progress
@@ -72,7 +72,7 @@ def _create_in_child(types: Sequence[NsType], opts: CreateOptions, lifeline: int
         if nstypes.PID in types:
             pidfd = spawn.start_init(lifeline, mount_proc=opts.mount_proc and nstypes.MNT in types)
         for t in types:
-            fds.append(os.open(f"self/ns/{t.for_children}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc))
+            fds.append(nsfs.open_proc_ns("self", t, for_children=True, proc_fd=proc))
             names.append(t.name)
     finally:
         os.close(proc)

@@ -20,10 +20,9 @@ import ctypes
 import errno
 import fcntl
 import os
-import stat as _stat
 from typing import Callable, Iterable
 
-from ..kernel import nstypes
+from ..kernel import nsfs, nstypes
 from ..kernel.nstypes import NsType
 from ..progress import NULL as NULL_PROGRESS
 from ..progress import Progress, Task
@@ -47,7 +46,7 @@ class NsInfo:
     """One namespace found by a scan."""
 
     __slots__ = ("type", "ino", "dev", "nprocs", "pid", "uid", "pids", "kinds", "holders",
-                 "names", "paths")
+                 "names", "paths", "mounts")
 
     def __init__(self, type_: str, ino: int, dev: int = 0):
         self.type = type_
@@ -60,7 +59,8 @@ class NsInfo:
         self.kinds: set[str] = set()
         self.holders: list[dict] = []      # fd, thread, mount, socket, session details
         self.names: list[str] = []
-        self.paths: list[str] = []         # where it can be opened from
+        self.paths: list[str] = []         # /proc links it can be opened from (fd, thread)
+        self.mounts: list[tuple[int, int, str]] = []  # bind mounts: (pid, mount id, mount point)
 
     @property
     def label(self) -> str:
@@ -402,6 +402,10 @@ def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]) 
             if ref is None or ref[0] not in names:
                 continue
             mp = _unescape(fields[4])
+            try:
+                mnt_id = int(fields[0])
+            except ValueError:
+                continue
             major, _, minor = fields[2].partition(":")
             info = result._add(ref[0], ref[1], os.makedev(int(major), int(minor)))
             info.kinds.add("mount")
@@ -410,7 +414,8 @@ def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]) 
                 info.holders.append({"kind": "mount", "path": mp, "mnt": f"mnt:[{mnt_ino}]",
                                      "pid": pid})
                 _name_from_mount(info, mp)
-            info.paths.append(f"/proc/{pid}/root{mp}")
+            # Opened later as that mount (by its id), never as whatever the path leads to.
+            info.mounts.append((pid, mnt_id, mp))
 
 
 def _name_from_mount(info: NsInfo, mp: str) -> None:
@@ -459,13 +464,16 @@ def _session_holders(result: Scan, session, names: set[str]) -> None:
 def open_info(info: NsInfo) -> int:
     """An O_CLOEXEC fd on a namespace a scan found; OSError if it is out of reach.
 
-    Tried in turn: a process in it, a bind-mounted file, a socket created in it.
-    Each is checked to still be the same namespace (pids and paths can be reused)."""
+    Tried in turn: a process in it, an fd or thread holding it, a bind mount (opened as
+    the very mount the scan found, by its id), a socket created in it.  Every fd comes
+    from nsshell.kernel.nsfs's one opener (nsfs and the type checked before use; no
+    FIFO blocks, no symlink is followed) and is checked to still be the same namespace
+    (pids, fd numbers and paths can be reused)."""
     t = nstypes.get(info.type)
-    flags = os.O_RDONLY | os.O_CLOEXEC
-    openers = [lambda pid=pid: os.open(f"/proc/{pid}/ns/{t.proc}", flags) for pid in info.pids[:3]]
-    openers += [lambda path=path: os.open(path, flags) for path in info.paths]
-    openers += [lambda h=h: socket_netns(h["pid"], h["fd"])
+    openers = [lambda pid=pid: nsfs.open_proc_ns(pid, t) for pid in info.pids[:3]]
+    openers += [lambda path=path: nsfs.open_ns(path, t) for path in info.paths]
+    openers += [lambda m=m: nsfs.open_bind_mount(m[0], m[2], m[1], t) for m in info.mounts]
+    openers += [lambda h=h: _checked(socket_netns(h["pid"], h["fd"]), t)
                 for h in info.holders if h["kind"] == "socket"]
     last: OSError | None = None
     for opener in openers:
@@ -474,11 +482,19 @@ def open_info(info: NsInfo) -> int:
         except OSError as e:
             last = e
             continue
-        st = os.fstat(fd)
-        if st.st_ino == info.ino and _stat.S_ISREG(st.st_mode):  # nsfs files are regular
+        if os.fstat(fd).st_ino == info.ino:
             return fd
         os.close(fd)
     raise last or OSError(errno.ENOENT, f"{info.label} is no longer reachable")
+
+
+def _checked(fd: int, t: NsType) -> int:
+    try:
+        nsfs.check_ns_fd(fd, t)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def open_ref(t: NsType, ino: int) -> int | None:

@@ -6,7 +6,7 @@ import os
 
 from ..errors import StaleError
 from ..kernel import nstypes
-from ..kernel.nsfs import NsId, nsid_of_fd, open_ns, proc_ns_path
+from ..kernel.nsfs import NsId, nsid_of_fd, open_ns, open_proc_ns, type_of_fd
 from ..kernel.nstypes import NsType
 from . import spawn
 
@@ -62,12 +62,11 @@ class Handle:
 
     @classmethod
     def open(cls, path: str, nstype: NsType | None = None, origin: str = "") -> "Handle":
-        fd = open_ns(path)
+        """A handle on the namespace file PATH, opened the one safe way (nsfs.open_ns:
+        no blocking, no symlink but /proc's, nsfs of type NSTYPE checked first)."""
+        fd = open_ns(path, nstype)
         try:
-            if nstype is None:
-                from ..kernel.nsfs import type_of_fd
-                nstype = type_of_fd(fd)
-            return cls(fd, nstype, origin=origin or path)
+            return cls(fd, nstype or type_of_fd(fd), origin=origin or path)
         except BaseException:
             os.close(fd)
             raise
@@ -154,12 +153,18 @@ class NsSet:
         return f"<NsSet {self.label} {' '.join(self.handles)}>"
 
 
-def open_process(pid: int, types=nstypes.ALL, origin: str | None = None) -> dict[str, Handle]:
+def open_process(pid: int | str, types=nstypes.ALL, origin: str | None = None) -> dict[str, Handle]:
     """Handles on the namespaces process PID is in (those we may open)."""
-    out = {}
-    for t in types:
-        try:
-            out[t.name] = Handle.open(proc_ns_path(pid, t), t, origin or f"pid:{pid}")
-        except FileNotFoundError:
-            continue  # e.g. no time namespaces on this kernel
+    out: dict[str, Handle] = {}
+    try:
+        for t in types:
+            try:
+                fd = open_proc_ns(pid, t)
+            except FileNotFoundError:
+                continue  # e.g. no time namespaces on this kernel
+            out[t.name] = Handle(fd, t, origin=origin or f"pid:{pid}")
+    except BaseException:
+        for h in out.values():
+            h.close()
+        raise
     return out

@@ -99,7 +99,7 @@ def _serve(sock: socket.socket) -> None:
         pass
     syscalls.set_process_title("nsshell-sockets")
     # Back home after each socket: sitting in a namespace would keep it alive after `close`.
-    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    home = nsfs.open_proc_ns("self", nstypes.NET)
     while True:
         fds = array.array("i")
         try:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from ..errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
 from ..kernel import nstypes, syscalls
-from ..kernel.nsfs import owner_nsid
+from ..kernel.nsfs import open_ns, open_proc_ns, owner_nsid
 from . import spawn
 from .handle import Handle, NsSet
 from .holder import PersistedInit, kill_verified, same_process, start_holder, start_time
@@ -79,7 +79,7 @@ def _parse_root(text: str) -> str:
 def _read_meta(dfd: int) -> dict | None:
     import json
     try:
-        fd = os.open(META, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        fd = os.open(META, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     except OSError:
         return None
     try:
@@ -343,7 +343,7 @@ def use_keeper() -> bool:
     if os.geteuid() != 0:
         return True
     try:
-        fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_proc_ns("self", nstypes.MNT)
     except OSError:
         return False
     try:
@@ -476,7 +476,7 @@ def _stat_netns(name: str) -> os.stat_result | None:
 
 
 def _open_in(dfd: int, name: str) -> int:
-    return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    return open_ns(name, nstypes.BY_NAME.get(name), dir_fd=dfd)
 
 
 def open_dir(path: str) -> tuple[dict[str, Handle], dict]:
@@ -594,7 +594,7 @@ def lookup(session, text: str) -> NsSet | None:
         return _adopt(session, text, handles, path, "persisted")
     st = _stat_netns(text)
     if st is not None:
-        fd = os.open(f"{NETNS_DIR}/{text}", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_ns(f"{NETNS_DIR}/{text}", nstypes.NET)
         h = Handle(fd, nstypes.NET, origin=f"{NETNS_DIR}/{text}")
         return _adopt(session, text, {"net": h}, f"{NETNS_DIR}/{text}", "ip netns")
     from . import keeper
@@ -657,7 +657,7 @@ def _rows(session) -> list[dict]:
 
 def _owner_of(path: str) -> str | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_ns(path)
     except OSError:
         return None
     try:

@@ -6,6 +6,7 @@ Every wrapper raises OSError(errno) on failure, like the os module does.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import struct
@@ -23,15 +24,27 @@ def _load_libc() -> ctypes.CDLL:
 
 _libc = _load_libc()
 
-# x86_64 / aarch64 syscall numbers of calls glibc 2.36 may not wrap.
-_NR = {
+# x86_64 / aarch64 syscall numbers of calls glibc 2.36 may not wrap.  On another
+# architecture the table is empty and those wrappers raise OSError(ENOSYS) when called
+# (importing this module must not fail there).
+_NR_BY_ARCH = {
     "x86_64": {"pidfd_send_signal": 424, "pidfd_open": 434, "close_range": 436,
                "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-               "fsmount": 432, "mount_setattr": 442, "pivot_root": 155},
+               "fsmount": 432, "mount_setattr": 442, "pivot_root": 155,
+               "openat2": 437, "statx": 332},
     "aarch64": {"pidfd_send_signal": 424, "pidfd_open": 434, "close_range": 436,
                 "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-                "fsmount": 432, "mount_setattr": 442, "pivot_root": 41},
-}[os.uname().machine]
+                "fsmount": 432, "mount_setattr": 442, "pivot_root": 41,
+                "openat2": 437, "statx": 291},
+}
+
+
+class _Numbers(dict):
+    def __missing__(self, name: str):
+        raise OSError(errno.ENOSYS, f"{name}: no syscall number known for {os.uname().machine}")
+
+
+_NR = _Numbers(_NR_BY_ARCH.get(os.uname().machine, {}))
 
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -213,6 +226,56 @@ def open_tree(dirfd: int, path, flags: int) -> int:
 def move_mount(from_dirfd: int, from_path, to_dirfd: int, to_path, flags: int) -> None:
     _check(_syscall(_NR["move_mount"], ctypes.c_int(from_dirfd), _b(from_path),
                     ctypes.c_int(to_dirfd), _b(to_path), ctypes.c_uint(flags)))
+
+
+# --- opening safely: openat2(2), statx(2), fstatfs(2) -------------------------
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path, flags: int, resolve: int = 0, mode: int = 0) -> int:
+    """openat2(2): open PATH under DIRFD with RESOLVE_* restrictions on how it is walked."""
+    how = _OpenHow(flags, mode, resolve)
+    return _check(_syscall(_NR["openat2"], ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
+                           ctypes.c_size_t(ctypes.sizeof(how))), path)
+
+
+AT_STATX_SYNC_AS_STAT = 0
+AT_SYMLINK_NOFOLLOW = 0x100
+STATX_MNT_ID = 0x1000
+_STATX_SIZE = 256
+_STATX_MNT_ID_OFFSET = 0x90  # __u64 stx_mnt_id in struct statx
+
+
+def statx_mnt_id(fd: int) -> int:
+    """The id of the mount FD is on (as field 1 of /proc/PID/mountinfo shows it): statx(2)
+    STATX_MNT_ID on the fd itself (an O_PATH fd does)."""
+    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    _check(_syscall(_NR["statx"], ctypes.c_int(fd), b"", ctypes.c_int(AT_EMPTY_PATH),
+                    ctypes.c_uint(STATX_MNT_ID), buf))
+    mask = struct.unpack_from("I", buf.raw, 0)[0]
+    if not mask & STATX_MNT_ID:
+        raise OSError(errno.ENOSYS, "statx gave no mount id")
+    return struct.unpack_from("Q", buf.raw, _STATX_MNT_ID_OFFSET)[0]
+
+
+_STATFS_SIZE = 256  # >= sizeof(struct statfs) on every Linux ABI; f_type comes first
+
+
+def fstatfs_type(fd: int) -> int:
+    """f_type of the file system FD is on (fstatfs(2)); works on O_PATH fds."""
+    buf = ctypes.create_string_buffer(_STATFS_SIZE)
+    _check(_libc.fstatfs(ctypes.c_int(fd), buf))
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 
 # --- credentials ------------------------------------------------------------
