@@ -161,7 +161,8 @@ def fd_limit() -> tuple[int, int]:
 
 def out_of_fds_error() -> str:
     n, limit = fd_limit()
-    return (f"the keeper is out of file descriptors ({n} open, limit {limit}): "
+    used = f"{n} open" if n >= 0 else "all in use"  # counting them needs an fd too
+    return (f"the keeper is out of file descriptors ({used}, limit {limit}): "
             "unpersist a set it holds, or start it with a higher hard limit (ulimit -Hn)")
 
 
@@ -220,7 +221,9 @@ class Keeper:
                     return {"ok": False, "missing": True}, []
                 self._close(s)
                 return {"ok": True, "types": list(s["fds"]), "held": len(self.sets)}, []
-            raise ProtocolError(f"unknown request {op!r:.40}")
+            if op is None:
+                raise ProtocolError("a request needs an 'op': put, get, drop, list or ping")
+            raise ProtocolError(f"unknown request {op!r:.40} (put, get, drop, list or ping)")
         except ProtocolError as e:
             _close_all(fds)
             return _bad(str(e)), []
