@@ -105,17 +105,18 @@ def ids_of(name: str):
 
 
 def structured(fds: Fds):
-    """(kind, data, fd kinds, shut) for each fault named in issue 11.3, and more."""
+    """(kind, data, fd kinds, shut, expected answer) for each fault named in issue 11.3, and more:
+    refused (ok false, an error), silent (no answer: the frame never ended), ok, missing."""
     deep = b"[" * 200000 + b"]" * 200000
-    yield "non-json", frame(b"hello"), [], True
-    yield "non-json", frame(b"\xff\xfe\x00\x01"), [], True
-    yield "non-json", frame(b"{"), [], True
-    yield "non-json", frame(b'{"op": "ping"'), [], True
-    yield "non-json", frame(b""), [], True
-    yield "non-json", frame("{\"op\": \"g\u00e9t\"}".encode("latin-1")), [], True
+    yield "non-json", "refused", frame(b"hello"), [], True
+    yield "non-json", "refused", frame(b"\xff\xfe\x00\x01"), [], True
+    yield "non-json", "refused", frame(b"{"), [], True
+    yield "non-json", "refused", frame(b'{"op": "ping"'), [], True
+    yield "non-json", "refused", frame(b""), [], True
+    yield "non-json", "refused", frame("{\"op\": \"g\u00e9t\"}".encode("latin-1")), [], True
     for text in (b'"hello"', b"42", b"[]", b'[{"op": "ping"}]', b"null", b"true", b"1e999",
                  b"NaN", b'"\\ud800"', deep):
-        yield "json-not-object", frame(text), [], True
+        yield "json-not-object", "refused", frame(text), [], True
     for req in ({}, {"op": 1}, {"op": None}, {"op": ["put"]}, {"op": "nope"},
                 {"op": "get"}, {"op": "get", "name": 5}, {"op": "get", "name": ["a"]},
                 {"op": "get", "name": "a/b"}, {"op": "get", "name": "a\nb"},
@@ -131,33 +132,35 @@ def structured(fds: Fds):
                 {"op": "put", "name": "fz", "types": ["net"], "init": "x"},
                 {"op": "put", "name": "fz", "types": ["net"], "init": {"pid": "1"}},
                 {"op": "put", "name": "fz", "types": ["net"], "lifeline": True}):
-        yield "wrong-types", jframe(req), ["net"] if req.get("types") == ["net"] else [], True
+        yield "wrong-types", "refused", jframe(req), ["net"] if req.get("types") == ["net"] else [], True
     put = {"op": "put", "name": "fz", "types": ["net"]}
-    yield "fds-mismatch", jframe(put), [], True
-    yield "fds-mismatch", jframe(put), ["net", "net"], True
-    yield "fds-mismatch", jframe(put), ["pipe"], True
-    yield "fds-mismatch", jframe(put), ["user"], True
-    yield "fds-mismatch", jframe(put), ["socket"], True
-    yield "fds-mismatch", jframe({"op": "put", "name": "fz", "types": ["user", "net"]}), \
+    yield "fds-mismatch", "refused", jframe(put), [], True
+    yield "fds-mismatch", "refused", jframe(put), ["net", "net"], True
+    yield "fds-mismatch", "refused", jframe(put), ["pipe"], True
+    yield "fds-mismatch", "refused", jframe(put), ["user"], True
+    yield "fds-mismatch", "refused", jframe(put), ["socket"], True
+    yield "fds-mismatch", "refused", jframe({"op": "put", "name": "fz", "types": ["user", "net"]}), \
         ["net", "user"], True
-    yield "fds-mismatch", jframe({"op": "put", "name": "fz", "types": ["pid"], "lifeline": True}), \
+    yield "fds-mismatch", "refused", jframe({"op": "put", "name": "fz", "types": ["pid"], "lifeline": True}), \
         ["pid"], True
-    yield "fds-mismatch", jframe({"op": "ping"}), ["net"] * 70, True   # more than MAX_FDS
-    yield "fds-mismatch", jframe({"op": "ping"}), ["net", "pipe"], True
-    yield "fds-mismatch", jframe({"op": "list"}), ["dir"], True
-    yield "truncated", HDR.pack(100) + b'{"op"', [], True
-    yield "truncated", HDR.pack(100)[:2], [], True
-    yield "truncated", b"", [], True
-    yield "truncated", HDR.pack(100), ["net"], True
-    yield "oversize", HDR.pack(0xFFFFFFFF) + b"{}", [], True
-    yield "oversize", HDR.pack(keeperd.MAX_REQUEST + 1) + b" " * 300000, [], True
-    yield "oversize", frame(b" " * (keeperd.MAX_REQUEST + 1)), [], True
-    yield "trailing", jframe({"op": "ping"}) + b"junk", [], True
-    yield "trailing", jframe({"op": "ping"}) + jframe({"op": "ping"}), [], True
-    yield "valid", jframe({"op": "ping"}), [], True
-    yield "valid", jframe({"op": "list"}), [], True
-    yield "valid", jframe({"op": "get", "name": "no-such-set"}), [], True
-    yield "valid", jframe({"op": "drop", "name": "no-such-set"}), [], True
+    yield "fds-mismatch", "refused", jframe({"op": "ping"}), ["net"] * 70, True   # more than MAX_FDS
+    yield "fds-extra", "ok", jframe({"op": "ping"}), ["net", "pipe"], True
+    yield "fds-extra", "ok", jframe({"op": "list"}), ["dir"], True
+    yield "truncated", "silent", HDR.pack(100) + b'{"op"', [], True
+    yield "truncated", "silent", HDR.pack(100)[:2], [], True
+    yield "truncated", "silent", b"", [], True
+    yield "truncated", "silent", HDR.pack(100), ["net"], True
+    yield "oversize", "refused", HDR.pack(0xFFFFFFFF) + b"{}", [], True
+    yield "oversize", "refused", HDR.pack(keeperd.MAX_REQUEST + 1) + b" " * 300000, [], True
+    yield "oversize", "refused", frame(b" " * (keeperd.MAX_REQUEST + 1)), [], True
+    yield "trailing", "refused", jframe({"op": "ping"}) + b"junk", [], True
+    yield "trailing", "refused", jframe({"op": "ping"}) + jframe({"op": "ping"}), [], True
+    yield "valid", "ok", jframe({"op": "ping"}), [], True
+    pad = keeperd.MAX_REQUEST - len(json.dumps({"op": "ping", "pad": ""}))
+    yield "valid", "ok", jframe({"op": "ping", "pad": "x" * pad}), [], True   # exactly the limit
+    yield "valid", "ok", jframe({"op": "list"}), [], True
+    yield "valid", "missing", jframe({"op": "get", "name": "no-such-set"}), [], True
+    yield "valid", "missing", jframe({"op": "drop", "name": "no-such-set"}), [], True
 
 
 def value(rng: random.Random, depth: int = 0):
@@ -221,7 +224,7 @@ def randomized(rng: random.Random, count: int, protect: str):
             kind = "random-bytes"
         else:
             data = frame(data)
-        yield kind, data, fkinds, True
+        yield kind, None, data, fkinds, True
 
 
 def fuzz(name: str, seed: int, count: int) -> dict:
@@ -235,7 +238,8 @@ def fuzz(name: str, seed: int, count: int) -> dict:
     stats = Counter()
     errors = Counter()
     cases = list(structured(fds)) + list(randomized(rng, count, name))
-    for i, (kind, data, fkinds, shut) in enumerate(cases):
+    wrong = []
+    for i, (kind, expect, data, fkinds, shut) in enumerate(cases):
         sent = fds.make(fkinds)
         try:
             reply = exchange(path, data, sent, shut)
@@ -243,6 +247,10 @@ def fuzz(name: str, seed: int, count: int) -> dict:
             for fd in sent:
                 os.close(fd)
         stats[kind] += 1
+        got = ("silent" if reply is None else "ok" if reply.get("ok") else
+               "missing" if reply.get("missing") else "refused" if reply.get("error") else "?")
+        if expect is not None and got != expect:
+            wrong.append(f"case {i} ({kind}): {got}, not {expect}: {data[:60]!r}")
         if reply is None:
             stats["unanswered"] += 1
         elif reply.get("ok"):
@@ -265,7 +273,7 @@ def fuzz(name: str, seed: int, count: int) -> dict:
     listed = [s["name"] for s in keeper.request({"op": "list"})[0]["sets"]]
     return {"cases": len(cases), "kinds": dict(stats), "keeper_pid": kpid,
             "fd_before": fd_before, "fd_after": fd_after, "held": listed,
-            "errors": dict(errors.most_common(12))}
+            "errors": dict(errors.most_common(12)), "unexpected": wrong}
 
 
 def fill() -> dict:
