@@ -523,7 +523,6 @@ def serve(dirpath: str, ready_fd: int | None = None) -> int:
     try:
         place.bind()
         _ready(ready_fd, "ok")
-        ready_fd = None
         started = time.monotonic()
         while True:
             if not keeper.sets and (keeper.given or time.monotonic() - started > IDLE_EXIT):
@@ -562,20 +561,22 @@ def serve(dirpath: str, ready_fd: int | None = None) -> int:
                     pass
             reserve.refill()
     finally:
-        if ready_fd is not None:
-            _ready(ready_fd, "error: the keeper could not listen")
         place.release()
         keeper.close()
 
 
+_answered: set[int] = set()   # ready fds written and closed (their numbers may be reused)
+
+
 def _ready(fd: int | None, word: str) -> None:
-    if fd is None:
+    if fd is None or fd in _answered:
         return
+    _answered.add(fd)
     try:
         os.write(fd, word.encode())
-        os.close(fd)
     except OSError:
         pass
+    os.close(fd)
 
 
 def _stop(_sig, _frame):
