@@ -305,7 +305,10 @@ def man_page(registry: Registry | None = None) -> str:
         ".TP", ".I $XDG_RUNTIME_DIR/nsshell/", "(or \\fI/tmp/nsshell\\-keeper\\-UID/\\fR)",
         "The socket of the per-user keeper: an unprivileged user cannot bind-mount, so "
         "\\fBpersist\\fR hands the namespaces' file descriptors to a small process that holds "
-        "them for later shells of the same user.",
+        "them for later shells of the same user.  Only a directory the user owns, mode 0700, "
+        "is used: when another user has taken that name in /tmp, the keeper lives in "
+        "\\fI/tmp/nsshell\\-keeper\\-UID.N/\\fR (N = 1..8) or a random "
+        "\\fI/tmp/nsshell\\-keeper\\-UID.XXXXXXXX/\\fR, found by its owner.",
         ".TP", ".I $XDG_CONFIG_HOME/nsshell/plugins/",
         "The plugin folder: Python files or packages with a \\fBregister(api)\\fR function "
         "(default \\fI~/.config/nsshell/plugins/\\fR).  Installed packages register through "

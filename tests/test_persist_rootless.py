@@ -145,17 +145,142 @@ def test_rootless_keeper_in_xdg_runtime_dir(rootless, clean_keeper, prefix):
         shutil.rmtree(xdg, ignore_errors=True)
 
 
-def test_rootless_refuses_a_keeper_dir_of_another_user(rootless, clean_keeper, prefix):
-    d = f"/tmp/nsshell-keeper-{OTHER}"
-    if os.path.lexists(d):
-        pytest.skip(f"{d} exists already")
-    os.mkdir(d, 0o700)  # owned by root, not by 65533: a trap the keeper must not use
+VICTIM = 65530     # a uid of its own for the squatting tests (nobody is the squatter)
+
+
+def keeper_dirs_of(uid: int) -> list[str]:
+    return sorted(f"/tmp/{n}" for n in os.listdir("/tmp")
+                  if n == f"nsshell-keeper-{uid}" or n.startswith(f"nsshell-keeper-{uid}."))
+
+
+@pytest.fixture
+def squat(rootless_ok):
+    """squat(name, kind) makes /tmp/NAME as nobody (the squatter): a 0700 or 0777
+    directory, or a symlink to a directory of nobody.  Everything is removed afterwards,
+    with whatever keeper of VICTIM the test left."""
+    if keeper_dirs_of(VICTIM):
+        pytest.skip(f"/tmp/nsshell-keeper-{VICTIM}* exist already")
+    made = []
+    target = tempfile.mkdtemp(prefix="nsshell-squat-", dir="/tmp")
+    os.chown(target, NOBODY, NOBODY)
+
+    def make(name: str, kind: str) -> str:
+        path = f"/tmp/{name}"
+        code = {"dir700": f"import os; os.mkdir({path!r}, 0o700)",
+                "dir777": f"import os; os.mkdir({path!r}); os.chmod({path!r}, 0o777)",
+                "symlink": f"import os; os.symlink({target!r}, {path!r})"}[kind]
+        done = as_user(NOBODY, code)
+        assert done.returncode == 0, done
+        made.append(path)
+        return path
+
+    yield make
+    left = [p for p in marked("nsshell-keeper") if os.stat(f"/proc/{p}").st_uid == VICTIM]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    wait_gone(left)
+    wait_gone(marked("nsshell-init"), 5)
+    for path in made + keeper_dirs_of(VICTIM) + [target]:
+        if os.path.islink(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_squatted_keeper_dir_does_not_lock_the_user_out(rootless, squat, prefix):
+    """Issue 10.8: another user made /tmp/nsshell-keeper-UID (and the next names) first.
+    The user's keeper lives in a directory of their own; the squatter's are left as made
+    and never used (nothing is put in them, no socket in them is trusted)."""
+    base = f"nsshell-keeper-{VICTIM}"
+    squatted = [squat(base, "dir700"), squat(f"{base}.1", "dir777"), squat(f"{base}.2", "symlink")]
+    name = f"{prefix}s"
+    made = rootless("-c", f"new user+net as {name} --no-join; persist {name}", user=VICTIM)
+    assert made.rc == 0, made
+    mine = [d for d in keeper_dirs_of(VICTIM) if d not in squatted]
+    assert mine == [f"/tmp/{base}.3"], keeper_dirs_of(VICTIM)
+    st = os.lstat(mine[0])
+    assert st.st_uid == VICTIM and stat.S_IMODE(st.st_mode) == 0o700
+    assert stat.S_ISSOCK(os.lstat(f"{mine[0]}/keeper.sock").st_mode)
+    assert os.listdir(squatted[0]) == [] and os.listdir(squatted[1]) == []
+    used = rootless("-c", f"join {name}; run readlink /proc/self/ns/net", user=VICTIM)
+    assert used.rc == 0 and "net:[" in used.out, used
+    ks = [p for p in marked("nsshell-keeper") if os.stat(f"/proc/{p}").st_uid == VICTIM]
+    assert len(ks) == 1
+    gone = rootless("-c", f"unpersist {name}", user=VICTIM)
+    assert gone.rc == 0, gone
+    assert wait_gone(ks) == []
+    assert not os.path.exists(f"{mine[0]}/keeper.sock")
+
+
+def test_every_numbered_name_squatted_gives_a_random_dir(rootless, squat, prefix):
+    base = f"nsshell-keeper-{VICTIM}"
+    squatted = [squat(base, "dir700")] + [squat(f"{base}.{i}", "dir700") for i in range(1, 9)]
+    name = f"{prefix}r"
+    made = rootless("-c", f"new user+uts as {name} --no-join; persist {name}", user=VICTIM)
+    assert made.rc == 0, made
+    mine = [d for d in keeper_dirs_of(VICTIM) if d not in squatted]
+    assert len(mine) == 1 and not mine[0].rpartition(".")[2].isdigit(), mine
+    assert os.lstat(mine[0]).st_uid == VICTIM
+    # a later shell finds it there (it is not at any name it could guess)
+    listed = rootless("--json", "-c", "handles", user=VICTIM)
+    assert {r["name"] for r in last_json(listed.out)["handles"] if r["origin"] == "keeper"} == {name}
+    assert rootless("-c", f"unpersist {name}", user=VICTIM).rc == 0
+
+
+def test_a_squatted_xdg_runtime_dir_is_not_used(rootless, clean_keeper, prefix):
+    """XDG_RUNTIME_DIR that is not the user's own (here nobody's, given to VICTIM): /tmp."""
+    xdg = tempfile.mkdtemp(prefix="nsshell-xdg-", dir="/tmp")
+    os.chown(xdg, NOBODY, NOBODY)
     try:
-        done = rootless("-c", f"new user+net as {prefix}t --no-join; persist {prefix}t", user=OTHER)
-        assert done.rc == 1 and "not a private directory" in done.err, done
-        assert keepers(OTHER) == []
+        p = subprocess.run(["setpriv", f"--reuid={VICTIM}", f"--regid={VICTIM}", "--clear-groups",
+                            "env", f"XDG_RUNTIME_DIR={xdg}"] + nsshell_argv()
+                           + ["-c", f"new user+net as {prefix}x --no-join; persist {prefix}x; "
+                                    f"unpersist {prefix}x"],
+                           capture_output=True, text=True, env=_env({"HOME": "/tmp"}),
+                           cwd="/tmp", timeout=60)
+        assert p.returncode == 0, p
+        assert os.listdir(xdg) == []
     finally:
-        os.rmdir(d)
+        shutil.rmtree(xdg, ignore_errors=True)
+        for d in keeper_dirs_of(VICTIM):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def test_roots_entries_do_not_hide_the_users_own_set(rootless, clean_keeper, prefix, nsshell):
+    """Issue 10.8: root's /run/netns/NAME (ip netns add) and /run/nsshell/NAME (root's
+    persist, which also makes /run/netns/NAME) of the same name as the user's kept set:
+    for the user the name is their own set (join, handles, unpersist); root's stay."""
+    a, b = f"{prefix}a", f"{prefix}b"
+    assert subprocess.run(["ip", "netns", "add", a]).returncode == 0
+    try:
+        made = nsshell("-c", f"new net+uts as {b} --no-join; persist {b}")
+        assert made.rc == 0, made
+        roots = {n: os.stat(f"/run/netns/{n}").st_ino for n in (a, b)}
+        kept = rootless("--json", "-c", f"new user+net as {a} --no-join; persist {a}; "
+                                        f"new user+net as {b} --no-join; persist {b}; handles")
+        assert kept.rc == 0, kept
+        rows = [r for r in last_json(kept.out)["handles"] if r["name"] in (a, b)]
+        mine = {r["name"]: r["inode"] for r in rows if r["type"] == "net"}
+        assert set(mine) == {a, b} and not set(mine.values()) & set(roots.values())
+
+        listed = rootless("--json", "-c", "handles")
+        rows = [r for r in last_json(listed.out)["handles"] if r["name"] in (a, b)]
+        assert {(r["name"], r["origin"]) for r in rows} == {(a, "keeper"), (b, "keeper")}, rows
+        for n in (a, b):
+            used = rootless("-c", f"join {n}; run readlink /proc/self/ns/net")
+            assert used.rc == 0 and f"net:[{mine[n]}]" in used.out, used
+            gone = rootless("-c", f"unpersist {n}")
+            assert gone.rc == 0 and f"keeper:{n}" in gone.out, gone
+        assert wait_gone(keepers()) == []
+        # root's entries are untouched, and now the names lead the user to them
+        assert {n: os.stat(f"/run/netns/{n}").st_ino for n in (a, b)} == roots
+        again = rootless("-c", f"join {a}; ctx")
+        assert again.rc == 0 and f"net:[{roots[a]}]" in again.out, again
+        refused = rootless("-c", f"unpersist {b}")
+        assert refused.rc == 1 and "needs root" in refused.err, refused
+    finally:
+        nsshell("-c", f"unpersist {b}")
+        subprocess.run(["ip", "netns", "del", a])
 
 
 def test_rootless_same_name_twice(rootless, clean_keeper, prefix):

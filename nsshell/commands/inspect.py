@@ -136,7 +136,8 @@ def _describe(info: discover.NsInfo | None, label: str) -> tuple[str, dict]:
 
 
 class _Hier:
-    """Namespaces (of a scan) linked by NS_GET_PARENT, reaching ancestors no process is in."""
+    """Namespaces (of a scan) linked by NS_GET_PARENT, reaching ancestors no process is in.
+    Keeps inodes, never fds: each walk holds two fds at most."""
 
     def __init__(self, scan: discover.Scan, t: nstypes.NsType):
         self.scan = scan
@@ -145,29 +146,29 @@ class _Hier:
         self.extra: set[int] = set()      # ancestors found only through the ioctl
         self.uids: dict[int, int] = {}     # owner uids of those (user namespaces)
 
-    def build(self, fds: dict[int, int]) -> None:
-        for ino, fd in list(fds.items()):
-            cur_ino, cur = ino, os.dup(fd)
-            try:
-                while cur_ino not in self.parent:
-                    try:
-                        nxt = syscalls.ns_get_parent(cur)
-                    except OSError:
-                        self.parent[cur_ino] = None
-                        break
-                    nino = os.fstat(nxt).st_ino
-                    self.parent[cur_ino] = nino
-                    os.close(cur)
-                    cur, cur_ino = nxt, nino
-                    if self.scan.get(self.t.name, nino) is None:
-                        self.extra.add(nino)
-                        if self.t is nstypes.USER:
-                            try:
-                                self.uids[nino] = nsfs.owner_uid(nxt)
-                            except OSError:
-                                pass
-            finally:
+    def add(self, ino: int, fd: int) -> None:
+        """Walk up from the namespace INO open at FD (left open) to a known one."""
+        cur_ino, cur = ino, os.dup(fd)
+        try:
+            while cur_ino not in self.parent:
+                try:
+                    nxt = syscalls.ns_get_parent(cur)
+                except OSError:
+                    self.parent[cur_ino] = None
+                    break
+                nino = os.fstat(nxt).st_ino
+                self.parent[cur_ino] = nino
                 os.close(cur)
+                cur, cur_ino = nxt, nino
+                if self.scan.get(self.t.name, nino) is None:
+                    self.extra.add(nino)
+                    if self.t is nstypes.USER:
+                        try:
+                            self.uids[nino] = nsfs.owner_uid(nxt)
+                        except OSError:
+                            pass
+        finally:
+            os.close(cur)
 
     def children(self) -> dict[int | None, list[int]]:
         out: dict[int | None, list[int]] = {}
@@ -178,68 +179,73 @@ class _Hier:
         return out
 
 
-def _open_all(scan: discover.Scan, type_name: str | None = None) -> dict[tuple[str, int], int]:
-    fds = {}
-    for key, info in scan.namespaces.items():
+def _each_open(scan: discover.Scan, type_name: str | None = None):
+    """(key, fd) for each namespace of SCAN that can be opened, one at a time: each fd is
+    closed before the next is opened, so `tree` needs a handful of fds however many
+    namespaces the system has (issue 11.6: it used to hold one per namespace and failed
+    past the soft fd limit).  What the tree needs is read from the fd and kept as inodes
+    and uids."""
+    import errno
+    from ..errors import NsshellError
+    for key, info in list(scan.namespaces.items()):
         if type_name and info.type != type_name:
             continue
         try:
-            fds[key] = discover.open_info(info)
-        except OSError:
+            fd = discover.open_info(info)
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                raise NsshellError(f"out of file descriptors opening {info.label}",
+                                   "close some handles, or raise the limit (ulimit -n)") from None
             continue
-    return fds
+        try:
+            yield key, fd
+        finally:
+            os.close(fd)
 
 
 def _user_tree(sh) -> Tree:
     scan = discover.scan(session=sh)
-    fds = _open_all(scan)
-    try:
-        hier = _Hier(scan, nstypes.USER)
-        hier.build({ino: fd for (t, ino), fd in fds.items() if t == "user"})
-        owned: dict[int | None, list[discover.NsInfo]] = {}
-        for (t, ino), fd in fds.items():
-            if t == "user":
-                continue
+    hier = _Hier(scan, nstypes.USER)
+    owned: dict[int | None, list[discover.NsInfo]] = {}
+    uid_of: dict[int, int | None] = {}
+    for (t, ino), fd in _each_open(scan):
+        if t == "user":
+            hier.add(ino, fd)
             try:
-                o = nsfs.owner_nsid(fd)
+                uid_of[ino] = nsfs.owner_uid(fd)
             except OSError:
-                o = None
-            owned.setdefault(o.ino if o else None, []).append(scan.namespaces[(t, ino)])
-        uid_of: dict[int, int | None] = {}
-        for (t, ino), fd in fds.items():
-            if t == "user":
-                try:
-                    uid_of[ino] = nsfs.owner_uid(fd)
-                except OSError:
-                    uid_of[ino] = None
-        kids = hier.children()
+                uid_of[ino] = None
+            continue
+        try:
+            o = nsfs.owner_nsid(fd)
+        except OSError:
+            o = None
+        owned.setdefault(o.ino if o else None, []).append(scan.namespaces[(t, ino)])
+    kids = hier.children()
 
-        def node(ino: int) -> Node:
-            info = scan.get("user", ino)
-            text, data = _describe(info, f"user:[{ino}]")
-            uid = uid_of.get(ino)
-            pid = info.pid if info else None
-            umap, gmap = _read_map(pid, "uid"), _read_map(pid, "gid")
-            if uid is None:
-                uid = hier.uids.get(ino)
-            extra = f" owner uid {uid}" if uid is not None else ""
-            if umap is not None:
-                extra += f", uid {_map_summary(umap)}, gid {_map_summary(gmap or [])}"
-            data.update({"owner_uid": uid, "uid_map": umap, "gid_map": gmap,
-                         "parent": hier.parent.get(ino)})
-            children = [_leaf(o) for o in sorted(owned.get(ino, []), key=lambda i: (
-                nstypes.NAMES.index(i.type), i.ino))]
-            children += [node(c) for c in kids.get(ino, [])]
-            return Node(text + extra, children, data)
+    def node(ino: int) -> Node:
+        info = scan.get("user", ino)
+        text, data = _describe(info, f"user:[{ino}]")
+        uid = uid_of.get(ino)
+        pid = info.pid if info else None
+        umap, gmap = _read_map(pid, "uid"), _read_map(pid, "gid")
+        if uid is None:
+            uid = hier.uids.get(ino)
+        extra = f" owner uid {uid}" if uid is not None else ""
+        if umap is not None:
+            extra += f", uid {_map_summary(umap)}, gid {_map_summary(gmap or [])}"
+        data.update({"owner_uid": uid, "uid_map": umap, "gid_map": gmap,
+                     "parent": hier.parent.get(ino)})
+        children = [_leaf(o) for o in sorted(owned.get(ino, []), key=lambda i: (
+            nstypes.NAMES.index(i.type), i.ino))]
+        children += [node(c) for c in kids.get(ino, [])]
+        return Node(text + extra, children, data)
 
-        roots = [node(ino) for ino in kids.get(None, [])]
-        if owned.get(None):
-            roots.append(Node("(owner not visible)", [_leaf(o) for o in owned[None]],
-                              {"ns": None, "type": "user", "children": []}))
-        return Tree(roots, key="tree")
-    finally:
-        for fd in fds.values():
-            os.close(fd)
+    roots = [node(ino) for ino in kids.get(None, [])]
+    if owned.get(None):
+        roots.append(Node("(owner not visible)", [_leaf(o) for o in owned[None]],
+                          {"ns": None, "type": "user", "children": []}))
+    return Tree(roots, key="tree")
 
 
 def _leaf(info: discover.NsInfo) -> Node:
@@ -249,30 +255,25 @@ def _leaf(info: discover.NsInfo) -> Node:
 
 def _pid_tree(sh) -> Tree:
     scan = discover.scan((nstypes.PID,), session=sh)
-    fds = _open_all(scan, "pid")
-    try:
-        hier = _Hier(scan, nstypes.PID)
-        hier.build({ino: fd for (t, ino), fd in fds.items()})
-        owners = {}
-        for (t, ino), fd in fds.items():
-            try:
-                o = nsfs.owner_nsid(fd)
-            except OSError:
-                o = None
-            owners[ino] = str(o) if o else None
-        kids = hier.children()
+    hier = _Hier(scan, nstypes.PID)
+    owners = {}
+    for (_t, ino), fd in _each_open(scan, "pid"):
+        hier.add(ino, fd)
+        try:
+            o = nsfs.owner_nsid(fd)
+        except OSError:
+            o = None
+        owners[ino] = str(o) if o else None
+    kids = hier.children()
 
-        def node(ino: int) -> Node:
-            text, data = _describe(scan.get("pid", ino), f"pid:[{ino}]")
-            if owners.get(ino):
-                text += f" owner {owners[ino]}"
-            data.update({"owner": owners.get(ino), "parent": hier.parent.get(ino)})
-            return Node(text, [node(c) for c in kids.get(ino, [])], data)
+    def node(ino: int) -> Node:
+        text, data = _describe(scan.get("pid", ino), f"pid:[{ino}]")
+        if owners.get(ino):
+            text += f" owner {owners[ino]}"
+        data.update({"owner": owners.get(ino), "parent": hier.parent.get(ino)})
+        return Node(text, [node(c) for c in kids.get(ino, [])], data)
 
-        return Tree([node(ino) for ino in kids.get(None, [])], key="tree")
-    finally:
-        for fd in fds.values():
-            os.close(fd)
+    return Tree([node(ino) for ino in kids.get(None, [])], key="tree")
 
 
 @command("tree")

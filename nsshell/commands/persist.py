@@ -60,7 +60,9 @@ def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = 
     `ip netns exec NAME` works.  A PID namespace keeps its init alive through a
     detached holder process until `unpersist`.  The shell's own mount namespace
     cannot be bound inside itself.  Without root, the per-user keeper process
-    holds the namespaces instead (no bind mounts; not visible to ip netns).
+    holds the namespaces instead (no bind mounts; not visible to ip netns); for
+    that user a name means their own kept set first, before root's entry of the
+    same name in /run/nsshell or /run/netns (reachable by its path).
 
     Arguments:
       ref: the set to keep: a name, pid:N, a path, TYPE:[INODE]

@@ -309,8 +309,8 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
                 except OSError:
                     continue
                 c = target[:1]
-                if c == "/" or c == "p" or c == "a":   # files, pipes, anon_inode
-                    continue
+                if c == "/" or c == "a" or target.startswith("pipe:"):  # files, anon_inode, pipes
+                    continue                                            # (not "pid:[...]")
                 if target.startswith("socket:["):
                     if want_net_sockets and target not in sockets_seen:
                         sockets_seen.add(target)

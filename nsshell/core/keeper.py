@@ -1,40 +1,54 @@
-"""The per-user keeper: holds namespace fds for an unprivileged user, who cannot bind-mount.
+"""The per-user keeper, the shell's side: where it lives, starting it, the requests.
 
 `persist` as a non-root user hands the set's fds (and, for a PID namespace, a
-copy of its init's lifeline and a pidfd) to this small process over a Unix
-socket with SCM_RIGHTS; a later nsshell of the same user asks for them by
-name; `unpersist` releases them, and the keeper exits when it holds nothing.
+copy of its init's lifeline and a pidfd) to the keeper process (core/keeperd.py)
+over a Unix socket with SCM_RIGHTS; a later nsshell of the same user asks for
+them by name; `unpersist` releases them, and the keeper exits when it holds
+nothing.
 
-The socket lives in $XDG_RUNTIME_DIR/nsshell/ when that is a private directory
-of the user, otherwise in /tmp/nsshell-keeper-UID/ (mode 0700, owned by the
-user, not a symlink: anything else is refused).  Both ends check the other's
-uid with SO_PEERCRED, so another user can neither talk to it nor be fooled by
-a socket that someone else put there.  The keeper runs as `nsshell-keeper`
-(`python -m nsshell.core.keeper DIR`), detached from the shell that started it.
-
-Wire format: a 4-byte length, then JSON; fds ride on the first sendmsg.
+Where (issue 10.8: a place no other user can take or fake):
+- $XDG_RUNTIME_DIR/nsshell/ when $XDG_RUNTIME_DIR is a private directory of the
+  user (owned by them, mode 0700, not a symlink);
+- otherwise a private directory of the user in /tmp: /tmp/nsshell-keeper-UID,
+  or, when another user has taken that name first (/tmp is shared: anyone can
+  create any name in it), /tmp/nsshell-keeper-UID.1 ... .8, then
+  /tmp/nsshell-keeper-UID.RANDOM (mkdtemp).  A directory counts only if lstat
+  shows it owned by the user, mode 0700, not a symlink: no other user can make
+  such a directory (only root can give a file away), and /tmp's sticky bit
+  stops them renaming or removing ours.  So a squatter can make us skip names,
+  never use theirs, and never run us out of names (the random one cannot be
+  guessed).  The numbered names come first so that two shells of the user
+  starting at once pick the same directory (mkdir of the same name: one makes
+  it, the other finds it owned by the user); the keeper's flock on its
+  directory then leaves one keeper.  Only if all eight are squatted can two
+  racing shells start two keepers in two random directories; every request
+  that looks a set up asks each keeper found, so nothing is lost.
+- Not an abstract Unix socket: abstract names have no owner or mode, so any
+  user can bind `\\0nsshell-keeper-UID` first (SO_PEERCRED would stop us
+  trusting it, but we would be locked out all the same); and they are per
+  network namespace, while a path is per mount namespace: nsshell never
+  changes its own namespaces (the shell process makes no setns/unshare), but a
+  later nsshell may be started inside another network namespace (`ip netns
+  exec`, a container sharing /tmp) and must still find the user's keeper.
+Both ends check the other's uid with SO_PEERCRED, so another user can neither
+talk to the keeper nor be fooled by a socket someone else put there.
 """
 
 from __future__ import annotations
 
-import array
-import fcntl
-import json
 import os
-import select
-import signal
 import socket
 import stat
-import struct
 import subprocess
 import sys
+import tempfile
 import time
 
-COMM = "nsshell-keeper"
-SOCK = "keeper.sock"
-IDLE_EXIT = 20.0   # seconds a keeper that was never given anything waits before leaving
+from .keeperd import (COMM, IDLE_EXIT, SOCK, FdsLost, ProtocolError, peer_uid, recv,  # noqa: F401
+                      send)
 
-_HDR = struct.Struct("=I")
+TMP = "/tmp"
+NUMBERED = 8          # /tmp/nsshell-keeper-UID.1 .. .8 before a random name
 
 
 # --- where ---------------------------------------------------------------------------
@@ -47,31 +61,85 @@ def _private_dir_ok(path: str, uid: int) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and (st.st_mode & 0o077) == 0
 
 
-def socket_dir(uid: int | None = None) -> str:
-    uid = os.geteuid() if uid is None else uid
+def _xdg_dir(uid: int) -> str | None:
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and xdg.startswith("/") and _private_dir_ok(xdg, uid):
         return os.path.join(xdg, "nsshell")
-    return f"/tmp/nsshell-keeper-{uid}"
+    return None
 
 
-def _check_dir(path: str, create: bool) -> bool:
-    uid = os.geteuid()
-    if create:
+def _tmp_base(uid: int) -> str:
+    return f"nsshell-keeper-{uid}"
+
+
+def _tmp_order(base: str, name: str) -> tuple:
+    if name == base:
+        return (0, 0, "")
+    suffix = name[len(base) + 1:]
+    return (1, int(suffix), "") if suffix.isdigit() else (2, 0, suffix)
+
+
+def keeper_dirs(uid: int | None = None) -> list[str]:
+    """The private directories of UID a keeper of UID may be in, in the order they are
+    asked: $XDG_RUNTIME_DIR/nsshell alone when $XDG_RUNTIME_DIR is private, else every
+    /tmp/nsshell-keeper-UID[.SUFFIX] that UID owns (mode 0700, not a symlink)."""
+    uid = os.geteuid() if uid is None else uid
+    xdg = _xdg_dir(uid)
+    if xdg is not None:
+        return [xdg] if _private_dir_ok(xdg, uid) else []
+    base = _tmp_base(uid)
+    names = []
+    try:
+        with os.scandir(TMP) as it:
+            for e in it:
+                if e.name == base or (e.name.startswith(base + ".") and len(e.name) > len(base) + 1):
+                    names.append(e.name)
+    except OSError:
+        return []
+    names.sort(key=lambda n: _tmp_order(base, n))
+    return [p for p in (os.path.join(TMP, n) for n in names) if _private_dir_ok(p, uid)]
+
+
+def socket_dir(uid: int | None = None) -> str:
+    """Where the keeper of UID is (or would be started first)."""
+    uid = os.geteuid() if uid is None else uid
+    found = keeper_dirs(uid)
+    return found[0] if found else (_xdg_dir(uid) or os.path.join(TMP, _tmp_base(uid)))
+
+
+def _dir_to_start_in(uid: int) -> str:
+    """A private directory of UID for a new keeper: the first that is UID's already or
+    that can be made, in the order of keeper_dirs; a random name when all are taken."""
+    from ..errors import NsshellError
+    xdg = _xdg_dir(uid)
+    candidates = [xdg] if xdg else [os.path.join(TMP, _tmp_base(uid))] + [
+        os.path.join(TMP, f"{_tmp_base(uid)}.{i}") for i in range(1, NUMBERED + 1)]
+    for path in candidates:
         try:
             os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)  # whatever the umask was
         except FileExistsError:
             pass
+        except OSError as e:
+            raise NsshellError(f"cannot make the keeper's directory {path}: {e.strerror}",
+                               "set XDG_RUNTIME_DIR to a private directory of your own") from None
+        if _private_dir_ok(path, uid):
+            return path
+    if xdg:
+        raise NsshellError(f"{xdg} is not a private directory of uid {uid}: the keeper will "
+                           "not use it", "remove it, or unset XDG_RUNTIME_DIR")
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+        return tempfile.mkdtemp(prefix=_tmp_base(uid) + ".", dir=TMP)
+    except OSError as e:
+        raise NsshellError(f"cannot make a directory for the keeper in {TMP}: {e.strerror}",
+                           "set XDG_RUNTIME_DIR to a private directory of your own") from None
+
+
+def _has_socket(d: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.lstat(os.path.join(d, SOCK)).st_mode)
+    except OSError:
         return False
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or (st.st_mode & 0o077):
-        from ..errors import NsshellError
-        raise NsshellError(f"{path} is not a private directory of uid {uid} (a symlink, another "
-                           "owner, or open to others): the keeper will not use it",
-                           "remove it, or set XDG_RUNTIME_DIR to a directory of your own")
-    return True
 
 
 def socket_path() -> str:
@@ -79,285 +147,96 @@ def socket_path() -> str:
 
 
 def available() -> bool:
-    """Is a keeper socket there (cheap: one lstat)?"""
-    d = socket_dir()
-    try:
-        return stat.S_ISSOCK(os.lstat(os.path.join(d, SOCK)).st_mode) and \
-            _private_dir_ok(d, os.geteuid())
-    except OSError:
-        return False
+    """Is a keeper socket of this user there (cheap: a look at /tmp and an lstat)?"""
+    return any(_has_socket(d) for d in keeper_dirs())
 
 
-# --- the wire --------------------------------------------------------------------------
+# --- talking to it -------------------------------------------------------------------------------
 
-def send(sock: socket.socket, obj, fds=()) -> None:
-    payload = json.dumps(obj).encode()
-    data = _HDR.pack(len(payload)) + payload
-    if fds:
-        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                      array.array("i", list(fds)))])
-        data = data[sent:]
-    if data:
-        sock.sendall(data)
-
-
-def recv(sock: socket.socket, maxfds: int = 64):
-    fds = array.array("i")
-    first, anc, _flags, _ = sock.recvmsg(65536, socket.CMSG_SPACE(maxfds * fds.itemsize),
-                                         socket.MSG_CMSG_CLOEXEC)
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
-    buf = first
-    while len(buf) < _HDR.size:
-        more = sock.recv(_HDR.size - len(buf))
-        if not more:
-            for fd in fds:
-                os.close(fd)
-            raise EOFError("the other end closed")
-        buf += more
-    (size,) = _HDR.unpack(buf[:_HDR.size])
-    body = buf[_HDR.size:]
-    while len(body) < size:
-        more = sock.recv(size - len(body))
-        if not more:
-            for fd in fds:
-                os.close(fd)
-            raise EOFError("message cut short")
-        body += more
-    return json.loads(body[:size]), list(fds)
-
-
-def peer_uid(sock: socket.socket) -> int:
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
-
-
-# --- the keeper process ------------------------------------------------------------------------
-
-class Keeper:
-    def __init__(self) -> None:
-        self.sets: dict[str, dict] = {}
-        self.given = False
-
-    def handle(self, req: dict, fds: list[int]) -> tuple[dict, list[int]]:
-        op = req.get("op")
-        if op == "put":
-            return self.put(req, fds)
-        for fd in fds:
-            os.close(fd)
-        if op == "get":
-            s = self.sets.get(req.get("name"))
-            if s is None:
-                return {"ok": False, "missing": True}, []
-            order = list(s["fds"])
-            out = [s["fds"][t] for t in order]
-            if s.get("pidfd") is not None:
-                out.append(s["pidfd"])
-            return {"ok": True, "types": order, "meta": s["meta"],
-                    "pidfd": s.get("pidfd") is not None}, out
-        if op == "list":
-            return {"ok": True, "sets": [self._describe(n, s) for n, s in sorted(self.sets.items())]}, []
-        if op == "drop":
-            s = self.sets.pop(req.get("name"), None)
-            if s is None:
-                return {"ok": False, "missing": True}, []
-            self._close(s)
-            return {"ok": True, "types": list(s["fds"]), "held": len(self.sets)}, []
-        if op == "ping":
-            return {"ok": True, "pid": os.getpid(), "held": len(self.sets)}, []
-        return {"ok": False, "error": f"unknown request {op!r}"}, []
-
-    def put(self, req: dict, fds: list[int]) -> tuple[dict, list[int]]:
-        types = req["types"]
-        name = req["name"]
-        nfds = len(types) + (1 if req.get("lifeline") else 0) + (1 if req.get("pidfd") else 0)
-        if len(fds) != nfds:
-            for fd in fds:
-                os.close(fd)
-            return {"ok": False, "error": "wrong number of fds"}, []
-        ids = {t: [os.fstat(fd).st_ino, os.fstat(fd).st_dev] for t, fd in zip(types, fds)}
-        old = self.sets.get(name)
-        if old is not None:
-            for fd in fds:
-                os.close(fd)
-            if old["meta"]["ids"] == ids:
-                return {"ok": True, "same": True}, []
-            return {"ok": False, "error": f"{name!r} is already kept, as "
-                    + " ".join(f"{t}:[{v[0]}]" for t, v in old["meta"]["ids"].items()),
-                    "taken": True}, []
-        rest = fds[len(types):]
-        entry = {"fds": dict(zip(types, fds[:len(types)])), "lifeline": None, "pidfd": None,
-                 "meta": {"ids": ids, "init": req.get("init"), "created": time.time()}}
-        if req.get("lifeline"):
-            entry["lifeline"] = rest.pop(0)
-        if req.get("pidfd"):
-            entry["pidfd"] = rest.pop(0)
-        self.sets[name] = entry
-        self.given = True
-        return {"ok": True, "same": False, "pid": os.getpid()}, []
-
-    def _describe(self, name: str, s: dict) -> dict:
-        d = {"name": name, "types": {t: v[0] for t, v in s["meta"]["ids"].items()}}
-        if s.get("pidfd") is not None:
-            r, _, _ = select.select([s["pidfd"]], [], [], 0)
-            d["alive"] = not r
-        owners = {}
-        for t, fd in s["fds"].items():
-            try:
-                ufd = fcntl.ioctl(fd, 0xB701)  # NS_GET_USERNS
-            except OSError:
-                continue
-            owners[t] = f"user:[{os.fstat(ufd).st_ino}]"
-            os.close(ufd)
-        d["owners"] = owners
-        return d
-
-    @staticmethod
-    def _close(s: dict) -> None:
-        for fd in list(s["fds"].values()) + [s.get("lifeline"), s.get("pidfd")]:
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
-
-def serve(dirpath: str, ready_fd: int | None = None) -> int:
-    """The keeper's main loop: one request per connection, peers of our uid only."""
-    uid = os.geteuid()
-    _check_dir(dirpath, create=True)
-    dfd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        fcntl.flock(dfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        _ready(ready_fd, "busy")
-        return 0
-    # Named only once it holds the lock: a keeper that lost the race to start (above)
-    # never shows up as one, not even while it exits.
-    from ..kernel.syscalls import set_process_title
-    set_process_title(COMM)
-    path = os.path.join(dirpath, SOCK)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o077)
-    try:
-        lsock.bind(path)
-    finally:
-        os.umask(old)
-    lsock.listen(16)
-    sock_ino = os.stat(path).st_ino
-    keeper = Keeper()
-    _ready(ready_fd, "ok")
-    started = time.monotonic()
-    try:
-        while True:
-            r, _, _ = select.select([lsock], [], [], 1.0)
-            if not r:
-                if not keeper.given and time.monotonic() - started > IDLE_EXIT:
-                    return 0
-                continue
-            try:
-                conn, _ = lsock.accept()
-            except InterruptedError:
-                continue
-            with conn:
-                try:
-                    conn.settimeout(5)
-                    if peer_uid(conn) != uid:
-                        continue  # another user: not a word
-                    req, fds = recv(conn)
-                    reply, out = keeper.handle(req, fds)
-                    send(conn, reply, out)
-                except (OSError, EOFError, ValueError, KeyError, TypeError):
-                    continue
-            if keeper.given and not keeper.sets:
-                return 0
-    finally:
-        lsock.close()
-        try:
-            if os.stat(path).st_ino == sock_ino:
-                os.unlink(path)
-        except OSError:
-            pass
-        for s in keeper.sets.values():
-            Keeper._close(s)
-        os.close(dfd)
-
-
-def _ready(fd: int | None, word: str) -> None:
-    if fd is None:
-        return
-    try:
-        os.write(fd, word.encode())
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def main(argv: list[str]) -> int:
-    dirpath = argv[1]
-    ready = int(argv[2]) if len(argv) > 2 else None
-    # Detach: own session, reparented away from the shell that started us.
-    if os.fork():
-        os._exit(0)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    os.chdir("/")
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)
-    try:
-        return serve(dirpath, ready)
-    except Exception as e:  # noqa: BLE001
-        _ready(ready, f"error: {e}")
-        return 1
-
-
-# --- the client (the shell) -------------------------------------------------------------------
-
-def _connect() -> socket.socket | None:
-    path = socket_path()
-    if not available():
-        return None
+def _connect(d: str) -> socket.socket | None:
+    """A connection to the keeper in D, or None when none listens there."""
+    from ..errors import NsshellError
+    path = os.path.join(d, SOCK)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
         s.settimeout(5)
         s.connect(path)
         if peer_uid(s) != os.geteuid():
-            s.close()
-            from ..errors import NsshellError
             raise NsshellError(f"{path} is answered by another user: refusing it",
                                "remove the directory and try again")
         return s
-    except (ConnectionRefusedError, FileNotFoundError):
+    except (ConnectionRefusedError, FileNotFoundError, NotADirectoryError):
         s.close()
         return None
-    except OSError:
+    except BaseException:
         s.close()
         raise
 
 
-def _start() -> None:
+def _out_of_fds(e: BaseException) -> bool:
+    import errno
+    return isinstance(e, FdsLost) or getattr(e, "errno", None) in (errno.EMFILE, errno.ENFILE)
+
+
+def _shell_out_of_fds():
     from ..errors import NsshellError
-    d = socket_dir()
-    _check_dir(d, create=True)
+    from .keeperd import fd_limit
+    n, limit = fd_limit()
+    return NsshellError(f"this shell is out of file descriptors ({n} open, limit {limit}): "
+                        "the keeper's answer could not be received",
+                        "close some handles, or raise the limit (ulimit -n)")
+
+
+def _ask(d: str, req: dict, fds=()):
+    """(reply, fds) from the keeper in D; None when no keeper listens there.  A keeper on
+    its way out (it closed the connection unanswered) is asked again, a few times."""
+    from ..errors import NsshellError
+    for attempt in range(6):
+        try:
+            s = _connect(d)
+        except OSError as e:
+            if _out_of_fds(e):
+                raise _shell_out_of_fds() from None
+            raise
+        if s is None:
+            return None
+        try:
+            send(s, req, fds)
+            return recv(s)
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            time.sleep(0.02 * (attempt + 1))  # a keeper that just exited: ask again
+        except ProtocolError as e:
+            if _out_of_fds(e):
+                raise _shell_out_of_fds() from None
+            raise NsshellError(f"the keeper's answer is garbled: {e}",
+                               f"its socket: {os.path.join(d, SOCK)}") from None
+        except OSError as e:
+            if _out_of_fds(e):
+                raise _shell_out_of_fds() from None
+            if isinstance(e, TimeoutError):
+                raise NsshellError("the keeper did not answer within 5 s",
+                                   f"its socket: {os.path.join(d, SOCK)}") from None
+            raise
+        finally:
+            s.close()
+    return None
+
+
+def _start(d: str) -> str:
+    """Start a keeper in D: 'ok', or 'busy' when one holds D already (it may be exiting)."""
+    from ..errors import NsshellError
     r, w = os.pipe()
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        p = subprocess.Popen([sys.executable, "-m", "nsshell.core.keeper", d, str(w)],
+        p = subprocess.Popen([sys.executable, "-m", "nsshell.core.keeperd", d, str(w)],
                              pass_fds=[w], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, cwd="/", env=env, start_new_session=True)
     finally:
         os.close(w)
     try:
-        from .spawn import read_all  # the keeper process itself imports no nsshell module
+        from .spawn import read_all
         data = read_all(r)
     finally:
         os.close(r)
@@ -365,30 +244,38 @@ def _start() -> None:
     word = data.decode(errors="replace")
     if word not in ("ok", "busy"):
         raise NsshellError(f"the keeper did not start: {word or 'no answer'}")
+    return word
+
+
+def _live_dirs() -> list[str]:
+    return [d for d in keeper_dirs() if _has_socket(d)]
 
 
 def request(req: dict, fds=(), start: bool = False):
-    """Send REQ to the keeper (starting one with START); (reply, fds), or None when
-    there is no keeper."""
-    for attempt in range(3):
-        s = _connect()
-        if s is None:
-            if not start:
-                return None
-            _start()
-            s = _connect()
-            if s is None:
-                time.sleep(0.05 * (attempt + 1))
-                continue
-        try:
-            send(s, req, fds)
-            return recv(s)
-        except (EOFError, ConnectionResetError, BrokenPipeError):
-            time.sleep(0.05)  # a keeper on its way out: try again
-            continue
-        finally:
-            s.close()
+    """Send REQ to the user's keeper (starting one with START); (reply, fds), or None
+    when there is no keeper.  Without START, every keeper found is asked until one has
+    an answer other than 'missing'."""
     from ..errors import NsshellError
+    if not start:
+        last = None
+        for d in _live_dirs():
+            got = _ask(d, req, fds)
+            if got is None:
+                continue
+            if got[0].get("ok") or not got[0].get("missing"):
+                return got
+            last = got
+        return last
+    uid = os.geteuid()
+    for attempt in range(30):
+        for d in _live_dirs():
+            got = _ask(d, req, fds)
+            if got is not None:
+                return got
+        # No keeper answers: start one (in the first directory that is ours or can be);
+        # 'busy' is one on its way out, still holding the lock: wait a little, try again.
+        if _start(_dir_to_start_in(uid)) == "busy":
+            time.sleep(min(0.02 * (attempt + 1), 0.2))
     raise NsshellError("the keeper did not answer", f"its socket: {socket_path()}")
 
 
@@ -435,12 +322,14 @@ def get(name: str):
     if got is None:
         return None
     reply, fds = got
-    if not reply.get("ok"):
+    types = reply.get("types")
+    if not reply.get("ok") or not isinstance(types, list) or len(fds) < len(types):
         for fd in fds:
             os.close(fd)
         return None
-    types = reply["types"]
     pidfd = fds[len(types)] if reply.get("pidfd") and len(fds) > len(types) else None
+    for fd in fds[len(types) + (pidfd is not None):]:
+        os.close(fd)
     init = reply.get("meta", {}).get("init") or {}
     handles = {}
     for t, fd in zip(types, fds):
@@ -467,26 +356,29 @@ def drop(name: str):
 
 
 def listing() -> list[dict]:
-    try:
-        got = request({"op": "list"})
-    except Exception:
-        return []
-    if got is None:
-        return []
-    reply, fds = got
-    for fd in fds:
-        os.close(fd)
+    """Every set the user's keepers hold, one row per (name, type).  A keeper that cannot
+    be reached is left out (`ls` must not fail for it)."""
     out = []
-    for s in reply.get("sets", []):
-        for t, ino in s["types"].items():
-            row = {"name": s["name"], "type": t, "path": f"keeper:{s['name']}",
-                   "nsid": f"{t}:[{ino}]", "inode": ino, "source": "keeper",
-                   "owner": s.get("owners", {}).get(t)}
-            if t == "pid" and "alive" in s:
-                row["alive"] = s["alive"]
-            out.append(row)
+    seen = set()
+    for d in _live_dirs():
+        try:
+            got = _ask(d, {"op": "list"})
+        except Exception:  # noqa: BLE001
+            continue
+        if got is None:
+            continue
+        reply, fds = got
+        for fd in fds:
+            os.close(fd)
+        for s in reply.get("sets", []) if reply.get("ok") else []:
+            if s["name"] in seen:
+                continue
+            seen.add(s["name"])
+            for t, ino in s["types"].items():
+                row = {"name": s["name"], "type": t, "path": f"keeper:{s['name']}",
+                       "nsid": f"{t}:[{ino}]", "inode": ino, "source": "keeper",
+                       "owner": s.get("owners", {}).get(t)}
+                if t == "pid" and "alive" in s:
+                    row["alive"] = s["alive"]
+                out.append(row)
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

@@ -435,18 +435,16 @@ def unpersist(session, text: str, root: str | None = None) -> dict:
         path = held.persisted
     else:
         path = f"{root}/{text}"
-    out = None
-    if exists_dir(path):
+    out = _unpersist_own_first(text)
+    if out is not None:
+        pass
+    elif exists_dir(path):
         if use_keeper():
             raise NsshellError(f"{path} was persisted with bind mounts; removing them needs root")
         out, _ = spawn.call([], _unpersist_helper, path, text)
         out["path"] = path
     elif "/" not in text:
-        from . import keeper
-        if keeper.available():
-            dropped = keeper.drop(text)
-            if dropped is not None:
-                out = {"removed": dropped, "notes": [], "path": f"keeper:{text}"}
+        out = _unpersist_kept(text)
         if out is None and _stat_netns(text) is not None:
             if use_keeper():
                 raise NsshellError(f"{NETNS_DIR}/{text} is a bind mount on the host; removing "
@@ -461,6 +459,22 @@ def unpersist(session, text: str, root: str | None = None) -> dict:
             if s.persisted == out["path"] or (s.name == text and s.persisted):
                 s.persisted = None
     return out
+
+
+def _unpersist_kept(text: str) -> dict | None:
+    from . import keeper
+    if not keeper.available():
+        return None
+    dropped = keeper.drop(text)
+    return None if dropped is None else {"removed": dropped, "notes": [], "path": f"keeper:{text}"}
+
+
+def _unpersist_own_first(text: str) -> dict | None:
+    """A user whose sets the keeper holds means their own set by a name (issue 10.8): root's
+    /run/nsshell/NAME or /run/netns/NAME of the same name does not hide it."""
+    if "/" in text or not use_keeper():
+        return None
+    return _unpersist_kept(text)
 
 
 # --- finding persisted sets --------------------------------------------------------------------
@@ -562,11 +576,20 @@ def list_persisted(session=None, root: str | None = None) -> list[dict]:
             continue
         out.append({"name": name, "type": "net", "path": f"{NETNS_DIR}/{name}",
                     "nsid": f"net:[{st.st_ino}]", "inode": st.st_ino, "source": "ip netns"})
+    return _own_first(out)
+
+
+def _own_first(rows: list[dict]) -> list[dict]:
+    """ROWS with the keeper's sets added.  For a user whose sets the keeper holds, those
+    come first, and another entry of the same name (root's store, /run/netns) is left
+    out: the name means the user's own set for them (`lookup` agrees; the other entry is
+    still reachable by its path)."""
     from . import keeper
-    if keeper.available():
-        for row in keeper.listing():
-            out.append(row)
-    return out
+    kept = keeper.listing() if keeper.available() else []
+    if not kept or not use_keeper():
+        return rows + kept
+    mine = {r["name"] for r in kept}
+    return kept + [r for r in rows if r["name"] not in mine]
 
 
 def lookup(session, text: str) -> NsSet | None:
@@ -587,6 +610,11 @@ def lookup(session, text: str) -> NsSet | None:
         s = NsSet(None, handles, origin=normal(text))
         s.persisted = normal(text)
         return s
+    own_first = use_keeper()
+    if own_first:
+        s = _lookup_kept(session, text)
+        if s is not None:
+            return s
     root = root_of(session)
     path = f"{normal(root)}/{text}"
     if NAME_OK(text) and exists_dir(path):
@@ -597,13 +625,19 @@ def lookup(session, text: str) -> NsSet | None:
         fd = open_ns(f"{NETNS_DIR}/{text}", nstypes.NET)
         h = Handle(fd, nstypes.NET, origin=f"{NETNS_DIR}/{text}")
         return _adopt(session, text, {"net": h}, f"{NETNS_DIR}/{text}", "ip netns")
+    return None if own_first else _lookup_kept(session, text)
+
+
+def _lookup_kept(session, text: str) -> NsSet | None:
+    """The set TEXT the user's keeper holds.  Asked first for a user whose sets the keeper
+    holds (issue 10.8: root's entries of the same name must not hide it), last for root."""
     from . import keeper
-    if keeper.available():
-        got = keeper.get(text)
-        if got is not None:
-            handles = got
-            return _adopt(session, text, handles, f"keeper:{text}", "keeper")
-    return None
+    if not keeper.available():
+        return None
+    handles = keeper.get(text)
+    if handles is None:
+        return None
+    return _adopt(session, text, handles, f"keeper:{text}", "keeper")
 
 
 def _adopt(session, name: str, handles: dict[str, Handle], path: str, origin: str) -> NsSet:
