@@ -6,8 +6,9 @@ what lsns misses: namespaces kept only by an open fd of some process
 (/proc/PID/fd/* that are nsfs files), by a thread whose namespaces differ
 from its process's (/proc/PID/task/TID/ns), by a bind mount in any mount
 namespace (nsfs entries of /proc/PID/mountinfo, one process per mount
-namespace), by a socket created in another network namespace (SIOCGSKNS on
-socket fds), and the session's own handles.
+namespace; a mount namespace no process is in is entered by a forked helper
+that reads its own table there), by a socket created in another network
+namespace (SIOCGSKNS on socket fds), and the session's own handles.
 
 This is the hot path of `ls`: it uses os.listdir/os.stat/os.readlink on /proc
 directly and imports nothing heavy.  Processes that exit during the scan and
