@@ -231,6 +231,12 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
 def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
           sockets: bool) -> Scan:
     types = tuple(types) if types is not None else nstypes.ALL
+    # Mount namespaces are always looked at: bind mounts are found per mount namespace,
+    # and one no process is in is entered through whatever holds it (an fd, a bind
+    # mount, the session).  They are dropped at the end when not asked for.
+    drop_mnt = mounts and nstypes.MNT not in types
+    if drop_mnt:
+        types += (nstypes.MNT,)
     wanted = tuple((t.name, f"/ns/{t.proc}") for t in types)
     names = {t.name for t in types}
     result = Scan()
@@ -327,9 +333,14 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
                 info.paths.append(fdbase + fdname)
 
     if mounts:
-        _scan_mounts(result, mnt_pids, names)
+        routes, seen = _scan_mounts(result, mnt_pids, names)
     if session is not None:
         _session_holders(result, session, names)
+    if mounts:
+        _scan_unentered(result, mnt_pids, routes, names, seen)
+        if drop_mnt:
+            for key in [k for k in nss if k[0] == "mnt"]:
+                del nss[key]
     for source in NAME_SOURCES:
         try:
             for tname, ino, nm in source(session):
@@ -403,9 +414,10 @@ def _nsfs_mounts(data: bytes) -> Iterable[tuple[int, str, int, int, str]]:
         yield mnt_id, ref[0], ref[1], dev, _unescape(fields[4])
 
 
-def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]) -> None:
-    """nsfs bind mounts in every mount namespace a process is in, then in those no
-    process is in (entered by a helper, see _scan_unentered)."""
+def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
+    """nsfs bind mounts in every mount namespace a process is in.  Returns the bind
+    mounts of mount namespaces (inode -> (pid, mount id, mount point)) and the holders
+    recorded, for _scan_unentered."""
     seen: set[tuple[int, str]] = set()
     # Mount namespaces bound somewhere, whatever types are asked for: the way into those
     # no process is in.  (mnt inode -> (pid, mount id, mount point))
@@ -435,7 +447,7 @@ def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]) 
                 _name_from_mount(info, mp)
             # Opened later as that mount (by its id), never as whatever the path leads to.
             info.mounts.append((pid, mnt_id, mp))
-    _scan_unentered(result, mnt_pids, mnt_routes, names, seen)
+    return mnt_routes, seen
 
 
 # --- mount namespaces no process is in ---------------------------------------------------
