@@ -297,3 +297,22 @@ def test_the_processless_one_is_entered_once(monkeypatch, scenario):
     scan = discover.scan()
     assert scan.get("net", net) is not None
     assert [e for e in started if e[-1] == f"mnt:[{mnt}]"] == [[f"mnt:[{mnt}]"]]
+
+
+def test_rootless_a_session_mount_namespace_is_entered_through_its_owner(rootless,
+                                                                         open_tmpdir):
+    """As uid 65534: `new user+mnt`, a netns bound inside that mount namespace (which no
+    process is in): `ls` enters it through its user namespace and finds the netns."""
+    f = os.path.join(open_tmpdir, "netns")
+    open(f, "w").close()
+    os.chown(f, 65534, 65534)
+    done = rootless("--json", "-c", f"new user+mnt as a; map root; "
+                    f"run sh -c 'unshare --net={f} true; stat -L -c %i {f}'; "
+                    "leave; ls net; show a mnt")
+    assert done.rc == 0, done
+    docs = json_docs(done.out)
+    net = next(d for d in docs if isinstance(d, int))
+    rows = {(r["type"], r["ns"]): r for r in docs[-2]["namespaces"]}
+    [mnt] = docs[-1]["namespaces"]
+    assert rows[("net", net)]["holders"] == [
+        {"kind": "mount", "path": f, "mnt": f"mnt:[{mnt['ns']}]", "pid": None}]

@@ -517,20 +517,21 @@ def _nsfs_mounts_here(procfd: int, wanted: frozenset, skip: frozenset):
     return spawn.Handoff(out, fds)
 
 
-def _mnt_entries(fd: int, label: str) -> list:
+def _mnt_entries(fd: int, label: str) -> list | None:
     """What a helper enters to read mount namespace FD: it, and (not root) the user
-    namespace owning it when that is not the shell's own."""
+    namespace owning it, which gives the capability setns needs.  None when not root and
+    that is the shell's own user namespace (setns would be refused: fork no helper)."""
     from . import spawn
     entries = [spawn.Entry(nstypes.MNT, fd, label)]
     if os.geteuid() != 0:
         try:
             ufd = nsfs.owner_userns_fd(fd)
         except OSError:
-            return entries
+            return None
         if os.fstat(ufd).st_ino == os.stat("/proc/self/ns/user").st_ino:
             os.close(ufd)
-        else:
-            entries.insert(0, spawn.Entry(nstypes.USER, ufd, "its owner user namespace"))
+            return None
+        entries.insert(0, spawn.Entry(nstypes.USER, ufd, "its owner user namespace"))
     return entries
 
 
@@ -582,17 +583,20 @@ def _scan_unentered(result: Scan, mnt_pids: dict[int, list[int]],
             try:
                 for ino, fd, _kept in batch:
                     entries = _mnt_entries(fd, f"mnt:[{ino}]")
+                    if entries is None:
+                        continue
                     owned += [e.fd for e in entries if e.nstype is not mnt]
                     pending.append((ino, spawn.start(entries, _nsfs_mounts_here, procfd,
                                                      wanted, skip)))
-                for ino, p in pending:
+                while pending:
+                    ino, p = pending.pop(0)   # result() reaps it, or ends it on Ctrl-C
                     try:
                         value, fds = p.result()
                     except (NsshellError, OSError):
                         continue  # refused (rootless), or the namespace is gone
                     frontier += _take(result, ino, value, fds, names, seen, visited)
             except BaseException:
-                for _, p in pending:
+                for _, p in pending:    # the ones not waited for yet
                     p.cancel()
                 raise
             finally:
