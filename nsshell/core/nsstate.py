@@ -550,12 +550,9 @@ def read_cgroup_root(ctx: Context) -> str:
             inside = _cgroup_v2_path(ctx.read(f"{who}/cgroup"))
         except OSError:
             continue
-        if inside == "/":
-            return outside
-        tail = inside.rstrip("/")
-        if ".." in tail.split("/") or not outside.endswith(tail):
-            continue
-        return outside[: len(outside) - len(tail)] or "/"
+        root = _root_from(outside, inside)
+        if root is not None:
+            return root
     return "?"
 
 
