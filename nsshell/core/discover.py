@@ -6,8 +6,9 @@ what lsns misses: namespaces kept only by an open fd of some process
 (/proc/PID/fd/* that are nsfs files), by a thread whose namespaces differ
 from its process's (/proc/PID/task/TID/ns), by a bind mount in any mount
 namespace (nsfs entries of /proc/PID/mountinfo, one process per mount
-namespace), by a socket created in another network namespace (SIOCGSKNS on
-socket fds), and the session's own handles.
+namespace; a mount namespace no process is in is entered by a forked helper
+that reads its own table there), by a socket created in another network
+namespace (SIOCGSKNS on socket fds), and the session's own handles.
 
 This is the hot path of `ls`: it uses os.listdir/os.stat/os.readlink on /proc
 directly and imports nothing heavy.  Processes that exit during the scan and
@@ -46,7 +47,7 @@ class NsInfo:
     """One namespace found by a scan."""
 
     __slots__ = ("type", "ino", "dev", "nprocs", "pid", "uid", "pids", "kinds", "holders",
-                 "names", "paths", "mounts")
+                 "names", "paths", "mounts", "keep")
 
     def __init__(self, type_: str, ino: int, dev: int = 0):
         self.type = type_
@@ -61,6 +62,7 @@ class NsInfo:
         self.names: list[str] = []
         self.paths: list[str] = []         # /proc links it can be opened from (fd, thread)
         self.mounts: list[tuple[int, int, str]] = []  # bind mounts: (pid, mount id, mount point)
+        self.keep: list = []               # fds received from helpers (paths name them)
 
     @property
     def label(self) -> str:
@@ -229,6 +231,12 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
 def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
           sockets: bool) -> Scan:
     types = tuple(types) if types is not None else nstypes.ALL
+    # Mount namespaces are always looked at: bind mounts are found per mount namespace,
+    # and one no process is in is entered through whatever holds it (an fd, a bind
+    # mount, the session).  They are dropped at the end when not asked for.
+    drop_mnt = mounts and nstypes.MNT not in types
+    if drop_mnt:
+        types += (nstypes.MNT,)
     wanted = tuple((t.name, f"/ns/{t.proc}") for t in types)
     names = {t.name for t in types}
     result = Scan()
@@ -325,9 +333,14 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
                 info.paths.append(fdbase + fdname)
 
     if mounts:
-        _scan_mounts(result, mnt_pids, names)
+        routes, seen = _scan_mounts(result, mnt_pids, names)
     if session is not None:
         _session_holders(result, session, names)
+    if mounts:
+        _scan_unentered(result, mnt_pids, routes, names, seen)
+        if drop_mnt:
+            for key in [k for k in nss if k[0] == "mnt"]:
+                del nss[key]
     for source in NAME_SOURCES:
         try:
             for tname, ino, nm in source(session):
@@ -380,9 +393,35 @@ def _scan_socket(result: Scan, pid: int, fd: int, own_net: int | None) -> None:
     info.holders.append({"kind": "socket", "pid": pid, "fd": fd})
 
 
-def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]) -> None:
-    """nsfs bind mounts in every mount namespace a process is in."""
+def _nsfs_mounts(data: bytes) -> Iterable[tuple[int, str, int, int, str]]:
+    """The nsfs bind mounts of a mountinfo text: (mount id, type, inode, st_dev, mount
+    point), in table order."""
+    if b" - nsfs " not in data:
+        return
+    for raw in data.split(b"\n"):
+        if b" - nsfs " not in raw:
+            continue
+        fields = raw.decode("utf-8", "surrogateescape").split(" ")
+        ref = _parse_ref(fields[3])
+        if ref is None:
+            continue
+        try:
+            mnt_id = int(fields[0])
+            major, _, minor = fields[2].partition(":")
+            dev = os.makedev(int(major), int(minor))
+        except ValueError:
+            continue
+        yield mnt_id, ref[0], ref[1], dev, _unescape(fields[4])
+
+
+def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
+    """nsfs bind mounts in every mount namespace a process is in.  Returns the bind
+    mounts of mount namespaces (inode -> (pid, mount id, mount point)) and the holders
+    recorded, for _scan_unentered."""
     seen: set[tuple[int, str]] = set()
+    # Mount namespaces bound somewhere, whatever types are asked for: the way into those
+    # no process is in.  (mnt inode -> (pid, mount id, mount point))
+    mnt_routes: dict[int, tuple[int, int, str]] = {}
     for mnt_ino, pids in mnt_pids.items():
         data = None
         for pid in pids[:4]:
@@ -392,30 +431,228 @@ def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]) 
                 break
             except OSError:
                 continue
-        if not data or b" - nsfs " not in data:
+        if not data:
             continue
-        for raw in data.split(b"\n"):
-            if b" - nsfs " not in raw:
+        for mnt_id, tname, ino, dev, mp in _nsfs_mounts(data):
+            if tname == "mnt" and ino not in mnt_routes:
+                mnt_routes[ino] = (pid, mnt_id, mp)
+            if tname not in names:
                 continue
-            fields = raw.decode("utf-8", "surrogateescape").split(" ")
-            ref = _parse_ref(fields[3])
-            if ref is None or ref[0] not in names:
-                continue
-            mp = _unescape(fields[4])
-            try:
-                mnt_id = int(fields[0])
-            except ValueError:
-                continue
-            major, _, minor = fields[2].partition(":")
-            info = result._add(ref[0], ref[1], os.makedev(int(major), int(minor)))
+            info = result._add(tname, ino, dev)
             info.kinds.add("mount")
-            if (ref[1], mp) not in seen:
-                seen.add((ref[1], mp))
+            if (ino, mp) not in seen:
+                seen.add((ino, mp))
                 info.holders.append({"kind": "mount", "path": mp, "mnt": f"mnt:[{mnt_ino}]",
                                      "pid": pid})
                 _name_from_mount(info, mp)
             # Opened later as that mount (by its id), never as whatever the path leads to.
             info.mounts.append((pid, mnt_id, mp))
+    return mnt_routes, seen
+
+
+# --- mount namespaces no process is in ---------------------------------------------------
+#
+# A mount namespace held only by a bind mount (`unshare --mount=FILE`, its process gone),
+# an fd or a session handle has no /proc/PID/mountinfo: a forked helper enters it (the
+# shell never calls setns), reads its own mountinfo through the shell's /proc, opens each
+# nsfs bind mount there by its mount id (nsfs.open_bind_mount, as the shell does) and
+# hands the fds back over SCM_RIGHTS.  Mount namespaces found that way are entered in
+# turn (a visited set bounds the walk).  A normal host has none: no helper is forked.
+
+_MAX_UNENTERED = 512        # mount namespaces entered by one scan, at most
+_MAX_PARALLEL = 8           # helpers at work at once
+_MAX_FDS = 250              # fds one helper hands back (SCM_RIGHTS takes 253)
+
+
+class _KeptFd:
+    """An fd a scan received from a helper, closed with the NsInfo that keeps it."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except (OSError, TypeError, AttributeError):
+            pass
+
+
+def _nsfs_mounts_here(procfd: int, wanted: frozenset, skip: frozenset):
+    """In a helper that entered a mount namespace: its nsfs bind mounts (WANTED types, and
+    mnt always) as (type, inode, st_dev, mount id, mount point, index of the fd or None),
+    with an fd on each namespace not in SKIP (one per namespace; mnt first)."""
+    from . import spawn
+    fdd = os.open("self/mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fdd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(fdd)
+    found = [m for m in _nsfs_mounts(b"".join(chunks)) if m[1] in wanted or m[1] == "mnt"]
+    found.sort(key=lambda m: m[1] != "mnt")
+    out, fds, opened = [], [], set()
+    for mnt_id, tname, ino, dev, mp in found:
+        index = None
+        key = (tname, ino)
+        if key not in skip and key not in opened and len(fds) < _MAX_FDS:
+            try:
+                fd = nsfs.open_bind_mount("self", mp, mnt_id, nstypes.get(tname),
+                                          proc_fd=procfd)
+            except OSError:
+                fd = -1
+            if fd >= 0:
+                if os.fstat(fd).st_ino == ino:
+                    index = len(fds)
+                    fds.append(fd)
+                    opened.add(key)
+                else:
+                    os.close(fd)
+        out.append((tname, ino, dev, mnt_id, mp, index))
+    return spawn.Handoff(out, fds)
+
+
+def _mnt_entries(fd: int, label: str) -> list | None:
+    """What a helper enters to read mount namespace FD: it, and (not root) the user
+    namespace owning it, which gives the capability setns needs.  None when not root and
+    that is the shell's own user namespace (setns would be refused: fork no helper)."""
+    from . import spawn
+    entries = [spawn.Entry(nstypes.MNT, fd, label)]
+    if os.geteuid() != 0:
+        try:
+            ufd = nsfs.owner_userns_fd(fd)
+        except OSError:
+            return None
+        if os.fstat(ufd).st_ino == os.stat("/proc/self/ns/user").st_ino:
+            os.close(ufd)
+            return None
+        entries.insert(0, spawn.Entry(nstypes.USER, ufd, "its owner user namespace"))
+    return entries
+
+
+def _scan_unentered(result: Scan, mnt_pids: dict[int, list[int]],
+                    mnt_routes: dict[int, tuple[int, int, str]], names: set[str],
+                    seen: set[tuple[int, str]]) -> None:
+    """nsfs bind mounts inside the mount namespaces no process is in (see above)."""
+    mnt = nstypes.MNT
+    todo: dict[int, Callable[[], int]] = {}
+    for ino, (pid, mnt_id, mp) in mnt_routes.items():
+        if ino not in mnt_pids:
+            todo[ino] = lambda pid=pid, mnt_id=mnt_id, mp=mp: nsfs.open_bind_mount(
+                pid, mp, mnt_id, mnt)
+    for (tname, ino), info in result.namespaces.items():   # held by an fd, a thread, us
+        if tname == "mnt" and ino not in mnt_pids and ino not in todo:
+            todo[ino] = lambda info=info: open_info(info)
+    if not todo:
+        return
+    frontier: list[tuple[int, int, bool]] = []   # (mnt inode, fd, fd owned by a _KeptFd)
+    for ino, opener in todo.items():
+        try:
+            fd = opener()
+        except OSError:
+            continue  # not ours to enter (rootless), or gone
+        if os.fstat(fd).st_ino != ino:
+            os.close(fd)
+            continue
+        frontier.append((ino, fd, False))
+    if not frontier:
+        return
+    from . import spawn
+    from ..errors import NsshellError
+    visited = set(mnt_pids) | {ino for ino, _, _ in frontier}
+    wanted = frozenset(names)
+    procfd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        entered = 0
+        while frontier and entered < _MAX_UNENTERED:
+            batch = frontier[:_MAX_PARALLEL]
+            frontier = frontier[_MAX_PARALLEL:]
+            entered += len(batch)
+            # Already reachable from the shell: no fd needed (mount namespaces visited
+            # are entered through the fd we have).
+            skip = frozenset([k for k, i in result.namespaces.items()
+                              if i.pids or i.paths or i.mounts]
+                             + [("mnt", v) for v in visited])
+            pending: list[tuple[int, object]] = []
+            owned: list[int] = []
+            try:
+                for ino, fd, _kept in batch:
+                    entries = _mnt_entries(fd, f"mnt:[{ino}]")
+                    if entries is None:
+                        continue
+                    owned += [e.fd for e in entries if e.nstype is not mnt]
+                    pending.append((ino, spawn.start(entries, _nsfs_mounts_here, procfd,
+                                                     wanted, skip)))
+                while pending:
+                    ino, p = pending.pop(0)   # result() reaps it, or ends it on Ctrl-C
+                    try:
+                        value, fds = p.result()
+                    except (NsshellError, OSError):
+                        continue  # refused (rootless), or the namespace is gone
+                    frontier += _take(result, ino, value, fds, names, seen, visited)
+            except BaseException:
+                for _, p in pending:    # the ones not waited for yet
+                    p.cancel()
+                raise
+            finally:
+                for x in owned:
+                    os.close(x)
+                for _, fd, kept in batch:
+                    if not kept:
+                        os.close(fd)
+    finally:
+        os.close(procfd)
+        for _, fd, kept in frontier:
+            if not kept:
+                os.close(fd)
+
+
+def _take(result: Scan, mnt_ino: int, value: list, fds: list[int], names: set[str],
+          seen: set[tuple[int, str]], visited: set[int]) -> list[tuple[int, int, bool]]:
+    """Add what a helper found in mount namespace MNT_INO to RESULT; keep its fds on the
+    namespaces they reach; return the mount namespaces to enter next."""
+    nxt: list[tuple[int, int, bool]] = []
+    used: set[int] = set()
+    try:
+        for tname, ino, dev, _mnt_id, mp, index in value:
+            fd = fds[index] if index is not None and index < len(fds) else -1
+            if fd >= 0:
+                try:   # what the helper says is checked here again
+                    ok = (nsfs.check_ns_fd(fd, nstypes.get(tname)) is not None
+                          and os.fstat(fd).st_ino == ino)
+                except OSError:
+                    ok = False
+                if not ok:
+                    fd = -1
+            kept = False
+            if tname in names:
+                info = result._add(tname, ino, dev)
+                info.kinds.add("mount")
+                if (ino, mp) not in seen:
+                    seen.add((ino, mp))
+                    # No process sees this mount: `pid` is null.  No name is taken from
+                    # it either (a name must be a reference the shell accepts).
+                    info.holders.append({"kind": "mount", "path": mp,
+                                         "mnt": f"mnt:[{mnt_ino}]", "pid": None})
+                if fd >= 0 and not info.pids and not info.paths and not info.mounts:
+                    info.keep.append(_KeptFd(fd))
+                    info.paths.append(f"/proc/self/fd/{fd}")
+                    used.add(fd)
+                    kept = True
+            if tname == "mnt" and fd >= 0 and ino not in visited:
+                visited.add(ino)
+                nxt.append((ino, fd, kept))
+                used.add(fd)
+    finally:
+        for fd in fds:
+            if fd not in used:
+                os.close(fd)
+    return nxt
 
 
 def _name_from_mount(info: NsInfo, mp: str) -> None:

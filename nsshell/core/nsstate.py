@@ -150,10 +150,10 @@ def _entries(fd: int, t: NsType, label: str) -> tuple[list[spawn.Entry], list[in
     return entries, owned
 
 
-def _cgroup_of(pid: int | str) -> str | None:
+def _cgroup_text(pid: int | str) -> str | None:
     try:
         with open(f"/proc/{pid}/cgroup") as f:
-            return _cgroup_v2_path(f.read())
+            return f.read()
     except OSError:
         return None
 
@@ -163,12 +163,15 @@ def _extra_for(t: NsType, ino: int) -> dict:
     extra: dict = {}
     if t is nstypes.CGROUP:
         # The root of a cgroup namespace is derived from a process whose cgroup is under
-        # it: its path seen from outside less its path seen from inside.
-        views = {"self": _cgroup_of("self")}
+        # it: its path seen from outside less its path seen from inside (per hierarchy:
+        # the v2 one and each v1 controller's, which may differ on a hybrid host).
+        texts = {"self": _cgroup_text("self")}
         from .discover import processes_in
         for pid in processes_in(t, ino)[:8]:
-            views[str(pid)] = _cgroup_of(pid)
-        extra["outside_views"] = {k: v for k, v in views.items() if v is not None}
+            texts[str(pid)] = _cgroup_text(pid)
+        texts = {k: v for k, v in texts.items() if v is not None}
+        extra["outside_views"] = {k: _cgroup_v2_path(v) for k, v in texts.items()}
+        extra["outside_cgroups"] = texts
     return extra
 
 
@@ -547,16 +550,60 @@ def read_cgroup_root(ctx: Context) -> str:
             inside = _cgroup_v2_path(ctx.read(f"{who}/cgroup"))
         except OSError:
             continue
-        if inside == "/":
-            return outside
-        tail = inside.rstrip("/")
-        if ".." in tail.split("/") or not outside.endswith(tail):
-            continue
-        return outside[: len(outside) - len(tail)] or "/"
+        root = _root_from(outside, inside)
+        if root is not None:
+            return root
     return "?"
 
 
+def _cgroup_paths(text: str) -> dict[str, str]:
+    """/proc/PID/cgroup as {hierarchy: path}: `cgroup2` for the v2 line (0::PATH), the
+    controller list (`memory`, `cpu,cpuacct`, `name=systemd`) for each v1 line."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, path = parts
+        out["cgroup2" if hid == "0" and not controllers else controllers] = path
+    return out
+
+
+def _root_from(outside: str, inside: str) -> str | None:
+    """The namespace's root, from a cgroup's path from outside and from inside it; None
+    when the cgroup is not under the root (its inside path climbs with '..')."""
+    if inside == "/":
+        return outside
+    tail = inside.rstrip("/")
+    if ".." in tail.split("/") or not outside.endswith(tail):
+        return None
+    return outside[: len(outside) - len(tail)] or "/"
+
+
+def read_cgroup_roots(ctx: Context) -> dict:
+    """The namespace's root in every hierarchy, in the shell's view: {hierarchy: path}
+    ('?' where no visible process is under it), the v2 one (`cgroup2`) first, then each
+    v1 controller's: on a hybrid host they differ independently."""
+    found: dict[str, str] = {}
+    order: list[str] = []
+    for who, text in ctx.extra.get("outside_cgroups", {}).items():
+        outside = _cgroup_paths(text)
+        order += [k for k in outside if k not in order]
+        try:
+            inside = _cgroup_paths(ctx.read(f"{who}/cgroup"))
+        except OSError:
+            continue
+        for key, path in outside.items():
+            if key not in found and key in inside:
+                root = _root_from(path, inside[key])
+                if root is not None:
+                    found[key] = root
+    order.sort(key=lambda k: (k != "cgroup2", k))
+    return {k: found.get(k, "?") for k in order}
+
+
 register("cgroup", "root", read_cgroup_root)
+register("cgroup", "roots", read_cgroup_roots)
 
 
 # time --------------------------------------------------------------------------------

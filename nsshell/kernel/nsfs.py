@@ -102,13 +102,18 @@ def check_ns_fd(fd: int, nstype: nstypes.NsType | None = None, shown: str = "") 
     return found
 
 
-def _reopen_checked(pfd: int, nstype, shown: str, again) -> int:
-    """A real fd on the file O_PATH fd PFD is, once PFD is known to be an nsfs file."""
+def _reopen_checked(pfd: int, nstype, shown: str, again, proc_fd: int | None = None) -> int:
+    """A real fd on the file O_PATH fd PFD is, once PFD is known to be an nsfs file
+    (through PROC_FD, an open /proc, when given: a helper inside another mount namespace
+    must not trust that namespace's /proc)."""
     st = os.fstat(pfd)
     if not stat.S_ISREG(st.st_mode) or syscalls.fstatfs_type(pfd) != NSFS_MAGIC:
         raise NotNamespaceError(shown, describe_mode(st.st_mode))
     try:
-        fd = os.open(f"/proc/self/fd/{pfd}", _OPEN_FLAGS)
+        if proc_fd is not None:
+            fd = os.open(f"self/fd/{pfd}", _OPEN_FLAGS, dir_fd=proc_fd)
+        else:
+            fd = os.open(f"/proc/self/fd/{pfd}", _OPEN_FLAGS)
     except FileNotFoundError:
         # No /proc/self here (a helper after it mounted another PID namespace's proc):
         # open the same way again, non-blocking, and make sure it is the checked file.
@@ -170,15 +175,19 @@ def open_proc_ns(pid: int | str, t: nstypes.NsType, for_children: bool = False, 
         raise
 
 
-def open_bind_mount(pid: int, mountpoint: str, mnt_id: int,
-                    nstype: nstypes.NsType | None = None) -> int:
+def open_bind_mount(pid: int | str, mountpoint: str, mnt_id: int,
+                    nstype: nstypes.NsType | None = None, *, proc_fd: int | None = None) -> int:
     """An fd on the namespace bind-mounted at MOUNTPOINT as mount MNT_ID of the mount table
     of process PID, reached under its root (/proc/PID/root) without following any symlink
     or leaving that root (openat2 RESOLVE_NO_SYMLINKS | RESOLVE_IN_ROOT), and taken only if
     what the path leads to now is that very mount (statx STATX_MNT_ID), not another one
-    stacked on it or on a directory above it."""
+    stacked on it or on a directory above it.  PROC_FD: an open /proc to use (a helper
+    that entered another mount namespace passes the shell's, with PID "self")."""
     shown = f"/proc/{pid}/root{mountpoint}"
-    root = os.open(f"/proc/{pid}/root", _PATH_FLAGS | os.O_DIRECTORY)
+    if proc_fd is not None:
+        root = os.open(f"{pid}/root", _PATH_FLAGS | os.O_DIRECTORY, dir_fd=proc_fd)
+    else:
+        root = os.open(f"/proc/{pid}/root", _PATH_FLAGS | os.O_DIRECTORY)
     try:
         rel = mountpoint.lstrip("/") or "."
         pfd = syscalls.openat2(root, rel, _PATH_FLAGS | os.O_NOFOLLOW,
@@ -189,7 +198,7 @@ def open_bind_mount(pid: int, mountpoint: str, mnt_id: int,
                                                "mounted over it")
             return _reopen_checked(pfd, nstype, shown, lambda: syscalls.openat2(
                 root, rel, _OPEN_FLAGS | os.O_NOFOLLOW,
-                syscalls.RESOLVE_NO_SYMLINKS | syscalls.RESOLVE_IN_ROOT))
+                syscalls.RESOLVE_NO_SYMLINKS | syscalls.RESOLVE_IN_ROOT), proc_fd)
         finally:
             os.close(pfd)
     finally:
