@@ -11,6 +11,7 @@ from typing import Sequence
 
 from ..errors import ProgramNotFound
 from ..kernel import syscalls
+from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
 
 
@@ -132,6 +133,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     pid = os.fork()
     if pid == 0:
         try:
+            harden.protect()  # until exec, it is a copy of the shell: not the container's
             os.close(errpipe_r)
             os.setpgid(0, 0)
             terminal.give(os.getpid())
