@@ -37,9 +37,10 @@ def _write_from_parent(user_fd: int, label: str, req: MapRequest, privileged: bo
     pid = os.fork()
     if pid == 0:
         try:
-            os.close(ready_r)
-            os.close(go_w)
+            # It holds nothing of the shell's (it may be dumpable below): only its two pipes.
+            syscalls.close_fds_except({ready_w, go_r, user_fd})
             syscalls.setns(user_fd, nstypes.CLONE_NEWUSER)
+            os.close(user_fd)
             harden.expose_to_map_writer(privileged)
             os.write(ready_w, b"1")
             os.read(go_r, 1)
