@@ -270,3 +270,27 @@ def test_the_keeper_is_not_dumpable(rootless_ok, attack, prefix):
         for pid in processes_named("nsshell-keeper", env_mark=f"XDG_RUNTIME_DIR={xdg}"):
             os.kill(pid, 9)
         shutil.rmtree(xdg, ignore_errors=True)
+
+
+# -- the helper that creates namespaces does not depend on the context's /proc either --------
+
+@pytest.mark.parametrize("who", ["root", "rootless"])
+def test_creating_inside_a_container_with_its_own_proc(nsshell, rootless, who):
+    """Inside a context whose /proc is its PID namespace's (no /proc/self for a helper
+    outside it): new namespaces, clock offsets (written through timens_offsets opened
+    before entering), and a nested PID namespace with a time namespace (made in the
+    grandchild, the time namespace before it)."""
+    script = ("new user+pid+mnt --mount-proc as c; map root; new net as n; run readlink /proc/self/ns/net; "
+              "new time --boottime 1000 as t; run cat /proc/uptime; "
+              "new pid+time --boottime 2000 as pt; run cat /proc/uptime; run id -u")
+    d = (nsshell if who == "root" else rootless)("-c", script)
+    assert d.rc == 0, d
+    lines = d.out.splitlines()
+    net = [w for w in lines[2].split() if w.startswith("net:[")]
+    assert net == [lines[3]], d.out
+    host_up = float(open("/proc/uptime").read().split()[0])
+    ups = [float(line.split()[0]) for line in lines if line.count(".") == 2 and " " in line
+           and not line.startswith(("c:", "t:", "pt:", "n:", "user:"))]
+    assert len(ups) == 2, d.out
+    assert 900 < ups[0] - host_up < 1100 and 1900 < ups[1] - host_up < 2100, (ups, host_up)
+    assert lines[-1] == "0"
