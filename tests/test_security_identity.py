@@ -280,7 +280,9 @@ def test_creating_inside_a_container_with_its_own_proc(nsshell, rootless, who):
     outside it): new namespaces, clock offsets (written through timens_offsets opened
     before entering), and a nested PID namespace with a time namespace (made in the
     grandchild, the time namespace before it)."""
-    script = ("new user+pid+mnt --mount-proc as c; map root; new net as n; run readlink /proc/self/ns/net; "
+    mapping = f"map 0 {MAPPED} 65536" if who == "root" else "map root"
+    script = (f"new user+pid+mnt --mount-proc as c; {mapping}; new net as n; "
+              "run readlink /proc/self/ns/net; "
               "new time --boottime 1000 as t; run cat /proc/uptime; "
               "new pid+time --boottime 2000 as pt; run cat /proc/uptime; run id -u")
     d = (nsshell if who == "root" else rootless)("-c", script)
