@@ -6,6 +6,7 @@ import errno
 import itertools
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 from ..errors import KernelError, NsshellError, UsageError, from_oserror
@@ -13,7 +14,7 @@ from ..kernel import nsfs, nstypes, syscalls
 from ..kernel.nstypes import NsType
 from ..progress import NULL as NULL_PROGRESS
 from ..progress import Progress
-from . import program, spawn
+from . import harden, program, spawn
 from .handle import Handle, InitHolder
 
 PROPAGATION = {
@@ -40,42 +41,85 @@ def _offsets_text(opts: CreateOptions) -> str:
     return "".join(lines)
 
 
-def _create_in_child(types: Sequence[NsType], opts: CreateOptions, lifeline: int | None):
-    """Runs in the helper, already inside the context."""
-    flags = nstypes.flags_of(types)
+# The helper reads its new namespaces through the shell's /proc, opened before it
+# enters anything (spawn's PREPARE): the context's mount namespace may have another
+# proc on /proc (a PID namespace's, where this helper has no /proc/self), or none.
+# Clock offsets are written to the creating process's own timens_offsets, which only
+# its owner may open: opened before entering too (harden.open_own_proc_file), and the
+# process that unshares the time namespace must be that helper.  With fork_after (a
+# new PID namespace nested in the context's), the rest is unshared in the grandchild,
+# so the user and time namespaces are made first, in the helper (spawn's EARLY).
+
+def _open_proc(offsets: bool) -> tuple[int, int | None]:
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not offsets:
+        return proc, None
     try:
-        syscalls.unshare(flags)
+        return proc, harden.open_own_proc_file("timens_offsets", os.O_WRONLY)
+    except OSError as err:
+        raise from_oserror(err, "opening the clock offsets of the new time namespace") from None
+
+
+def _write_offsets(fd: int, opts: CreateOptions) -> None:
+    try:
+        os.write(fd, _offsets_text(opts).encode())
+    except OSError as err:
+        raise from_oserror(err, "setting the clock offsets of the new time namespace") from None
+
+
+def _early(types: Sequence[NsType], opts: CreateOptions, fork_after: bool,
+           opened: tuple[int, int | None]) -> tuple[int, int | None, int]:
+    """(the shell's /proc, an offsets fd still to write, flags already unshared)."""
+    proc, offsets = opened
+    if offsets is None or not fork_after:
+        return proc, offsets, 0
+    first = [t for t in types if t in (nstypes.USER, nstypes.TIME)]
+    _unshare(first, types)
+    _write_offsets(offsets, opts)
+    os.close(offsets)
+    return proc, None, nstypes.flags_of(first)
+
+
+def _steps(types: Sequence[NsType], opts: CreateOptions, fork_after: bool) -> dict:
+    """spawn's PREPARE and EARLY for creating TYPES."""
+    offsets = nstypes.TIME in types and bool(_offsets_text(opts))
+    return dict(prepare=partial(_open_proc, offsets),
+                early=partial(_early, tuple(types), opts, fork_after))
+
+
+def _unshare(these: Sequence[NsType], types: Sequence[NsType]) -> None:
+    if not these:
+        return
+    try:
+        syscalls.unshare(nstypes.flags_of(these))
     except OSError as err:
         raise _unshare_error(err, types) from None
+    harden.protect()  # new credentials (a new user namespace): still not the inside's
+
+
+def _create_in_child(early: tuple[int, int | None, int], types: Sequence[NsType],
+                     opts: CreateOptions, lifeline: int | None):
+    """Runs in the helper, already inside the context.  EARLY: what `_early` did (the
+    shell's /proc, an offsets fd left to write, and the flags it already unshared)."""
+    proc, offsets, done = early
+    _unshare([t for t in types if not t.flag & done], types)
     if nstypes.MNT in types and PROPAGATION[opts.propagation]:
         # As unshare(1): nothing mounted in the new namespace may reach the host.
         try:
             syscalls.mount("none", "/", None, syscalls.MS_REC | PROPAGATION[opts.propagation])
         except OSError as err:
             raise from_oserror(err, f"making / {opts.propagation} in the new mount namespace")
-    if nstypes.TIME in types:
-        text = _offsets_text(opts)
-        if text:
-            try:
-                with open("/proc/self/timens_offsets", "w") as f:
-                    f.write(text)
-            except OSError as err:
-                raise from_oserror(err, "setting the clock offsets of the new time namespace")
+    if offsets is not None:
+        _write_offsets(offsets, opts)
     fds: list[int] = []
     names: list[str] = []
     pidfd = None
-    # The proc this helper sees now: once the init mounts the new PID namespace's
-    # proc on /proc, /proc/self no longer exists for this helper (not in it);
-    # and pid_for_children can be opened only once that init exists.
-    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        if nstypes.PID in types:
-            pidfd = spawn.start_init(lifeline, mount_proc=opts.mount_proc and nstypes.MNT in types)
-        for t in types:
-            fds.append(nsfs.open_proc_ns("self", t, for_children=True, proc_fd=proc))
-            names.append(t.name)
-    finally:
-        os.close(proc)
+    # pid_for_children can be opened only once the init exists.
+    if nstypes.PID in types:
+        pidfd = spawn.start_init(lifeline, mount_proc=opts.mount_proc and nstypes.MNT in types)
+    for t in types:
+        fds.append(nsfs.open_proc_ns("self", t, for_children=True, proc_fd=proc))
+        names.append(t.name)
     if pidfd is not None:
         fds.append(pidfd)
     return spawn.Handoff(names, fds)
@@ -121,8 +165,10 @@ def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
     try:
         if nstypes.PID in types:
             lifeline_r, lifeline_w = os.pipe2(os.O_CLOEXEC)
+        # Only a new PID namespace needs the grandchild (it nests in the context's).
+        fork_after = fork_after and nstypes.PID in types
         names, fds = spawn.call(entries, _create_in_child, tuple(types), opts, lifeline_r,
-                                fork_after=fork_after)
+                                fork_after=fork_after, **_steps(types, opts, fork_after))
     except BaseException as e:
         if lifeline_w is not None:
             os.close(lifeline_w)
@@ -206,10 +252,11 @@ def ensure_fd_room(more: int) -> int:
     return new_soft
 
 
-def _create_many_in_child(types: Sequence[NsType], opts: CreateOptions, count: int):
+def _create_many_in_child(early: tuple[int | None, int], types: Sequence[NsType],
+                          opts: CreateOptions, count: int):
     fds: list[int] = []
-    for _ in range(count):
-        fds.extend(_create_in_child(types, opts, None).fds)
+    for _ in range(count):  # no PID namespace among TYPES: no fork_after, nothing done early
+        fds.extend(_create_in_child(early, types, opts, None).fds)
     return spawn.Handoff([t.name for t in types], fds)
 
 
@@ -260,13 +307,13 @@ def create_many(entries: Sequence[spawn.Entry], types: Sequence[NsType], opts: C
         waiting = iter(sizes)
         for n in itertools.islice(waiting, _cpus()):
             running.append(spawn.start(entries, _create_many_in_child, tuple(types), opts, n,
-                                       fork_after=fork_after))
+                                       **_steps(types, opts, False)))
         for n in sizes:
             names, fds = running.pop(0).result()
             nxt = next(waiting, None)
             if nxt is not None:
                 running.append(spawn.start(entries, _create_many_in_child, tuple(types), opts,
-                                           nxt, fork_after=fork_after))
+                                           nxt, **_steps(types, opts, False)))
             if len(fds) != n * len(names):
                 for fd in fds:
                     os.close(fd)

@@ -93,6 +93,7 @@ def start_holder(lifeline: int, init_pidfd: int | None) -> tuple[int, int]:
     if pid == 0:
         try:
             os.close(r)
+            spawn.harden.protect()  # it holds a PID namespace's init alive (core/harden.py)
             os.setsid()
             if os.fork():
                 os._exit(0)

@@ -516,6 +516,8 @@ def serve(dirpath: str, ready_fd: int | None = None) -> int:
     # Named only once it holds the lock: a keeper that lost the race to start (above)
     # never shows up as one, not even while it exits.
     from ..kernel.syscalls import set_process_title
+    from .harden import protect
+    protect()  # it holds the user's namespaces: nothing inside one may drive it (core/harden.py)
     set_process_title(COMM)
     raise_fd_limit()
     keeper = Keeper()

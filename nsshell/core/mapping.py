@@ -14,7 +14,7 @@ from typing import Sequence
 from ..errors import KernelError, NsshellError, from_oserror
 from ..kernel import idmap, nstypes, syscalls
 from ..kernel.idmap import IdRange
-from . import spawn
+from . import harden, spawn
 
 
 @dataclass
@@ -29,16 +29,19 @@ def _describe(kind: str, ranges: Sequence[IdRange]) -> str:
     return f"{kind}_map ({'; '.join(map(str, ranges))})"
 
 
-def _write_from_parent(user_fd: int, label: str, req: MapRequest) -> dict:
-    """Runs in a helper in the target's parent user namespace."""
+def _write_from_parent(user_fd: int, label: str, req: MapRequest, privileged: bool) -> dict:
+    """Runs in a helper in the target's parent user namespace (PRIVILEGED: the shell is
+    root where its memory belongs, so it may open a protected process's /proc files)."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:
         try:
-            os.close(ready_r)
-            os.close(go_w)
+            # It holds nothing of the shell's (it may be dumpable below): only its two pipes.
+            syscalls.close_fds_except({ready_w, go_r, user_fd})
             syscalls.setns(user_fd, nstypes.CLONE_NEWUSER)
+            os.close(user_fd)
+            harden.expose_to_map_writer(privileged)
             os.write(ready_w, b"1")
             os.read(go_r, 1)
             os._exit(0)
@@ -101,7 +104,7 @@ def write(parent_entry: spawn.Entry | None, user_entry: spawn.Entry, req: MapReq
     """Write REQ to the user namespace USER_ENTRY, from its parent (None: the shell's own)."""
     entries = [parent_entry] if parent_entry is not None else []
     value, _ = spawn.call(entries, _write_from_parent, user_entry.fd, user_entry.label, req,
-                          root=False)
+                          os.geteuid() == 0, root=False)
     return value
 
 

@@ -29,7 +29,7 @@ import struct
 
 from ..errors import KernelError, from_oserror
 from ..kernel import nsfs, nstypes, syscalls
-from . import spawn
+from . import harden, spawn
 from .handle import CLOSE_HOOKS
 
 _REQ = struct.Struct("=iii")   # family, type, proto (+ the namespace fd)
@@ -42,12 +42,14 @@ class _Opener:
         pid = os.fork()
         if pid == 0:  # the opener: never returns
             try:
+                harden.protect()  # it sits in the namespaces it serves
                 parent.close()
                 if userns_fd is not None:
                     # In the user namespace that owns the targets, with a network namespace
                     # of its own to come home to (it could not re-enter the shell's).
                     syscalls.setns(userns_fd, nstypes.CLONE_NEWUSER)
                     syscalls.unshare(nstypes.CLONE_NEWNET)
+                    harden.protect()  # again, after the credentials changed
                 _serve(child)
             finally:
                 os._exit(0)

@@ -11,6 +11,7 @@ from typing import Sequence
 
 from ..errors import ProgramNotFound
 from ..kernel import syscalls
+from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
 
 
@@ -132,8 +133,13 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     pid = os.fork()
     if pid == 0:
         try:
+            harden.protect()  # until exec, it is a copy of the shell: not the container's
             os.close(errpipe_r)
             os.setpgid(0, 0)
+            # Still a background group until one of us hands it the terminal: tcsetpgrp
+            # from there raises SIGTTOU, which would stop this child for good (the shell
+            # waits on it).  Ignored until exec (reset_signals restores it).
+            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
             terminal.give(os.getpid())
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             import traceback  # noqa: F401 - before entering (a container's root has no Python)

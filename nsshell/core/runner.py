@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from ..errors import NsshellError, ProgramNotFound
 from ..kernel import syscalls
-from . import program, spawn
+from . import harden, program, spawn
 
 # Commands that leave the runner alive: they are the ones that use it.
 KEEP = frozenset({"run", "sh", "fg"})
@@ -133,6 +133,7 @@ def _chdir(cwd: str | None, env: dict[str, str]) -> None:
 
 
 def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> None:
+    harden.protect()  # it serves the shell from inside: the inside must not drive it
     program.restore_nofile()  # what it posix_spawn()s inherits its limits
     try:
         # A group of its own: a Ctrl-C the terminal sends to the shell's group must

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from ..errors import KernelError, NsshellError, from_oserror
 from ..kernel import nstypes, syscalls
 from ..kernel.nstypes import NsType
+from . import harden
 
 
 @dataclass(frozen=True)
@@ -43,36 +44,14 @@ class HelperCrash(NsshellError):
 
 # --- entering namespaces (runs in the child) ---------------------------------
 
-def _uid_mapped(inside: int, kind: str) -> bool:
-    try:
-        with open(f"/proc/self/{kind}_map") as f:
-            for line in f:
-                lo, _, count = map(int, line.split())
-                if lo <= inside < lo + count:
-                    return True
-    except OSError:
-        pass
-    return False
-
-
-def become_root() -> None:
-    """After joining a user namespace, become its root if root is mapped (as nsenter does)."""
-    try:
-        syscalls.setgroups_empty()
-    except OSError:
-        pass  # setgroups is denied in this namespace: keep the (empty) list we have
-    if _uid_mapped(0, "gid"):
-        os.setresgid(0, 0, 0)
-    if _uid_mapped(0, "uid"):
-        os.setresuid(0, 0, 0)
-
-
 def enter(entries: Sequence[Entry], root: bool = True) -> None:
-    """setns() into ENTRIES in nsenter's order.
+    """setns() into ENTRIES in nsenter's order; with ROOT, become the user namespace's
+    root when it maps root (harden.become_root: the one identity rule).
 
     Non-user namespaces first (so a privileged caller drops privilege last);
     those refused with EPERM are tried again after the user namespace, whose
-    capabilities may be what they need.
+    capabilities may be what they need.  Runs only in a forked helper, which
+    leaves here protected (harden.protect) whatever ids it ends with.
     """
     user = next((e for e in entries if e.nstype is nstypes.USER), None)
     later: list[Entry] = []
@@ -86,17 +65,20 @@ def enter(entries: Sequence[Entry], root: bool = True) -> None:
         except OSError as err:
             raise _enter_error(err, e) from None
     if user is not None:
+        if root:
+            harden.drop_groups()  # while still privileged where the groups are (host group 0)
         try:
             syscalls.setns(user.fd, nstypes.CLONE_NEWUSER)
         except OSError as err:
             raise _enter_error(err, user) from None
         if root:
-            become_root()
+            harden.become_root()
     for e in later:
         try:
             syscalls.setns(e.fd, e.nstype.flag)
         except OSError as err:
             raise _enter_error(err, e) from None
+    harden.protect()
 
 
 def _enter_error(err: OSError, e: Entry) -> KernelError:
@@ -205,14 +187,21 @@ def exit_status(status: int) -> int:
 # --- helpers -------------------------------------------------------------------
 
 def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
-         fork_after: bool = False, root: bool = True) -> tuple[Any, list[int]]:
+         fork_after: bool = False, root: bool = True,
+         prepare: Callable[[], Any] | None = None,
+         early: Callable[[Any], Any] | None = None) -> tuple[Any, list[int]]:
     """Run fn(*args) in a child that has entered ENTRIES; return (value, fds).
 
     fn may return a Handoff to pass fds back.  With fork_after, fn runs in a
     grandchild, so that it is inside PID and time namespaces too (they apply
-    to children only).  Errors raised by fn are raised here.
+    to children only).  With PREPARE, the child calls it before entering
+    anything (still in the shell's namespaces) and fn gets its result first:
+    fn(prepare(), *args); with EARLY too, fn(early(prepare()), *args), where
+    EARLY runs inside ENTRIES but before the fork_after fork.  Errors raised by
+    fn are raised here.
     """
-    return start(entries, fn, *args, fork_after=fork_after, root=root).result()
+    return start(entries, fn, *args, fork_after=fork_after, root=root, prepare=prepare,
+                 early=early).result()
 
 
 class Pending:
@@ -250,7 +239,9 @@ class Pending:
 
 
 def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
-          fork_after: bool = False, root: bool = True) -> Pending:
+          fork_after: bool = False, root: bool = True,
+          prepare: Callable[[], Any] | None = None,
+          early: Callable[[Any], Any] | None = None) -> Pending:
     """`call`, without waiting: several helpers can work at once (one per CPU)."""
     import socket  # here, not at the top: a batch that forks no helper starts faster
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -258,11 +249,17 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
     if pid == 0:  # child: never return
         try:
             parent_sock.close()
+            harden.protect()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             # Before entering: a mount namespace pivoted into a container's root has no
             # Python library to import the answer's modules from.
             import array, pickle, traceback  # noqa: E401,F401
+            prepared = prepare() if prepare is not None else None
             enter(entries, root=root)
+            if early is not None:
+                prepared = early(prepared)
+            if prepare is not None or early is not None:
+                args = (prepared,) + args
             if fork_after:
                 grandchild = os.fork()
                 if grandchild:
@@ -331,6 +328,7 @@ def start_init(lifeline: int, mount_proc: bool = False, name: str = "nsshell-ini
     pid = os.fork()
     if pid == 0:
         try:
+            harden.protect()  # PID 1 of the namespace: its root must not ptrace it
             devnull = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)

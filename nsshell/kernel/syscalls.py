@@ -128,6 +128,8 @@ def close_fds_except(keep) -> None:
 
 
 PR_SET_PDEATHSIG = 1
+PR_GET_DUMPABLE = 3
+PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -135,6 +137,16 @@ PR_SET_CHILD_SUBREAPER = 36
 def prctl(option: int, arg2: int = 0) -> int:
     return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2),
                               ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)))
+
+
+def set_dumpable(on: bool) -> None:
+    """prctl(PR_SET_DUMPABLE): 0 gives this process's /proc files to root and closes
+    ptrace and /proc/PID/mem to all but CAP_SYS_PTRACE in its mm's user namespace."""
+    prctl(PR_SET_DUMPABLE, 1 if on else 0)
+
+
+def get_dumpable() -> int:
+    return prctl(PR_GET_DUMPABLE)
 
 
 def set_comm(name: str) -> None:
