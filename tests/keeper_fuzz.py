@@ -234,7 +234,7 @@ def fuzz(name: str, seed: int, count: int) -> dict:
     kpid = keeper.request({"op": "ping"})[0]["pid"]
     base = ids_of(name)
     assert base, f"{name} is not kept"
-    fd_before = len(os.listdir(f"/proc/{kpid}/fd"))
+    fd_before = keeper.request({"op": "ping"})[0]["fds"]
     stats = Counter()
     errors = Counter()
     cases = list(structured(fds)) + list(randomized(rng, count, name))
@@ -269,7 +269,7 @@ def fuzz(name: str, seed: int, count: int) -> dict:
         if i % 25 == 0 or i == len(cases) - 1:
             assert ids_of(name) == base, f"case {i} ({kind}): {name} changed"
     time.sleep(0.1)
-    fd_after = len(os.listdir(f"/proc/{kpid}/fd"))
+    fd_after = keeper.request({"op": "ping"})[0]["fds"]
     listed = [s["name"] for s in keeper.request({"op": "list"})[0]["sets"]]
     return {"cases": len(cases), "kinds": dict(stats), "keeper_pid": kpid,
             "fd_before": fd_before, "fd_after": fd_after, "held": listed,
@@ -293,7 +293,7 @@ def fill() -> dict:
         names.append(f"fill{i}")
     with open(f"/proc/{kpid}/limits") as f:
         limit = [line.split()[3:5] for line in f if line.startswith("Max open files")][0]
-    open_fds = len(os.listdir(f"/proc/{kpid}/fd"))
+    open_fds = keeper.request({"op": "ping"})[0]["fds"]
     still = keeper.request({"op": "ping"})[0]
     # one released: room for one more
     keeper.request({"op": "drop", "name": names[0]})

@@ -16,7 +16,10 @@ RefArg = Annotated[NsSet, Ref()]
 def _names_for_ls(session):
     """Persisted names for `ls`/`identify` (discover's hook): (type, inode, name)."""
     for r in store.list_persisted(session):
-        yield r["type"], r["inode"], r["name"]
+        if "holder" in r:  # the keeper's: /proc does not show its fds
+            yield r["type"], r["inode"], r["name"], r["holder"]
+        else:
+            yield r["type"], r["inode"], r["name"]
 
 
 if _names_for_ls not in discover.NAME_SOURCES:

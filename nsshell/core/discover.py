@@ -36,7 +36,9 @@ _NR_PIDFD_OPEN = 434
 _NR_PIDFD_GETFD = 438          # same number on x86_64 and aarch64
 
 # Extension hook for persisted names (the persist module adds itself here):
-# each callable gets the session (or None) and yields (type name, inode, name).
+# each callable gets the session (or None) and yields (type name, inode, name) or
+# (type name, inode, name, holder): a holder (as in NsInfo.holders) adds the namespace
+# when the scan of /proc did not find it.
 NAME_SOURCES: list[Callable[[object], Iterable[tuple[str, int, str]]]] = []
 
 _PERSIST_ROOT = "/run/nsshell/"
@@ -343,8 +345,15 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
                 del nss[key]
     for source in NAME_SOURCES:
         try:
-            for tname, ino, nm in source(session):
+            for tname, ino, nm, *holder in source(session):
                 info = result.get(tname, ino)
+                if info is None and holder and tname in names and \
+                        not (drop_mnt and tname == "mnt"):
+                    # held where /proc cannot show it (the rootless keeper is not
+                    # dumpable: its own user cannot list its fds); the source says how
+                    info = result._add(tname, ino)
+                    info.kinds.add(holder[0]["kind"])
+                    info.holders.append(holder[0])
                 if info is not None:
                     info.add_name(nm)
         except Exception:  # noqa: BLE001 - a broken hook must not break ls

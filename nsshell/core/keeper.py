@@ -380,5 +380,8 @@ def listing() -> list[dict]:
                        "owner": s.get("owners", {}).get(t)}
                 if t == "pid" and "alive" in s:
                     row["alive"] = s["alive"]
+                fd = s.get("fds", {}).get(t)
+                if isinstance(fd, int) and isinstance(reply.get("pid"), int):
+                    row["holder"] = {"kind": "fd", "pid": reply["pid"], "fd": fd}
                 out.append(row)
     return out

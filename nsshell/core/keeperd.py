@@ -206,9 +206,10 @@ class Keeper:
             _close_all(fds)
             fds = []
             if op == "ping":
-                return {"ok": True, "pid": os.getpid(), "held": len(self.sets)}, []
+                return {"ok": True, "pid": os.getpid(), "held": len(self.sets),
+                        "fds": _open_fds()}, []
             if op == "list":
-                return {"ok": True, "sets": [self._describe(n, s)
+                return {"ok": True, "pid": os.getpid(), "sets": [self._describe(n, s)
                                              for n, s in sorted(self.sets.items())]}, []
             if op in ("get", "drop"):
                 name = req.get("name")
@@ -312,7 +313,8 @@ class Keeper:
         return {"ok": True, "same": False, "pid": os.getpid()}
 
     def _describe(self, name: str, s: dict) -> dict:
-        d = {"name": name, "types": {t: v[0] for t, v in s["meta"]["ids"].items()}}
+        d = {"name": name, "types": {t: v[0] for t, v in s["meta"]["ids"].items()},
+             "fds": dict(s["fds"])}
         if s.get("pidfd") is not None:
             p = select.poll()  # never select(): the pidfd may be past fd 1023
             p.register(s["pidfd"], select.POLLIN)
@@ -502,6 +504,15 @@ def _serve_one(keeper: Keeper, conn: socket.socket, uid: int) -> None:
         return
     reply, out = keeper.handle(req, fds)
     send(conn, reply, out)
+
+
+def _open_fds() -> int | None:
+    """How many fds the keeper has open (its own /proc/self/fd: readable to itself even
+    though it is not dumpable, unlike to anyone else of its uid)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+    except OSError:
+        return None
 
 
 def serve(dirpath: str, ready_fd: int | None = None) -> int:
