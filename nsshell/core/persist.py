@@ -572,9 +572,9 @@ def _ns_pids(pid_ino: int) -> list[int]:
     return sorted(out)
 
 
-def _pipe_holders(pipe_ino: int, skip: set[int]) -> list[int]:
-    """Processes (other than SKIP) holding an fd on the pipe PIPE_INO."""
-    want = f"pipe:[{pipe_ino}]"
+def _pipe_holders(pipe_inos: set[int], skip: set[int]) -> list[int]:
+    """Processes (other than SKIP) holding an fd on one of the pipes PIPE_INOS."""
+    want = {f"pipe:[{i}]" for i in pipe_inos}
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) in skip:
@@ -585,7 +585,7 @@ def _pipe_holders(pipe_ino: int, skip: set[int]) -> list[int]:
             continue
         for n in fds:
             try:
-                if os.readlink(f"/proc/{d}/fd/{n}") == want:
+                if os.readlink(f"/proc/{d}/fd/{n}") in want:
                     out.append(int(d))
                     break
             except OSError:
@@ -600,12 +600,15 @@ def _pid_users(meta: dict, pid_ino: int | None) -> tuple[list[int], list[int]]:
     if pid_ino is None or not proven_init(init, pid_ino):
         return [], []
     users = [p for p in _ns_pids(pid_ino) if p != init["pid"]]
+    if not users:
+        return [], []
     from .holder import _pipes
-    lifelines = list(_pipes(init["pid"]))
     holder = meta.get("holder") or {}
     skip = {init["pid"], os.getpid()} | ({holder["pid"]} if isinstance(holder.get("pid"), int)
                                          else set())
-    keepers = _pipe_holders(lifelines[0], skip) if len(lifelines) == 1 else []
+    # the init's pipes: its lifeline (whose write ends keep it alive) and its own wake-up
+    # pipe (which nobody else holds)
+    keepers = _pipe_holders(set(_pipes(init["pid"])), skip | set(users))
     return users, keepers
 
 
@@ -658,8 +661,8 @@ def _unpersist_helper(path: str, name: str, root: str | None, force: bool) -> di
         out = _remove_entry(pfd, base, path, meta, step)
         out["notes"] = notes + out["notes"]
         if keepers and pid_ino is not None:
-            out["notes"].append(f"pid:[{pid_ino}] lives on while pid "
-                                f"{' '.join(map(str, keepers))} still use it")
+            out["notes"].append(f"pid:[{pid_ino}] lives on while the sessions of pid "
+                                f"{' '.join(map(str, keepers))} hold it")
         elif users:
             out["notes"].append(f"killed pid {' '.join(map(str, users))} (--force)")
         return out
@@ -811,6 +814,8 @@ def unpersist(session, text: str, root: str | None = None, force: bool = False) 
         path = f"{root}/{text}"
         in_root = True
     out = None
+    # what interrupted changes left in the root is finished or rolled back first
+    recovered = recover(session, root) if in_root else []
     if exists_dir(path) or (in_root and _half_made_here(root, text)):
         if use_keeper():
             raise NsshellError(f"{path} was persisted with bind mounts; removing them needs root")
@@ -827,9 +832,12 @@ def unpersist(session, text: str, root: str | None = None, force: bool = False) 
             raise NsshellError(f"{NETNS_DIR}/{text} was not made by nsshell (no persisted set "
                                f"{text!r} in {root}): nsshell removes only what it made",
                                f"`ip netns del {text}` removes it")
+    if out is None and recovered:
+        out = {"removed": [], "notes": [], "path": path}
     if out is None:
         raise NotFoundError(f"nothing is persisted as {text!r}",
                             f"`handles` lists persisted sets (root: {root})")
+    out["notes"] = recovered + out["notes"]
     if session is not None:
         for s in session.sets.values():
             if s.persisted == out["path"] or (s.name == text and s.persisted):

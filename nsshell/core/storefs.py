@@ -180,7 +180,7 @@ def _read_mark(dfd: int) -> str | None:
         os.close(fd)
 
 
-def _write_mark(dfd: int, text: str) -> None:
+def _write_mark(dfd: int, text: str, path: str) -> None:
     tmp = f"{ROOT_MARK}.{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -195,7 +195,7 @@ def _write_mark(dfd: int, text: str) -> None:
             os.unlink(tmp, dir_fd=dfd)
         except OSError:
             pass
-        raise store_error(e, "recording the persist root's self-bind", fdpath(dfd)) from None
+        raise store_error(e, f"recording the self-bind of {path}", path) from None
 
 
 def ensure_private_root(path: str, fd: int, step=lambda _name: None) -> None:
@@ -206,7 +206,7 @@ def ensure_private_root(path: str, fd: int, step=lambda _name: None) -> None:
     is empty again.  FD is PATH opened before (the directory beneath any mount)."""
     table = mounts()
     if mount_point(path, table) is None:
-        _write_mark(fd, "pending")
+        _write_mark(fd, "pending", path)
         step("root-intent")
         try:
             syscalls.mount(fdpath(fd), fdpath(fd), None, syscalls.MS_BIND | syscalls.MS_REC)
@@ -220,7 +220,7 @@ def ensure_private_root(path: str, fd: int, step=lambda _name: None) -> None:
         table = mounts()
         m = mount_point(path, table)
         if m is not None:
-            _write_mark(fd, str(m.mount_id))
+            _write_mark(fd, str(m.mount_id), path)
     m = mount_point(path, table)
     if m is not None and m.shared:
         top = walk(path)  # the fd opened before the bind names the directory beneath it
