@@ -301,9 +301,10 @@ def _open_entry(pfd: int, base: str, shown: str) -> int:
     return dfd
 
 
-def _netns_remove(meta: dict, netns_ino: int | None, notes: list[str], step) -> str | None:
-    """Remove /run/netns/NAME if this entry made it (meta says so) and it still is the
-    entry's network namespace (the kernel says so), or is still only our placeholder."""
+def _netns_remove(meta: dict, entry_net: int | None, notes: list[str], step) -> str | None:
+    """Remove /run/netns/NAME if this entry made it (meta.json says so) and the kernel
+    confirms it is the network namespace bound in the entry itself (ENTRY_NET), or it is
+    still only our empty placeholder.  Nothing else is ever removed there."""
     netns = meta.get("netns") or {}
     if not isinstance(netns, dict) or not netns.get("ours"):
         return None
@@ -311,7 +312,7 @@ def _netns_remove(meta: dict, netns_ino: int | None, notes: list[str], step) -> 
     if not isinstance(path, str) or path.rpartition("/")[0] != NETNS_DIR:
         return None
     nname = path.rpartition("/")[2]
-    if not NAME_OK(nname):
+    if not NAME_OK(nname) or nname != meta.get("name"):
         return None
     try:
         nfd = walk(NETNS_DIR)
@@ -319,10 +320,12 @@ def _netns_remove(meta: dict, netns_ino: int | None, notes: list[str], step) -> 
         return None
     try:  # no lock on /run/netns: a persist being undone holds it; the inode decides
         st = _stat_ns(nfd, nname)
-        if st is not None and (netns_ino is None or st.st_ino != netns_ino):
-            notes.append(f"{path} is now another namespace: left alone")
-            return None
-        return path if _unbind(nfd, nname, netns_ino, step) else None
+        if st is not None:
+            if entry_net is None or st.st_ino != entry_net:
+                notes.append(f"{path} is not this set's network namespace: left alone")
+                return None
+            return path if _unbind(nfd, nname, entry_net, step) else None
+        return path if _unbind(nfd, nname, None, step) else None  # our empty placeholder
     finally:
         os.close(nfd)
 
@@ -340,13 +343,16 @@ def _remove_entry(pfd: int, base: str, shown: str, meta: dict, step=_no_steps) -
         st = _stat_ns(dfd, "pid")
         if st is not None and pid_ino is None:
             pid_ino = st.st_ino
+        net = _stat_ns(dfd, "net")
+        want = _meta_ino(meta, "net")
+        netns = _netns_remove(meta, net.st_ino if net is not None and want in (None, net.st_ino)
+                              else None, notes, step)
+        if netns:
+            removed.append(netns)
         for t in nstypes.NAMES:
             if t in types or _stat_ns(dfd, t) is not None or _is_placeholder(dfd, t):
                 if _unbind(dfd, t, _meta_ino(meta, t) if t in types else None, step):
                     removed.append(t)
-        netns = _netns_remove(meta, _meta_ino(meta, "net"), notes, step)
-        if netns:
-            removed.append(netns)
         holder = meta.get("holder")
         if holder and stop_proven_holder(holder, meta.get("init"), pid_ino):
             removed.append(f"holder {holder.get('pid')}")
@@ -816,7 +822,7 @@ def unpersist(session, text: str, root: str | None = None, force: bool = False) 
     out = None
     # what interrupted changes left in the root is finished or rolled back first
     recovered = recover(session, root) if in_root else []
-    if exists_dir(path) or (in_root and _half_made_here(root, text)):
+    if _entry_exists(path) or (in_root and _half_made_here(root, text)):
         if use_keeper():
             raise NsshellError(f"{path} was persisted with bind mounts; removing them needs root")
         out, _ = spawn.call([], _unpersist_helper, path, text,
@@ -843,6 +849,25 @@ def unpersist(session, text: str, root: str | None = None, force: bool = False) 
             if s.persisted == out["path"] or (s.name == text and s.persisted):
                 s.persisted = None
     return out
+
+
+def _entry_exists(path: str) -> bool:
+    """Is there a directory at PATH?  One nsshell does not trust is an error, said as such."""
+    try:
+        fd = walk(path)
+    except NotFoundError:
+        return False
+    except NsshellError as e:
+        if "symbolic link" in e.message:
+            raise
+        if "trusts only" in e.message:
+            raise
+        return False
+    try:
+        check_trusted(fd, path)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _half_made_here(root: str, name: str) -> bool:
