@@ -853,14 +853,14 @@ def unpersist(session, text: str, root: str | None = None, force: bool = False) 
 
 def _entry_exists(path: str) -> bool:
     """Is there a directory at PATH?  One nsshell does not trust is an error, said as such."""
+    if use_keeper():  # no bind mounts to remove: what is there is said by the caller
+        return exists_dir(path)
     try:
         fd = walk(path)
     except NotFoundError:
         return False
     except NsshellError as e:
-        if "symbolic link" in e.message:
-            raise
-        if "trusts only" in e.message:
+        if "symbolic link" in e.message or "trusts only" in e.message:
             raise
         return False
     try:

@@ -40,12 +40,32 @@ def untrusted_error(path: str, st: os.stat_result) -> NsshellError:
                         "remove or fix it yourself (`ls -ld` it), or use another persist root")
 
 
+_OVERFLOW: int | None = None
+
+
+def _overflow_owner(uid: int) -> bool:
+    """Inside a user namespace (e.g. `unshare -r`) host root's directories show as owned
+    by the overflow uid: as ancestors, they are what they were on the host.  (Such a
+    shell cannot mount on the host: it only reads the store, and the keeper holds its
+    own sets.)"""
+    global _OVERFLOW
+    if _OVERFLOW is None:
+        try:
+            with open("/proc/self/uid_map") as f:
+                initial = f.read().split() == ["0", "0", "4294967295"]
+            with open("/proc/sys/kernel/overflowuid") as f:
+                _OVERFLOW = -1 if initial else int(f.read())
+        except (OSError, ValueError):
+            _OVERFLOW = -1
+    return uid == _OVERFLOW
+
+
 def check_trusted(fd: int, path: str, ancestor: bool = False) -> os.stat_result:
     """fstat FD (PATH opened without following symlinks) and refuse it unless root or the
     caller owns it and no one else can write it (a sticky directory such as /tmp may be
     an ANCESTOR: there nobody can rename or remove what others made)."""
     st = os.fstat(fd)
-    if st.st_uid not in (0, os.geteuid()):
+    if st.st_uid not in (0, os.geteuid()) and not (ancestor and _overflow_owner(st.st_uid)):
         raise untrusted_error(path, st)
     if st.st_mode & 0o022 and not (ancestor and stat.S_ISDIR(st.st_mode)
                                    and st.st_mode & stat.S_ISVTX):
