@@ -675,7 +675,7 @@ def _unpersist_helper(path: str, name: str, root: str | None, force: bool) -> di
     finally:
         if root:
             try:
-                release_root(root)
+                release_root(root, step)
             except Exception:  # noqa: BLE001
                 pass
         for fd in fds:
@@ -690,7 +690,8 @@ def _recover_helper(root: str) -> list[str]:
         fds.append(pfd)
         notes = _recover(pfd, root)
         if release_root(root) and not notes:
-            notes.append(f"undid the self-bind of {root} left by an interrupted persist")
+            notes.append(f"undid the self-bind of {root} left by an interrupted persist "
+                         "or unpersist")
         return notes
     except NsshellError:
         return []

@@ -263,7 +263,7 @@ def _is_self_bind(path: str, m: MountInfo, table: list[MountInfo]) -> bool:
     return m.root == (below.root.rstrip("/") + rel)
 
 
-def release_root(path: str) -> bool:
+def release_root(path: str, step=lambda _name: None) -> bool:
     """Undo the self-bind nsshell made of the persist root PATH once nothing is kept in
     it (called with the root's lock held).  A self-bind nsshell did not record is left."""
     try:
@@ -288,8 +288,15 @@ def release_root(path: str) -> bool:
             head, _, base = path.rpartition("/")
             pfd = walk(head or "/")
             try:
-                os.unlink(ROOT_MARK, dir_fd=top)
+                # the mount first, then its record: killed in between, the record of a
+                # self-bind that is gone is dropped by the next one (below)
                 syscalls.umount2(fdpath(pfd, base), syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
+                step("root unmount")
+                below = os.open(base, DIR_FLAGS, dir_fd=pfd)
+                try:
+                    os.unlink(ROOT_MARK, dir_fd=below)
+                finally:
+                    os.close(below)
             finally:
                 os.close(pfd)
             return True
