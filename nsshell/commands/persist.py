@@ -64,9 +64,14 @@ def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = 
     setting, $NSSHELL_PERSIST_ROOT, or /run/nsshell, which is made a private
     mount of itself first); a net namespace also at /run/netns/NAME, so
     `ip netns exec NAME` works.  A PID namespace keeps its init alive through a
-    detached holder process until `unpersist`.  The shell's own mount namespace
-    cannot be bound inside itself.  Without root, the per-user keeper process
-    holds the namespaces instead (no bind mounts; not visible to ip netns).
+    detached holder process until `unpersist` (and while a session that joined
+    it still uses it).  The shell's own mount namespace cannot be bound inside
+    itself.  Without root, the per-user keeper process holds the namespaces
+    instead (no bind mounts; not visible to ip netns).
+
+    The entry is made as a transaction: its intent is recorded first and
+    committed last, so a persist killed part way is rolled back by the next
+    persist, unpersist or ls, which say so.  See docs/persistence.md.
 
     Arguments:
       ref: the set to keep: a name, pid:N, a path, TYPE:[INODE]
