@@ -230,24 +230,33 @@ def test_copies_in_later_mount_namespaces_go_with_unpersist(store, prefix):
     try:
         time.sleep(1.0)
 
-        def copies() -> list[str]:
-            found = []
+        want = {f"{t}:[{i}]" for t, i in inos.items()}
+
+        def copies() -> set[tuple[str, str]]:
+            """(mount namespace, mount point) of every mount of the two namespaces."""
+            found = set()
             for d in os.listdir("/proc"):
                 if not d.isdigit():
                     continue
                 try:
+                    mnt = os.readlink(f"/proc/{d}/ns/mnt")
                     with open(f"/proc/{d}/mountinfo") as f:
-                        found += [line.split()[3] for line in f
-                                  if line.split()[4].startswith(store.path(name) + "/")]
+                        found |= {(mnt, line.split()[4]) for line in f
+                                  if line.split()[3] in want}
                 except OSError:
                     continue
             return found
-        assert len(copies()) >= 2 * (len(argvs) + 1)  # each namespace has its copies
+        before = copies()
+        # the host's three (store net, store uts, /run/netns) and each namespace's copies
+        assert len({m for m, _ in before}) >= len(argvs) + 1, before
         assert store.run(f"unpersist {name}").rc == 0
-        assert copies() == []
-        listed = subprocess.run(["lsns", "-n", "-o", "NS"], capture_output=True,
-                                text=True).stdout.split()
-        assert not {str(i) for i in inos.values()} & set(listed)
+        assert copies() == set()
+        # and nothing else holds them: no process is in them, no fd open on them
+        held = subprocess.run(nsshell_argv() + ["--json", "-c", "ls uts+net"], env=_env(),
+                              capture_output=True, text=True, cwd="/tmp")
+        assert held.returncode == 0
+        assert not {str(i) for i in inos.values()} & {str(e["ns"]) for e in
+                                                      json.loads(held.stdout)["namespaces"]}
     finally:
         for p in procs:
             p.kill()

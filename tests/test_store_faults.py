@@ -108,9 +108,6 @@ def test_persist_killed_at_every_step(store, prefix):
     else:
         pytest.fail("persist never ran to its end")
     assert len(steps) >= 15, steps  # root, stage, intent, entry, holder x3, binds, netns...
-    with open(f"/tmp/nsshell-store-fault-figures-{RUN_MARK}.txt", "a") as f:
-        for s in steps:
-            f.write(f"persist {s}\n")
 
 
 def test_unpersist_killed_at_every_step(store, prefix):
@@ -154,9 +151,6 @@ def test_unpersist_killed_at_every_step(store, prefix):
     else:
         pytest.fail("unpersist never ran to its end")
     assert len(steps) >= 10, steps
-    with open(f"/tmp/nsshell-store-fault-figures-{RUN_MARK}.txt", "a") as f:
-        for s in steps:
-            f.write(f"unpersist {s}\n")
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
