@@ -13,11 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
 
-from conftest import RUN_MARK, mount_points_under, processes_named
+from conftest import RUN_MARK, mount_points_under, processes_named, run_nsshell
 from test_persist import Store, files_under, nsfs_under, scrub_root, wait_gone
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="persisting on the host needs root")
@@ -216,7 +217,7 @@ def test_set_persist_root_self_bind_undone(store, prefix):
 
 @pytest.fixture
 def small_fs():
-    d = __import__("tempfile").mkdtemp(prefix="nsshell-storefs-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix="nsshell-storefs-", dir="/tmp")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k,nr_inodes=4", "strtfs", d], check=True)
     yield d
     for point in sorted(mount_points_under(d), key=len, reverse=True):
@@ -233,9 +234,8 @@ def test_full_store_says_so(small_fs, prefix):
             break
     root = os.path.join(small_fs, "f0")
     os.unlink(root)
-    done = Store.__new__(Store)
-    done.root, done.env, done.netns = root, {"NSSHELL_PERSIST_ROOT": root}, []
-    d = done.run(f"new uts as {prefix}f --no-join", f"persist {prefix}f")
+    d = run_nsshell("-c", f"new uts as {prefix}f --no-join; persist {prefix}f",
+                    env={"NSSHELL_PERSIST_ROOT": root})
     assert d.rc == 1, d
     assert "full" in d.err and small_fs in d.err and "kernel limit" not in d.err, d
     assert len(d.err.strip().splitlines()) == 1
@@ -246,9 +246,8 @@ def test_read_only_store_names_the_path(small_fs, prefix):
     root = os.path.join(small_fs, "ro")
     os.mkdir(root)
     subprocess.run(["mount", "-o", "remount,ro", small_fs], check=True)
-    s = Store.__new__(Store)
-    s.root, s.env, s.netns = root, {"NSSHELL_PERSIST_ROOT": root}, []
-    d = s.run(f"new uts as {prefix}o --no-join", f"persist {prefix}o")
+    d = run_nsshell("-c", f"new uts as {prefix}o --no-join; persist {prefix}o",
+                    env={"NSSHELL_PERSIST_ROOT": root})
     assert d.rc == 1, d
     assert "read-only" in d.err and root in d.err, d
     assert len(d.err.strip().splitlines()) == 1

@@ -32,7 +32,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from ..errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
+from ..errors import KernelError, NotFoundError, NsshellError, UsageError
 from ..kernel import nstypes, syscalls
 from ..kernel.nsfs import owner_nsid
 from . import spawn
