@@ -69,6 +69,8 @@ def root_of(session) -> str:
 
 
 def _parse_root(text: str) -> str:
+    if "\0" in text:
+        raise ValueError("the persist root cannot contain a NUL byte")
     if not text.startswith("/"):
         raise ValueError("the persist root must be an absolute path")
     try:
@@ -871,6 +873,12 @@ def _entry_exists(path: str) -> bool:
     return True
 
 
+def _mark_file(name: str) -> bool:
+    """ROOT's record of its self-bind, or one being written (ROOT_MARK.PID)."""
+    return name == ROOT_MARK or (name.startswith(ROOT_MARK + ".")
+                                 and name[len(ROOT_MARK) + 1:].isdigit())
+
+
 def _half_made_here(root: str, name: str) -> bool:
     """Is there a staging directory of NAME in ROOT (a persist or unpersist cut short)?"""
     try:
@@ -897,7 +905,7 @@ def recover(session=None, root: str | None = None) -> list[str]:
         entries = list(os.scandir(fdpath(rfd)))
         # a self-bind nsshell made of a root that holds nothing any more (a persist cut
         # short before its entry existed) is undone too
-        half = [e.name for e in entries] == [ROOT_MARK]
+        half = bool(entries) and all(_mark_file(e.name) for e in entries)
         for e in entries:
             if not e.is_dir(follow_symlinks=False):
                 continue

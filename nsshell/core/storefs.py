@@ -276,6 +276,14 @@ def release_root(path: str, step=lambda _name: None) -> bool:
         except OSError:
             return False
         if any(n != ROOT_MARK for n in names):
+            for n in names:  # a record being written when a persist was killed
+                if n.startswith(ROOT_MARK + ".") and n[len(ROOT_MARK) + 1:].isdigit():
+                    try:
+                        os.unlink(n, dir_fd=top)
+                    except OSError:
+                        pass
+            names = os.listdir(fdpath(top))
+        if any(n != ROOT_MARK for n in names):
             return False
         mark = _read_mark(top)
         if mark is None:
