@@ -252,3 +252,25 @@ def test_read_only_store_names_the_path(small_fs, prefix):
     assert "read-only" in d.err and root in d.err, d
     assert len(d.err.strip().splitlines()) == 1
     assert mount_points_under(root) == []
+
+
+def test_persist_into_a_directory_killed_then_put_right(store, prefix):
+    """An entry kept in DIR: the next persist or unpersist of DIR rolls it back."""
+    name = f"{prefix}d"
+    where = store.path("elsewhere")
+    os.mkdir(where)
+    target = os.path.join(where, name)
+    for step, nxt in ((3, "unpersist"), (8, "persist"), (9, "unpersist")):
+        done, was_killed = killed(store, "persist", step,
+                                  f"new pid+uts as {name} --no-join; persist {name} {target}")
+        assert was_killed and os.path.exists(target), (step, done)
+        if nxt == "unpersist":
+            after = store.run(f"unpersist {target}")
+            assert after.rc == 0 and "rolled back" in after.out, after
+        else:
+            after = store.run(f"new pid+uts as {name} --no-join", f"persist {name} {target}")
+            assert after.rc == 0 and "rolled back" in after.out, after
+            assert sorted(os.listdir(target)) == ["meta.json", "pid", "uts"]
+            assert store.run(f"unpersist {target}").rc == 0
+        assert os.listdir(where) == [] and nsfs_under(where) == [], step
+        assert wait_gone(helpers(), 5) == []
