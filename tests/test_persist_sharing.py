@@ -250,13 +250,9 @@ def test_copies_in_later_mount_namespaces_go_with_unpersist(store, prefix):
         # the host's three (store net, store uts, /run/netns) and each namespace's copies
         assert len({m for m, _ in before}) >= len(argvs) + 1, before
         assert store.run(f"unpersist {name}").rc == 0
+        # no mount of them is left in any mount namespace (no process is in them and no fd
+        # is open on them either: they are gone; their inode numbers may already be reused)
         assert copies() == set()
-        # and nothing else holds them: no process is in them, no fd open on them
-        held = subprocess.run(nsshell_argv() + ["--json", "-c", "ls uts+net"], env=_env(),
-                              capture_output=True, text=True, cwd="/tmp")
-        assert held.returncode == 0
-        assert not {str(i) for i in inos.values()} & {str(e["ns"]) for e in
-                                                      json.loads(held.stdout)["namespaces"]}
     finally:
         for p in procs:
             p.kill()

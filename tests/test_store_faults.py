@@ -101,7 +101,7 @@ def test_persist_killed_at_every_step(store, prefix):
         if (left["mounts"] or left["files"] not in ([], ["/.nsshell-root"])) \
                 and not same_shape(left, whole(name)):  # killed after the commit: done
             said = after.out + after.err
-            assert "rolled back" in said or "undid the self-bind" in said, (step, left, after)
+            assert "rolled back" in said or "undid nsshell's self-bind" in said, (step, left, after)
         steps.append((step, done.err.split("killed at ")[1].split(")")[0] + ")", left, got))
         if got != nothing(name):
             assert store.run(f"unpersist {name}").rc == 0

@@ -359,7 +359,10 @@ def _remove_entry(pfd: int, base: str, shown: str, meta: dict, step=_no_steps) -
         if holder and stop_proven_holder(holder, meta.get("init"), pid_ino):
             removed.append(f"holder {holder.get('pid')}")
             step("holder")
-        gone = base if base.startswith(".") else f".{base}.gone"
+        ours = {META} | set(nstypes.NAMES)
+        foreign = [n for n in os.listdir(fdpath(dfd))
+                   if n not in ours and not (n.startswith(f".{META}.") and n[len(META) + 2:].isdigit())]
+        gone = base if base.startswith(".") or foreign else f".{base}.gone"
         if gone != base:
             try:
                 os.rename(base, gone, src_dir_fd=pfd, dst_dir_fd=pfd)
@@ -372,11 +375,14 @@ def _remove_entry(pfd: int, base: str, shown: str, meta: dict, step=_no_steps) -
         step("meta")
     finally:
         os.close(dfd)
+    if foreign:  # someone else's files: their directory stays where it is, as it is
+        notes.append(f"{shown} kept: it holds files nsshell did not make "
+                     f"({', '.join(sorted(foreign)[:5])})")
+        return {"removed": removed, "notes": notes}
     try:
         os.rmdir(gone, dir_fd=pfd)
     except OSError as e:
-        notes.append(f"{shown} kept as {gone}: {e.strerror} (it holds files nsshell did "
-                     "not make)")
+        notes.append(f"{shown} kept as {gone}: {e.strerror}")
     return {"removed": removed, "notes": notes}
 
 
@@ -692,8 +698,7 @@ def _recover_helper(root: str) -> list[str]:
         fds.append(pfd)
         notes = _recover(pfd, root)
         if release_root(root) and not notes:
-            notes.append(f"undid the self-bind of {root} left by an interrupted persist "
-                         "or unpersist")
+            notes.append(f"undid nsshell's self-bind of {root}: it keeps nothing any more")
         return notes
     except NsshellError:
         return []
