@@ -54,7 +54,7 @@ function __nsshell_commands
     echo 'show	One namespace or a set: ids, owner, parent, holders, processes, and its state.'
     echo 'source	Run the commands of FILE in this session, as if typed here.'
     echo 'tree	The user-namespace hierarchy with the namespaces each owns, or the PID-namespace hierarchy.'
-    echo 'unpersist	Remove what persist made: the bind mounts, their files, the /run/netns entry it made, the PID init\'s holder (or release them from the keeper). Nothing else.'
+    echo 'unpersist	Remove what persist made: the bind mounts, their files, the /run/netns entry it made, the PID init\'s holder (or release them from the keeper). Nothing else: an `ip netns` entry nsshell did not make is refused (`ip netns del NAME` removes it).'
 end
 
 complete -c nsshell -f

@@ -347,6 +347,10 @@ def describe_handle(h, info: discover.NsInfo | None, state: bool = True) -> dict
            "pids": sorted(info.pids) if info else [],
            "state": {}, "errors": {}}
     if state:
+        if h.holder is not None and not h.holder.alive():
+            # a dead PID namespace: shown (and marked), not an error for the whole set
+            out["state"]["init"] = "dead: it has exited, so the namespace can run no processes"
+            return out
         h.check_usable()
         snap = nsstate.snapshot(h.fd, t, label=h.label)
         for key, v in snap.items():

@@ -14,7 +14,13 @@ RefArg = Annotated[NsSet, Ref()]
 
 
 def _names_for_ls(session):
-    """Persisted names for `ls`/`identify` (discover's hook): (type, inode, name)."""
+    """Persisted names for `ls`/`identify` (discover's hook): (type, inode, name).
+    What an interrupted persist or unpersist left is finished or rolled back first, and
+    said (one line each)."""
+    engine = getattr(session, "engine", None)
+    for note in store.recover(session):
+        if engine is not None:
+            engine.renderer.warn(note)
     for r in store.list_persisted(session):
         if "holder" in r:  # the keeper's: /proc does not show its fds
             yield r["type"], r["inode"], r["name"], r["holder"]
@@ -61,11 +67,16 @@ def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = 
     setting, $NSSHELL_PERSIST_ROOT, or /run/nsshell, which is made a private
     mount of itself first); a net namespace also at /run/netns/NAME, so
     `ip netns exec NAME` works.  A PID namespace keeps its init alive through a
-    detached holder process until `unpersist`.  The shell's own mount namespace
-    cannot be bound inside itself.  Without root, the per-user keeper process
-    holds the namespaces instead (no bind mounts; not visible to ip netns); for
-    that user a name means their own kept set first, before root's entry of the
-    same name in /run/nsshell or /run/netns (reachable by its path).
+    detached holder process until `unpersist` (and while a session that joined
+    it still uses it).  The shell's own mount namespace cannot be bound inside
+    itself.  Without root, the per-user keeper process holds the namespaces
+    instead (no bind mounts; not visible to ip netns); for that user a name means
+    their own kept set first, before root's entry of the same name in
+    /run/nsshell or /run/netns (reachable by its path).
+
+    The entry is made as a transaction: its intent is recorded first and
+    committed last, so a persist killed part way is rolled back by the next
+    persist, unpersist or ls, which say so.  See docs/persistence.md.
 
     Arguments:
       ref: the set to keep: a name, pid:N, a path, TYPE:[INODE]
@@ -111,23 +122,36 @@ def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = 
 
 @command("unpersist")
 def unpersist(sh, ref: Annotated[str, PersistedName()], *,
-              root: Annotated[str, RootDir()] = None):
+              root: Annotated[str, RootDir()] = None, force: bool = False):
     """Remove what persist made: the bind mounts, their files, the /run/netns entry it made,
-    the PID init's holder (or release them from the keeper).  Nothing else.
+    the PID init's holder (or release them from the keeper).  Nothing else: an `ip netns`
+    entry nsshell did not make is refused (`ip netns del NAME` removes it).
 
-    The session keeps any handles it holds on the set.
+    The session keeps any handles it holds on the set.  A persisted PID namespace
+    lives on while a session uses it: a session that joins or opens it takes a
+    lifeline of its own to its init, so unpersist ends only the holder's, and the
+    namespace goes when the last such session lets go.  If processes run in it
+    that no session keeps alive (e.g. started by nsenter), unpersist refuses and
+    names them; --force ends the namespace anyway, and the kernel kills them.
+
+    Only entries root (or you) own are trusted, and only a holder that is
+    provably nsshell's (its name, start time, and the lifeline of the namespace's
+    init it holds) is ever signalled.  What an interrupted persist or unpersist
+    left is finished or rolled back first (so do persist and ls), and said.
 
     Arguments:
       ref: a persisted name, or the directory given to persist
 
     Options:
       root: the persist root to look in
+      force: unpersist even if processes run in its PID namespace (they are killed)
 
     Examples:
       unpersist box
       unpersist /srv/ns/lab
+      unpersist --force box
     """
-    out = store.unpersist(sh, ref, root)
+    out = store.unpersist(sh, ref, root, force)
     text = f"unpersisted {ref}: removed " + (", ".join(out["removed"]) or "nothing")
     if out.get("notes"):
         text += " (" + "; ".join(out["notes"]) + ")"

@@ -28,17 +28,20 @@ import errno
 import fcntl
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 
-from ..errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
+from ..errors import KernelError, NotFoundError, NsshellError, UsageError
 from ..kernel import nstypes, syscalls
 from ..kernel.nsfs import open_ns, open_proc_ns, owner_nsid
 from . import spawn
 from .handle import Handle, NsSet
-from .holder import PersistedInit, kill_verified, same_process, start_holder, start_time
-from .storefs import (DIR_FLAGS, NETNS_DIR, ensure_netns_dir, ensure_private_root, exists_dir, fdpath,
-                      mount_error, normal, symlink_error, walk)
+from .holder import (PersistedInit, proven_init, same_process, start_holder, start_time,
+                     stop_proven_holder, take_lifeline)
+from .storefs import (DIR_FLAGS, NETNS_DIR, ROOT_MARK, check_trusted, ensure_netns_dir, ensure_private_root,
+                      exists_dir, fdpath, mount_error, normal, release_root, store_error,
+                      symlink_error, walk)
 
 DEFAULT_ROOT = "/run/nsshell"
 ENV_ROOT = "NSSHELL_PERSIST_ROOT"
@@ -66,6 +69,8 @@ def root_of(session) -> str:
 
 
 def _parse_root(text: str) -> str:
+    if "\0" in text:
+        raise ValueError("the persist root cannot contain a NUL byte")
     if not text.startswith("/"):
         raise ValueError("the persist root must be an absolute path")
     try:
@@ -75,35 +80,107 @@ def _parse_root(text: str) -> str:
 
 
 # --- the store (runs in a forked helper) --------------------------------------------------
+#
+# An entry is made and removed as a transaction, so that a helper killed at any step
+# (OOM, kill -9 of the process group) leaves something the next `persist`,
+# `unpersist` or `ls` can finish or roll back:
+#
+#   persist:   .NAME.new/meta.json  {"state": "making", everything it will make}
+#              rename .NAME.new -> NAME          (the intent, under its real name)
+#              holder started, then recorded in meta.json (it stays only once confirmed)
+#              placeholders and bind mounts, /run/netns/NAME
+#              holder confirmed; meta.json {"state": "done"}   (the commit: a rename)
+#   unpersist: meta.json {"state": "removing"}; unbind, unlink; the holder;
+#              rename NAME -> .NAME.gone; meta.json and the directory removed
+#
+# A "making" entry is rolled back, a "removing" one finished, a .NAME.new or .NAME.gone
+# directory removed: all by `_remove_entry`, the one way an entry is taken apart.
+# Nothing is removed that meta.json does not name and the kernel does not confirm
+# (the namespace file's inode), and only in directories root or the caller owns.
 
-def _read_meta(dfd: int) -> dict | None:
-    import json
+MAKING, DONE, REMOVING = "making", "done", "removing"
+KILL_ENV = "NSSHELL_TEST_KILL_AT"  # tests: "persist:N" SIGKILLs the helper at its Nth step
+
+
+class _Steps:
+    """The steps of a store change; with $NSSHELL_TEST_KILL_AT=OP:N the helper is killed
+    for real (SIGKILL) at step N, so tests can interrupt every step deterministically."""
+
+    def __init__(self, op: str):
+        self.op, self.n, self.kill_at = op, 0, None
+        want = os.environ.get(KILL_ENV, "")
+        if want.startswith(op + ":") and want[len(op) + 1:].isdigit():
+            self.kill_at = int(want[len(op) + 1:])
+
+    def __call__(self, name: str) -> None:
+        self.n += 1
+        if self.kill_at == self.n:
+            os.write(2, f"nsshell-test: killed at {self.op}:{self.n} ({name})\n".encode())
+            os.kill(os.getpid(), 9)
+
+
+def _no_steps(_name: str) -> None:
+    pass
+
+
+def _open_meta(dfd: int, name: str = META) -> int | None:
     try:
-        fd = os.open(META, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                       dir_fd=dfd)
     except OSError:
         return None
+
+
+def _read_meta(dfd: int, where: str = "") -> dict | None:
+    """The entry's meta.json; None if there is none (or it is not JSON).  One that root or
+    the caller does not own, or others can write, is an error: it is never trusted."""
+    import json
+    fd = _open_meta(dfd)
+    if fd is None:
+        return None
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        check_trusted(fd, f"{where}/{META}" if where else META)
         with os.fdopen(fd, "r") as f:
-            return json.load(f)
+            fd = None
+            data = json.load(f)
+        return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
-def _write_meta(dfd: int, meta: dict) -> None:
+def _write_meta(dfd: int, meta: dict, where: str) -> None:
     import json
     tmp = f".{META}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644, dir_fd=dfd)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644, dir_fd=dfd)
         with os.fdopen(fd, "w") as f:
             json.dump(meta, f, indent=1, sort_keys=True)
         os.rename(tmp, META, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except OSError as e:
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except OSError:
+            pass
+        raise store_error(e, f"writing {where}/{META}", where) from None
     except BaseException:
         try:
             os.unlink(tmp, dir_fd=dfd)
         except OSError:
             pass
         raise
+
+
+def _state(meta: dict | None) -> str | None:
+    if meta is None:
+        return None
+    return meta.get("state", DONE)  # version 1 entries were written once, when done
 
 
 _NSFS_DEV: int | None = None
@@ -125,9 +202,24 @@ def _stat_ns(dfd: int, name: str) -> os.stat_result | None:
     return st if st.st_dev == nsfs_dev() else None
 
 
-def _same_entry(dfd: int, ids: dict[str, list[int]]) -> bool:
-    meta = _read_meta(dfd)
-    if not meta or set(meta.get("types", {})) != set(ids):
+def _is_placeholder(dfd: int, name: str) -> bool:
+    """DFD/NAME is an empty regular file root (or the caller) made: a bind target."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return False
+    return (stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_dev != nsfs_dev()
+            and st.st_uid in (0, os.geteuid()))
+
+
+def _meta_ino(meta: dict, t: str) -> int | None:
+    v = (meta.get("types") or {}).get(t)
+    ino = v.get("ino") if isinstance(v, dict) else None
+    return ino if isinstance(ino, int) else None
+
+
+def _same_entry(dfd: int, meta: dict | None, ids: dict[str, list[int]]) -> bool:
+    if not meta or _state(meta) != DONE or set(meta.get("types") or {}) != set(ids):
         return False
     for t, (ino, _dev) in ids.items():
         st = _stat_ns(dfd, t)
@@ -136,35 +228,55 @@ def _same_entry(dfd: int, ids: dict[str, list[int]]) -> bool:
     return True
 
 
-def _bind(src_fd: int, dfd: int, name: str, nstype: str, shown: str) -> None:
-    """Create DFD/NAME (O_EXCL, no symlink) and bind the namespace SRC_FD onto it."""
+def _placeholder(dfd: int, name: str, shown: str) -> None:
+    """Create DFD/NAME (O_EXCL, no symlink): the file a namespace is bound onto."""
     try:
-        tfd = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o444, dir_fd=dfd)
+        fd = os.open(name, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o444, dir_fd=dfd)
+    except FileExistsError:
+        raise KernelError(f"creating {shown}: it exists", None, errno.EEXIST) from None
     except OSError as e:
-        raise from_oserror(e, f"creating {shown}") from None
+        raise store_error(e, f"creating {shown}", shown) from None
+    os.close(fd)
+
+
+def _bind_onto(src_fd: int, dfd: int, name: str, nstype: str, shown: str) -> None:
+    try:
+        tfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                      dir_fd=dfd)
+    except OSError as e:
+        raise store_error(e, f"opening {shown}", shown) from None
     try:
         syscalls.mount(fdpath(src_fd), fdpath(tfd), None, syscalls.MS_BIND)
     except OSError as e:
+        raise mount_error(e, f"binding {nstype} onto {shown}", shown, nstype) from None
+    finally:
         os.close(tfd)
+
+
+def _unbind(dfd: int, name: str, ino: int | None, step=_no_steps) -> bool:
+    """Take DFD/NAME apart if it is ours: the namespace INO bound there (unmounted), or an
+    empty placeholder (unlinked).  Anything else is left.  True if something went."""
+    did = False
+    st = _stat_ns(dfd, name)
+    if st is not None:
+        if ino is not None and st.st_ino != ino:
+            return False
+        try:
+            syscalls.umount2(fdpath(dfd, name), syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOENT):
+                raise
+        did = True
+        step(f"unmount {name}")
+    if _is_placeholder(dfd, name):
         try:
             os.unlink(name, dir_fd=dfd)
-        except OSError:
+            did = True
+        except FileNotFoundError:
             pass
-        raise mount_error(e, f"binding {nstype} onto {shown}", shown, nstype) from None
-    os.close(tfd)
-
-
-def _unbind(dfd: int, name: str) -> None:
-    try:
-        syscalls.umount2(fdpath(dfd, name), syscalls.MNT_DETACH | syscalls.UMOUNT_NOFOLLOW)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.ENOENT):
-            raise
-    try:
-        os.unlink(name, dir_fd=dfd)
-    except FileNotFoundError:
-        pass
+        step(f"unlink {name}")
+    return did
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -175,152 +287,424 @@ def _split(path: str) -> tuple[str, str]:
     return head or "/", base
 
 
+def _open_entry(pfd: int, base: str, shown: str) -> int:
+    """The entry directory, opened without following a symlink, and trusted."""
+    try:
+        dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
+    except FileNotFoundError:
+        raise NotFoundError(f"nothing is persisted at {shown}") from None
+    except OSError:
+        raise symlink_error(shown) from None
+    try:
+        check_trusted(dfd, shown)
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd
+
+
+def _netns_remove(meta: dict, entry_net: int | None, notes: list[str], step) -> str | None:
+    """Remove /run/netns/NAME if this entry made it (meta.json says so) and the kernel
+    confirms it is the network namespace bound in the entry itself (ENTRY_NET), or it is
+    still only our empty placeholder.  Nothing else is ever removed there."""
+    netns = meta.get("netns") or {}
+    if not isinstance(netns, dict) or not netns.get("ours"):
+        return None
+    path = netns.get("path")
+    if not isinstance(path, str) or path.rpartition("/")[0] != NETNS_DIR:
+        return None
+    nname = path.rpartition("/")[2]
+    if not NAME_OK(nname) or nname != meta.get("name"):
+        return None
+    try:
+        nfd = walk(NETNS_DIR)
+    except NsshellError:
+        return None
+    try:  # no lock on /run/netns: a persist being undone holds it; the inode decides
+        st = _stat_ns(nfd, nname)
+        if st is not None:
+            if entry_net is None or st.st_ino != entry_net:
+                notes.append(f"{path} is not this set's network namespace: left alone")
+                return None
+            return path if _unbind(nfd, nname, entry_net, step) else None
+        return path if _unbind(nfd, nname, None, step) else None  # our empty placeholder
+    finally:
+        os.close(nfd)
+
+
+def _remove_entry(pfd: int, base: str, shown: str, meta: dict, step=_no_steps) -> dict:
+    """Take the entry PFD/BASE apart (what META records, confirmed by the kernel): its bind
+    mounts and placeholders, the /run/netns entry it made, its holder, meta.json, the
+    directory.  The one path of unpersist, of a failed persist's undo and of recovery."""
+    removed: list[str] = []
+    notes: list[str] = []
+    dfd = _open_entry(pfd, base, shown)
+    try:
+        types = meta.get("types") if isinstance(meta.get("types"), dict) else {}
+        pid_ino = _meta_ino(meta, "pid")
+        st = _stat_ns(dfd, "pid")
+        if st is not None and pid_ino is None:
+            pid_ino = st.st_ino
+        net = _stat_ns(dfd, "net")
+        want = _meta_ino(meta, "net")
+        netns = _netns_remove(meta, net.st_ino if net is not None and want in (None, net.st_ino)
+                              else None, notes, step)
+        if netns:
+            removed.append(netns)
+        for t in nstypes.NAMES:
+            if t in types or _stat_ns(dfd, t) is not None or _is_placeholder(dfd, t):
+                if _unbind(dfd, t, _meta_ino(meta, t) if t in types else None, step):
+                    removed.append(t)
+        holder = meta.get("holder")
+        if holder and stop_proven_holder(holder, meta.get("init"), pid_ino):
+            removed.append(f"holder {holder.get('pid')}")
+            step("holder")
+        ours = {META} | set(nstypes.NAMES)
+        foreign = [n for n in os.listdir(fdpath(dfd))
+                   if n not in ours and not (n.startswith(f".{META}.") and n[len(META) + 2:].isdigit())]
+        gone = base if base.startswith(".") or foreign else f".{base}.gone"
+        if gone != base:
+            try:
+                os.rename(base, gone, src_dir_fd=pfd, dst_dir_fd=pfd)
+            except OSError as e:
+                raise store_error(e, f"removing {shown}", shown) from None
+            step("rename")
+        for n in os.listdir(fdpath(dfd)):
+            if n == META or (n.startswith(f".{META}.") and n[len(META) + 2:].isdigit()):
+                os.unlink(n, dir_fd=dfd)
+        step("meta")
+    finally:
+        os.close(dfd)
+    if foreign:  # someone else's files: their directory stays where it is, as it is
+        notes.append(f"{shown} kept: it holds files nsshell did not make "
+                     f"({', '.join(sorted(foreign)[:5])})")
+        return {"removed": removed, "notes": notes}
+    try:
+        os.rmdir(gone, dir_fd=pfd)
+    except OSError as e:
+        notes.append(f"{shown} kept as {gone}: {e.strerror}")
+    return {"removed": removed, "notes": notes}
+
+
+def _half_made(name: str, meta: dict | None) -> str | None:
+    """What an entry left by an interrupted change is (None: a whole entry)."""
+    if name.startswith(".") and name.endswith(".new"):
+        return "persist"
+    if name.startswith(".") and name.endswith(".gone"):
+        return "unpersist"
+    st = _state(meta)
+    if st == MAKING:
+        return "persist"
+    if st == REMOVING:
+        return "unpersist"
+    return None
+
+
+def _recover(pfd: int, head: str, only: str | None = None) -> list[str]:
+    """Finish or roll back every half-made entry in PFD (HEAD), or only the one of ONLY
+    (the lock on the root is held).  One line each, saying what was done."""
+    notes = []
+    try:
+        names = os.listdir(fdpath(pfd))
+    except OSError:
+        return notes
+    for n in sorted(names):
+        plain = n[1:].rsplit(".", 1)[0] if n.startswith(".") else n
+        if only is not None and plain != only:
+            continue
+        if n.startswith(".") and not (n.endswith(".new") or n.endswith(".gone")):
+            continue
+        try:
+            st = os.stat(n, dir_fd=pfd, follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, os.geteuid()):
+            continue
+        shown = f"{head.rstrip('/')}/{n}"
+        try:
+            dfd = _open_entry(pfd, n, shown)
+        except NsshellError:
+            continue
+        try:
+            meta = _read_meta(dfd, shown)
+        except NsshellError:
+            continue
+        finally:
+            os.close(dfd)
+        what = _half_made(n, meta)
+        if what is None:
+            continue
+        done = _remove_entry(pfd, n, shown, meta or {})
+        verb = "rolled back" if what == "persist" else "finished removing"
+        notes.append(f"{verb} {plain}, left half-made by an interrupted {what}"
+                     + (f" ({'; '.join(done['notes'])})" if done["notes"] else ""))
+    return notes
+
+
+def _lock_root(root: str, fds: list[int], create: bool, step=_no_steps) -> None:
+    rfd = walk(root, create=create)
+    fds.append(rfd)
+    fcntl.flock(rfd, fcntl.LOCK_EX)
+    if create:
+        ensure_private_root(root, rfd, step)
+
+
 def _persist_helper(plan: dict) -> dict:
     """In a helper (host namespaces): make the entry of PLAN, all or nothing."""
-    undo: list = []
+    step = _Steps("persist")
     fds_to_close: list[int] = []
+    root = plan.get("root")
+    made = None  # (pfd, name in pfd, meta) once the intent is on disk
+    holder = None
     try:
-        if plan.get("root"):
-            # One lock (on the root's inode) for the set-up of the root and the whole
-            # change: two shells must neither stack two root mounts nor race for a name.
-            rfd = walk(plan["root"], create=True)
-            fds_to_close.append(rfd)
-            fcntl.flock(rfd, fcntl.LOCK_EX)
-            ensure_private_root(plan["root"], rfd)
+        # One lock (on the root's inode) for the set-up of the root and the whole
+        # change: two shells must neither stack two root mounts nor race for a name.
+        if root:
+            _lock_root(root, fds_to_close, True, step)
         head, base = _split(plan["dir"])
-        pfd = walk(head, create=bool(plan.get("root")))  # after the set-up: the top mount
+        pfd = walk(head, create=bool(root))  # after the set-up: the top mount
         fds_to_close.append(pfd)
-        if not plan.get("root"):
+        if not root:
             fcntl.flock(pfd, fcntl.LOCK_EX)
+        notes = _recover(pfd, head, None if root else base)
         try:
-            os.mkdir(base, 0o755, dir_fd=pfd)
-        except FileExistsError:
-            try:
-                dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
-            except OSError:
-                raise symlink_error(plan["dir"]) from None
+            dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
+        except FileNotFoundError:
+            dfd = None
+        except OSError:
+            raise symlink_error(plan["dir"]) from None
+        if dfd is not None:
             fds_to_close.append(dfd)
-            if _same_entry(dfd, plan["ids"]):
-                return {"same": True, "dir": plan["dir"]}
-            meta = _read_meta(dfd)
-            what = (" ".join(f"{t}:[{v['ino']}]" for t, v in meta.get("types", {}).items())
+            check_trusted(dfd, plan["dir"])
+            meta = _read_meta(dfd, plan["dir"])
+            if _same_entry(dfd, meta, plan["ids"]):
+                return {"same": True, "dir": plan["dir"], "notes": notes}
+            what = (" ".join(f"{t}:[{_meta_ino(meta, t)}]" for t in meta.get("types") or {})
                     if meta else "something else")
             raise NsshellError(f"{plan['dir']} exists and holds {what}, not this set",
-                               "`unpersist` it first, or pick another name") from None
-        undo.append(lambda: os.rmdir(base, dir_fd=pfd))
-        dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
-        fds_to_close.append(dfd)
-        for t, fd in plan["fds"].items():
-            _bind(fd, dfd, t, t, f"{plan['dir']}/{t}")
-            undo.append(lambda t=t: _unbind(dfd, t))
+                               "`unpersist` it first, or pick another name")
         netns = None
         if plan.get("netns"):
             nfd = ensure_netns_dir(fds_to_close)
             fds_to_close.append(nfd)
-            name = plan["name"]
-            st = _stat_ns(nfd, name)
+            st = _stat_ns(nfd, plan["name"])
             if st is not None and st.st_ino == plan["ids"]["net"][0]:
-                netns = {"path": f"{NETNS_DIR}/{name}", "ours": False}
+                netns = {"path": f"{NETNS_DIR}/{plan['name']}", "ours": False}
+            elif st is not None or os.path.lexists(fdpath(nfd, plan["name"])):
+                raise NsshellError(f"{NETNS_DIR}/{plan['name']} exists and is another network "
+                                   "namespace", "pick another name, or remove it "
+                                   f"(`ip netns del {plan['name']}`)")
             else:
-                try:
-                    _bind(plan["fds"]["net"], nfd, name, "net", f"{NETNS_DIR}/{name}")
-                except KernelError as e:
-                    if e.errno == errno.EEXIST:
-                        raise NsshellError(f"{NETNS_DIR}/{name} exists and is another network "
-                                           "namespace", "pick another name, or remove it "
-                                           f"(`ip netns del {name}`)") from None
-                    raise
-                undo.append(lambda: _unbind(nfd, name))
-                netns = {"path": f"{NETNS_DIR}/{name}", "ours": True}
-        holder = None
-        if plan.get("lifeline") is not None:
-            hpid, hstart = start_holder(plan["lifeline"], plan.get("init_pidfd"))
-            holder = {"pid": hpid, "start": hstart}
-            undo.append(lambda: kill_verified(hpid, hstart))
-        meta = {"version": 1, "name": plan["name"], "uid": os.getuid(), "created": time.time(),
+                netns = {"path": f"{NETNS_DIR}/{plan['name']}", "ours": True}
+        meta = {"version": 2, "state": MAKING, "name": plan["name"], "uid": os.getuid(),
+                "created": time.time(),
                 "types": {t: {"ino": v[0], "dev": v[1]} for t, v in plan["ids"].items()},
-                "netns": netns, "holder": holder, "init": plan.get("init")}
-        _write_meta(dfd, meta)
-        return {"same": False, "dir": plan["dir"], "netns": netns, "holder": holder}
-    except BaseException:
-        for step in reversed(undo):
+                "netns": netns, "holder": None, "init": plan.get("init")}
+        # the intent, under a name no entry can have, then under its own
+        stage = f".{base}.new"
+        try:
+            os.mkdir(stage, 0o755, dir_fd=pfd)
+        except OSError as e:
+            raise store_error(e, f"creating {head}/{stage}", head) from None
+        made = (pfd, stage, meta)
+        step("stage")
+        sfd = os.open(stage, DIR_FLAGS, dir_fd=pfd)
+        fds_to_close.append(sfd)
+        _write_meta(sfd, meta, plan["dir"])
+        step("intent")
+        try:
+            os.rename(stage, base, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except OSError as e:
+            raise store_error(e, f"creating {plan['dir']}", plan["dir"]) from None
+        made = (pfd, base, meta)
+        step("entry")
+        dfd = sfd  # the same directory, now under its name
+        if plan.get("lifeline") is not None:
+            holder = start_holder(plan["lifeline"], plan.get("init_pidfd"))
+            step("holder started")
+            meta["holder"] = {"pid": holder.pid, "start": holder.start}
+            _write_meta(dfd, meta, plan["dir"])
+            step("holder recorded")
+        for t, fd in plan["fds"].items():
+            shown = f"{plan['dir']}/{t}"
+            _placeholder(dfd, t, shown)
+            step(f"placeholder {t}")
+            _bind_onto(fd, dfd, t, t, shown)
+            step(f"bind {t}")
+        if netns and netns["ours"]:
+            nfd = walk(NETNS_DIR)
+            fds_to_close.append(nfd)
+            shown = netns["path"]
             try:
-                step()
-            except Exception:
+                _placeholder(nfd, plan["name"], shown)
+            except KernelError as e:
+                if e.errno == errno.EEXIST:
+                    raise NsshellError(f"{shown} exists and is another network namespace",
+                                       "pick another name, or remove it "
+                                       f"(`ip netns del {plan['name']}`)") from None
+                raise
+            step("placeholder netns")
+            _bind_onto(plan["fds"]["net"], nfd, plan["name"], "net", shown)
+            step("bind netns")
+        if holder is not None:
+            holder.confirm()
+            step("holder confirmed")
+        meta["state"] = DONE
+        _write_meta(dfd, meta, plan["dir"])
+        step("commit")
+        return {"same": False, "dir": plan["dir"], "netns": netns,
+                "holder": meta["holder"], "notes": notes}
+    except BaseException:
+        if holder is not None:
+            holder.close()  # an unconfirmed holder leaves by itself
+        if made is not None:
+            try:
+                _remove_entry(made[0], made[1], plan["dir"], made[2])
+            except Exception:  # noqa: BLE001 - the first error is the one to report
                 pass
         raise
     finally:
+        if root:
+            try:
+                release_root(root)
+            except Exception:  # noqa: BLE001
+                pass
         for fd in fds_to_close:
             os.close(fd)
 
 
-def _unpersist_helper(path: str, name: str) -> dict:
-    head, base = _split(path)
-    pfd = walk(head)
-    try:
-        fcntl.flock(pfd, fcntl.LOCK_EX)
+def _ns_pids(pid_ino: int) -> list[int]:
+    """Processes in the PID namespace PID_INO (pids as the host sees them)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.stat(f"/proc/{d}/ns/pid").st_ino == pid_ino:
+                    out.append(int(d))
+            except OSError:
+                continue
+    return sorted(out)
+
+
+def _pipe_holders(pipe_inos: set[int], skip: set[int]) -> list[int]:
+    """Processes (other than SKIP) holding an fd on one of the pipes PIPE_INOS."""
+    want = {f"pipe:[{i}]" for i in pipe_inos}
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in skip:
+            continue
         try:
-            dfd = os.open(base, DIR_FLAGS, dir_fd=pfd)
-        except FileNotFoundError:
-            raise NotFoundError(f"nothing is persisted at {path}") from None
+            fds = os.listdir(f"/proc/{d}/fd")
         except OSError:
-            raise symlink_error(path) from None
+            continue
+        for n in fds:
+            try:
+                if os.readlink(f"/proc/{d}/fd/{n}") in want:
+                    out.append(int(d))
+                    break
+            except OSError:
+                continue
+    return out
+
+
+def _pid_users(meta: dict, pid_ino: int | None) -> tuple[list[int], list[int]]:
+    """(processes running in the entry's PID namespace besides its init, processes other
+    than the holder that keep the init alive: sessions that took a lifeline)."""
+    init = meta.get("init") if isinstance(meta.get("init"), dict) else None
+    if pid_ino is None or not proven_init(init, pid_ino):
+        return [], []
+    users = [p for p in _ns_pids(pid_ino) if p != init["pid"]]
+    if not users:
+        return [], []
+    from .holder import _pipes
+    holder = meta.get("holder") or {}
+    skip = {init["pid"], os.getpid()} | ({holder["pid"]} if isinstance(holder.get("pid"), int)
+                                         else set())
+    # the init's pipes: its lifeline (whose write ends keep it alive) and its own wake-up
+    # pipe (which nobody else holds)
+    keepers = _pipe_holders(set(_pipes(init["pid"])), skip | set(users))
+    return users, keepers
+
+
+def _unpersist_helper(path: str, name: str, root: str | None, force: bool) -> dict:
+    step = _Steps("unpersist")
+    head, base = _split(path)
+    fds: list[int] = []
+    try:
+        if root:
+            _lock_root(root, fds, False)
+        pfd = walk(head)
+        fds.append(pfd)
+        if not root:
+            fcntl.flock(pfd, fcntl.LOCK_EX)
+        notes = _recover(pfd, head, None if root else base)
+        recovered = [n for n in notes if f" {base}," in n]
         try:
-            meta = _read_meta(dfd) or {}
-            types = [t for t in nstypes.NAMES if t in meta.get("types", {})]
+            dfd = _open_entry(pfd, base, path)
+        except NotFoundError:
+            if recovered:
+                return {"removed": [], "notes": notes}
+            raise
+        try:
+            meta = _read_meta(dfd, path)
+            pid_st = _stat_ns(dfd, "pid")
             if not meta:  # a half-known entry: only the namespace files we recognise
-                types = [t for t in nstypes.NAMES if _stat_ns(dfd, t) is not None]
-                if not types:
+                if not any(_stat_ns(dfd, t) is not None for t in nstypes.NAMES):
                     raise NotFoundError(f"{path} holds no persisted set (no {META}, no "
                                         "namespace files)")
-            removed = []
-            for t in types:
-                _unbind(dfd, t)
-                removed.append(t)
-            notes = []
-            netns = meta.get("netns") or {}
-            if netns.get("ours"):
-                nname = netns["path"].rpartition("/")[2]
-                try:
-                    nfd = walk(NETNS_DIR)
-                except NsshellError:
-                    nfd = None
-                if nfd is not None:
-                    try:
-                        st = _stat_ns(nfd, nname)
-                        want = meta["types"].get("net", {}).get("ino")
-                        if st is not None and st.st_ino == want:
-                            _unbind(nfd, nname)
-                            removed.append(netns["path"])
-                        elif st is not None:
-                            notes.append(f"{netns['path']} is now another namespace: left alone")
-                    finally:
-                        os.close(nfd)
-            holder = meta.get("holder") or {}
-            if holder and kill_verified(holder.get("pid"), holder.get("start")):
-                removed.append(f"holder {holder['pid']}")
-            try:
-                os.unlink(META, dir_fd=dfd)
-            except FileNotFoundError:
-                pass
+                meta = {"types": {}}
         finally:
             os.close(dfd)
-        try:
-            os.rmdir(base, dir_fd=pfd)
-        except OSError as e:
-            notes.append(f"{path} kept: {e.strerror} (it holds files nsshell did not make)")
-        return {"removed": removed, "notes": notes}
+        pid_ino = _meta_ino(meta, "pid") or (pid_st.st_ino if pid_st else None)
+        users, keepers = _pid_users(meta, pid_ino)
+        if users and not keepers and not force:
+            shown = " ".join(map(str, users[:10])) + (" ..." if len(users) > 10 else "")
+            raise NsshellError(f"{name}'s PID namespace pid:[{pid_ino}] is in use by pid "
+                               f"{shown}: unpersisting ends its init, and the kernel then "
+                               "kills them",
+                               f"end them first, or `unpersist --force {name}`")
+        step("checked")
+        if meta.get("types"):
+            meta["state"] = REMOVING
+            dfd = _open_entry(pfd, base, path)
+            try:
+                _write_meta(dfd, meta, path)
+            finally:
+                os.close(dfd)
+            step("intent")
+        out = _remove_entry(pfd, base, path, meta, step)
+        out["notes"] = notes + out["notes"]
+        if keepers and pid_ino is not None:
+            out["notes"].append(f"pid:[{pid_ino}] lives on while the sessions of pid "
+                                f"{' '.join(map(str, keepers))} hold it")
+        elif users:
+            out["notes"].append(f"killed pid {' '.join(map(str, users))} (--force)")
+        return out
     finally:
-        os.close(pfd)
+        if root:
+            try:
+                release_root(root, step)
+            except Exception:  # noqa: BLE001
+                pass
+        for fd in fds:
+            os.close(fd)
 
 
-def _netns_del_helper(name: str) -> None:
-    nfd = walk(NETNS_DIR)
+def _recover_helper(root: str) -> list[str]:
+    fds: list[int] = []
     try:
-        fcntl.flock(nfd, fcntl.LOCK_EX)
-        _unbind(nfd, name)
+        _lock_root(root, fds, False)
+        pfd = walk(root)
+        fds.append(pfd)
+        notes = _recover(pfd, root)
+        if release_root(root) and not notes:
+            notes.append(f"undid nsshell's self-bind of {root}: it keeps nothing any more")
+        return notes
+    except NsshellError:
+        return []
     finally:
-        os.close(nfd)
+        for fd in fds:
+            os.close(fd)
 
 
 # --- the shell side -------------------------------------------------------------------------
@@ -364,8 +748,11 @@ def _init_info(h: Handle) -> tuple[int | None, dict | None, int | None]:
     if holder is None:
         return None, None, None
     if isinstance(holder, PersistedInit):
-        return None, ({"pid": holder.init_pid, "start": holder.start}
-                      if holder.init_pid else None), None
+        info = {"pid": holder.init_pid, "start": holder.start} if holder.init_pid else None
+        if holder.lifeline is not None and holder.lifeline >= 0 and info is not None:
+            # a lifeline of our own (see take_lifeline): this entry gets a holder of its own
+            return holder.lifeline, info, holder.pidfd if holder.pidfd >= 0 else None
+        return None, info, None
     pid = holder.pid
     info = {"pid": pid, "start": start_time(pid)} if pid else None
     lifeline = holder.lifeline if holder.lifeline is not None and holder.lifeline >= 0 else None
@@ -418,16 +805,20 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
         nsset.persisted = path
     if result.get("same"):
         notes.append("already persisted there (same namespaces)")
+    notes = result.get("notes", []) + notes
     return Persisted(name, path, list(fds), (result.get("netns") or {}).get("path"),
                      (result.get("holder") or {}).get("pid"), bool(result.get("same")),
                      notes=notes)
 
 
-def unpersist(session, text: str, root: str | None = None) -> dict:
+def unpersist(session, text: str, root: str | None = None, force: bool = False) -> dict:
     """Remove what `persist` made for TEXT (a name or a directory): the bind mounts,
-    the files, the /run/netns entry it made, the holder.  Nothing else."""
+    the files, the /run/netns entry it made, the holder.  Nothing else: an `ip netns`
+    entry nsshell did not make is refused.  A PID namespace that processes run in is
+    refused unless FORCE, or unless sessions keep its init alive (they took a lifeline)."""
     root = normal(root or root_of(session))
     held = session.sets.get(text) if session is not None else None
+    in_root = False
     if "/" in text:
         path = normal(text)
     elif held is not None and held.persisted and not held.persisted.startswith("keeper:") \
@@ -435,25 +826,31 @@ def unpersist(session, text: str, root: str | None = None) -> dict:
         path = held.persisted
     else:
         path = f"{root}/{text}"
+        in_root = True
+    # a user whose sets the keeper holds means their own set by a name first (issue 10.8)
     out = _unpersist_own_first(text)
+    # what interrupted changes left in the root is finished or rolled back first
+    recovered = recover(session, root) if in_root and out is None else []
     if out is not None:
         pass
-    elif exists_dir(path):
+    elif _entry_exists(path) or (in_root and _half_made_here(root, text)):
         if use_keeper():
             raise NsshellError(f"{path} was persisted with bind mounts; removing them needs root")
-        out, _ = spawn.call([], _unpersist_helper, path, text)
+        out, _ = spawn.call([], _unpersist_helper, path, text,
+                            root if path.rpartition("/")[0] == root else None, force)
         out["path"] = path
     elif "/" not in text:
         out = _unpersist_kept(text)
         if out is None and _stat_netns(text) is not None:
-            if use_keeper():
-                raise NsshellError(f"{NETNS_DIR}/{text} is a bind mount on the host; removing "
-                                   "it needs root")
-            spawn.call([], _netns_del_helper, text)
-            out = {"removed": [f"{NETNS_DIR}/{text}"], "notes": [], "path": f"{NETNS_DIR}/{text}"}
+            raise NsshellError(f"{NETNS_DIR}/{text} was not made by nsshell (no persisted set "
+                               f"{text!r} in {root}): nsshell removes only what it made",
+                               f"`ip netns del {text}` removes it")
+    if out is None and recovered:
+        out = {"removed": [], "notes": [], "path": path}
     if out is None:
         raise NotFoundError(f"nothing is persisted as {text!r}",
                             f"`handles` lists persisted sets (root: {root})")
+    out["notes"] = recovered + out["notes"]
     if session is not None:
         for s in session.sets.values():
             if s.persisted == out["path"] or (s.name == text and s.persisted):
@@ -477,6 +874,85 @@ def _unpersist_own_first(text: str) -> dict | None:
     return _unpersist_kept(text)
 
 
+def _entry_exists(path: str) -> bool:
+    """Is there a directory at PATH?  One nsshell does not trust is an error, said as such."""
+    if use_keeper():  # no bind mounts to remove: what is there is said by the caller
+        return exists_dir(path)
+    try:
+        fd = walk(path)
+    except NotFoundError:
+        return False
+    except NsshellError as e:
+        if "symbolic link" in e.message or "trusts only" in e.message:
+            raise
+        return False
+    try:
+        check_trusted(fd, path)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _mark_file(name: str) -> bool:
+    """ROOT's record of its self-bind, or one being written (ROOT_MARK.PID)."""
+    return name == ROOT_MARK or (name.startswith(ROOT_MARK + ".")
+                                 and name[len(ROOT_MARK) + 1:].isdigit())
+
+
+def _half_made_here(root: str, name: str) -> bool:
+    """Is there a staging directory of NAME in ROOT (a persist or unpersist cut short)?"""
+    try:
+        rfd = walk(root)
+    except NsshellError:
+        return False
+    try:
+        return any(os.path.isdir(fdpath(rfd, f".{name}.{k}")) for k in ("new", "gone"))
+    finally:
+        os.close(rfd)
+
+
+def recover(session=None, root: str | None = None) -> list[str]:
+    """Finish or roll back what an interrupted persist or unpersist left under ROOT (`ls`
+    calls it): one line per entry.  Cheap when there is nothing to do (a listing)."""
+    if use_keeper():
+        return []
+    root = normal(root or root_of(session))
+    try:
+        rfd = walk(root)
+    except NsshellError:
+        return []
+    try:
+        entries = list(os.scandir(fdpath(rfd)))
+        # a self-bind nsshell made of a root that holds nothing any more (a persist cut
+        # short before its entry existed) is undone too
+        half = bool(entries) and all(_mark_file(e.name) for e in entries)
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                continue
+            if e.name.startswith("."):
+                half = half or e.name.endswith(".new") or e.name.endswith(".gone")
+                continue
+            try:
+                dfd = os.open(e.name, DIR_FLAGS, dir_fd=rfd)
+            except OSError:
+                continue
+            try:
+                if _state(_read_meta(dfd)) in (MAKING, REMOVING):
+                    half = True
+            except NsshellError:
+                pass
+            finally:
+                os.close(dfd)
+    except OSError:
+        return []
+    finally:
+        os.close(rfd)
+    if not half:
+        return []
+    notes, _ = spawn.call([], _recover_helper, root)
+    return notes
+
+
 # --- finding persisted sets --------------------------------------------------------------------
 
 def _stat_netns(name: str) -> os.stat_result | None:
@@ -494,22 +970,42 @@ def _open_in(dfd: int, name: str) -> int:
 
 
 def open_dir(path: str) -> tuple[dict[str, Handle], dict]:
-    """Handles on the namespaces persisted in PATH, and its meta data."""
+    """Handles on the namespaces persisted in PATH, and its meta data.  A PID namespace
+    whose holder is provably nsshell's comes with a lifeline of the session's own, so its
+    init lives while the session holds it, whatever `unpersist` does meanwhile."""
     dfd = walk(path)
     handles: dict[str, Handle] = {}
     try:
-        meta = _read_meta(dfd) or {}
-        types = [t for t in nstypes.NAMES if t in meta.get("types", {})] or \
+        check_trusted(dfd, path)
+        meta = _read_meta(dfd, path) or {}
+        state = _state(meta) if meta else None
+        if state in (MAKING, REMOVING):
+            raise NsshellError(f"{path} is half-made (an interrupted "
+                               f"{'persist' if state == MAKING else 'unpersist'})",
+                               "`ls` or `unpersist` finishes or rolls it back")
+        types = [t for t in nstypes.NAMES if t in (meta.get("types") or {})] or \
                 [t for t in nstypes.NAMES if _stat_ns(dfd, t) is not None]
+        if not types:
+            raise NotFoundError(f"{path} holds no persisted namespaces (no {META}, no "
+                                "namespace files)", "`handles` lists persisted sets")
         for t in types:
             if _stat_ns(dfd, t) is None:
                 raise NsshellError(f"{path}/{t} is not a mounted namespace file any more "
                                    "(half-removed?)", f"`unpersist {path}` cleans it up")
             fd = _open_in(dfd, t)
             holder = None
-            if t == "pid" and meta.get("init"):
-                holder = PersistedInit(meta["init"].get("pid"), meta["init"].get("start"))
-            handles[t] = Handle(fd, nstypes.BY_NAME[t], origin=f"{path}/{t}", holder=holder)
+            init = meta.get("init") if isinstance(meta.get("init"), dict) else None
+            if t == "pid" and init:
+                lifeline = take_lifeline(meta.get("holder"), init, os.fstat(fd).st_ino) \
+                    if os.geteuid() == 0 else None
+                holder = PersistedInit(init.get("pid"), init.get("start"), lifeline=lifeline)
+            try:
+                handles[t] = Handle(fd, nstypes.BY_NAME[t], origin=f"{path}/{t}", holder=holder)
+            except BaseException:
+                if holder is not None:
+                    holder.close()
+                os.close(fd)
+                raise
         return handles, meta
     except BaseException:
         for h in handles.values():
@@ -551,7 +1047,13 @@ def list_persisted(session=None, root: str | None = None) -> list[dict]:
         except NsshellError:
             continue
         try:
-            meta = _read_meta(dfd) or {}
+            try:
+                check_trusted(dfd, path)
+                meta = _read_meta(dfd, path) or {}
+            except NsshellError:
+                continue  # not trusted: not listed
+            if meta and _state(meta) != DONE:
+                continue  # half-made: `ls` finishes or rolls it back (recover)
             for t in nstypes.NAMES:
                 st = _stat_ns(dfd, t)
                 if st is None:
