@@ -252,7 +252,7 @@ def join(sh, types: Types = None, ref: RefArg = ...):
     """Make REF's namespaces (or only TYPES of them) current.
 
     Arguments:
-      types: only these types of REF
+      types: only these types of REF (`TYPE REF`, as wherever a REF is taken)
       ref: a name, pid:N, host, a path, or TYPE:[INODE]
 
     Examples:

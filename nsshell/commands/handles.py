@@ -70,11 +70,12 @@ def name(sh, ref: RefArg, newname: Annotated[str, NewName()]):
     TYPE:[INODE] under NEWNAME.
 
     Arguments:
-      ref: what to name
+      ref: what to name (TYPE REF: only those types of it)
       newname: the new name
 
     Examples:
       name ns1 box
+      name net box boxnet
       name pid:1234 web
     """
     if ref.name and ref.name in sh.sets and sh.sets[ref.name] is ref:
@@ -93,20 +94,24 @@ def close(sh, ref: RefArg):
     PID namespace ends its init and every process in it.
 
     Arguments:
-      ref: a name held by this session
+      ref: a name held by this session (TYPE REF: only those types of it)
 
     Examples:
       close box
+      close net box
     """
-    if ref is sh.host:
+    whole = getattr(ref, "whole", ref)     # `close net box`: only box's net handle
+    if whole is sh.host:
         raise UsageError("the host's namespaces cannot be closed")
-    if not ref.name or sh.sets.get(ref.name) is not ref:
+    if not whole.name or sh.sets.get(whole.name) is not whole:
         raise NotFoundError(f"{ref.label} is not a set this session holds",
                             "`handles` lists them")
-    closed = sh.drop_set(ref.name)
+    types = list(ref.handles) if whole is not ref else None
+    closed = sh.drop_set(whole.name, types)
     still = len(ref.handles) - len(closed)
     note = f" ({still} still held elsewhere in the session)" if still else ""
-    return Message(f"closed {ref.name}{note}")
+    what = f"{'+'.join(types)} of {whole.name}" if types and whole.name in sh.sets else whole.name
+    return Message(f"closed {what}{note}")
 
 
 @command("open")

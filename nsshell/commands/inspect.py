@@ -412,7 +412,7 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     (register_state in the plugin API).
 
     Arguments:
-      ref: a name, pid:N, host, a path or TYPE:[INODE]
+      ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
 
     Options:
@@ -420,6 +420,7 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
 
     Examples:
       show box
+      show user box
       show net:[4026532179]
       show pid:1234 net+uts
       show box --json
@@ -478,7 +479,7 @@ def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     NSPID is the process's id inside the set's PID namespace.
 
     Arguments:
-      ref: a name, pid:N, host, a path or TYPE:[INODE]
+      ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
 
     Options:
@@ -486,7 +487,7 @@ def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
 
     Examples:
       pids box
-      pids box net
+      pids net box
       pids net:[4026532179]
     """
     picked = ref.pick(types) if types else ref
@@ -553,8 +554,8 @@ def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
     the second, '~' changed.  Equal namespaces say so.
 
     Arguments:
-      a: the first REF
-      b: the second REF
+      a: the first REF (TYPE REF: those types of it)
+      b: the second REF (TYPE REF: those types of it)
       types: only these types
 
     Options:
@@ -563,6 +564,7 @@ def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
     Examples:
       diff box host
       diff box host net+uts
+      diff net box net pid:1234
       diff pid:1234 pid:5678 mnt --json
     """
     from ..core import diff as diffcore
