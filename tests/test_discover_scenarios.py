@@ -224,3 +224,43 @@ def test_type_ref_completes_the_ref(engines, prefix):
     assert f"{prefix}c" in got
     got = [c.text for c in complete_line(engines.session, f"pids {prefix}c n").candidates]
     assert "net" in got
+
+
+# -- 12.1: a namespace held by an fd opened through its bind mount (lsns filedesc) ----------
+
+def _ls(nsshell, types: str = "") -> dict:
+    done = nsshell("--json", "-c", f"ls {types}")
+    assert done.rc == 0, done
+    return {(r["type"], r["ns"]): r for r in json_docs(done.out)[-1]["namespaces"]}
+
+
+def test_fd_opened_through_the_bind_mount_path(nsshell, procs, netns):
+    # util-linux tests/ts/lsns/filedesc (podman's way, util-linux #1884): a process opens
+    # /run/netns/NAME, then `ip netns delete` removes the bind mount; the fd alone keeps
+    # the namespace, and its link no longer reads net:[...] but a path ("/").
+    name = netns("fd")
+    path = f"/run/netns/{name}"
+    ino = os.stat(path).st_ino
+    keeper = procs([sys.executable, "-c",
+                    "import os, sys, time\n"
+                    f"fd = os.open({path!r}, os.O_RDONLY)\n"
+                    "print(fd, flush=True)\n"
+                    "time.sleep(300)\n"], stdout=subprocess.PIPE, text=True)
+    fd = int(keeper.stdout.readline())
+    assert os.readlink(f"/proc/{keeper.pid}/fd/{fd}") == path
+    # while the bind exists, show names the fd among the holders
+    done = nsshell("--json", "-c", f"show {name}")
+    assert done.rc == 0, done
+    shown = json_docs(done.out)[-1]["namespaces"][0]
+    assert shown["ns"] == ino
+    assert {"kind": "fd", "pid": keeper.pid, "fd": fd} in shown["holders"]
+    assert {"fd", "mount"} <= set(shown["held"])
+    subprocess.run(["ip", "netns", "delete", name], check=True)
+    assert not os.readlink(f"/proc/{keeper.pid}/fd/{fd}").startswith("net:")
+    row = _ls(nsshell, "net")[("net", ino)]
+    assert (row["type"], row["nprocs"], row["held"]) == ("net", 0, ["fd"])
+    assert row["holders"] == [{"kind": "fd", "pid": keeper.pid, "fd": fd}]
+    assert row["pid"] is None and row["command"] is None
+    done = nsshell("--json", "-c", f"show net:[{ino}]")
+    assert done.rc == 0, done
+    assert "lo" in json_docs(done.out)[-1]["namespaces"][0]["state"]["links"]

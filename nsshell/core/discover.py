@@ -32,6 +32,7 @@ from ..progress import Progress, Task
 KINDS = ("process", "thread", "fd", "mount", "socket", "session")
 
 SIOCGSKNS = 0x894C
+NS_GET_NSTYPE = 0xB703
 _NR_PIDFD_OPEN = 434
 _NR_PIDFD_GETFD = 438          # same number on x86_64 and aarch64
 
@@ -242,6 +243,10 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     need_mnt_stat = "mnt" not in names   # bind mounts are found per mount namespace
     sockets_seen: set[str] = set()
     want_net_sockets = sockets and "net" in names
+    try:
+        nsfs_dev = stat("/proc/self/ns/user").st_dev if fds else None
+    except OSError:
+        nsfs_dev = None
 
     # Plain paths, no directory fds: fewer system calls per process, which is what
     # counts with thousands of them.  stat (not readlink) of ns/TYPE, as lsns does:
@@ -309,7 +314,13 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
                 except OSError:
                     continue
                 c = target[:1]
-                if c == "/" or c == "p" or c == "a":   # files, pipes, anon_inode
+                if c == "p" or c == "a":   # pipes, anon_inode
+                    continue
+                if c == "/":
+                    # A file, or a namespace opened through a bind mount of it (the link
+                    # reads as that path, or "/" once it is unmounted): nsfs decides.
+                    if nsfs_dev is not None:
+                        _scan_path_fd(result, pid, fdbase + fdname, nsfs_dev, names)
                     continue
                 if target.startswith("socket:["):
                     if want_net_sockets and target not in sockets_seen:
@@ -358,6 +369,42 @@ def _scan_threads(result: Scan, pid: int, wanted, own: dict[str, int]) -> None:
             info.kinds.add("thread")
             info.holders.append({"kind": "thread", "pid": pid, "tid": int(tid)})
             info.paths.append(f"/proc/{pid}/task/{tid}{rel}")
+
+
+def _scan_path_fd(result: Scan, pid: int, path: str, nsfs_dev: int, names: set[str]) -> None:
+    """An fd whose link reads as a path: a namespace when its file is on nsfs."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if st.st_dev != nsfs_dev:
+        return
+    t = _nstype_of(path, st)
+    if t is None or t not in names:
+        return
+    fd = int(path.rsplit("/", 1)[1])
+    info = result._add(t, st.st_ino, st.st_dev)
+    info.kinds.add("fd")
+    info.holders.append({"kind": "fd", "pid": pid, "fd": fd})
+    info.paths.append(path)
+
+
+def _nstype_of(path: str, st: os.stat_result) -> str | None:
+    """The namespace type of the nsfs file at PATH (NS_GET_NSTYPE), still the file ST."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return None
+        t = nstypes.BY_FLAG.get(fcntl.ioctl(fd, NS_GET_NSTYPE))
+        return t.name if t else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _scan_socket(result: Scan, pid: int, fd: int, own_net: int | None) -> None:
