@@ -277,7 +277,8 @@ class Session:
             if h.type is t and h.nsid.ino == ino:
                 return NsSet(None, {t.name: h}, origin=str(h.nsid))
         from .core import discover
-        fd = discover.open_ref(t, ino)  # through a process, thread, fd, bind mount or socket
+        fd = discover.reach(t, ino)  # through a process, thread, fd, bind mount, socket, or
+        #                              as the owner or parent of one of those
         if fd is None:
             raise NotFoundError(f"no {t.name} namespace with inode {ino} is reachable",
                                 "`ls` lists the namespaces that are")

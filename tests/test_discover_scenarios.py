@@ -264,3 +264,168 @@ def test_fd_opened_through_the_bind_mount_path(nsshell, procs, netns):
     done = nsshell("--json", "-c", f"show net:[{ino}]")
     assert done.rc == 0, done
     assert "lo" in json_docs(done.out)[-1]["namespaces"][0]["state"]["links"]
+
+
+# -- 12.3: owners and parents no process is in (lxkns hidden namespaces, lsns ioctl_ns) -----
+
+def _show(nsshell, ref: str) -> dict:
+    done = nsshell("--json", "-c", f"show {ref}")
+    assert done.rc == 0, done
+    return json_docs(done.out)[-1]["namespaces"][0]
+
+
+def _tree(nsshell, kind: str = "user") -> list:
+    done = nsshell("--json", "-c", f"tree {kind}")
+    assert done.rc == 0, done
+    return json_docs(done.out)[-1]["tree"]
+
+
+def _tree_path(tree: list, t: str, ino: int) -> list:
+    def walk(nodes, path):
+        for n in nodes:
+            if n.get("type") == t and n.get("ns") == ino:
+                return path + [n]
+            found = walk(n.get("children", []), path + [n])
+            if found:
+                return found
+        return None
+    found = walk(tree, [])
+    assert found, f"{t}:[{ino}] is not in the tree"
+    return found
+
+
+def test_owner_only_user_namespace(nsshell, procs, prefix):
+    # `unshare -U -r -n sleep`, `ip netns attach NAME PID`, then the sleep dies: the
+    # network namespace is kept by the bind mount, and its user namespace only as its owner.
+    name = f"{prefix}own"
+    p = procs(["unshare", "-U", "-r", "-n", "sleep", "300"])
+    _wait_comm(p.pid, "sleep")
+    user, net = _ino(p.pid, "user"), _ino(p.pid, "net")
+    subprocess.run(["ip", "netns", "attach", name, str(p.pid)], check=True)
+    try:
+        _kill(p)
+        rows = _ls(nsshell)
+        urow, nrow = rows[("user", user)], rows[("net", net)]
+        assert urow["held"] == ["owner"] and urow["nprocs"] == 0
+        assert urow["holders"] == [{"kind": "owner", "of": f"net:[{net}]"}]
+        assert nrow["held"] == ["mount"] and name in nrow["names"]
+        # lsns's USER for a namespace no process is in: who made its owning user namespace
+        assert urow["user"] == "root" and nrow["user"] == "root"
+        assert ("user", user) in _ls(nsshell, "user")        # `ls user` alone finds it too
+        # tree: the user namespace with the network namespace it owns, under ours
+        path = _tree_path(_tree(nsshell), "net", net)
+        assert [n["ns"] for n in path[-3:]] == [_ino("self", "user"), user, net]
+        # show reaches it (through the network namespace), with what it knows
+        shown = _show(nsshell, f"user:[{user}]")
+        assert shown["parent"] == shown["owner"] == f"user:[{_ino('self', 'user')}]"
+        assert shown["held"] == ["owner"] and shown["state"]["uid_map"] is not None
+        assert _show(nsshell, f"net:[{net}]")["owner"] == f"user:[{user}]"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_hidden_parent_user_namespace(nsshell, procs):
+    # lxkns "finds hidden hierarchical user namespaces": unshare -Ur unshare -U: the outer
+    # user namespace has no process (the outer unshare exec'd the inner one).
+    p = procs(["unshare", "-Ur", "unshare", "-U", "sleep", "300"])
+    _wait_comm(p.pid, "sleep")
+    inner = _ino(p.pid, "user")
+    outer = _show(nsshell, f"user:[{inner}]")["parent"]
+    outer_ino = int(LABEL.fullmatch(outer).group(2))
+    rows = _ls(nsshell, "user")
+    assert rows[("user", outer_ino)]["held"] == ["parent"]
+    assert rows[("user", outer_ino)]["holders"] == [{"kind": "parent", "of": f"user:[{inner}]"}]
+    assert _show(nsshell, outer)["parent"] == f"user:[{_ino('self', 'user')}]"
+    path = _tree_path(_tree(nsshell), "user", inner)
+    assert [n["ns"] for n in path[-3:]] == [_ino("self", "user"), outer_ino, inner]
+
+
+def test_owners_of_our_namespaces(nsshell):
+    # lxkns "finds owners": every namespace of ours is owned by our user namespace.
+    done = nsshell("--json", "-c", "show host")
+    assert done.rc == 0, done
+    mine = f"user:[{_ino('self', 'user')}]"
+    for ns in json_docs(done.out)[-1]["namespaces"]:
+        if ns["type"] != "user":
+            assert ns["owner"] == mine, ns
+
+
+def test_ioctl_ns_user_and_pid(nsshell, procs):
+    # util-linux tests/ts/lsns/ioctl_ns: a child user namespace's parent and owner are
+    # ours; a child PID namespace's parent is ours and its owner the child user namespace.
+    p = procs(["unshare", "--user", "--pid", "--mount-proc", "--fork", "sleep", "300"])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _ino(p.pid, "pid_for_children") == _ino("self", "pid"):
+        time.sleep(0.02)
+    child_user, child_pid = _ino(p.pid, "user"), _ino(p.pid, "pid_for_children")
+    u = _show(nsshell, f"user:[{child_user}]")
+    assert (u["parent"], u["owner"]) == (f"user:[{_ino('self', 'user')}]",) * 2
+    pd = _show(nsshell, f"pid:[{child_pid}]")
+    assert (pd["parent"], pd["owner"]) == (f"pid:[{_ino('self', 'pid')}]", f"user:[{child_user}]")
+
+
+def test_hidden_parent_pid_namespace(nsshell, procs):
+    # A PID namespace whose init died, alive only as the parent of a PID namespace kept by
+    # an fd: found through NS_GET_PARENT, and drawn in `tree pid`.  (A PID namespace is
+    # visible in pid_for_children only once it has had an init.)
+    code = (
+        "import ctypes, os, signal, sys, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "home = os.open('/proc/self/ns/pid', os.O_RDONLY)\n"
+        "assert libc.unshare(0x20000000) == 0\n"
+        "r, w = os.pipe()\n"
+        "c = os.fork()\n"
+        "if c == 0:\n"
+        "    assert libc.unshare(0x20000000) == 0\n"
+        "    if os.fork() == 0:\n"
+        "        os.write(w, b'x'); time.sleep(60); os._exit(0)\n"
+        "    time.sleep(60); os._exit(0)\n"
+        "os.close(w)\n"
+        "os.read(r, 1)\n"
+        "inner = os.open(f'/proc/{c}/ns/pid_for_children', os.O_RDONLY)\n"
+        "outer = os.stat('/proc/self/ns/pid_for_children').st_ino\n"
+        "os.kill(c, signal.SIGKILL); os.waitpid(c, 0)\n"
+        "assert libc.setns(home, 0x20000000) == 0\n"
+        "os.read(r, 1)\n"   # EOF: the grandchild is gone too
+        "print(outer, os.fstat(inner).st_ino, inner, flush=True)\n"
+        "time.sleep(300)\n")
+    keeper = procs([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    outer, inner, fd = map(int, keeper.stdout.readline().split())
+    rows = _ls(nsshell, "pid")
+    assert rows[("pid", inner)]["held"] == ["fd"]
+    assert rows[("pid", outer)]["held"] == ["parent"]
+    assert rows[("pid", outer)]["holders"] == [{"kind": "parent", "of": f"pid:[{inner}]"}]
+    path = _tree_path(_tree(nsshell, "pid"), "pid", inner)
+    assert [n["ns"] for n in path] == [_ino("self", "pid"), outer, inner]
+    assert _show(nsshell, f"pid:[{outer}]")["parent"] == f"pid:[{_ino('self', 'pid')}]"
+
+
+# -- 12.4: namespaces only a process's pid_for_children / time_for_children hold -------------
+
+def test_namespaces_held_for_children(nsshell, procs):
+    # After unshare(CLONE_NEWPID) (its init since dead) and unshare(CLONE_NEWTIME), and
+    # before another fork: the process is in neither; only its *_for_children links hold them.
+    code = (
+        "import ctypes, os, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert libc.unshare(0x20000000) == 0\n"
+        "c = os.fork()\n"
+        "if c == 0:\n"
+        "    os._exit(0)\n"
+        "os.waitpid(c, 0)\n"
+        "assert libc.unshare(0x80) == 0\n"
+        "print(os.stat('/proc/self/ns/pid_for_children').st_ino,\n"
+        "      os.stat('/proc/self/ns/time_for_children').st_ino, flush=True)\n"
+        "time.sleep(300)\n")
+    keeper = procs([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pid_ino, time_ino = map(int, keeper.stdout.readline().split())
+    rows = _ls(nsshell, "pid+time")
+    for t, ino, link in (("pid", pid_ino, "pid_for_children"), ("time", time_ino, "time_for_children")):
+        row = rows[(t, ino)]
+        assert row["held"] == ["children"] and row["nprocs"] == 0, row
+        assert row["holders"] == [{"kind": "children", "pid": keeper.pid, "link": link}]
+        assert row["user"] == "root"
+        shown = _show(nsshell, f"{t}:[{ino}]")
+        assert shown["ns"] == ino and shown["held"] == ["children"]
+    path = _tree_path(_tree(nsshell, "pid"), "pid", pid_ino)
+    assert [n["ns"] for n in path] == [_ino("self", "pid"), pid_ino]

@@ -51,10 +51,11 @@ def ls_rows(sh, types=None) -> list[dict]:
     scan = discover.scan(types, session=sh)
     rows = []
     for info in scan.sorted():
+        uid = scan.user_of(info)
         rows.append({
             "ns": info.ino, "type": info.type, "nprocs": info.nprocs, "pid": info.pid,
-            "user": discover.user_name(info.uid), "command": discover.command_of(info.pid),
-            "uid": info.uid, "held": info.held(), "names": list(info.names),
+            "user": discover.user_name(uid), "command": discover.command_of(info.pid),
+            "uid": uid, "held": info.held(), "names": list(info.names),
             "holders": info.holders,
         })
     return rows
@@ -184,7 +185,7 @@ def _open_all(scan: discover.Scan, type_name: str | None = None) -> dict[tuple[s
         if type_name and info.type != type_name:
             continue
         try:
-            fds[key] = discover.open_info(info)
+            fds[key] = discover.open_found(scan, info)
         except OSError:
             continue
     return fds
@@ -398,6 +399,10 @@ def _holder_text(h: dict) -> str:
         return f"socket fd {h['fd']} of pid {h['pid']}"
     if k == "session":
         return f"session {h['name'] or '(context)'}"
+    if k == "children":
+        return f"for the children of pid {h['pid']} (ns/{h.get('link', 'pid_for_children')})"
+    if k in ("owner", "parent"):
+        return f"{k} of {h['of']}"
     return str(h)
 
 
@@ -524,7 +529,7 @@ def identify(sh, pid: Annotated[int, Pid()], *, json_: bool = False):
             raise NotFoundError(f"cannot see the namespaces of process {pid}: permission denied",
                                 "a process's namespaces are visible to its owner and root") from None
     scan = discover.scan([nstypes.get(t) for t in inos], session=sh, fds=False, threads=False,
-                         sockets=False)
+                         sockets=False, relations=False)
     data = []
     for t, ino in inos.items():
         info = scan.get(t, ino)
