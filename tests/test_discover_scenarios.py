@@ -429,3 +429,31 @@ def test_namespaces_held_for_children(nsshell, procs):
         assert shown["ns"] == ino and shown["held"] == ["children"]
     path = _tree_path(_tree(nsshell, "pid"), "pid", pid_ino)
     assert [n["ns"] for n in path] == [_ino("self", "pid"), pid_ino]
+
+
+# -- 12.12: pid translation at every level (lxkns pidtree) ------------------------------------
+
+def test_pids_shows_every_level(nsshell, procs):
+    p = procs(["unshare", "--pid", "--fork", "--mount-proc", "unshare", "--pid", "--fork",
+               "--mount-proc", "sleep", "300"])
+    deadline = time.monotonic() + 5
+    leaf = None
+    while time.monotonic() < deadline and leaf is None:
+        for e in os.listdir("/proc"):
+            if e.isdigit():
+                try:
+                    if os.getpgid(int(e)) == p.pid and open(f"/proc/{e}/comm").read().strip() == "sleep":
+                        leaf = int(e)
+                except OSError:
+                    continue
+        time.sleep(0.02)
+    assert leaf
+    done = nsshell("--json", "-c", f"pids pid:{leaf} pid; pids pid:{leaf} net")
+    assert done.rc == 0, done
+    inner, host = json_docs(done.out)
+    assert [(r["pid"], r["nspid"], r["nspids"]) for r in inner["processes"]] == [(leaf, 1, [leaf, 2, 1])]
+    mine = next(r for r in host["processes"] if r["pid"] == leaf)
+    assert mine["nspids"] == [leaf, 2, 1] and mine["nspid"] is None
+    plain = nsshell("-c", f"pids pid:{leaf} pid")
+    assert plain.out.splitlines()[0].split()[:3] == ["PID", "NSPID", "NSPIDS"]
+    assert f"{leaf}/2/1" in plain.out

@@ -462,26 +462,32 @@ def pids_of(nsset: NsSet) -> list[dict]:
         except OSError:
             continue
         pid = int(name)
-        nspid = None
-        if pid_ino is not None:
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("NSpid:"):
-                            nspid = int(line.split()[-1])
-                            break
-            except OSError:
-                pass
-        out.append({"pid": pid, "nspid": nspid, "uid": uid,
+        nspids = nspid_chain(pid)
+        nspid = nspids[-1] if nspids and pid_ino is not None else None
+        out.append({"pid": pid, "nspid": nspid, "nspids": nspids, "uid": uid,
                     "user": discover.user_name(uid), "command": discover.command_of(pid)})
     return sorted(out, key=lambda r: r["pid"])
+
+
+def nspid_chain(pid: int) -> list[int] | None:
+    """PID's id in every PID namespace from ours down to its own (NSpid of
+    /proc/PID/status, as lxkns's pidtree shows them); None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return [int(x) for x in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 @command("pids")
 def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     """The processes in a namespace (in every namespace of a set).
 
-    NSPID is the process's id inside the set's PID namespace.
+    NSPID is the process's id inside the set's PID namespace; NSPIDS its id in
+    every PID namespace from the shell's down to its own (NSpid in /proc/PID/status).
 
     Arguments:
       ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
@@ -499,9 +505,10 @@ def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     if not picked.handles:
         raise NotFoundError(f"{ref.label} holds no namespaces")
     data = pids_of(picked)
-    rows = [[r["pid"], r["nspid"], r["user"], r["command"]] for r in data]
-    return _maybe_json(sh, Table(["pid", "nspid", "user", "command"], rows, key="processes",
-                                 data=data), json_)
+    rows = [[r["pid"], r["nspid"], "/".join(map(str, r["nspids"] or [])) or None, r["user"],
+             r["command"]] for r in data]
+    return _maybe_json(sh, Table(["pid", "nspid", "nspids", "user", "command"], rows,
+                                 key="processes", data=data), json_)
 
 
 @command("identify")
