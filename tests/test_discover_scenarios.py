@@ -457,3 +457,31 @@ def test_pids_shows_every_level(nsshell, procs):
     plain = nsshell("-c", f"pids pid:{leaf} pid")
     assert plain.out.splitlines()[0].split()[:3] == ["PID", "NSPID", "NSPIDS"]
     assert f"{leaf}/2/1" in plain.out
+
+
+# -- 12.7: rootless reading, and what an unprivileged user cannot enter -------------------------
+
+def test_rootless_hostname_reads_where_it_sets(rootless):
+    done = rootless("-c", "new user+uts; map root; hostname x; hostname")
+    assert done.rc == 0, done
+    assert done.out.splitlines()[-1] == "x"
+
+
+def test_rootless_root_owned_namespace(rootless, netns):
+    name = netns("r7")
+    ino = os.stat(f"/run/netns/{name}").st_ino
+    done = rootless("-c", f"join {name}")
+    assert done.rc == 1, done
+    assert done.err.strip() == (f"nsshell: -c: join: net:[{ino}] is owned by the host's user "
+                                "namespace: only root can enter it; hint: `show` reads what it "
+                                "can of it without entering"), done.err
+    done = rootless("-c", f"join net:[{ino}]; run true")   # fails at join, not at run
+    assert done.rc == 1 and "join:" in done.err and "run:" not in done.err, done
+    done = rootless("--json", "-c", f"show {name}")
+    assert done.rc == 0 and not done.err, done
+    shown = json_docs(done.out)[-1]["namespaces"][0]
+    assert shown["label"] == f"net:[{ino}]" and shown["owner"] == f"user:[{_ino('self', 'user')}]"
+    assert {"kind": "mount", "path": f"/run/netns/{name}"}.items() <= shown["holders"][0].items()
+    assert shown["state"] == {} and "owned by the host's user namespace" in shown["errors"]["links"]
+    plain = rootless("-c", f"show {name}")
+    assert plain.rc == 0 and "state:" in plain.out and "cannot read" in plain.out, plain

@@ -382,8 +382,12 @@ def _show_record(d: dict) -> Record:
             if not text:
                 text = "-"
         fields[key.replace("_", " ")] = text
-    for key, err in d["errors"].items():
-        fields[key.replace("_", " ")] = f"(cannot read: {err})"
+    errors = d["errors"]
+    if len(errors) > 1 and not d["state"] and len(set(errors.values())) == 1:
+        fields["state"] = f"(cannot read: {next(iter(errors.values()))})"   # one reason for all
+    else:
+        for key, err in errors.items():
+            fields[key.replace("_", " ")] = f"(cannot read: {err})"
     return Record(fields, title=d["label"])
 
 

@@ -129,6 +129,56 @@ def _own_ino(t: NsType) -> int:
     return os.stat(f"/proc/self/ns/{t.proc}").st_ino
 
 
+CAP_SYS_ADMIN = 21
+
+
+def privileged() -> bool:
+    """Whether this process has CAP_SYS_ADMIN in its own user namespace (root), which
+    lets it enter any namespace owned by that user namespace or below it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def entry_refusal(fd: int, t: NsType, label: str | None = None) -> str | None:
+    """Why this process cannot enter namespace FD whatever else it joins, or None.
+
+    setns() needs CAP_SYS_ADMIN in the user namespace that owns the target (for a
+    user namespace, in the target itself): without it here, only namespaces owned by
+    a user namespace we created (and may enter first) are within reach."""
+    if privileged():
+        return None
+    label = label or f"{t.name}:[{os.fstat(fd).st_ino}]"
+    if os.fstat(fd).st_ino == _own_ino(t):
+        return None          # the shell's own: nothing to enter
+    if t is nstypes.USER:
+        try:
+            uid = syscalls.ns_get_owner_uid(fd)
+        except OSError:
+            return None
+        if uid != os.geteuid():
+            who = "root" if uid == 0 else f"uid {uid}"
+            return f"{label} was made by {who}: only {who} or root can enter it"
+        return None
+    try:
+        ufd = syscalls.ns_get_userns(fd)
+    except PermissionError:
+        return f"{label} is owned by a user namespace above ours: only its root can enter it"
+    except OSError:
+        return None
+    try:
+        if os.fstat(ufd).st_ino == _own_ino(nstypes.USER):
+            return (f"{label} is owned by the host's user namespace: only root can enter it")
+    finally:
+        os.close(ufd)
+    return None
+
+
 def _entries(fd: int, t: NsType, label: str) -> tuple[list[spawn.Entry], list[int]]:
     """What a helper enters to read namespace FD: itself (unless it is the shell's own),
     and, when not root, the user namespace that owns it (unless it is the shell's)."""
@@ -136,7 +186,7 @@ def _entries(fd: int, t: NsType, label: str) -> tuple[list[spawn.Entry], list[in
     owned: list[int] = []
     if os.fstat(fd).st_ino != _own_ino(t):
         entries.append(spawn.Entry(t, fd, label))
-    if os.geteuid() != 0 and t is not nstypes.USER and entries:
+    if not privileged() and t is not nstypes.USER and entries:
         try:
             ufd = syscalls.ns_get_userns(fd)
         except OSError:
@@ -184,7 +234,10 @@ def snapshot(fd: int, t: NsType, wanted: list[str] | None = None,
     try:
         inside = [s.key for s in specs if s.inside]
         outside = [s.key for s in specs if not s.inside]
-        if inside:
+        refused = entry_refusal(fd, t, label) if inside else None
+        if refused:
+            out.update({k: {"error": f"cannot enter: {refused}"} for k in inside})
+        elif inside:
             entries, owned = _entries(fd, t, label)
             try:
                 value, fds = spawn.call(entries, _run, t.name, inside, ino, procfd, extra)
