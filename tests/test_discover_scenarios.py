@@ -485,3 +485,26 @@ def test_rootless_root_owned_namespace(rootless, netns):
     assert shown["state"] == {} and "owned by the host's user namespace" in shown["errors"]["links"]
     plain = rootless("-c", f"show {name}")
     assert plain.rc == 0 and "state:" in plain.out and "cannot read" in plain.out, plain
+
+
+# -- 12.8: `persist NAME DIR`, then `join NAME`: the whole set -------------------------------
+
+def test_join_by_name_of_a_set_persisted_in_a_directory(nsshell, bound_dir, prefix):
+    name = f"{prefix}p8"
+    where = os.path.join(bound_dir("private"), name)
+    try:
+        done = nsshell("-c", f"new net+uts as {name} --no-join; persist {name} {where}")
+        assert done.rc == 0, done
+        net, uts = (os.stat(os.path.join(where, t)).st_ino for t in ("net", "uts"))
+        assert os.stat(f"/run/netns/{name}").st_ino == net
+        done = nsshell("--json", "-c", f"join {name}; ctx")
+        assert done.rc == 0, done
+        ctx = {r["type"]: r for r in json_docs(done.out)[-1]["context"]}
+        assert (ctx["net"]["inode"], ctx["net"]["name"]) == (net, name)
+        assert (ctx["uts"]["inode"], ctx["uts"]["name"]) == (uts, name)
+        shown = nsshell("--json", "-c", f"show {name}")
+        assert [n["type"] for n in json_docs(shown.out)[-1]["namespaces"]] == ["net", "uts"]
+    finally:
+        nsshell("-c", f"unpersist {where}")
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    assert not os.path.exists(f"/run/netns/{name}")
