@@ -508,3 +508,18 @@ def test_join_by_name_of_a_set_persisted_in_a_directory(nsshell, bound_dir, pref
         nsshell("-c", f"unpersist {where}")
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
     assert not os.path.exists(f"/run/netns/{name}")
+
+
+# -- 12.10: one formatter per fact ---------------------------------------------------------
+
+def test_id_maps_are_written_one_way(nsshell):
+    done = nsshell("-c", "new user+net as m --no-join; map --ns m 0 100000 65536; show user m; tree")
+    assert done.rc == 0, done
+    lines = done.out.splitlines()
+    assert lines[1].endswith(": uid 0-65535->100000-165535; gid 0-65535->100000-165535"), lines
+    assert any(l.startswith("uid map:") and l.endswith(" 0-65535->100000-165535") for l in lines)
+    from nsshell.core.nsstate import format_idmap
+    assert format_idmap(["0 0 4294967295"]) == "all (identity)"
+    assert format_idmap([(0, 1000, 1), {"inside": 1, "outside": 100000, "count": 10}]) \
+        == "0->1000, 1-10->100000-100009"
+    assert format_idmap([]) == "unmapped"

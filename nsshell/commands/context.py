@@ -126,9 +126,7 @@ def _summary(user_handle, done: dict) -> Message:
     parts = []
     for kind in ("uid", "gid"):
         if kind in done:
-            parts.append(f"{kind} " + ", ".join(f"{r['inside']}->{r['outside']}"
-                                                 + (f" ({r['count']})" if r['count'] > 1 else "")
-                                                 for r in done[kind]))
+            parts.append(f"{kind} {nsstate.format_idmap(done[kind])}")
     if "setgroups" in done:
         parts.append(f"setgroups {done['setgroups']}")
     return Message(f"{user_handle.label}: " + "; ".join(parts))

@@ -94,15 +94,8 @@ def ls(sh, types: Types = None, *, json_: bool = False):
 # --- tree ----------------------------------------------------------------------------
 
 def _map_summary(lines: list[str]) -> str:
-    if not lines:
-        return "unmapped"
-    parts = []
-    for line in lines[:3]:
-        f = line.split()
-        if len(f) == 3:
-            parts.append(f"{f[0]}->{f[1]}" + (f"+{f[2]}" if f[2] != "1" else ""))
-    more = f" (+{len(lines) - 3} more)" if len(lines) > 3 else ""
-    return ",".join(parts) + more
+    from ..core.nsstate import format_idmap
+    return format_idmap(lines, limit=3)
 
 
 def _read_map(pid: int | None, kind: str) -> list[str] | None:
@@ -126,8 +119,7 @@ def _describe(info: discover.NsInfo | None, label: str) -> tuple[str, dict]:
             "names": list(info.names)}
     text = info.label
     if info.pid is not None:
-        short = (cmd or "")[:40]
-        text += f" {info.nprocs} proc{'s' if info.nprocs != 1 else ''}, pid {info.pid} {short}"
+        text += f" {info.nprocs} proc{'s' if info.nprocs != 1 else ''}, pid {info.pid} {cmd or ''}"
     others = [k for k in info.held() if k != "process"]
     if others:
         text += f" [held: {','.join(others)}]"

@@ -414,8 +414,38 @@ def read_setgroups(ctx: Context) -> str:
     return ctx.read("self/setgroups").strip()
 
 
+def format_idmap(ranges, limit: int | None = None) -> str:
+    """The one way nsshell writes an id map for people (show, tree, map, the toolbar):
+    '0->1000', '0-65535->100000-165535', 'all (identity)' for the initial namespace's,
+    comma-separated; 'unmapped' when empty.  RANGES: uid_map lines ('0 1000 1'), (inside,
+    outside, count) triples, {"inside", "outside", "count"} dicts or IdRange objects."""
+    triples = []
+    for r in ranges or ():
+        if isinstance(r, str):
+            r = r.split()
+        elif isinstance(r, dict):
+            r = (r["inside"], r["outside"], r["count"])
+        elif hasattr(r, "inside"):
+            r = (r.inside, r.outside, r.count)
+        inside, outside, count = (int(x) for x in r)
+        triples.append((inside, outside, count))
+    if not triples:
+        return "unmapped"
+    parts = []
+    for inside, outside, count in triples[:limit]:
+        if inside == outside == 0 and count >= 4294967295:
+            parts.append("all (identity)")
+        elif count == 1:
+            parts.append(f"{inside}->{outside}")
+        else:
+            parts.append(f"{inside}-{inside + count - 1}->{outside}-{outside + count - 1}")
+    if limit is not None and len(triples) > limit:
+        parts.append(f"... (+{len(triples) - limit} more)")
+    return ", ".join(parts)
+
+
 def _map_summary(value: list[str]) -> str | list[str]:
-    return value or "(not written)"
+    return format_idmap(value) if value else "(not written)"
 
 
 register("user", "uid_map", read_uid_map, summary=_map_summary)
