@@ -523,3 +523,25 @@ def test_id_maps_are_written_one_way(nsshell):
     assert format_idmap([(0, 1000, 1), {"inside": 1, "outside": 100000, "count": 10}]) \
         == "0->1000, 1-10->100000-100009"
     assert format_idmap([]) == "unmapped"
+
+
+def test_a_link_is_one_object_in_show_and_net_ls(nsshell):
+    done = nsshell("--json", "-c", "new net as a; net up a lo; net veth a:v0 a:v1; net up a v0; "
+                   "net ls a; show a; run ip -o link show")
+    assert done.rc == 0, done
+    docs = json_docs(done.out)
+    listed = {l["name"]: l for l in next(d for d in docs if "links" in d)["links"]}
+    shown = next(d for d in docs if "namespaces" in d)["namespaces"][0]["state"]["links"]
+    from nsshell.core.nsstate import SHOW_LINK_FIELDS
+    assert set(listed) == set(shown) == {"lo", "v0", "v1"}
+    for name in listed:
+        assert {k: listed[name][k] for k in SHOW_LINK_FIELDS} == shown[name], name
+    # operstate as iproute2 prints it: lo UNKNOWN, v0 up without carrier LOWERLAYERDOWN
+    ip = {line.split(":")[1].strip().split("@")[0]: line.split(" state ")[1].split()[0]
+          for line in done.out.splitlines() if " state " in line}
+    assert shown["lo"]["state"] == ip["lo"] == "UNKNOWN"
+    assert shown["v0"]["state"] == ip["v0"] and shown["v1"]["state"] == ip["v1"] == "DOWN"
+    assert shown["lo"]["mac"] == "00:00:00:00:00:00" and shown["v0"]["kind"] == "veth"
+    plain = nsshell("-c", "new net as a; net up a lo; net ls a")
+    lo = next(l for l in plain.out.splitlines() if l.split()[:2] == ["1", "lo"])
+    assert "UNKNOWN" in lo.split() and "00:00:00:00:00:00" in lo.split()

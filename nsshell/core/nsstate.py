@@ -320,24 +320,54 @@ def _ifnames(ctx: Context) -> dict[int, str]:
     return {m["index"]: m.get_attr("IFLA_IFNAME") for m in _links_raw(ctx)}
 
 
+_IFF_LOWER_UP = 0x10000
+# What `show` keeps of a link (keyed by name); `net ls` lists whole records.
+SHOW_LINK_FIELDS = ("kind", "state", "up", "lower_up", "mtu", "mac", "master")
+
+
+def link_record(m) -> dict:
+    """One link of an RTM_NEWLINK message, named as the kernel and iproute2 name things:
+    the one link object of `show` (per name, SHOW_LINK_FIELDS) and `net ls` (a list).
+    state is the kernel's operstate as `ip link` prints it (lo: UNKNOWN); up is the admin
+    flag (IFF_UP), lower_up the carrier; kind the rtnetlink kind (null for lo, as `ip -d
+    link`); mac the link-layer address (lo's too); master and peer are ifindexes."""
+    flags = m["flags"]
+    info = m.get_attr("IFLA_LINKINFO")
+    state = m.get_attr("IFLA_OPERSTATE")
+    return {
+        "index": m["index"],
+        "name": m.get_attr("IFLA_IFNAME"),
+        "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+        "state": state.upper() if isinstance(state, str) else state,
+        "up": bool(flags & _IFF_UP),
+        "lower_up": bool(flags & _IFF_LOWER_UP),
+        "mtu": m.get_attr("IFLA_MTU"),
+        "mac": m.get_attr("IFLA_ADDRESS"),
+        "master": m.get_attr("IFLA_MASTER"),
+        "peer": m.get_attr("IFLA_LINK"),
+        "peer_netnsid": m.get_attr("IFLA_LINK_NETNSID"),
+    }
+
+
 def read_links(ctx: Context) -> dict:
+    records = [link_record(m) for m in sorted(_links_raw(ctx), key=lambda m: m["index"])]
+    names = {r["index"]: r["name"] for r in records}
     out = {}
-    for m in sorted(_links_raw(ctx), key=lambda m: m["index"]):
-        info = m.get_attr("IFLA_LINKINFO")
-        out[m.get_attr("IFLA_IFNAME")] = {
-            "state": m.get_attr("IFLA_OPERSTATE"),
-            "up": bool(m["flags"] & _IFF_UP),
-            "mtu": m.get_attr("IFLA_MTU"),
-            "address": m.get_attr("IFLA_ADDRESS"),
-            "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
-        }
+    for r in records:
+        r["master"] = names.get(r["master"]) if r["master"] else None
+        out[r["name"]] = {k: r[k] for k in SHOW_LINK_FIELDS}
     return out
 
 
+def link_text(name: str, v: dict) -> str:
+    """One link in a line, as `show` prints it: name, operstate, mtu, mac, kind."""
+    return (f"{name} {v['state']}{'' if v['up'] else ' (admin down)'} mtu {v['mtu']} "
+            f"{v['mac'] or '-'}{' ' + v['kind'] if v['kind'] else ''}"
+            f"{' master ' + v['master'] if v.get('master') else ''}")
+
+
 def _links_summary(value: dict) -> list[str]:
-    return [f"{name} {v['state']}{'' if v['up'] else ' (admin down)'} mtu {v['mtu']} "
-            f"{v['address'] or '-'}{' ' + v['kind'] if v['kind'] else ''}"
-            for name, v in value.items()] or "-"
+    return [link_text(name, v) for name, v in value.items()] or "-"
 
 
 def read_addresses(ctx: Context) -> list[str]:
@@ -469,14 +499,9 @@ def parse_mountinfo(text: str) -> list[dict]:
         except ValueError:
             continue
         optional = fields[6:sep]
-        prop = []
-        for o in optional:
-            if o.startswith("shared:"):
-                prop.append("shared")
-            elif o.startswith("master:"):
-                prop.append("slave")
-            elif o == "unbindable":
-                prop.append("unbindable")
+        # as the kernel writes it (and `mount ls` shows it): shared:N, master:N, ...
+        prop = [o for o in optional
+                if o.split(":")[0] in ("shared", "master", "propagate_from", "unbindable")]
         out.append({
             "target": _unescape(fields[4]),
             "root": _unescape(fields[3]),
