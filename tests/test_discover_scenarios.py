@@ -545,3 +545,17 @@ def test_a_link_is_one_object_in_show_and_net_ls(nsshell):
     plain = nsshell("-c", "new net as a; net up a lo; net ls a")
     lo = next(l for l in plain.out.splitlines() if l.split()[:2] == ["1", "lo"])
     assert "UNKNOWN" in lo.split() and "00:00:00:00:00:00" in lo.split()
+
+
+# -- 12.11: handles is what this session holds; ls shows the rest ----------------------------
+
+def test_handles_lists_what_the_session_holds(nsshell, netns, prefix):
+    name = netns("h11")
+    done = nsshell("--json", "-c", f"new uts as {prefix}u --no-join; handles; handles --all; ls net")
+    assert done.rc == 0, done
+    held, everything, ls = json_docs(done.out)[1:]
+    assert {r["name"] for r in held["handles"]} == {f"{prefix}u"}
+    assert name in {r["name"] for r in everything["handles"]}
+    assert any(name in r["names"] for r in ls["namespaces"])
+    done = nsshell("--json", "-c", f"join {name}; handles")   # once used by name: held
+    assert name in {r["name"] for r in json_docs(done.out)[-1]["handles"]}

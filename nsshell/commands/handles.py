@@ -20,8 +20,9 @@ def _owner(handle) -> str | None:
     return str(owner) if owner else None
 
 
-def handle_rows(sh) -> list[dict]:
-    """One row per held handle: the data behind `handles` (and its JSON)."""
+def handle_rows(sh, everything: bool = False) -> list[dict]:
+    """One row per held handle: the data behind `handles` (and its JSON); with
+    EVERYTHING, also the persisted sets not opened yet (`handles --all`)."""
     rows = []
     for name, s in sh.sets.items():
         for t in nstypes.NAMES:
@@ -35,25 +36,31 @@ def handle_rows(sh) -> list[dict]:
                 row["init_pid"] = h.holder.pid
                 row["alive"] = h.holder.alive()
             rows.append(row)
-    for r in sh.resolvers:  # e.g. persisted sets the session has not opened yet
-        more = getattr(r, "rows", None)
-        if more:
-            rows.extend(more(sh))
+    if everything:
+        for r in sh.resolvers:  # persisted sets the session has not opened yet
+            more = getattr(r, "rows", None)
+            if more:
+                rows.extend(more(sh))
     return rows
 
 
 @command("handles")
-def handles(sh):
+def handles(sh, *, all_: bool = False):
     """List the namespaces this session holds: name, type, id, owner, origin, persisted path.
 
     A `*` marks those in the current context; a PID namespace whose init has
-    died is marked dead.
+    died is marked dead.  Persisted sets (nsshell's, `ip netns` names, the
+    keeper's) are held once used by name; `ls` lists them all, with their names.
+
+    Options:
+      all: also the persisted sets this session has not opened yet
 
     Examples:
       handles
+      handles --all
       handles --json
     """
-    data = handle_rows(sh)
+    data = handle_rows(sh, all_)
     rows = []
     for r in data:
         state = "*" if r["current"] else ""
