@@ -559,3 +559,40 @@ def test_handles_lists_what_the_session_holds(nsshell, netns, prefix):
     assert any(name in r["names"] for r in ls["namespaces"])
     done = nsshell("--json", "-c", f"join {name}; handles")   # once used by name: held
     assert name in {r["name"] for r in json_docs(done.out)[-1]["handles"]}
+
+
+def _rich_lines(line: str, width: int, shell_engines) -> list[str]:
+    from rich.console import Console
+    from nsshell.engine import Engine
+    from nsshell.render import Renderer
+    out = io.StringIO()
+    r = Renderer(out, io.StringIO(), mode="rich")
+    r._console = Console(file=out, width=width, highlight=False, soft_wrap=False,
+                         color_system=None)
+    engine = Engine(shell_engines.session, r)
+    assert engine.run_line(line, "test") == 0
+    shell_engines.session.engine = shell_engines.plain
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_narrow_tables_keep_ids_and_names_whole(engines, procs, prefix, width):
+    # a long command line, as lsns cuts it: COMMAND and paths go first, ids and names stay
+    p = procs(["unshare", "--uts", "sh", "-c", "sleep 300; : " + "x" * 120])
+    _wait_comm(p.pid, "sh")
+    engines.ok(f"new user+net+uts as {prefix}nw --no-join")
+    uts = _ino(p.pid, "uts")
+    lines = _rich_lines("ls uts", width, engines)
+    head, rows = lines[0].split(), [l for l in lines[1:] if l.split()[:1] == [str(uts)]]
+    assert head == ["NS", "TYPE", "NPROCS", "PID", "USER", "HELD", "NAMES", "COMMAND"]
+    assert len(rows) == 1, lines                    # one line: nothing wrapped
+    cells = rows[0].split()
+    assert (cells[0], cells[1], cells[3]) == (str(uts), "uts", str(p.pid)) and cells[-1].endswith("…")
+    # it fits, or COMMAND is down to its least (MIN_CUT) and the rest runs on, as lsns's
+    from nsshell.render import MIN_CUT
+    assert len(rows[0]) <= width or rows[0][-MIN_CUT:] == ("sh -c sleep 300")[:MIN_CUT - 1] + "…"
+    labels = {str(h.nsid) for h in engines.session.sets[f"{prefix}nw"].handles.values()}
+    text = "\n".join(_rich_lines("handles", width, engines))
+    for label in labels:
+        assert label in text, (label, text)          # `user:[4026…]` never
+    assert "…" not in text or all(label in text for label in labels)
