@@ -596,3 +596,17 @@ def test_narrow_tables_keep_ids_and_names_whole(engines, procs, prefix, width):
     for label in labels:
         assert label in text, (label, text)          # `user:[4026…]` never
     assert "…" not in text or all(label in text for label in labels)
+
+
+def test_rootless_socket_helper_is_labelled_as_nsshells(rootless):
+    done = rootless("--json", "-c", "new user+net as u --no-join; map root --ns u; net ls u; "
+                    "ls net; tree")
+    assert done.rc == 0, done
+    docs = json_docs(done.out)
+    ls, tree = docs[-2]["namespaces"], docs[-1]["tree"]
+    mine = [r for r in ls if r["command"] == "nsshell-sockets" and not r["names"]]
+    assert len(mine) == 1 and mine[0]["helper"] == "nsshell-sockets", ls
+    node = _tree_path(tree, "net", mine[0]["ns"])[-1]
+    assert node["helper"] == "nsshell-sockets"
+    named = [r for r in ls if "u" in r["names"]]
+    assert named and all(r["helper"] is None for r in named)

@@ -57,8 +57,16 @@ def ls_rows(sh, types=None) -> list[dict]:
             "user": discover.user_name(uid), "command": discover.command_of(info.pid),
             "uid": uid, "held": info.held(), "names": list(info.names),
             "holders": info.holders,
+            "helper": discover.helper_of(info) if info.pids and not info.names else None,
         })
     return rows
+
+
+def _names_cell(r: dict) -> str | None:
+    """NAMES: the names, or, for a namespace only an nsshell helper is in, whose it is."""
+    if r["names"]:
+        return ",".join(r["names"])
+    return f"({r['helper']})" if r.get("helper") else None
 
 
 @command("ls")
@@ -85,7 +93,7 @@ def ls(sh, types: Types = None, *, json_: bool = False):
     """
     data = ls_rows(sh, types)
     rows = [[r["ns"], r["type"], r["nprocs"], r["pid"], r["user"], ",".join(r["held"]),
-             ",".join(r["names"]) or None, r["command"]] for r in data]
+             _names_cell(r), r["command"]] for r in data]
     table = Table(["ns", "type", "nprocs", "pid", "user", "held", "names", "command"], rows,
                   key="namespaces", data=data)
     return _maybe_json(sh, table, json_)
@@ -125,6 +133,11 @@ def _describe(info: discover.NsInfo | None, label: str) -> tuple[str, dict]:
         text += f" [held: {','.join(others)}]"
     if info.names:
         text += f" ({', '.join(info.names)})"
+    elif info.pids:
+        helper = discover.helper_of(info)
+        if helper:
+            text += f" (nsshell's {helper})"
+            data["helper"] = helper
     return text, data
 
 

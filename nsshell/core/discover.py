@@ -164,6 +164,23 @@ def _proc_text(pid: int, name: str) -> str | None:
     return data.replace(b"\0", b" ")[:-1].decode("utf-8", "replace")
 
 
+# The names nsshell's own helpers give themselves (set_process_title).
+HELPERS = ("nsshell-sockets", "nsshell-init", "nsshell-keeper", "nsshell-holder")
+
+
+def helper_of(info: NsInfo) -> str | None:
+    """The nsshell helper that is the only kind of process in INFO (e.g. the socket opener
+    of a rootless shell, in a network namespace of its own), so that listings can say
+    whose it is; None when another process is in it, or none."""
+    found = None
+    for pid in info.pids[:16]:
+        comm = (_proc_text(pid, "comm") or "").strip()
+        if comm not in HELPERS:
+            return None
+        found = comm
+    return found if len(info.pids) <= 16 else None
+
+
 def command_of(pid: int | None) -> str | None:
     """The command line of PID as lsns shows it (its comm when the cmdline is empty)."""
     if pid is None:
