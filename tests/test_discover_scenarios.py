@@ -610,3 +610,68 @@ def test_rootless_socket_helper_is_labelled_as_nsshells(rootless):
     assert node["helper"] == "nsshell-sockets"
     named = [r for r in ls if "u" in r["names"]]
     assert named and all(r["helper"] is None for r in named)
+
+
+# -- lsns netns-from-sock, lsns nsfs, lxkns task-held -------------------------------------------
+
+def test_netns_from_sock(nsshell, procs):
+    # util-linux tests/ts/lsns/netns-from-sock: a network namespace only a socket keeps:
+    # NS, TYPE net, NPROCS 0, PID and COMMAND empty, USER root.
+    code = (
+        "import ctypes, os, socket, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "home = os.open('/proc/self/ns/net', os.O_RDONLY)\n"
+        "assert libc.unshare(0x40000000) == 0\n"
+        "ino = os.stat('/proc/self/ns/net').st_ino\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "assert libc.setns(home, 0x40000000) == 0\n"
+        "print(ino, flush=True)\n"
+        "time.sleep(300)\n")
+    keeper = procs([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    ino = int(keeper.stdout.readline())
+    row = _ls(nsshell, "net")[("net", ino)]
+    assert {k: row[k] for k in ("ns", "type", "nprocs", "pid", "user", "command")} == \
+        {"ns": ino, "type": "net", "nprocs": 0, "pid": None, "user": "root", "command": None}
+    assert row["held"] == ["socket"]
+
+
+def test_nsfs_both_bind_paths(nsshell, procs, netns, open_tmpdir):
+    # util-linux tests/ts/lsns/nsfs: `ip netns add NAME1`, a second bind mount of it
+    # elsewhere, a process in it: both paths are reported (NSFS), the ip netns one first.
+    name = netns("nsfs")
+    path1, path2 = f"/run/netns/{name}", os.path.join(open_tmpdir, "XYZ")
+    open(path2, "w").close()
+    subprocess.run(["mount", "--bind", path1, path2], check=True)
+    try:
+        p = procs(["ip", "netns", "exec", name, "sleep", "300"])
+        _wait_comm(p.pid, "sleep")
+        ino = _ino(p.pid, "net")
+        row = _ls(nsshell, "net")[("net", ino)]
+        assert row["nprocs"] == 1 and row["pid"] == p.pid and row["held"] == ["process", "mount"]
+        assert row["nsfs"] == [path1, path2]
+        assert [h["path"] for h in row["holders"] if h["kind"] == "mount"] == [path1, path2]
+        assert name in row["names"]
+    finally:
+        subprocess.run(["umount", path2], check=True)
+
+
+def test_task_held_mount_namespace(nsshell, procs):
+    # lxkns "finds a task-held namespace": a thread leaves CLONE_FS sharing and unshares a
+    # mount namespace for itself alone.
+    code = (
+        "import ctypes, os, threading, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def t():\n"
+        "    assert libc.unshare(0x00000200 | 0x00020000) == 0\n"
+        "    tid = threading.get_native_id()\n"
+        "    print(os.stat(f'/proc/self/task/{tid}/ns/mnt').st_ino, tid, flush=True)\n"
+        "    time.sleep(300)\n"
+        "threading.Thread(target=t, daemon=True).start()\n"
+        "time.sleep(300)\n")
+    keeper = procs([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    ino, tid = map(int, keeper.stdout.readline().split())
+    assert _ino(keeper.pid, "mnt") != ino
+    row = _ls(nsshell, "mnt")[("mnt", ino)]
+    assert row["held"] == ["thread"] and row["nprocs"] == 0
+    assert row["holders"] == [{"kind": "thread", "pid": keeper.pid, "tid": tid}]
+    assert _show(nsshell, f"mnt:[{ino}]")["ns"] == ino

@@ -49,6 +49,10 @@ class _Many(Multi):
 def ls_rows(sh, types=None) -> list[dict]:
     """The data behind `ls` (and its JSON): lsns's keys, then how each is held."""
     scan = discover.scan(types, session=sh)
+    try:
+        own_mnt = f"mnt:[{os.stat('/proc/self/ns/mnt').st_ino}]"
+    except OSError:
+        own_mnt = None
     rows = []
     for info in scan.sorted():
         uid = scan.user_of(info)
@@ -57,9 +61,15 @@ def ls_rows(sh, types=None) -> list[dict]:
             "user": discover.user_name(uid), "command": discover.command_of(info.pid),
             "uid": uid, "held": info.held(), "names": list(info.names),
             "holders": info.holders,
+            "nsfs": nsfs_paths(info, own_mnt),
             "helper": discover.helper_of(info) if info.pids and not info.names else None,
         })
     return rows
+
+
+def nsfs_paths(info: discover.NsInfo, own_mnt: str | None) -> list[str]:
+    """lsns's NSFS: where the namespace is bind-mounted in the shell's mount namespace."""
+    return [h["path"] for h in info.holders if h["kind"] == "mount" and h.get("mnt") == own_mnt]
 
 
 def _names_cell(r: dict) -> str | None:
