@@ -675,3 +675,21 @@ def test_task_held_mount_namespace(nsshell, procs):
     assert row["held"] == ["thread"] and row["nprocs"] == 0
     assert row["holders"] == [{"kind": "thread", "pid": keeper.pid, "tid": tid}]
     assert _show(nsshell, f"mnt:[{ino}]")["ns"] == ino
+
+
+def test_netnsid_as_lsns_gives_it(nsshell, procs, netns):
+    # util-linux tests/ts/lsns/netnsid: NETNSID of a namespace given an id by `ip netns set`
+    name = netns("nid")
+    subprocess.run(["ip", "netns", "set", name, "auto"], check=True)
+    p = procs(["ip", "netns", "exec", name, "sleep", "300"])
+    _wait_comm(p.pid, "sleep")
+    q = procs(["unshare", "--net", "sleep", "300"])
+    _wait_comm(q.pid, "sleep")
+    ino, other = _ino(p.pid, "net"), _ino(q.pid, "net")
+    lsns = json.loads(subprocess.run(["lsns", "-J", "-t", "net", "-o", "NS,NETNSID"],
+                                     capture_output=True, text=True, check=True).stdout)
+    theirs = {r["ns"]: r["netnsid"] for r in lsns["namespaces"]}
+    rows = _ls(nsshell, "net")
+    assert isinstance(rows[("net", ino)]["netnsid"], int)
+    assert str(rows[("net", ino)]["netnsid"]) == theirs[ino]
+    assert rows[("net", other)]["netnsid"] == theirs[other] == "unassigned"

@@ -62,9 +62,21 @@ def ls_rows(sh, types=None) -> list[dict]:
             "uid": uid, "held": info.held(), "names": list(info.names),
             "holders": info.holders,
             "nsfs": nsfs_paths(info, own_mnt),
+            "netnsid": _netnsid(scan, info) if info.type == "net" else None,
             "helper": discover.helper_of(info) if info.pids and not info.names else None,
         })
     return rows
+
+
+def _netnsid(scan: discover.Scan, info: discover.NsInfo):
+    try:
+        fd = discover.open_found(scan, info)
+    except OSError:
+        return None
+    try:
+        return discover.netnsid(fd)
+    finally:
+        os.close(fd)
 
 
 def nsfs_paths(info: discover.NsInfo, own_mnt: str | None) -> list[str]:

@@ -728,6 +728,46 @@ def open_ref(t: NsType, ino: int) -> int | None:
         return None
 
 
+_NETLINK: list = []
+RTM_NEWNSID, RTM_GETNSID, NETNSA_NSID, NETNSA_FD = 88, 90, 1, 3
+
+
+def netnsid(fd: int) -> int | str | None:
+    """lsns's NETNSID of the network namespace open at FD: the id the shell's network
+    namespace has given it (`ip netns set`), "unassigned", or None when it cannot be asked
+    (RTM_GETNSID with NETNSA_FD, over one netlink socket)."""
+    import socket
+    import struct
+    if not _NETLINK:
+        try:
+            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                               socket.NETLINK_ROUTE)
+            nl.bind((0, 0))
+        except OSError:
+            return None
+        _NETLINK.append(nl)
+    nl = _NETLINK[0]
+    body = struct.pack("=B3x", socket.AF_UNSPEC) + struct.pack("=HHi", 8, NETNSA_FD, fd)
+    try:
+        nl.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNSID, 1, 0, 0) + body)
+        data = nl.recv(4096)
+    except OSError:
+        return None
+    if len(data) < 20:
+        return None
+    length, kind = struct.unpack_from("=IH", data)
+    if kind != RTM_NEWNSID:
+        return None   # NLMSG_ERROR
+    off = 20
+    while off + 8 <= min(length, len(data)):
+        alen, atype = struct.unpack_from("=HH", data, off)
+        if atype == NETNSA_NSID:
+            value = struct.unpack_from("=i", data, off + 4)[0]
+            return value if value >= 0 else "unassigned"
+        off += max((alen + 3) & ~3, 4)
+    return None
+
+
 def processes_in(t: NsType, ino: int) -> list[int]:
     """Pids of the processes in namespace TYPE:[INO] (a quick single-type pass)."""
     out = []
