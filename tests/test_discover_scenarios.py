@@ -135,8 +135,9 @@ def _labels_in(value) -> set[str]:
 # -- 12.5, 12.6: every label is a reference; TYPE REF wherever a REF is taken --------------
 
 def test_every_printed_label_is_accepted_back(engines, procs, prefix):
-    # Namespaces of every type, of a process (a PID namespace under a user namespace) and
-    # of the session (a held set).
+    # Namespaces of every type, of a process (a PID namespace under a user namespace), of
+    # the session (a held set), one only a process's time_for_children holds, and a user
+    # namespace alive only as the owner of a network namespace kept by `ip netns attach`.
     p = procs(["unshare", "-U", "-r", "--net", "--uts", "--ipc", "--pid", "--fork", "--mount",
                "--cgroup", "sleep", "300"])
     engines.ok(f"new user+mnt+net+uts+ipc+pid+cgroup+time as {prefix}b --no-join")
@@ -146,6 +147,24 @@ def test_every_printed_label_is_accepted_back(engines, procs, prefix):
     ours = {f"{t}:[{_ino(pid, t)}]" for t in TYPES for pid in ("self", p.pid)}
     ours.add(f"pid:[{_ino(p.pid, 'pid_for_children')}]")
     ours |= {str(h.nsid) for h in engines.session.sets[f"{prefix}b"].handles.values()}
+    kid = procs([sys.executable, "-c", "import ctypes, os, time\n"
+                 "assert ctypes.CDLL(None).unshare(0x80) == 0\n"
+                 "print(os.stat('/proc/self/ns/time_for_children').st_ino, flush=True)\n"
+                 "time.sleep(300)\n"], stdout=subprocess.PIPE, text=True)
+    ours.add(f"time:[{int(kid.stdout.readline())}]")
+    owner = procs(["unshare", "-U", "-r", "-n", "sleep", "300"])
+    _wait_comm(owner.pid, "sleep")
+    attached = f"{prefix}at"
+    subprocess.run(["ip", "netns", "attach", attached, str(owner.pid)], check=True)
+    try:
+        ours |= {f"user:[{_ino(owner.pid, 'user')}]", f"net:[{_ino(owner.pid, 'net')}]"}
+        _kill(owner)
+        _labels_round_trip(engines, p, prefix, ours)
+    finally:
+        subprocess.run(["ip", "netns", "del", attached], capture_output=True)
+
+
+def _labels_round_trip(engines, p, prefix, ours):
     printed: set[str] = set()
     for line in ("ls", "tree", "tree pid", f"show {prefix}b", "show host", f"show pid:{p.pid}",
                  "handles"):
