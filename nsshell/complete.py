@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from . import lexer
 from .registry import REGISTRY, Command, Param, Registry
-from .types import CommandName, NsTypes, ParamType, Ref, complete_path, complete_pids
+from .types import (CommandName, NsTypes, ParamType, Ref, complete_path, complete_pids,
+                    is_types_word)
 
 MAX_CANDIDATES = 200
 
@@ -140,6 +141,8 @@ def _scan(cmd: Command, words: list[str]) -> _Scan:
         if isinstance(raw, list):
             if raw:
                 args.setdefault(p.name, raw[0])
+        elif isinstance(raw, tuple):   # `TYPE REF`: the REF
+            args.setdefault(p.name, raw[1])
         else:
             args.setdefault(p.name, raw)
     rest_index = len(found.rest) if found.rest is not None else None
@@ -240,7 +243,12 @@ def _complete_params(session, registry: Registry, cmd: Command, words: list[str]
         return _options(cmd, scan, current)
     out: list[Candidate] = []
     slots = [p for p in cmd.params if p.kind in ("pos", "var")]
-    for p in _next_slots(slots, len(scan.positionals)):
+    nxt = _next_slots(slots, len(scan.positionals))
+    if scan.positionals and is_types_word(scan.positionals[-1]):
+        # `show net <Tab>`: the REF of `TYPE REF` comes first
+        refs = [p for p in _next_slots(slots, len(scan.positionals) - 1) if p.type.type_prefix]
+        nxt = refs + [p for p in nxt if p not in refs]
+    for p in nxt:
         if isinstance(p.type, CommandName):
             out += _command_name_words(registry, words, current)
         else:

@@ -246,7 +246,8 @@ def man_page(registry: Registry | None = None) -> str:
         ".IP \\(bu 2", "\\fITYPE\\fB:[\\fIINODE\\fB]\\fR as listings show it "
         "(\\fBnet:[4026532179]\\fR).",
         ".PP",
-        "\\fITYPE REF\\fR picks one namespace of a set (\\fBnet box\\fR).",
+        "\\fITYPE REF\\fR picks one namespace of a set (\\fBnet box\\fR), wherever a \\fIREF\\fR "
+        "is taken (\\fBshow user box\\fR, \\fBclose net box\\fR).",
         ".SS \"The context\"",
         "The session has a current context: one namespace of each type, at the start the "
         "shell's own (\\fBhost\\fR).  \\fBrun\\fR, \\fBsh\\fR, \\fBnew\\fR, \\fBmap\\fR, "

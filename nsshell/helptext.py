@@ -122,8 +122,8 @@ def overview(registry: Registry, total: int | None = None) -> str:
         lines.append("")
     lines += [
         "References (REF): a session name, a persisted name, pid:N, host, a path to a",
-        "namespace file, or TYPE:[INODE].  TYPES: user mnt pid net uts ipc cgroup time,",
-        "joined with + (user+mnt+net), or all.",
+        "namespace file, or TYPE:[INODE]; `TYPE REF` picks that type of it (net box).",
+        "TYPES: user mnt pid net uts ipc cgroup time, joined with + (user+mnt+net), or all.",
         "",
         "`help COMMAND` shows its options and examples; Tab completes; `man nsshell` tells all.",
     ]

@@ -50,6 +50,7 @@ from .core.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.handle import Handle, NsSet
 from .core.spawn import Entry, Handoff, call as call_in
 from .core.nsstate import Context as StateContext, register as register_state, unregister as unregister_state
+from .core.nsstate import link_record
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
 from .kernel import nstypes, syscalls  # syscalls: mount, umount2, pivot_root, ioctl_ns...
 from .registry import REGISTRY as _REGISTRY
@@ -73,7 +74,7 @@ __all__ = [
     "Pid", "Ref", "Seconds", "Word", "complete_path", "Message", "Record", "Table", "Tree", "Node",
     "Diff", "Status", "Multi", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
     "Handle", "NsSet", "Entry", "Handoff", "call_in", "nstypes", "syscalls",
-    "register_state", "unregister_state", "StateContext",
+    "register_state", "unregister_state", "StateContext", "link_record",
 ]
 
 

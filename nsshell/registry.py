@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable
 
 from .errors import UsageError
-from .types import ParamType, type_for
+from .types import ParamType, is_types_word, type_for
 
 __all__ = ["Opt", "Kw", "Rest", "Param", "Command", "Registry", "REGISTRY", "command",
            "Annotated"]
@@ -184,7 +184,9 @@ class Command:
 
     def plan_positionals(self, words: list[str]) -> tuple[list[tuple[Param, Any]], list[str]]:
         """Positional words to slots, left to right, optional slots only while words are
-        to spare: ([(param, word or [words])], words left over)."""
+        to spare: ([(param, word, (TYPE, word) or [words])], words left over).  A
+        parameter whose type takes a type prefix (a REF) takes `TYPE REF` as one value
+        when its first word reads as TYPES and a word is to spare."""
         slots = [p for p in self.params if p.kind in ("pos", "var")]
         spare = len(words) - sum(1 for p in slots if p.kind == "pos" and p.required)
         plan: list[tuple[Param, Any]] = []
@@ -202,6 +204,12 @@ class Command:
                 if spare <= 0:
                     continue
                 spare -= 1
+            if (p.type.type_prefix and spare > 0 and len(remaining) > 1
+                    and is_types_word(remaining[0])):
+                # `TYPE REF` fills one REF (`show net box`): two words, one of them spare
+                spare -= 1
+                plan.append((p, (remaining.pop(0), remaining.pop(0))))
+                continue
             plan.append((p, remaining.pop(0)))
         return plan, remaining
 
@@ -225,7 +233,7 @@ class Command:
             if isinstance(raw, list):
                 if p.required and not raw:
                     raise UsageError(f"missing {p.metavar}", f"usage: {self.usage()}")
-                values[p.name] = [self._convert(p, w, session) for w in raw]
+                values[p.name] = self._convert_list(p, raw, session)
             else:
                 values[p.name] = self._convert(p, raw, session)
         for p in self.params:
@@ -246,7 +254,27 @@ class Command:
     def rest_param(self) -> Param | None:
         return next((p for p in self.params if p.kind == "rest"), None)
 
-    def _convert(self, p: Param, raw: str, session) -> Any:
+    def _convert_list(self, p: Param, raw: list[str], session) -> list:
+        """The words of a list parameter; `TYPE REF` pairs count as one REF."""
+        out, i = [], 0
+        while i < len(raw):
+            if p.type.type_prefix and i + 1 < len(raw) and is_types_word(raw[i]):
+                out.append(self._convert(p, (raw[i], raw[i + 1]), session))
+                i += 2
+            else:
+                out.append(self._convert(p, raw[i], session))
+                i += 1
+        return out
+
+    def _convert(self, p: Param, raw: str | tuple[str, str], session) -> Any:
+        if isinstance(raw, tuple):   # `TYPE REF`
+            try:
+                return p.type.parse_typed(raw[0], raw[1], session)
+            except UsageError:
+                raise
+            except ValueError as e:
+                raise UsageError(f"{p.metavar} {' '.join(raw)!r}: {e}",
+                                 p.type.hint(session)) from None
         try:
             return p.type.parse(raw, session)
         except UsageError:

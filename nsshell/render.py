@@ -126,12 +126,14 @@ class Renderer:
         if isinstance(result, Message):
             c.print(Text(result.text))
         elif isinstance(result, Table):
-            t = RTable(title=result.title, header_style="bold", box=None, pad_edge=False)
-            for col in result.columns:
-                t.add_column(col.upper())
-            for r in result.rows:
-                t.add_row(*[Text(_cell(x)) for x in r])
-            c.print(t)
+            if result.title:
+                c.print(Text(result.title, style="italic"))
+            heads, rows, widths = fit_table(result, c.width)
+            for i, cells in enumerate([heads] + rows):
+                line = Text("  ".join(_clip(x, w).ljust(w) for x, w in zip(cells, widths)).rstrip(),
+                            style="bold" if i == 0 else "")
+                # never wrapped nor cropped: what does not fit runs on, as lsns's lines do
+                c.print(line, no_wrap=True, overflow="ignore", crop=False)
         elif isinstance(result, Record):
             t = RTable(title=result.title, show_header=False, box=None, pad_edge=False)
             t.add_column(style="bold")
@@ -158,6 +160,37 @@ class Renderer:
                 self._rich(p)
         else:
             c.print(str(result))
+
+
+# Columns a narrow terminal may cut (with an ellipsis), as lsns cuts COMMAND: commands,
+# paths and other free text.  Ids, types, counts and names are never cut.
+CUT_COLUMNS = frozenset({"command", "path", "paths", "persisted", "origin", "source", "target",
+                         "options", "addresses", "holders", "src"})
+MIN_CUT = 8
+
+
+def fit_table(t: Table, total: int) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, cells and column widths of T for a terminal TOTAL columns wide: every column
+    as wide as its widest cell, then the cuttable ones (t.cut, else CUT_COLUMNS) narrowed,
+    widest first and down to MIN_CUT, until the table fits (or nothing is left to cut)."""
+    heads = [c.upper() for c in t.columns]
+    rows = [[_cell(x) for x in r] for r in t.rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+    cuttable = t.cut if t.cut is not None else CUT_COLUMNS
+    cut = [i for i, col in enumerate(t.columns) if col.lower() in cuttable]
+    over = sum(widths) + 2 * (len(widths) - 1) - total
+    for i in sorted(cut, key=lambda i: -widths[i]):
+        if over <= 0:
+            break
+        take = min(over, widths[i] - max(len(heads[i]), MIN_CUT))
+        if take > 0:
+            widths[i] -= take
+            over -= take
+    return heads, rows, widths
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _plain_tree(children: list[Node], prefix: str, lines: list[str]) -> None:

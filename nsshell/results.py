@@ -43,6 +43,7 @@ class Table(Result):
     title: str | None = None
     key: str = "rows"              # top-level JSON key, like lsns's "namespaces"
     data: Any = None               # JSON given explicitly, instead of rows by column
+    cut: Any = None                # columns a narrow terminal may cut (render.CUT_COLUMNS)
 
     def json(self) -> Any:
         if self.data is not None:

@@ -111,11 +111,17 @@ class Session:
             if n == old:
                 self.context_names[t] = new
 
-    def drop_set(self, name: str) -> list[Handle]:
-        """Forget set NAME; close the handles nothing else holds; return those closed."""
-        nsset = self.sets.pop(name)
+    def drop_set(self, name: str, types: Iterable[str] | None = None) -> list[Handle]:
+        """Forget set NAME (only its TYPES, when given: the set goes when none is left);
+        close the handles nothing else holds; return those closed."""
+        nsset = self.sets[name]
+        dropped = {t: h for t, h in nsset.handles.items() if types is None or t in types}
+        for t in dropped:
+            del nsset.handles[t]
+        if not nsset.handles:
+            del self.sets[name]
         closed = []
-        for t, h in nsset.handles.items():
+        for t, h in dropped.items():
             h.refs -= 1
             if self.context.get(t) is h and self.context_names.get(t) == name:
                 self._set_context(t, self.host.handles[t], "host")
@@ -197,12 +203,7 @@ class Session:
             found = resolver(self, text)
             if found is not None:
                 return found
-        if text.startswith("pid:") or text.isdigit():
-            return self.open_pid(text)
-        if text == "host":
-            return self.host
-        if "/" in text:
-            return self.open_path(text)
+        # TYPE:[INODE] before pid:N: `pid:[4026531836]` is a label, not a process id.
         m = INODE_REF.fullmatch(text)
         if m:
             return self.find_inode(m.group(1), int(m.group(2)))
@@ -210,6 +211,12 @@ class Session:
             raise UsageError(f"{text!r} is not a TYPE:[INODE] reference",
                              "the inode is a number, as lsns and /proc/PID/ns show it: "
                              "net:[4026531840]")
+        if text.startswith("pid:") or text.isdigit():
+            return self.open_pid(text)
+        if text == "host":
+            return self.host
+        if "/" in text:
+            return self.open_path(text)
         raise NotFoundError(f"no namespace set named {text!r}",
                             self._names_hint())
 
@@ -274,12 +281,13 @@ class Session:
             if h.type is t and h.nsid.ino == ino:
                 return NsSet(None, {t.name: h}, origin=str(h.nsid))
         from .core import discover
-        found = discover.scan((t,)).get(t.name, ino)
+        scan = discover.scan((t,))
+        found = scan.get(t.name, ino)
         if found is None:
             raise NotFoundError(f"no {t.name} namespace with inode {ino} is reachable",
                                 "`ls` lists the namespaces that are")
-        try:  # through a process, thread, fd, bind mount or socket
-            fd = discover.open_info(found)
+        try:  # through a process, thread, fd, bind mount, socket, or as the owner or
+            fd = discover.open_found(scan, found)  # parent of one of those
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""
             raise NotFoundError(f"{t.name}:[{ino}] is held ({', '.join(found.held())}) but "

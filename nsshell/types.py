@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .core.handle import NsSet
+from .errors import NotFoundError, UsageError
 from .kernel import nstypes
 
 
 class ParamType:
     metavar = ""
+    type_prefix = False   # True: `TYPE VALUE` may fill this one parameter (Ref)
 
     def parse(self, text: str, session) -> Any:
         return text
@@ -117,12 +120,51 @@ class NsType(ParamType):
         return [(n, TYPE_HELP[n]) for n in nstypes.NAMES if n.startswith(prefix)]
 
 
+def is_types_word(text: str) -> bool:
+    """Whether TEXT reads as TYPES (net, user+mnt, all): the TYPE of `TYPE REF`."""
+    try:
+        nstypes.parse(text)
+    except ValueError:
+        return False
+    return bool(text)
+
+
+class Picked(NsSet):
+    """TYPES of a set, as `TYPE REF` names them (`net box`); WHOLE is the set itself, so
+    that a command acting on held sets (`close net box`) acts on only those handles."""
+    __slots__ = ("whole",)
+
+    def __init__(self, whole: NsSet, types):
+        picked = whole.pick(types)
+        super().__init__(picked.name, picked.handles, picked.origin)
+        self.persisted = whole.persisted
+        self.whole = whole
+
+
 class Ref(ParamType):
-    """A namespace reference: name, persisted name, pid:N, host, path, TYPE:[INODE]."""
+    """A namespace reference: name, persisted name, pid:N, host, path, TYPE:[INODE].
+
+    Wherever a REF is taken, `TYPE REF` picks those types of it (`show net box`): the
+    parser hands both words to parse_typed when the first reads as TYPES and a word is
+    to spare (registry.Command.plan_positionals)."""
     metavar = "REF"
+    type_prefix = True
 
     def parse(self, text, session):
-        return session.resolve(text)
+        try:
+            return session.resolve(text)
+        except NotFoundError:
+            if is_types_word(text):
+                raise UsageError(f"{text!r} is a namespace type, not a REF",
+                                 f"`TYPE REF` picks that type of a set, e.g. `{text} box`; "
+                                 "a REF is a name, pid:N, host, a path or TYPE:[INODE]") from None
+            raise
+
+    def parse_typed(self, types_text: str, text: str, session) -> NsSet:
+        """`TYPE REF`: the TYPES (user+net, all) of REF."""
+        types = NsTypes().parse(types_text, session)
+        ref = self.parse(text, session)
+        return Picked(getattr(ref, "whole", ref), types)
 
     def complete(self, prefix, session):
         return session.ref_candidates(prefix)

@@ -150,8 +150,8 @@ def json_of(out: str):
 
 
 def handles_json(store: Store, *before: str, user=None) -> list[dict]:
-    """The rows of `handles --json` in a new nsshell (after the commands BEFORE)."""
-    d = run_nsshell("--json", "-c", "; ".join(list(before) + ["handles"]), env=store.env,
+    """The rows of `handles --all --json` in a new nsshell (after the commands BEFORE)."""
+    d = run_nsshell("--json", "-c", "; ".join(list(before) + ["handles --all"]), env=store.env,
                     user=user)
     assert d.rc == 0, d
     return last_json(d.out)["handles"]
@@ -385,7 +385,7 @@ def test_a_dead_init_is_reported(store, prefix):
     assert wait_gone([meta["init"]["pid"]]) == []
     rows = [r for r in handles_json(store) if r["name"] == name and r["type"] == "pid"]
     assert rows and rows[0]["alive"] is False
-    text = store.run("handles")
+    text = store.run("handles --all")
     assert any(name in line and "dead" in line for line in text.out.splitlines()), text
     use = store.run(f"join {name}", "run true")
     assert use.rc != 0 and "init" in use.err, use

@@ -62,7 +62,7 @@ def test_rootless_persist_reuse_unpersist(rootless, clean_keeper, prefix):
     assert inits  # the init of the PID namespace outlived the first nsshell
 
     # a new process of the same user finds the set by name; its `run` is in the same PID ns
-    listed = rootless("--json", "-c", "handles")
+    listed = rootless("--json", "-c", "handles --all")
     assert listed.rc == 0, listed
     rows = {r["type"]: r for r in last_json(listed.out)["handles"] if r["name"] == name}
     assert set(rows) == {"user", "pid", "net", "uts"} and rows["pid"]["origin"] == "keeper"
@@ -322,7 +322,7 @@ def test_rootless_shells_starting_the_keeper_at_once(rootless_ok, clean_keeper, 
     ks = keepers()
     assert len(ks) == 1, ks
     from test_persist import run_nsshell
-    listed = run_nsshell("--json", "-c", "handles", user=NOBODY)
+    listed = run_nsshell("--json", "-c", "handles --all", user=NOBODY)
     kept = {r["name"] for r in last_json(listed.out)["handles"] if r["origin"] == "keeper"}
     assert set(names) <= kept
     for n in names:

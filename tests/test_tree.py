@@ -63,8 +63,9 @@ def test_user_tree_three_deep_with_owned_namespaces(nsshell, chain):
     assert users[-4]["ns"] == host
     l1, l2, l3 = users[-3:]
     assert l1["parent"] == host and l2["parent"] == l1["ns"] and l3["parent"] == l2["ns"]
-    # The outer two hold no process: reached only through NS_GET_PARENT.
-    assert l1["nprocs"] == 0 and l2["nprocs"] == 0 and l1["held"] == [] and l2["held"] == []
+    # The outer two hold no process: reached only through NS_GET_PARENT (held as parents).
+    assert l1["nprocs"] == 0 and l2["nprocs"] == 0
+    assert l1["held"] == ["parent"] and l2["held"] == ["parent"]
     assert l3["nprocs"] == 1 and l3["pid"] == chain.pid
     for n in (l1, l2, l3):
         assert n["owner_uid"] == 0

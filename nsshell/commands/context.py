@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ..core import create as create_ops
-from ..core import mapping, spawn, uts
+from ..core import mapping, nsstate, spawn, uts
 from ..core.handle import NsSet
 from ..errors import NsshellError, UsageError
 from ..kernel import idmap, nsfs, nstypes
@@ -126,9 +126,7 @@ def _summary(user_handle, done: dict) -> Message:
     parts = []
     for kind in ("uid", "gid"):
         if kind in done:
-            parts.append(f"{kind} " + ", ".join(f"{r['inside']}->{r['outside']}"
-                                                 + (f" ({r['count']})" if r['count'] > 1 else "")
-                                                 for r in done[kind]))
+            parts.append(f"{kind} {nsstate.format_idmap(done[kind])}")
     if "setgroups" in done:
         parts.append(f"setgroups {done['setgroups']}")
     return Message(f"{user_handle.label}: " + "; ".join(parts))
@@ -252,7 +250,7 @@ def join(sh, types: Types = None, ref: RefArg = ...):
     """Make REF's namespaces (or only TYPES of them) current.
 
     Arguments:
-      types: only these types of REF
+      types: only these types of REF (`TYPE REF`, as wherever a REF is taken)
       ref: a name, pid:N, host, a path, or TYPE:[INODE]
 
     Examples:
@@ -261,6 +259,13 @@ def join(sh, types: Types = None, ref: RefArg = ...):
       join pid:1234
       join net /run/netns/blue
     """
+    picked = ref.pick(types) if types else ref
+    for t, h in picked.handles.items():
+        if h.closed or h.nsid == sh.host.handles[t].nsid:
+            continue
+        refused = nsstate.entry_refusal(h.fd, h.type, h.label)
+        if refused:
+            raise NsshellError(refused, "`show` reads what it can of it without entering")
     joined = sh.join(ref, types)
     return Message(f"joined {ref.label}: {' '.join(joined)}")
 
@@ -314,7 +319,12 @@ def hostname(sh, name: Annotated[str, Word("NAME")] = None):
         if sh.is_host("uts"):
             import socket  # here: start-up does not pay for it (bench/README.md)
             return Message(socket.gethostname())
-        return Message(uts.get_names(sh.entries(["uts"]))["hostname"])
+        h = sh.context["uts"]
+        # read as `show` reads it: entering, when not root, the user namespace that owns it
+        got = nsstate.snapshot(h.fd, nstypes.UTS, ["hostname"], label=h.label)["hostname"]
+        if "value" not in got:
+            raise NsshellError(f"cannot read the host name of {h.label}: {got.get('error')}")
+        return Message(got["value"])
     if len(name.encode()) > 64:
         raise UsageError("a host name is 64 bytes at most")
     if sh.is_host("uts"):

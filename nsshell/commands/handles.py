@@ -20,8 +20,9 @@ def _owner(handle) -> str | None:
     return str(owner) if owner else None
 
 
-def handle_rows(sh) -> list[dict]:
-    """One row per held handle: the data behind `handles` (and its JSON)."""
+def handle_rows(sh, everything: bool = False) -> list[dict]:
+    """One row per held handle: the data behind `handles` (and its JSON); with
+    EVERYTHING, also the persisted sets not opened yet (`handles --all`)."""
     rows = []
     for name, s in sh.sets.items():
         for t in nstypes.NAMES:
@@ -35,25 +36,31 @@ def handle_rows(sh) -> list[dict]:
                 row["init_pid"] = h.holder.pid
                 row["alive"] = h.holder.alive()
             rows.append(row)
-    for r in sh.resolvers:  # e.g. persisted sets the session has not opened yet
-        more = getattr(r, "rows", None)
-        if more:
-            rows.extend(more(sh))
+    if everything:
+        for r in sh.resolvers:  # persisted sets the session has not opened yet
+            more = getattr(r, "rows", None)
+            if more:
+                rows.extend(more(sh))
     return rows
 
 
 @command("handles")
-def handles(sh):
+def handles(sh, *, all_: bool = False):
     """List the namespaces this session holds: name, type, id, owner, origin, persisted path.
 
     A `*` marks those in the current context; a PID namespace whose init has
-    died is marked dead.
+    died is marked dead.  Persisted sets (nsshell's, `ip netns` names, the
+    keeper's) are held once used by name; `ls` lists them all, with their names.
+
+    Options:
+      all: also the persisted sets this session has not opened yet
 
     Examples:
       handles
+      handles --all
       handles --json
     """
-    data = handle_rows(sh)
+    data = handle_rows(sh, all_)
     rows = []
     for r in data:
         state = "*" if r["current"] else ""
@@ -70,11 +77,12 @@ def name(sh, ref: RefArg, newname: Annotated[str, NewName()]):
     TYPE:[INODE] under NEWNAME.
 
     Arguments:
-      ref: what to name
+      ref: what to name (TYPE REF: only those types of it)
       newname: the new name
 
     Examples:
       name ns1 box
+      name net box boxnet
       name pid:1234 web
     """
     if ref.name and ref.name in sh.sets and sh.sets[ref.name] is ref:
@@ -93,20 +101,24 @@ def close(sh, ref: RefArg):
     PID namespace ends its init and every process in it.
 
     Arguments:
-      ref: a name held by this session
+      ref: a name held by this session (TYPE REF: only those types of it)
 
     Examples:
       close box
+      close net box
     """
-    if ref is sh.host:
+    whole = getattr(ref, "whole", ref)     # `close net box`: only box's net handle
+    if whole is sh.host:
         raise UsageError("the host's namespaces cannot be closed")
-    if not ref.name or sh.sets.get(ref.name) is not ref:
+    if not whole.name or sh.sets.get(whole.name) is not whole:
         raise NotFoundError(f"{ref.label} is not a set this session holds",
                             "`handles` lists them")
-    closed = sh.drop_set(ref.name)
+    types = list(ref.handles) if whole is not ref else None
+    closed = sh.drop_set(whole.name, types)
     still = len(ref.handles) - len(closed)
     note = f" ({still} still held elsewhere in the session)" if still else ""
-    return Message(f"closed {ref.name}{note}")
+    what = f"{'+'.join(types)} of {whole.name}" if types and whole.name in sh.sets else whole.name
+    return Message(f"closed {what}{note}")
 
 
 @command("open")

@@ -49,15 +49,46 @@ class _Many(Multi):
 def ls_rows(sh, types=None) -> list[dict]:
     """The data behind `ls` (and its JSON): lsns's keys, then how each is held."""
     scan = discover.scan(types, session=sh)
+    try:
+        own_mnt = f"mnt:[{os.stat('/proc/self/ns/mnt').st_ino}]"
+    except OSError:
+        own_mnt = None
     rows = []
     for info in scan.sorted():
+        uid = scan.user_of(info)
         rows.append({
             "ns": info.ino, "type": info.type, "nprocs": info.nprocs, "pid": info.pid,
-            "user": discover.user_name(info.uid), "command": discover.command_of(info.pid),
-            "uid": info.uid, "held": info.held(), "names": list(info.names),
+            "user": discover.user_name(uid), "command": discover.command_of(info.pid),
+            "uid": uid, "held": info.held(), "names": list(info.names),
             "holders": info.holders,
+            "nsfs": nsfs_paths(info, own_mnt),
+            "netnsid": _netnsid(scan, info) if info.type == "net" else None,
+            "helper": discover.helper_of(info) if info.pids and not info.names else None,
         })
     return rows
+
+
+def _netnsid(scan: discover.Scan, info: discover.NsInfo):
+    try:
+        fd = discover.open_found(scan, info)
+    except OSError:
+        return None
+    try:
+        return discover.netnsid(fd)
+    finally:
+        os.close(fd)
+
+
+def nsfs_paths(info: discover.NsInfo, own_mnt: str | None) -> list[str]:
+    """lsns's NSFS: where the namespace is bind-mounted in the shell's mount namespace."""
+    return [h["path"] for h in info.holders if h["kind"] == "mount" and h.get("mnt") == own_mnt]
+
+
+def _names_cell(r: dict) -> str | None:
+    """NAMES: the names, or, for a namespace only an nsshell helper is in, whose it is."""
+    if r["names"]:
+        return ",".join(r["names"])
+    return f"({r['helper']})" if r.get("helper") else None
 
 
 @command("ls")
@@ -84,7 +115,7 @@ def ls(sh, types: Types = None, *, json_: bool = False):
     """
     data = ls_rows(sh, types)
     rows = [[r["ns"], r["type"], r["nprocs"], r["pid"], r["user"], ",".join(r["held"]),
-             ",".join(r["names"]) or None, r["command"]] for r in data]
+             _names_cell(r), r["command"]] for r in data]
     table = Table(["ns", "type", "nprocs", "pid", "user", "held", "names", "command"], rows,
                   key="namespaces", data=data)
     return _maybe_json(sh, table, json_)
@@ -93,15 +124,8 @@ def ls(sh, types: Types = None, *, json_: bool = False):
 # --- tree ----------------------------------------------------------------------------
 
 def _map_summary(lines: list[str]) -> str:
-    if not lines:
-        return "unmapped"
-    parts = []
-    for line in lines[:3]:
-        f = line.split()
-        if len(f) == 3:
-            parts.append(f"{f[0]}->{f[1]}" + (f"+{f[2]}" if f[2] != "1" else ""))
-    more = f" (+{len(lines) - 3} more)" if len(lines) > 3 else ""
-    return ",".join(parts) + more
+    from ..core.nsstate import format_idmap
+    return format_idmap(lines, limit=3)
 
 
 def _read_map(pid: int | None, kind: str) -> list[str] | None:
@@ -125,13 +149,17 @@ def _describe(info: discover.NsInfo | None, label: str) -> tuple[str, dict]:
             "names": list(info.names)}
     text = info.label
     if info.pid is not None:
-        short = (cmd or "")[:40]
-        text += f" {info.nprocs} proc{'s' if info.nprocs != 1 else ''}, pid {info.pid} {short}"
+        text += f" {info.nprocs} proc{'s' if info.nprocs != 1 else ''}, pid {info.pid} {cmd or ''}"
     others = [k for k in info.held() if k != "process"]
     if others:
         text += f" [held: {','.join(others)}]"
     if info.names:
         text += f" ({', '.join(info.names)})"
+    elif info.pids:
+        helper = discover.helper_of(info)
+        if helper:
+            text += f" (nsshell's {helper})"
+            data["helper"] = helper
     return text, data
 
 
@@ -191,7 +219,7 @@ def _each_open(scan: discover.Scan, type_name: str | None = None):
         if type_name and info.type != type_name:
             continue
         try:
-            fd = discover.open_info(info)
+            fd = discover.open_found(scan, info)
         except OSError as e:
             if e.errno in (errno.EMFILE, errno.ENFILE):
                 raise NsshellError(f"out of file descriptors opening {info.label}",
@@ -386,8 +414,12 @@ def _show_record(d: dict) -> Record:
             if not text:
                 text = "-"
         fields[key.replace("_", " ")] = text
-    for key, err in d["errors"].items():
-        fields[key.replace("_", " ")] = f"(cannot read: {err})"
+    errors = d["errors"]
+    if len(errors) > 1 and not d["state"] and len(set(errors.values())) == 1:
+        fields["state"] = f"(cannot read: {next(iter(errors.values()))})"   # one reason for all
+    else:
+        for key, err in errors.items():
+            fields[key.replace("_", " ")] = f"(cannot read: {err})"
     return Record(fields, title=d["label"])
 
 
@@ -403,6 +435,10 @@ def _holder_text(h: dict) -> str:
         return f"socket fd {h['fd']} of pid {h['pid']}"
     if k == "session":
         return f"session {h['name'] or '(context)'}"
+    if k == "children":
+        return f"for the children of pid {h['pid']} (ns/{h.get('link', 'pid_for_children')})"
+    if k in ("owner", "parent"):
+        return f"{k} of {h['of']}"
     return str(h)
 
 
@@ -417,7 +453,7 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     (register_state in the plugin API).
 
     Arguments:
-      ref: a name, pid:N, host, a path or TYPE:[INODE]
+      ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
 
     Options:
@@ -425,6 +461,7 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
 
     Examples:
       show box
+      show user box
       show net:[4026532179]
       show pid:1234 net+uts
       show box --json
@@ -461,29 +498,35 @@ def pids_of(nsset: NsSet) -> list[dict]:
         except OSError:
             continue
         pid = int(name)
-        nspid = None
-        if pid_ino is not None:
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("NSpid:"):
-                            nspid = int(line.split()[-1])
-                            break
-            except OSError:
-                pass
-        out.append({"pid": pid, "nspid": nspid, "uid": uid,
+        nspids = nspid_chain(pid)
+        nspid = nspids[-1] if nspids and pid_ino is not None else None
+        out.append({"pid": pid, "nspid": nspid, "nspids": nspids, "uid": uid,
                     "user": discover.user_name(uid), "command": discover.command_of(pid)})
     return sorted(out, key=lambda r: r["pid"])
+
+
+def nspid_chain(pid: int) -> list[int] | None:
+    """PID's id in every PID namespace from ours down to its own (NSpid of
+    /proc/PID/status, as lxkns's pidtree shows them); None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return [int(x) for x in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 @command("pids")
 def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     """The processes in a namespace (in every namespace of a set).
 
-    NSPID is the process's id inside the set's PID namespace.
+    NSPID is the process's id inside the set's PID namespace; NSPIDS its id in
+    every PID namespace from the shell's down to its own (NSpid in /proc/PID/status).
 
     Arguments:
-      ref: a name, pid:N, host, a path or TYPE:[INODE]
+      ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
 
     Options:
@@ -491,16 +534,17 @@ def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
 
     Examples:
       pids box
-      pids box net
+      pids net box
       pids net:[4026532179]
     """
     picked = ref.pick(types) if types else ref
     if not picked.handles:
         raise NotFoundError(f"{ref.label} holds no namespaces")
     data = pids_of(picked)
-    rows = [[r["pid"], r["nspid"], r["user"], r["command"]] for r in data]
-    return _maybe_json(sh, Table(["pid", "nspid", "user", "command"], rows, key="processes",
-                                 data=data), json_)
+    rows = [[r["pid"], r["nspid"], "/".join(map(str, r["nspids"] or [])) or None, r["user"],
+             r["command"]] for r in data]
+    return _maybe_json(sh, Table(["pid", "nspid", "nspids", "user", "command"], rows,
+                                 key="processes", data=data), json_)
 
 
 @command("identify")
@@ -528,7 +572,7 @@ def identify(sh, pid: Annotated[int, Pid()], *, json_: bool = False):
             raise NotFoundError(f"cannot see the namespaces of process {pid}: permission denied",
                                 "a process's namespaces are visible to its owner and root") from None
     scan = discover.scan([nstypes.get(t) for t in inos], session=sh, fds=False, threads=False,
-                         sockets=False)
+                         sockets=False, relations=False)
     data = []
     for t, ino in inos.items():
         info = scan.get(t, ino)
@@ -558,8 +602,8 @@ def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
     the second, '~' changed.  Equal namespaces say so.
 
     Arguments:
-      a: the first REF
-      b: the second REF
+      a: the first REF (TYPE REF: those types of it)
+      b: the second REF (TYPE REF: those types of it)
       types: only these types
 
     Options:
@@ -568,6 +612,7 @@ def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
     Examples:
       diff box host
       diff box host net+uts
+      diff net box net pid:1234
       diff pid:1234 pid:5678 mnt --json
     """
     from ..core import diff as diffcore

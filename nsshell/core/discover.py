@@ -28,10 +28,18 @@ from ..kernel.nstypes import NsType
 from ..progress import NULL as NULL_PROGRESS
 from ..progress import Progress, Task
 
-# How a namespace is held, in the order `ls` lists them.
-KINDS = ("process", "thread", "fd", "mount", "socket", "session")
+# How a namespace is held, in the order `ls` lists them.  "children": a process's
+# pid_for_children or time_for_children (after unshare, before the fork); "owner" and
+# "parent": nothing holds it but a namespace it owns (NS_GET_USERNS) or is the parent
+# of (NS_GET_PARENT), which keeps it alive.
+KINDS = ("process", "thread", "children", "fd", "mount", "socket", "session", "owner", "parent")
+RELATION_KINDS = ("owner", "parent")
 
 SIOCGSKNS = 0x894C
+NS_GET_USERNS = 0xB701
+NS_GET_PARENT = 0xB702
+NS_GET_NSTYPE = 0xB703
+NS_GET_OWNER_UID = 0xB704
 _NR_PIDFD_OPEN = 434
 _NR_PIDFD_GETFD = 438          # same number on x86_64 and aarch64
 
@@ -49,7 +57,8 @@ class NsInfo:
     """One namespace found by a scan."""
 
     __slots__ = ("type", "ino", "dev", "nprocs", "pid", "uid", "pids", "kinds", "holders",
-                 "names", "paths", "mounts", "keep")
+                 "names", "paths", "mounts", "keep", "owner", "parent", "owner_uid",
+                 "owner_creator", "via")
 
     def __init__(self, type_: str, ino: int, dev: int = 0):
         self.type = type_
@@ -65,6 +74,11 @@ class NsInfo:
         self.paths: list[str] = []         # /proc links it can be opened from (fd, thread)
         self.mounts: list[tuple[int, int, str]] = []  # bind mounts: (pid, mount id, mount point)
         self.keep: list = []               # fds received from helpers (paths name them)
+        self.owner: int | None = None      # inode of the user namespace owning it
+        self.parent: int | None = None     # inode of its parent (user and pid)
+        self.owner_uid: int | None = None  # a user namespace's creator (NS_GET_OWNER_UID)
+        self.owner_creator: int | None = None  # the creator of the user namespace owning it
+        self.via: list[tuple[str, int, int]] = []  # (type, inode, ioctl) that reach it
 
     @property
     def label(self) -> str:
@@ -86,6 +100,7 @@ class Scan:
 
     def __init__(self) -> None:
         self.namespaces: dict[tuple[str, int], NsInfo] = {}
+        self.others: dict[tuple[str, int], NsInfo] = {}   # types not asked for, seen on the way
         self.skipped: int = 0            # processes we could not read (rootless)
 
     def get(self, type_: str, ino: int) -> NsInfo | None:
@@ -103,6 +118,11 @@ class Scan:
     def sorted(self) -> list[NsInfo]:
         """lsns's order: by inode."""
         return sorted(self.namespaces.values(), key=lambda i: (i.ino, i.type))
+
+    def user_of(self, info: NsInfo) -> int | None:
+        """lsns's UID: of the lowest process in it, or, when no process is, of the creator
+        of the user namespace that owns it (NS_GET_OWNER_UID of NS_GET_USERNS)."""
+        return info.uid if info.uid is not None else info.owner_creator
 
 
 # --- small readers -------------------------------------------------------------------
@@ -147,6 +167,23 @@ def _proc_text(pid: int, name: str) -> str | None:
     if not data:
         return None
     return data.replace(b"\0", b" ")[:-1].decode("utf-8", "replace")
+
+
+# The names nsshell's own helpers give themselves (set_process_title).
+HELPERS = ("nsshell-sockets", "nsshell-init", "nsshell-keeper", "nsshell-holder")
+
+
+def helper_of(info: NsInfo) -> str | None:
+    """The nsshell helper that is the only kind of process in INFO (e.g. the socket opener
+    of a rootless shell, in a network namespace of its own), so that listings can say
+    whose it is; None when another process is in it, or none."""
+    found = None
+    for pid in info.pids[:16]:
+        comm = (_proc_text(pid, "comm") or "").strip()
+        if comm not in HELPERS:
+            return None
+        found = comm
+    return found if len(info.pids) <= 16 else None
 
 
 def command_of(pid: int | None) -> str | None:
@@ -220,18 +257,32 @@ def socket_netns(pid: int, fd: int) -> int:
 
 def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = True,
          threads: bool = True, mounts: bool = True, sockets: bool = True,
-         progress: Progress | None = None) -> Scan:
+         relations: bool = True, progress: Progress | None = None) -> Scan:
     """Every namespace of TYPES (default all) on the system, with its holders.
+
+    With RELATIONS, the owner (NS_GET_USERNS) and parent (NS_GET_PARENT) of every
+    namespace found are followed, and what they reach is included: user namespaces
+    alive only as the owner of another namespace, or as the parent of another user
+    namespace, and PID namespaces alive only as a parent (lxkns's hidden namespaces).
     Reports each process read to PROGRESS (default: the session's)."""
     if progress is None:
         progress = getattr(session, "progress", NULL_PROGRESS)
+    wanted = tuple(types) if types is not None else nstypes.ALL
+    if relations and nstypes.USER in wanted:
+        types = nstypes.ALL   # a user namespace may be reached only as an owner
     with progress.task("scanning processes") as task:
-        return _scan(types, session, task, fds=fds, threads=threads, mounts=mounts,
-                     sockets=sockets)
+        result = _scan(types, session, task, fds=fds, threads=threads, mounts=mounts,
+                       sockets=sockets, relations=relations)
+    if len(wanted) != len(nstypes.ALL):
+        names = {t.name for t in wanted}
+        everything = result.namespaces
+        result.namespaces = {k: v for k, v in everything.items() if k[0] in names}
+        result.others = {k: v for k, v in everything.items() if k[0] not in names}
+    return result
 
 
 def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
-          sockets: bool) -> Scan:
+          sockets: bool, relations: bool) -> Scan:
     types = tuple(types) if types is not None else nstypes.ALL
     # Mount namespaces are always looked at: bind mounts are found per mount namespace,
     # and one no process is in is entered through whatever holds it (an fd, a bind
@@ -241,6 +292,8 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
         types += (nstypes.MNT,)
     wanted = tuple((t.name, f"/ns/{t.proc}") for t in types)
     names = {t.name for t in types}
+    children_rel = tuple((t.name, f"/ns/{t.for_children}") for t in types
+                         if t.for_children != t.proc)
     result = Scan()
     nss = result.namespaces
     add = result._add
@@ -252,6 +305,10 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     need_mnt_stat = "mnt" not in names   # bind mounts are found per mount namespace
     sockets_seen: set[str] = set()
     want_net_sockets = sockets and "net" in names
+    try:
+        nsfs_dev = stat("/proc/self/ns/user").st_dev if fds else None
+    except OSError:
+        nsfs_dev = None
 
     # Plain paths, no directory fds: fewer system calls per process, which is what
     # counts with thousands of them.  stat (not readlink) of ns/TYPE, as lsns does:
@@ -291,6 +348,18 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
             info.kinds.add("process")
         if not own:
             result.skipped += 1
+        for tname, rel in children_rel:
+            # after unshare(CLONE_NEWPID/NEWTIME), before the fork: only this link holds it
+            try:
+                st = stat(base + rel)
+            except OSError:
+                continue
+            if own.get(tname, st.st_ino) == st.st_ino:
+                continue
+            info = add(tname, st.st_ino, st.st_dev)
+            info.kinds.add("children")
+            info.holders.append({"kind": "children", "pid": pid, "link": rel[4:]})
+            info.paths.append(base + rel)
         if mounts:
             mnt = own.get("mnt")
             if mnt is None and need_mnt_stat:
@@ -319,8 +388,14 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
                 except OSError:
                     continue
                 c = target[:1]
-                if c == "/" or c == "a" or target.startswith("pipe:"):  # files, anon_inode, pipes
-                    continue                                            # (not "pid:[...]")
+                if c == "a" or (c == "p" and target.startswith("pipe:")):
+                    continue   # pipe:[...], anon_inode:... (pid:[...] is a namespace)
+                if c == "/":
+                    # A file, or a namespace opened through a bind mount of it (the link
+                    # reads as that path, or "/" once it is unmounted): nsfs decides.
+                    if nsfs_dev is not None:
+                        _scan_path_fd(result, pid, fdbase + fdname, nsfs_dev, names)
+                    continue
                 if target.startswith("socket:["):
                     if want_net_sockets and target not in sockets_seen:
                         sockets_seen.add(target)
@@ -340,9 +415,11 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
         _session_holders(result, session, names)
     if mounts:
         _scan_unentered(result, mnt_pids, routes, names, seen)
-        if drop_mnt:
-            for key in [k for k in nss if k[0] == "mnt"]:
-                del nss[key]
+    if relations:
+        _follow_relations(result, names)
+    if mounts and drop_mnt:
+        for key in [k for k in nss if k[0] == "mnt"]:
+            del nss[key]
     for source in NAME_SOURCES:
         try:
             for tname, ino, nm, *holder in source(session):
@@ -359,6 +436,129 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
         except Exception:  # noqa: BLE001 - a broken hook must not break ls
             continue
     return result
+
+
+def _follow_relations(result: Scan, names: set[str]) -> None:
+    """The owner and parent of every namespace found, and theirs in turn (each namespace
+    is opened once); those no scan found otherwise are added, held as "owner"/"parent",
+    with the way to reach them (open_found)."""
+    want_user = "user" in names
+    todo = [i for i in result.namespaces.values()
+            if want_user or i.type == "pid" or i.uid is None]
+    pending: dict[tuple[str, int], int] = {}   # fds on namespaces reached by an ioctl
+    try:
+        while todo:
+            info = todo.pop()
+            fd = pending.pop((info.type, info.ino), None)
+            if fd is None:
+                try:
+                    fd = open_info(info)
+                except OSError:
+                    continue
+            try:
+                _relate(result, info, fd, want_user, todo, pending)
+            finally:
+                os.close(fd)
+    finally:
+        for fd in pending.values():
+            os.close(fd)
+
+
+def _relate(result: Scan, info: NsInfo, fd: int, want_user: bool, todo: list,
+            pending: dict) -> None:
+    if info.type == "user":
+        buf = bytearray(4)
+        try:
+            fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
+            info.owner_uid = int.from_bytes(buf, "little")
+        except OSError:
+            pass
+    asks = []
+    if want_user or info.type == "user" or info.uid is None:   # uid: lsns's USER fallback
+        asks.append(("owner", NS_GET_USERNS, "user"))
+    if info.type == "pid":
+        asks.append(("parent", NS_GET_PARENT, "pid"))
+    for rel, request, rtype in asks:
+        try:
+            rfd = fcntl.ioctl(fd, request)
+        except OSError:
+            continue   # EPERM: above what we may see (the top)
+        try:
+            st = os.fstat(rfd)
+            if rel == "owner":
+                info.owner = st.st_ino
+                buf = bytearray(4)
+                try:
+                    fcntl.ioctl(rfd, NS_GET_OWNER_UID, buf, True)
+                    info.owner_creator = int.from_bytes(buf, "little")
+                except OSError:
+                    pass
+                if not want_user:
+                    continue
+                if info.type == "user":
+                    info.parent = st.st_ino      # a user namespace's owner is its parent
+                    rel = "parent"
+            else:
+                info.parent = st.st_ino
+            key = (rtype, st.st_ino)
+            other = result.namespaces.get(key)
+            if other is None:
+                other = result._add(rtype, st.st_ino, st.st_dev)
+                pending[key], rfd = rfd, -1
+                todo.append(other)
+            if other.kinds and not other.kinds <= set(RELATION_KINDS):
+                continue   # held otherwise: it needs no other way in
+            other.kinds.add(rel)
+            other.holders.append({"kind": rel, "of": info.label})
+            other.via.append((info.type, info.ino, request))
+        finally:
+            if rfd >= 0:
+                os.close(rfd)
+
+
+def open_found(result: Scan, info: NsInfo, _seen: set | None = None) -> int:
+    """An O_CLOEXEC fd on a namespace of RESULT however it was found: as open_info does,
+    or, for one alive only as an owner or parent, through the ioctl on what it owns."""
+    try:
+        return open_info(info)
+    except OSError as e:
+        last = e
+    seen = _seen if _seen is not None else set()
+    seen.add((info.type, info.ino))
+    for vtype, vino, request in info.via:
+        other = result.get(vtype, vino) or result.others.get((vtype, vino))
+        if other is None or (vtype, vino) in seen:
+            continue
+        try:
+            ofd = open_found(result, other, seen)
+        except OSError as e:
+            last = e
+            continue
+        try:
+            fd = fcntl.ioctl(ofd, request)
+        except OSError as e:
+            last = e
+            continue
+        finally:
+            os.close(ofd)
+        st = os.fstat(fd)
+        if st.st_ino == info.ino:
+            return fd
+        os.close(fd)
+    raise last
+
+
+def reach(t: NsType, ino: int) -> int | None:
+    """An O_CLOEXEC fd on TYPE:[INO] however it is held, an owner or parent only included,
+    or None when it is out of reach."""
+    found = scan((t,))
+    info = found.get(t.name, ino)
+    if info is None:
+        return None
+    try:
+        return open_found(found, info)
+    except OSError:
+        return None
 
 
 def _scan_threads(result: Scan, pid: int, wanted, own: dict[str, int]) -> None:
@@ -380,6 +580,42 @@ def _scan_threads(result: Scan, pid: int, wanted, own: dict[str, int]) -> None:
             info.kinds.add("thread")
             info.holders.append({"kind": "thread", "pid": pid, "tid": int(tid)})
             info.paths.append(f"/proc/{pid}/task/{tid}{rel}")
+
+
+def _scan_path_fd(result: Scan, pid: int, path: str, nsfs_dev: int, names: set[str]) -> None:
+    """An fd whose link reads as a path: a namespace when its file is on nsfs."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if st.st_dev != nsfs_dev:
+        return
+    t = _nstype_of(path, st)
+    if t is None or t not in names:
+        return
+    fd = int(path.rsplit("/", 1)[1])
+    info = result._add(t, st.st_ino, st.st_dev)
+    info.kinds.add("fd")
+    info.holders.append({"kind": "fd", "pid": pid, "fd": fd})
+    info.paths.append(path)
+
+
+def _nstype_of(path: str, st: os.stat_result) -> str | None:
+    """The namespace type of the nsfs file at PATH (NS_GET_NSTYPE), still the file ST."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return None
+        t = nstypes.BY_FLAG.get(fcntl.ioctl(fd, NS_GET_NSTYPE))
+        return t.name if t else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _scan_socket(result: Scan, pid: int, fd: int, own_net: int | None) -> None:
@@ -753,6 +989,46 @@ def open_ref(t: NsType, ino: int) -> int | None:
         return open_info(found)
     except OSError:
         return None
+
+
+_NETLINK: list = []
+RTM_NEWNSID, RTM_GETNSID, NETNSA_NSID, NETNSA_FD = 88, 90, 1, 3
+
+
+def netnsid(fd: int) -> int | str | None:
+    """lsns's NETNSID of the network namespace open at FD: the id the shell's network
+    namespace has given it (`ip netns set`), "unassigned", or None when it cannot be asked
+    (RTM_GETNSID with NETNSA_FD, over one netlink socket)."""
+    import socket
+    import struct
+    if not _NETLINK:
+        try:
+            nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                               socket.NETLINK_ROUTE)
+            nl.bind((0, 0))
+        except OSError:
+            return None
+        _NETLINK.append(nl)
+    nl = _NETLINK[0]
+    body = struct.pack("=B3x", socket.AF_UNSPEC) + struct.pack("=HHi", 8, NETNSA_FD, fd)
+    try:
+        nl.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNSID, 1, 0, 0) + body)
+        data = nl.recv(4096)
+    except OSError:
+        return None
+    if len(data) < 20:
+        return None
+    length, kind = struct.unpack_from("=IH", data)
+    if kind != RTM_NEWNSID:
+        return None   # NLMSG_ERROR
+    off = 20
+    while off + 8 <= min(length, len(data)):
+        alen, atype = struct.unpack_from("=HH", data, off)
+        if atype == NETNSA_NSID:
+            value = struct.unpack_from("=i", data, off + 4)[0]
+            return value if value >= 0 else "unassigned"
+        off += max((alen + 3) & ~3, 4)
+    return None
 
 
 def processes_in(t: NsType, ino: int) -> list[int]:

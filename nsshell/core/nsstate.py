@@ -129,6 +129,56 @@ def _own_ino(t: NsType) -> int:
     return os.stat(f"/proc/self/ns/{t.proc}").st_ino
 
 
+CAP_SYS_ADMIN = 21
+
+
+def privileged() -> bool:
+    """Whether this process has CAP_SYS_ADMIN in its own user namespace (root), which
+    lets it enter any namespace owned by that user namespace or below it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def entry_refusal(fd: int, t: NsType, label: str | None = None) -> str | None:
+    """Why this process cannot enter namespace FD whatever else it joins, or None.
+
+    setns() needs CAP_SYS_ADMIN in the user namespace that owns the target (for a
+    user namespace, in the target itself): without it here, only namespaces owned by
+    a user namespace we created (and may enter first) are within reach."""
+    if privileged():
+        return None
+    label = label or f"{t.name}:[{os.fstat(fd).st_ino}]"
+    if os.fstat(fd).st_ino == _own_ino(t):
+        return None          # the shell's own: nothing to enter
+    if t is nstypes.USER:
+        try:
+            uid = syscalls.ns_get_owner_uid(fd)
+        except OSError:
+            return None
+        if uid != os.geteuid():
+            who = "root" if uid == 0 else f"uid {uid}"
+            return f"{label} was made by {who}: only {who} or root can enter it"
+        return None
+    try:
+        ufd = syscalls.ns_get_userns(fd)
+    except PermissionError:
+        return f"{label} is owned by a user namespace above ours: only its root can enter it"
+    except OSError:
+        return None
+    try:
+        if os.fstat(ufd).st_ino == _own_ino(nstypes.USER):
+            return (f"{label} is owned by the host's user namespace: only root can enter it")
+    finally:
+        os.close(ufd)
+    return None
+
+
 def _entries(fd: int, t: NsType, label: str) -> tuple[list[spawn.Entry], list[int]]:
     """What a helper enters to read namespace FD: itself (unless it is the shell's own),
     and, when not root, the user namespace that owns it (unless it is the shell's)."""
@@ -136,7 +186,7 @@ def _entries(fd: int, t: NsType, label: str) -> tuple[list[spawn.Entry], list[in
     owned: list[int] = []
     if os.fstat(fd).st_ino != _own_ino(t):
         entries.append(spawn.Entry(t, fd, label))
-    if os.geteuid() != 0 and t is not nstypes.USER and entries:
+    if not privileged() and t is not nstypes.USER and entries:
         try:
             ufd = syscalls.ns_get_userns(fd)
         except OSError:
@@ -187,7 +237,10 @@ def snapshot(fd: int, t: NsType, wanted: list[str] | None = None,
     try:
         inside = [s.key for s in specs if s.inside]
         outside = [s.key for s in specs if not s.inside]
-        if inside:
+        refused = entry_refusal(fd, t, label) if inside else None
+        if refused:
+            out.update({k: {"error": f"cannot enter: {refused}"} for k in inside})
+        elif inside:
             entries, owned = _entries(fd, t, label)
             try:
                 value, fds = spawn.call(entries, _run, t.name, inside, ino, procfd, extra)
@@ -270,24 +323,54 @@ def _ifnames(ctx: Context) -> dict[int, str]:
     return {m["index"]: m.get_attr("IFLA_IFNAME") for m in _links_raw(ctx)}
 
 
+_IFF_LOWER_UP = 0x10000
+# What `show` keeps of a link (keyed by name); `net ls` lists whole records.
+SHOW_LINK_FIELDS = ("kind", "state", "up", "lower_up", "mtu", "mac", "master")
+
+
+def link_record(m) -> dict:
+    """One link of an RTM_NEWLINK message, named as the kernel and iproute2 name things:
+    the one link object of `show` (per name, SHOW_LINK_FIELDS) and `net ls` (a list).
+    state is the kernel's operstate as `ip link` prints it (lo: UNKNOWN); up is the admin
+    flag (IFF_UP), lower_up the carrier; kind the rtnetlink kind (null for lo, as `ip -d
+    link`); mac the link-layer address (lo's too); master and peer are ifindexes."""
+    flags = m["flags"]
+    info = m.get_attr("IFLA_LINKINFO")
+    state = m.get_attr("IFLA_OPERSTATE")
+    return {
+        "index": m["index"],
+        "name": m.get_attr("IFLA_IFNAME"),
+        "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+        "state": state.upper() if isinstance(state, str) else state,
+        "up": bool(flags & _IFF_UP),
+        "lower_up": bool(flags & _IFF_LOWER_UP),
+        "mtu": m.get_attr("IFLA_MTU"),
+        "mac": m.get_attr("IFLA_ADDRESS"),
+        "master": m.get_attr("IFLA_MASTER"),
+        "peer": m.get_attr("IFLA_LINK"),
+        "peer_netnsid": m.get_attr("IFLA_LINK_NETNSID"),
+    }
+
+
 def read_links(ctx: Context) -> dict:
+    records = [link_record(m) for m in sorted(_links_raw(ctx), key=lambda m: m["index"])]
+    names = {r["index"]: r["name"] for r in records}
     out = {}
-    for m in sorted(_links_raw(ctx), key=lambda m: m["index"]):
-        info = m.get_attr("IFLA_LINKINFO")
-        out[m.get_attr("IFLA_IFNAME")] = {
-            "state": m.get_attr("IFLA_OPERSTATE"),
-            "up": bool(m["flags"] & _IFF_UP),
-            "mtu": m.get_attr("IFLA_MTU"),
-            "address": m.get_attr("IFLA_ADDRESS"),
-            "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
-        }
+    for r in records:
+        r["master"] = names.get(r["master"]) if r["master"] else None
+        out[r["name"]] = {k: r[k] for k in SHOW_LINK_FIELDS}
     return out
 
 
+def link_text(name: str, v: dict) -> str:
+    """One link in a line, as `show` prints it: name, operstate, mtu, mac, kind."""
+    return (f"{name} {v['state']}{'' if v['up'] else ' (admin down)'} mtu {v['mtu']} "
+            f"{v['mac'] or '-'}{' ' + v['kind'] if v['kind'] else ''}"
+            f"{' master ' + v['master'] if v.get('master') else ''}")
+
+
 def _links_summary(value: dict) -> list[str]:
-    return [f"{name} {v['state']}{'' if v['up'] else ' (admin down)'} mtu {v['mtu']} "
-            f"{v['address'] or '-'}{' ' + v['kind'] if v['kind'] else ''}"
-            for name, v in value.items()] or "-"
+    return [link_text(name, v) for name, v in value.items()] or "-"
 
 
 def read_addresses(ctx: Context) -> list[str]:
@@ -364,8 +447,38 @@ def read_setgroups(ctx: Context) -> str:
     return ctx.read("self/setgroups").strip()
 
 
+def format_idmap(ranges, limit: int | None = None) -> str:
+    """The one way nsshell writes an id map for people (show, tree, map, the toolbar):
+    '0->1000', '0-65535->100000-165535', 'all (identity)' for the initial namespace's,
+    comma-separated; 'unmapped' when empty.  RANGES: uid_map lines ('0 1000 1'), (inside,
+    outside, count) triples, {"inside", "outside", "count"} dicts or IdRange objects."""
+    triples = []
+    for r in ranges or ():
+        if isinstance(r, str):
+            r = r.split()
+        elif isinstance(r, dict):
+            r = (r["inside"], r["outside"], r["count"])
+        elif hasattr(r, "inside"):
+            r = (r.inside, r.outside, r.count)
+        inside, outside, count = (int(x) for x in r)
+        triples.append((inside, outside, count))
+    if not triples:
+        return "unmapped"
+    parts = []
+    for inside, outside, count in triples[:limit]:
+        if inside == outside == 0 and count >= 4294967295:
+            parts.append("all (identity)")
+        elif count == 1:
+            parts.append(f"{inside}->{outside}")
+        else:
+            parts.append(f"{inside}-{inside + count - 1}->{outside}-{outside + count - 1}")
+    if limit is not None and len(triples) > limit:
+        parts.append(f"... (+{len(triples) - limit} more)")
+    return ", ".join(parts)
+
+
 def _map_summary(value: list[str]) -> str | list[str]:
-    return value or "(not written)"
+    return format_idmap(value) if value else "(not written)"
 
 
 register("user", "uid_map", read_uid_map, summary=_map_summary)
@@ -389,14 +502,9 @@ def parse_mountinfo(text: str) -> list[dict]:
         except ValueError:
             continue
         optional = fields[6:sep]
-        prop = []
-        for o in optional:
-            if o.startswith("shared:"):
-                prop.append("shared")
-            elif o.startswith("master:"):
-                prop.append("slave")
-            elif o == "unbindable":
-                prop.append("unbindable")
+        # as the kernel writes it (and `mount ls` shows it): shared:N, master:N, ...
+        prop = [o for o in optional
+                if o.split(":")[0] in ("shared", "master", "propagate_from", "unbindable")]
         out.append({
             "target": _unescape(fields[4]),
             "root": _unescape(fields[3]),

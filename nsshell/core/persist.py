@@ -1124,6 +1124,10 @@ def lookup(session, text: str) -> NsSet | None:
         return _adopt(session, text, handles, path, "persisted")
     st = _stat_netns(text)
     if st is not None:
+        stored = _stored_elsewhere(text, st.st_ino)
+        if stored is not None:   # `persist NAME DIR`: the whole set, not only its net
+            handles, _meta = open_dir(stored)
+            return _adopt(session, text, handles, stored, "persisted")
         fd = open_ns(f"{NETNS_DIR}/{text}", nstypes.NET)
         h = Handle(fd, nstypes.NET, origin=f"{NETNS_DIR}/{text}")
         return _adopt(session, text, {"net": h}, f"{NETNS_DIR}/{text}", "ip netns")
@@ -1140,6 +1144,36 @@ def _lookup_kept(session, text: str) -> NsSet | None:
     if handles is None:
         return None
     return _adopt(session, text, handles, f"keeper:{text}", "keeper")
+
+
+def _stored_elsewhere(name: str, ino: int) -> str | None:
+    """The directory of `persist NAME DIR` whose /run/netns/NAME entry is net:[INO]: a bind
+    mount DIR/net of that namespace (only root mounts) beside a meta.json of root's (or
+    ours) that names NAME, net:[INO] and that entry; None when there is none."""
+    from .storefs import mounts
+    for m in mounts():
+        if m.fstype != "nsfs" or m.root != f"net:[{ino}]" or not m.point.endswith("/net"):
+            continue
+        where = m.point[:-len("/net")]
+        try:
+            dfd = walk(where)
+        except NsshellError:
+            continue
+        try:
+            mst = os.stat(META, dir_fd=dfd, follow_symlinks=False)
+            if mst.st_uid not in (0, os.geteuid()) or mst.st_mode & 0o022:
+                continue
+            meta = _read_meta(dfd) or {}
+            net = _stat_ns(dfd, "net")
+        except OSError:
+            continue
+        finally:
+            os.close(dfd)
+        if (meta.get("name") == name and net is not None and net.st_ino == ino
+                and (meta.get("types") or {}).get("net", {}).get("ino") == ino
+                and (meta.get("netns") or {}).get("path") == f"{NETNS_DIR}/{name}"):
+            return where
+    return None
 
 
 def _adopt(session, name: str, handles: dict[str, Handle], path: str, origin: str) -> NsSet:

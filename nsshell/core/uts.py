@@ -1,28 +1,13 @@
-"""Host and domain names of a UTS namespace, read and written by a helper inside it."""
+"""Setting the host name of a UTS namespace, by a helper inside it (core/nsstate.py reads
+it, as every piece of state)."""
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 from ..errors import from_oserror
 from ..kernel import syscalls
 from . import spawn
-
-
-def _names() -> dict:
-    u = os.uname()
-    try:
-        with open("/proc/sys/kernel/domainname") as f:
-            domain = f.read().strip()
-    except OSError:
-        domain = ""
-    return {"hostname": u.nodename, "domainname": domain}
-
-
-def get_names(entries: Sequence[spawn.Entry]) -> dict:
-    value, _ = spawn.call(entries, _names)
-    return value
 
 
 def _set(name: str) -> None:

@@ -81,19 +81,8 @@ def _read_map(path: str) -> list[tuple[int, int, int]]:
 
 
 def _format_map(ranges) -> str:
-    if not ranges:
-        return "unmapped"
-    parts = []
-    for inside, outside, count in ranges[:3]:
-        if count >= 4294967295 and inside == outside == 0:
-            parts.append("all (identity)")
-        elif count == 1:
-            parts.append(f"{inside}->{outside}")
-        else:
-            parts.append(f"{inside}-{inside + count - 1}->{outside}-{outside + count - 1}")
-    if len(ranges) > 3:
-        parts.append("...")
-    return ", ".join(parts)
+    from ..core.nsstate import format_idmap   # the one formatter of id maps
+    return format_idmap(ranges, limit=3)
 
 
 class Repl:

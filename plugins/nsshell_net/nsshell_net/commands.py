@@ -342,9 +342,7 @@ def register(api):
 
 
 def _state(link: dict) -> str:
-    if not link["up"]:
-        return "DOWN"
-    return "UP" if link["lower_up"] else "NO-CARRIER"  # up, but its peer or cable is not
+    return link["state"] or "-"   # the kernel's operstate, as `ip link` and `show` print it
 
 
 class NetView(Multi):

@@ -173,25 +173,8 @@ class Conn(rtnl.Rtnl):
 
 
 def _link(m) -> dict:
-    flags = m["flags"]
-    info = m.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info else None
-    if kind is None and flags & IFF_LOOPBACK:
-        kind = "loopback"
-    state = m.get_attr("IFLA_OPERSTATE")
-    return {
-        "index": m["index"],
-        "name": m.get_attr("IFLA_IFNAME"),
-        "kind": kind,
-        "up": bool(flags & IFF_UP),
-        "lower_up": bool(flags & IFF_LOWER_UP),
-        "state": state.lower() if isinstance(state, str) else state,
-        "mtu": m.get_attr("IFLA_MTU"),
-        "mac": m.get_attr("IFLA_ADDRESS") if m["ifi_type"] != ARPHRD_LOOPBACK else None,
-        "master": m.get_attr("IFLA_MASTER"),
-        "peer": m.get_attr("IFLA_LINK"),
-        "peer_netnsid": m.get_attr("IFLA_LINK_NETNSID"),
-    }
+    from nsshell.plugin import link_record   # the one link object (show's too)
+    return link_record(m)
 
 
 def links_here() -> list[dict]:
