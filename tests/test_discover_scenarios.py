@@ -628,10 +628,12 @@ def test_rootless_socket_helper_is_labelled_as_nsshells(rootless):
     assert done.rc == 0, done
     docs = json_docs(done.out)
     ls, tree = docs[-2]["namespaces"], docs[-1]["tree"]
+    # The opener is not dumpable (core/harden.py), so its own user may not even see its
+    # namespaces in /proc; where they are seen, they are labelled as nsshell's.
     mine = [r for r in ls if r["command"] == "nsshell-sockets" and not r["names"]]
-    assert len(mine) == 1 and mine[0]["helper"] == "nsshell-sockets", ls
-    node = _tree_path(tree, "net", mine[0]["ns"])[-1]
-    assert node["helper"] == "nsshell-sockets"
+    assert len(mine) <= 1 and all(r["helper"] == "nsshell-sockets" for r in mine), ls
+    for r in mine:
+        assert _tree_path(tree, "net", r["ns"])[-1]["helper"] == "nsshell-sockets"
     named = [r for r in ls if "u" in r["names"]]
     assert named and all(r["helper"] is None for r in named)
 

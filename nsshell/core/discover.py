@@ -548,19 +548,6 @@ def open_found(result: Scan, info: NsInfo, _seen: set | None = None) -> int:
     raise last
 
 
-def reach(t: NsType, ino: int) -> int | None:
-    """An O_CLOEXEC fd on TYPE:[INO] however it is held, an owner or parent only included,
-    or None when it is out of reach."""
-    found = scan((t,))
-    info = found.get(t.name, ino)
-    if info is None:
-        return None
-    try:
-        return open_found(found, info)
-    except OSError:
-        return None
-
-
 def _scan_threads(result: Scan, pid: int, wanted, own: dict[str, int]) -> None:
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -977,18 +964,6 @@ def _checked(fd: int, t: NsType) -> int:
     except BaseException:
         os.close(fd)
         raise
-
-
-def open_ref(t: NsType, ino: int) -> int | None:
-    """An O_CLOEXEC fd on TYPE:[INO] however it is held (a socket-only network namespace
-    included, which has no path), or None when it is out of reach."""
-    found = scan((t,)).get(t.name, ino)
-    if found is None:
-        return None
-    try:
-        return open_info(found)
-    except OSError:
-        return None
 
 
 _NETLINK: list = []
