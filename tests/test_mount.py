@@ -63,7 +63,7 @@ def test_every_change_is_refused_in_the_hosts_mount_namespace(nsshell, host_unch
                                                               tmpdir_open, cmd):
     d = nsshell("-c", cmd.format(d=tmpdir_open))
     assert d.rc == 1, d
-    assert "mount namespace is the host's own" in d.err and "--host" in d.err, d
+    assert "is the host's own mnt namespace" in d.err and "--host" in d.err, d
     # one line, no traceback (a warning about another plugin mid-change is not ours)
     assert len([l for l in d.err.splitlines() if not l.startswith("nsshell: plugin ")]) == 1, d
 

@@ -9,6 +9,7 @@ from ..core import create as create_ops
 from ..core import mapping, spawn, uts
 from ..core.handle import NsSet
 from ..errors import NsshellError, UsageError
+from ..guard import refuse_host
 from ..kernel import idmap, nsfs, nstypes
 from ..registry import Annotated, Kw, Opt, command
 from ..results import Message, Table
@@ -300,11 +301,14 @@ def ctx(sh):
 
 
 @command("hostname")
-def hostname(sh, name: Annotated[str, Word("NAME")] = None):
+def hostname(sh, name: Annotated[str, Word("NAME")] = None, *, host: bool = False):
     """Show or set the host name of the current UTS namespace.
 
     Arguments:
       name: the new host name (64 bytes at most)
+
+    Options:
+      host: allow renaming the host itself (its own UTS namespace; by default refused)
 
     Examples:
       hostname
@@ -317,8 +321,6 @@ def hostname(sh, name: Annotated[str, Word("NAME")] = None):
         return Message(uts.get_names(sh.entries(["uts"]))["hostname"])
     if len(name.encode()) > 64:
         raise UsageError("a host name is 64 bytes at most")
-    if sh.is_host("uts"):
-        raise NsshellError("the current UTS namespace is the host's; refusing to rename the host",
-                           "create or join a UTS namespace first (`new uts` or `join uts REF`)")
+    refuse_host(sh, sh.context["uts"], host, sh.context_names.get("uts"))
     uts.set_hostname(sh.entries(["user", "uts"]), name)
     return None
