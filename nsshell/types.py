@@ -55,9 +55,12 @@ class Seconds(ParamType):
 
     def parse(self, text, session):
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ValueError("not a number of seconds") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("not a finite number of seconds")
+        return value
 
 
 class Choice(ParamType):
@@ -136,6 +139,10 @@ class NewName(ParamType):
 
     def parse(self, text, session):
         return session.check_new_name(text)
+
+    def hint(self, session):
+        from .names import RULE
+        return RULE
 
 
 class Pid(ParamType):

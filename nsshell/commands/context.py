@@ -55,6 +55,8 @@ def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
       new user+time --monotonic 86400
       new net --count 1000
     """
+    for clock, value in (("monotonic", monotonic), ("boottime", boottime)):
+        _check_offset(clock, value)
     opts = create_ops.CreateOptions(propagation, monotonic, boottime, mount_proc)
     if count > 1:
         return _new_many(sh, types, name, opts, count)
@@ -66,6 +68,40 @@ def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
     if not no_join:
         sh.join(nsset)
     return Message(f"{nsset.name}: " + " ".join(str(h.nsid) for h in handles.values()))
+
+
+# The kernel's rule for a time namespace's offsets (kernel/time/namespace.c,
+# proc_timens_set_offset): the host's clock plus the offset must stay within
+# [0, KTIME_SEC_MAX / 2], KTIME_SEC_MAX = KTIME_MAX / NSEC_PER_SEC (ERANGE otherwise).
+KTIME_SEC_MAX = (2 ** 63 - 1) // 10 ** 9
+
+
+def _host_clock(clock: str) -> float:
+    """CLOCK_MONOTONIC or CLOCK_BOOTTIME as the kernel reads it for that rule: the
+    host's, without the offset of the time namespace the shell may be in."""
+    import time
+    now = time.clock_gettime(time.CLOCK_MONOTONIC if clock == "monotonic" else 7)
+    try:
+        with open("/proc/self/timens_offsets") as f:
+            for line in f:
+                name, secs, nsecs = line.split()
+                if name == clock or name == {"monotonic": "1", "boottime": "7"}[clock]:
+                    now -= int(secs) + int(nsecs) / 1e9
+    except (OSError, ValueError):
+        pass
+    return now
+
+
+def _check_offset(clock: str, value: float | None) -> None:
+    if not value:
+        return
+    now = _host_clock(clock)
+    low, high = -int(now) + 1, KTIME_SEC_MAX // 2 - int(now) - 1
+    if not low <= value <= high:
+        raise UsageError(f"--{clock} {value:g}: out of range: the clock must stay between 0 "
+                         f"and {KTIME_SEC_MAX // 2} s, and it is {now:.0f} s now",
+                         f"an offset from {low} to {high} seconds (the kernel's rule for "
+                         "time namespaces)")
 
 
 def _new_many(sh, types, name, opts, count: int) -> Message:
