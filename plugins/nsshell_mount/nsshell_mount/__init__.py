@@ -287,4 +287,10 @@ def mount_root(sh, dir: Dir, *, host: bool = False):
     Examples:
       mount root /mnt/root
     """
-    _in_mnt(sh, ops.root, _abs(dir), host=host)
+    done = _in_mnt(sh, ops.root, _abs(dir), host=host)
+    if done == "":
+        from nsshell.plugin import Message
+        return Message(f"finished an interrupted `mount root`: the old root was still stacked "
+                       f"on the new one and is now detached; {dir} was not pivoted into "
+                       "(give `mount root` again to pivot further)")
+    return None
