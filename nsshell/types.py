@@ -62,6 +62,9 @@ class Seconds(ParamType):
             raise ValueError("not a finite number of seconds")
         return value
 
+    def hint(self, session):
+        return "a (finite) number of seconds, e.g. 86400, -1.5"
+
 
 class Choice(ParamType):
     def __init__(self, *choices: str, metavar: str | None = None, help: dict | None = None):

@@ -10,6 +10,7 @@ from ..core import mapping, spawn, uts
 from ..core.handle import NsSet
 from ..errors import NsshellError, UsageError
 from ..guard import refuse_host
+from .. import names
 from ..kernel import idmap, nsfs, nstypes
 from ..registry import Annotated, Kw, Opt, command
 from ..results import Message, Table
@@ -107,15 +108,21 @@ def _check_offset(clock: str, value: float | None) -> None:
 def _new_many(sh, types, name, opts, count: int) -> Message:
     """`new TYPES --count N`: N sets from a few helpers (core/create.py create_many)."""
     if name is not None:
-        names = [f"{name}{i}" for i in range(1, count + 1)]
-        for n in names:
+        # NAME1..NAMEn, checked without making the n names (n may be anything typed)
+        for n in (f"{name}1", f"{name}{count}"):
             try:
-                sh.check_new_name(n)
+                names.check(n)
             except ValueError as e:
-                raise UsageError(f"{n}: {e}") from None
+                raise UsageError(f"{n}: {e}", names.RULE) from None
+        for n in sh.sets:
+            suffix = n[len(name):]
+            if n.startswith(name) and suffix.isdigit() and suffix[0] != "0" \
+                    and int(suffix) <= count:
+                raise UsageError(f"{n}: that name is taken", "`close` it or pick another NAME")
     sets = create_ops.create_many(sh.entries(), types, opts, count,
                                   fork_after=sh.needs_fork_after(), progress=sh.progress)
-    made = [sh.add_set(NsSet(names[i] if name else sh.next_name(), handles, origin="new"))
+    made = [sh.add_set(NsSet(f"{name}{i + 1}" if name else sh.next_name(), handles,
+                             origin="new"))
             for i, handles in enumerate(sets)]
     what = "+".join(t.name for t in types)
     return Message(f"{made[0].name}..{made[-1].name}: {count} new {what} sets (held, not joined)")

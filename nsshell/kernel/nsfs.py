@@ -40,7 +40,8 @@ def type_of_fd(fd: int) -> nstypes.NsType:
 def open_ns(path: str) -> int:
     """An O_CLOEXEC read-only fd on a namespace file (O_PATH would not do for setns
     on old kernels, and ioctls need a real open)."""
-    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # O_NONBLOCK: a FIFO (or a device) given as a path must not hang the open
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
 
 
 def proc_ns_path(pid: int | str, t: nstypes.NsType, for_children: bool = False) -> str:

@@ -121,7 +121,14 @@ def _value(cmd, param, rng: random.Random, rootless: bool) -> str | list[str]:
     return rng.choice(WORDS)
 
 
+class _Literal(str):
+    """A word that is always quoted exactly (a program's argument: `sh -c 'exit 3'`)."""
+
+
 def _quote(word: str, rng: random.Random) -> str:
+    if isinstance(word, _Literal):
+        return word if word and all(c.isalnum() or c in "@%+=:,./-_" for c in word) else \
+            "'" + word.replace("'", "'\\''") + "'"
     if word and all(c.isalnum() or c in "@%+=:,./-_[]" for c in word) and rng.random() < 0.9:
         return word
     style = rng.random()
@@ -144,6 +151,8 @@ def command_line(registry, rng: random.Random, rootless: bool) -> str:
     words = list(cmd.words)
     for p in cmd.params:
         if p.kind in ("flag",):
+            # --host on a mount command as root would change the sandbox's own mounts (and
+            # `mount root --host` would pivot it): the refusal without --host is what is fuzzed
             if rng.random() < 0.3 and not (p.name == "host" and cmd.name.startswith("mount")
                                            and not rootless):
                 words.append(rng.choice(p.flags))
@@ -162,14 +171,17 @@ def command_line(registry, rng: random.Random, rootless: bool) -> str:
         if rng.random() < 0.04:
             continue  # a missing argument
         v = _value(cmd, p, rng, rootless)
-        if isinstance(v, list):
-            words += v
+        if isinstance(v, list):  # a program's words: quoted as they are meant
+            words += [_Literal(w) for w in v]
         elif p.kind == "var":
             words += [v] + ([_value(cmd, p, rng, rootless)] if rng.random() < 0.3 else [])
         else:
             words.append(v)
     if rng.random() < 0.05:
-        words.append(rng.choice(["--json", "--nope", "-z", "--host", "--help", "extra"]))
+        extra = ["--json", "--nope", "-z", "--help", "extra"]
+        if rootless or not cmd.name.startswith("mount"):  # root's --host mounts: see above
+            extra.append("--host")
+        words.append(rng.choice(extra))
     return " ".join(_quote(w, rng) for w in words)
 
 
@@ -188,7 +200,7 @@ def _mutate(line: str, rng: random.Random) -> str:
         return line + rng.choice([" '", ' "', " 'a", ' "a', " \\", ' "\\'])  # unbalanced
     if r < 0.22:  # `!CMD` runs a program: only harmless ones (never one named like a command)
         return rng.choice(["!", "! ", "!!", ""]) + " ".join(
-            _quote(w, rng) for w in rng.choice(PROGRAMS))
+            _quote(_Literal(w), rng) for w in rng.choice(PROGRAMS))
     if r < 0.28:
         return line + rng.choice([" && echo ok", " || echo failed", "; echo $?", " # comment",
                                   "; ; ;", " &&", "|| ||"])
@@ -220,7 +232,15 @@ def generate(count: int, seed: int = 0, rootless: bool = False) -> list[str]:
             line = "".join(rng.choice(UNICODE + CONTROL + ["\x00", "'", '"', ";", " ", "a", "$"])
                            for _ in range(n))
         else:
-            line = _mutate(command_line(REGISTRY, rng, rootless), rng)
+            line = command_line(REGISTRY, rng, rootless)
+            if line.startswith(("run", "sh", "!")) and not line.startswith(("show", "set")):
+                # a program's words are its own (what it prints about them is not ours to
+                # judge): only the command word is mutated
+                if rng.random() < 0.2:
+                    i = rng.randrange(3)
+                    line = line[:i] + rng.choice(UNICODE + CONTROL + ["\x00", "'"]) + line[i:]
+            else:
+                line = _mutate(line, rng)
         out.append(line)
     return out
 

@@ -10,6 +10,7 @@ rest) and a timeout.  Every output is classified:
   traceback       "Traceback (most recent call last)" on stderr
   internal        an `internal error` line, or exit status 70 (errors.EXIT_INTERNAL)
   hang            the process outlived its timeout (it is killed)
+  killed          the process died of a signal (the OOM killer's SIGKILL, a crash)
   stray           a line on stderr that is not one `nsshell: ...` error (an error that
                   broke over two lines; the programs `run` is given write nothing there)
   leftovers       after the batch and a clean-up (`unpersist` of every name the lines
@@ -109,6 +110,8 @@ def run_batch(lines: list, mode: str, rootless: bool, mark: str, timeout: float,
     return {
         "mode": mode, "rootless": rootless, "rc": p.returncode, "hang": hang,
         "seconds": round(time.monotonic() - started, 2),
+        # killed by a signal it did not ask for (the OOM killer's SIGKILL, a crash)
+        "killed": (not hang and p.returncode < 0) and f"signal {-p.returncode}",
         "traceback": [l for l in lines_err if "Traceback (most recent call last)" in l][:3]
                      and text[-2000:],
         "internal": [l for l in lines_err if "internal error" in l]
@@ -158,6 +161,8 @@ def _files() -> set:
             p = os.path.join(base, name)
             if p in (f"{FZ}/batch.nss",):
                 continue
+            if name in ("work", "index") and base.startswith(f"{FZ}/m"):
+                continue  # made by the kernel in an overlay's WORK directory: asked for
             out.add(p)
         dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(base, d))]
     return out
@@ -271,35 +276,56 @@ def inside(cfg: dict) -> dict:
             force_clean(before, after, not rootless)
             before = state(mark, not rootless)
         results.append(r)
+        if cfg.get("progress"):
+            bad = [k for k in ("traceback", "internal", "hang", "killed", "stray", "leftovers")
+                   if r[k]]
+            print(f"fuzz: {'rootless' if rootless else 'root'} {i + 1}/{len(cfg['batches'])} "
+                  f"{batch['mode']} {r['seconds']}s {' '.join(bad)}", file=sys.stderr, flush=True)
     return {"results": results}
 
 
 # -- outside: the sandboxes and the report -------------------------------------------------
 
+def _ends_a_batch(line: str) -> bool:
+    """A line after which nothing more of a batch would run: one that leaves a quote open
+    (the next lines become part of its word) or may `exit`.  Each goes last in its batch,
+    so that every line given is run."""
+    from nsshell import lexer
+    text = line.replace("\x00", "")
+    return lexer.open_quote(text) or text.rstrip().endswith("\\") or any(
+        w in text for w in ("exit", "quit"))
+
+
 def make_batches(lines: list, size: int, modes: list, seed: int) -> list:
+    plain = [x for x in lines if not _ends_a_batch(x)]
+    enders = [x for x in lines if _ends_a_batch(x)]
+    chunks = []
+    for i in range(0, len(plain), size):
+        chunks.append(plain[i:i + size] + enders[len(chunks):len(chunks) + 1])
+    chunks += [[x] for x in enders[len(chunks):]]
     out = []
     for mode in modes:
-        for i in range(0, len(lines), size):
-            chunk = lines[i:i + size]
-            out.append({"mode": mode, "lines": chunk, "json": (i // size + seed) % 4 == 0})
+        for i, chunk in enumerate(chunks):
+            out.append({"mode": mode, "lines": chunk, "json": (i + seed) % 4 == 0})
         for raw in RAW_INPUTS:
             out.append({"mode": mode, "lines": ["hex:" + raw.hex()]})
     return out
 
 
-def sandbox(batches: list, rootless: bool, timeout: float) -> list:
-    cfg = {"batches": batches, "rootless": rootless, "timeout": timeout}
+def sandbox(batches: list, rootless: bool, timeout: float, progress: bool = False) -> list:
+    cfg = {"batches": batches, "rootless": rootless, "timeout": timeout, "progress": progress}
     if rootless:
         wrap = ["unshare", "--mount", "--propagation", "private", "--"]
     else:
         wrap = ["unshare", "--mount", "--net", "--uts", "--ipc", "--pid", "--fork",
                 "--mount-proc", "--propagation", "private", "--"]
     p = subprocess.run(wrap + [PYTHON, os.path.abspath(__file__), "--inside"],
-                       input=json.dumps(cfg).encode(), capture_output=True,
+                       input=json.dumps(cfg).encode(), stdout=subprocess.PIPE,
+                       stderr=None if progress else subprocess.PIPE,
                        timeout=timeout * (len(batches) + 5))
     if p.returncode != 0:
         raise RuntimeError(f"the sandbox failed ({p.returncode}): "
-                           f"{p.stderr.decode(errors='replace')[-3000:]}")
+                           f"{(p.stderr or b'').decode(errors='replace')[-3000:]}")
     return json.loads(p.stdout)["results"]
 
 
@@ -310,13 +336,15 @@ def summarize(results: list, inputs: int) -> dict:
         "tracebacks": sum(1 for r in results if r["traceback"]),
         "internal_errors": sum(len(r["internal"]) for r in results),
         "hangs": sum(1 for r in results if r["hang"]),
+        "killed": sum(1 for r in results if r["killed"]),
         "stray_stderr": sum(len(r["stray"]) for r in results),
         "leftovers": sum(1 for r in results if r["leftovers"]),
     }
 
 
 def fuzz(count: int, seed: int = 0, batch: int = 40, modes=("c", "script", "stdin"),
-         who=("root", "rootless"), timeout: float = 60.0) -> tuple[dict, list]:
+         who=("root", "rootless"), timeout: float = 60.0,
+         progress: bool = False) -> tuple[dict, list]:
     """Generate COUNT lines for each of WHO, run them in every mode; (counts, findings)."""
     results, inputs = [], 0
     for n, kind in enumerate(who):
@@ -324,12 +352,12 @@ def fuzz(count: int, seed: int = 0, batch: int = 40, modes=("c", "script", "stdi
         lines = generate(count, seed + n, rootless=rootless)
         batches = make_batches(lines, batch, list(modes), seed)
         inputs += sum(len(b["lines"]) for b in batches)
-        for r in sandbox(batches, rootless, timeout):
+        for r in sandbox(batches, rootless, timeout, progress):
             r["who"] = kind
             r["lines"] = batches[r["index"]]["lines"]
             results.append(r)
     findings = [r for r in results if r["traceback"] or r["internal"] or r["hang"]
-                or r["stray"] or r["leftovers"]]
+                or r["killed"] or r["stray"] or r["leftovers"]]
     return summarize(results, inputs), findings
 
 
@@ -341,8 +369,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=40, help="lines per nsshell process")
     ap.add_argument("--modes", default="c,script,stdin")
     ap.add_argument("--who", default="root,rootless")
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per process")
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds per process")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--progress", action="store_true", help="a line per process on stderr")
     ap.add_argument("--findings", default=None, help="write the findings (JSON) here")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -350,7 +379,7 @@ def main() -> int:
         json.dump(inside(json.load(sys.stdin)), sys.stdout)
         return 0
     counts, findings = fuzz(a.count, a.seed, a.batch, a.modes.split(","), a.who.split(","),
-                            a.timeout)
+                            a.timeout, a.progress)
     if a.findings:
         with open(a.findings, "w") as f:
             json.dump(findings, f, indent=1)
@@ -360,11 +389,12 @@ def main() -> int:
         for k, v in counts.items():
             print(f"{k:16} {v}")
         for r in findings[:20]:
-            print(json.dumps({k: r[k] for k in ("who", "mode", "index", "rc", "hang", "internal",
-                                                "stray", "leftovers")})[:800])
+            print(json.dumps({k: r[k] for k in ("who", "mode", "index", "rc", "hang", "killed",
+                                                "internal", "stray", "leftovers")})[:800])
             if r["traceback"]:
                 print(r["traceback"][-1500:])
-    bad = counts["tracebacks"] + counts["internal_errors"] + counts["hangs"] + counts["leftovers"]
+    bad = (counts["tracebacks"] + counts["internal_errors"] + counts["hangs"] + counts["killed"]
+           + counts["leftovers"])
     return 1 if bad or counts["stray_stderr"] else 0
 
 
