@@ -152,13 +152,19 @@ def _processes(mark: str, sandboxed_root: bool) -> set:
     return found
 
 
+_APP_DIRS = (f"{FZ}/xdg", f"{FZ}/home", f"{FZ}/state", f"{FZ}/config")
+
+
 def _files() -> set:
+    """Files and directories under the scratch directory; an empty directory in the
+    user's runtime, state or config directories (nsshell's own folder there) is not
+    counted, a file in it is."""
     out = set()
     for base, dirs, files in os.walk(FZ):
-        if base.startswith((f"{FZ}/xdg", f"{FZ}/home", f"{FZ}/state")) and not files and not dirs:
-            continue
         for name in files + dirs:
             p = os.path.join(base, name)
+            if name in dirs and p.startswith(_APP_DIRS):
+                continue
             if p in (f"{FZ}/batch.nss",):
                 continue
             if name in ("work", "index") and base.startswith(f"{FZ}/m"):
@@ -169,8 +175,11 @@ def _files() -> set:
 
 
 def _entries(path: str) -> set:
+    """The entries of PATH the generated lines may have made (on the host, other
+    users' entries come and go meanwhile)."""
     try:
-        return {f"{path}/{n}" for n in os.listdir(path)}
+        return {f"{path}/{n}" for n in os.listdir(path)
+                if n in CLEAN_NAMES or n.startswith(("fz", "ns", "Fz", "_fz", "a" * 64))}
     except OSError:
         return set()
 
@@ -296,7 +305,19 @@ def _ends_a_batch(line: str) -> bool:
         w in text for w in ("exit", "quit"))
 
 
-def make_batches(lines: list, size: int, modes: list, seed: int) -> list:
+# Lines each batch starts with (not counted as inputs): sets the generated lines name
+# exist, as do a persisted one and a joined one, so that REFs reach real namespaces.
+PREAMBLE = {
+    False: ["new user+mnt+pid+net+uts+ipc as fz0 --no-join", "map root --ns fz0",
+            "new net+uts as fz1 --no-join", "new mnt+pid --mount-proc as fz2 --no-join",
+            "persist fz1", "new time --monotonic 5 as fz3"],
+    True: ["new user+mnt+pid+net+uts+ipc as fz0 --no-join", "map root --ns fz0",
+           "join user fz0", "new net+uts as fz1 --no-join", "persist fz1", "leave",
+           "new user as fz2 --no-join"],
+}
+
+
+def make_batches(lines: list, size: int, modes: list, seed: int, rootless: bool = False) -> list:
     plain = [x for x in lines if not _ends_a_batch(x)]
     enders = [x for x in lines if _ends_a_batch(x)]
     chunks = []
@@ -306,9 +327,11 @@ def make_batches(lines: list, size: int, modes: list, seed: int) -> list:
     out = []
     for mode in modes:
         for i, chunk in enumerate(chunks):
-            out.append({"mode": mode, "lines": chunk, "json": (i + seed) % 4 == 0})
+            pre = PREAMBLE[rootless] if i % 2 == 0 else []
+            out.append({"mode": mode, "lines": pre + chunk, "counted": len(chunk),
+                        "json": (i + seed) % 4 == 0})
         for raw in RAW_INPUTS:
-            out.append({"mode": mode, "lines": ["hex:" + raw.hex()]})
+            out.append({"mode": mode, "lines": ["hex:" + raw.hex()], "counted": 1})
     return out
 
 
@@ -350,8 +373,8 @@ def fuzz(count: int, seed: int = 0, batch: int = 40, modes=("c", "script", "stdi
     for n, kind in enumerate(who):
         rootless = kind == "rootless"
         lines = generate(count, seed + n, rootless=rootless)
-        batches = make_batches(lines, batch, list(modes), seed)
-        inputs += sum(len(b["lines"]) for b in batches)
+        batches = make_batches(lines, batch, list(modes), seed, rootless)
+        inputs += sum(b["counted"] for b in batches)
         for r in sandbox(batches, rootless, timeout, progress):
             r["who"] = kind
             r["lines"] = batches[r["index"]]["lines"]
