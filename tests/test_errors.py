@@ -366,3 +366,29 @@ def test_internal_errors_of_helpers_are_the_shells_status():
     with open(os.path.join(os.path.dirname(__file__), "..", "man", "nsshell.1")) as f:
         man = f.read()
     assert f"\\fB{EXIT_INTERNAL}\\fR\nan internal error" in man
+
+
+def test_hostname_of_the_host_needs_host_flag():
+    """Run inside `unshare --uts`, so that the shell's "host" is a throwaway UTS namespace:
+    renaming it is refused without --host, and done with it; another UTS namespace (that of
+    a process outside) is not the shell's host."""
+    import subprocess
+    from conftest import _env, nsshell_argv
+    sleeper = subprocess.Popen(["unshare", "--uts", "sh", "-c", "exec sleep 30"])
+    try:
+        import time
+        time.sleep(0.2)
+        script = "hostname fzq-one; hostname fzq-two --host; run hostname"
+        p = subprocess.run(["unshare", "--uts"] + nsshell_argv() + ["-k", "-c", script],
+                           capture_output=True, text=True, env=_env(), timeout=30)
+        errors = p.stderr.splitlines()
+        assert len(errors) == 1 and "refusing to rename the host" in errors[0], p.stderr
+        assert "--host" in errors[0]
+        assert p.stdout.splitlines()[-1] == "fzq-two", p.stdout
+        p = subprocess.run(["unshare", "--uts"] + nsshell_argv() + [
+            "-c", f"join uts pid:{sleeper.pid}; hostname fzq-three"],
+            capture_output=True, text=True, env=_env(), timeout=30)
+        assert p.returncode == 0, p   # another UTS namespace than the shell's: allowed
+    finally:
+        sleeper.kill()
+        sleeper.wait()
