@@ -177,7 +177,7 @@ def command_line(registry, rng: random.Random, rootless: bool) -> str:
             words += [v] + ([_value(cmd, p, rng, rootless)] if rng.random() < 0.3 else [])
         else:
             words.append(v)
-    if rng.random() < 0.05:
+    if rng.random() < 0.05 and cmd.rest_param() is None:  # after a program: its own words
         extra = ["--json", "--nope", "-z", "--help", "extra"]
         if rootless or not cmd.name.startswith("mount"):  # root's --host mounts: see above
             extra.append("--host")

@@ -268,12 +268,17 @@ def inside(cfg: dict) -> dict:
         lines = [bytes.fromhex(x[4:]) if x.startswith("hex:") else x for x in batch["lines"]]
         r = run_batch(lines, batch["mode"], rootless, mark, cfg["timeout"], batch.get("json", False))
         r["index"] = i
-        c = subprocess.run(_argv(rootless, ["-k", "-c", cleanup_script()]), capture_output=True,
-                           env=_env(rootless, mark), cwd=f"{FZ}/cwd", timeout=cfg["timeout"])
-        cerr = c.stderr.decode(errors="replace")
-        if "Traceback" in cerr or "internal error" in cerr or c.returncode == INTERNAL_STATUS:
+        cerr = ""
+        if any("persist" in x for x in batch["lines"]):  # what may have been kept: undo it
+            c = subprocess.run(_argv(rootless, ["-k", "-c", cleanup_script()]),
+                               capture_output=True, env=_env(rootless, mark), cwd=f"{FZ}/cwd",
+                               timeout=cfg["timeout"])
+            cerr = c.stderr.decode(errors="replace") + (
+                f"\nexit status {c.returncode}" if c.returncode == INTERNAL_STATUS else "")
+        if "Traceback" in cerr or "internal error" in cerr or "exit status 70" in cerr:
             r["internal"] = r["internal"] + ["(clean-up) " + l for l in cerr.splitlines()
-                                             if "internal error" in l or "Traceback" in l][:3]
+                                             if "internal error" in l or "Traceback" in l
+                                             or "exit status" in l][:3]
         after = state(mark, not rootless)
         deadline = time.monotonic() + 3
         while diff(before, after) and time.monotonic() < deadline:  # exits still under way
@@ -301,8 +306,13 @@ def _ends_a_batch(line: str) -> bool:
     so that every line given is run."""
     from nsshell import lexer
     text = line.replace("\x00", "")
-    return lexer.open_quote(text) or text.rstrip().endswith("\\") or any(
-        w in text for w in ("exit", "quit"))
+    if lexer.open_quote(text) or text.rstrip().endswith("\\"):
+        return True
+    for seg in lexer.segments(text.replace("\n", ";")):
+        first = seg.split()[:1]
+        if first and first[0].strip("'\"").lstrip("\\") in ("exit", "quit"):
+            return True
+    return False
 
 
 # Lines each batch starts with (not counted as inputs): sets the generated lines name
