@@ -48,7 +48,9 @@ MARK = "NSSHELL_FUZZ_MARK"
 INTERNAL_STATUS = 70
 # the names and places the generated lines persist under (gen.py), for the clean-up
 CLEAN_NAMES = ["fz0", "fz1", "fz2", "fz3", "_fz", "fz.a-b", "Fz", "ns1", "ns2", "a" * 64]
-CLEAN_DIRS = [f"{FZ}/p1", f"{FZ}/p2"]
+# (relative DIRs are taken from the working directory, FZ/cwd: `fzrel`, or a stray word
+# such as `extra` that became persist's DIR)
+CLEAN_DIRS = [f"{FZ}/p1", f"{FZ}/p2", f"{FZ}/cwd/fzrel", f"{FZ}/cwd/extra"]
 CLEAN_ROOTS = [None, f"{FZ}/r1", f"{FZ}/r2"]
 STORE_ROOTS = {"/run/nsshell", "/run/netns"}   # self-binds kept by design (as ip netns does)
 # Raw inputs that are not text: given to each mode as they are.
