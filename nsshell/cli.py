@@ -7,7 +7,12 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_USAGE, ExitRequest
+from .errors import EXIT_FAILURE, EXIT_INTERNAL, EXIT_USAGE, ExitRequest
+
+# The open files nsshell needs to start and do ordinary work: its own handles (one per
+# namespace type), a helper's socket pair, Python's imports.  Below this it refuses to
+# start with one clear line rather than fail half way through a command.
+MIN_FDS = 64
 
 USAGE = """\
 nsshell                      interactive shell
@@ -61,10 +66,55 @@ def entry() -> None:
     os._exit(status if isinstance(status, int) else 1)
 
 
+def _say(message: str) -> None:
+    from .errors import one_line
+    sys.stderr.write(one_line(f"nsshell: {message}") + "\n")
+    sys.stderr.flush()
+
+
+def _fd_limit_problem() -> str | None:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < MIN_FDS:
+        return (f"the open-file limit is {soft} (`ulimit -n`); nsshell needs at least {MIN_FDS}; "
+                f"hint: raise it (`ulimit -n 1024`" + (")" if hard == resource.RLIM_INFINITY or
+                                                         hard >= 1024 else
+                                                         f", at most the hard limit {hard})"))
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
+    problem = _fd_limit_problem()
+    if problem:
+        _say(problem)
+        return EXIT_FAILURE
+    try:
+        return _main(opts)
+    except (OSError, MemoryError) as e:  # a limit hit while starting (or ending) the shell
+        if opts.debug:
+            import traceback
+            traceback.print_exc()
+        from .errors import RESOURCE_ERRNOS, from_oserror
+        if isinstance(e, MemoryError):
+            _say("out of memory")
+            return EXIT_FAILURE
+        err = from_oserror(e, e.filename or "starting nsshell")
+        _say(str(err))
+        return EXIT_FAILURE if e.errno in RESOURCE_ERRNOS else EXIT_INTERNAL
+    except Exception as e:  # noqa: BLE001 - a bug outside any command: still one line
+        if opts.debug:
+            import traceback
+            traceback.print_exc()
+        from .errors import internal
+        _say(str(internal(e)))
+        return EXIT_INTERNAL
+
+
+def _main(opts) -> int:
     from . import commands  # noqa: F401 - registers the built-ins
-    from .engine import Engine
+    from .engine import Engine, read_script, script_text
+    from .errors import NsshellError, one_line
     from .render import Renderer
     from .session import Session
 
@@ -87,14 +137,21 @@ def main(argv: list[str] | None = None) -> int:
             return engine.run_script(opts.command, "-c")
         if opts.file is not None:
             try:
-                with open(opts.file) as f:
-                    text = f.read()
+                text = read_script(opts.file)
             except OSError as e:
-                renderer.error(f"{opts.file}: {e.strerror}")
+                renderer.error(one_line(f"{opts.file}: {e.strerror}"))
                 return 127 if e.errno == 2 else 126
+            except NsshellError as e:
+                renderer.error(one_line(str(e)))
+                return e.status
             return engine.run_script(text, opts.file)
         if not interactive:
-            return engine.run_script(sys.stdin.read(), "stdin")
+            try:
+                text = script_text(sys.stdin.buffer.read(), "stdin")
+            except NsshellError as e:
+                renderer.error(one_line(str(e)))
+                return e.status
+            return engine.run_script(text, "stdin")
         from .repl.app import run_repl
         return run_repl(engine)
     except ExitRequest as e:

@@ -268,14 +268,11 @@ def man_page(registry: Registry | None = None) -> str:
         ".SH \"EXIT STATUS\"",
         "0 when every command succeeded; otherwise the status of the first failing command, "
         "and a batch stops there (unless \\fBset errexit off\\fR or \\fB\\-k\\fR).",
-        ".TP", "\\fB0\\fR", "success",
-        ".TP", "\\fB1\\fR", "a command failed (the kernel refused, a name was not found, ...)",
-        ".TP", "\\fB2\\fR", "a usage error: unknown command or option, missing or extra "
-        "arguments, a malformed value",
-        ".TP", "\\fB70\\fR", "an internal error (a bug: run with \\fB\\-\\-debug\\fR and report it)",
-        ".TP", "\\fB126\\fR, \\fB127\\fR", "\\fBrun\\fR could not execute the program, or did not find it",
-        ".TP", "\\fB128+\\fR\\fIN\\fR", "\\fBrun\\fR's program was killed by signal \\fIN\\fR "
-        "(130 for Ctrl-C)",
+    ])
+    from .errors import EXIT_STATUSES  # the statuses come from the code, never restated
+    for code, meaning in EXIT_STATUSES:
+        add([".TP", "\\fB" + _esc(code) + "\\fR", _esc(meaning)])
+    add([
         ".PP",
         "\\fBrun\\fR's status is the program's own.  \\fBexit\\fR \\fIN\\fR leaves with \\fIN\\fR, "
         "Ctrl-D with 0.  Errors go to standard error as one line, "

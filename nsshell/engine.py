@@ -11,11 +11,36 @@ import re
 
 from . import lexer
 from .core import runner as _runner
-from .errors import ExitRequest, NsshellError, UsageError
+from .errors import (RESOURCE_ERRNOS, ExitRequest, NsshellError, UsageError,
+                     from_oserror, internal, one_line)
 from .registry import REGISTRY, Registry
 from .results import Result, Status
 
 _VAR = re.compile(r"\$(\d|\?|#|@|\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def script_text(data: bytes, name: str) -> str:
+    """The text of a script (a file, `source`, piped stdin): UTF-8, or a UsageError that
+    names the line and the byte, before any of it runs."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UsageError(f"{name}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x})",
+                         "nsshell reads scripts as UTF-8: convert it (`iconv -t UTF-8`); "
+                         "nothing of it was run") from None
+
+
+def read_script(path: str) -> str:
+    """A script file's text.  Opened without blocking (a FIFO does not hang the shell)
+    and read only when it is a regular file; OSError when it cannot be opened,
+    UsageError when it is not a regular file of UTF-8 text."""
+    import stat
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    with open(fd, "rb", closefd=True) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{path} is not a regular file", "a script is a file of commands")
+        return script_text(f.read(), path)
 
 
 class Engine:
@@ -106,9 +131,15 @@ class Engine:
         while i < len(lines):
             start = i
             line = lines[i]
-            while line.endswith("\\") and i + 1 < len(lines):
-                i += 1
-                line = line[:-1] + lines[i]
+            while i + 1 < len(lines):
+                if line.endswith("\\"):           # a continued line
+                    i += 1
+                    line = line[:-1] + lines[i]
+                elif lexer.open_quote(line):      # a quote that spans lines
+                    i += 1
+                    line = line + "\n" + lines[i]
+                else:
+                    break
             i += 1
             if start == 0 and line.startswith("#!"):
                 continue
@@ -152,14 +183,24 @@ class Engine:
         except KeyboardInterrupt:
             self.renderer.error(self._prefix(where, cmd) + "interrupted")
             status = 130
+        except (OSError, MemoryError) as e:
+            # A resource that ran out (fork's EAGAIN under a pids limit, EMFILE, ENOMEM)
+            # is the failure it is, wherever it surfaced; any other OSError is a bug.
+            err = self._resource_error(e)
+            if err is None:
+                err = internal(e)
+                if self.debug:
+                    import traceback
+                    traceback.print_exc()
+            self.report(err, where, cmd, trace=False)
+            status = err.status
         except Exception as e:  # noqa: BLE001 - a bug must not take the shell down
             if self.debug:
                 import traceback
                 traceback.print_exc()
-            self.renderer.error(self._prefix(where, cmd) +
-                                f"internal error: {type(e).__name__}: {e}; hint: run with "
-                                "--debug for the traceback, and report it")
-            status = 70
+            err = internal(e)
+            self.report(err, where, cmd, trace=False)
+            status = err.status
         self.session.last_status = status
         return status
 
@@ -186,11 +227,22 @@ class Engine:
         parts = [p for p in (where, cmd.name if cmd else None) if p]
         return "".join(f"{p}: " for p in parts)
 
-    def report(self, e: NsshellError, where: str | None, cmd) -> None:
-        if self.debug:
+    def report(self, e: NsshellError, where: str | None, cmd, trace: bool = True) -> None:
+        if self.debug and trace:
             import traceback
             traceback.print_exc()
-        self.renderer.error(self._prefix(where, cmd) + str(e))
+        # one line, whatever the words it quotes hold (a newline, an escape sequence)
+        self.renderer.error(one_line(self._prefix(where, cmd) + str(e)))
+
+    @staticmethod
+    def _resource_error(e: BaseException) -> NsshellError | None:
+        if isinstance(e, MemoryError):
+            return NsshellError("out of memory", "end what uses it, or raise the limit")
+        if isinstance(e, OSError) and e.errno in RESOURCE_ERRNOS:
+            what = f"{e.filename}" if e.filename else (
+                "starting a process" if e.errno == 11 else "a system resource ran out")
+            return from_oserror(e, what)
+        return None
 
 
 

@@ -10,6 +10,20 @@ import errno as E
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70   # EX_SOFTWARE of sysexits.h: a bug in nsshell, never the user's input
+
+# Every status nsshell itself gives, as the man page lists them (docgen renders this).
+EXIT_STATUSES: list[tuple[str, str]] = [
+    ("0", "success"),
+    (str(EXIT_FAILURE), "a command failed (the kernel refused, a name was not found, a limit "
+                        "was reached, ...)"),
+    (str(EXIT_USAGE), "a usage error: unknown command or option, missing or extra arguments, "
+                      "a malformed value or input (e.g. a NUL byte, or a file that is not UTF-8)"),
+    (str(EXIT_INTERNAL), "an internal error, in the shell or in one of its helper processes "
+                         "(a bug: run with --debug for the traceback and report it)"),
+    ("126, 127", "run could not execute the program, or did not find it"),
+    ("128+N", "run's program was killed by signal N (130 for Ctrl-C)"),
+]
 
 
 class NsshellError(Exception):
@@ -55,6 +69,19 @@ class StaleError(NsshellError):
     """A handle whose namespace can no longer be used (e.g. its PID init died)."""
 
 
+class InternalError(NsshellError):
+    """A bug: something nsshell did not expect, in the shell or in a helper process.
+    Shown as one line, `internal error: ...`, with EXIT_INTERNAL (the traceback with --debug)."""
+    status = EXIT_INTERNAL
+
+
+def internal(exc: BaseException, where: str = "") -> InternalError:
+    """The InternalError for an unexpected exception EXC (in WHERE, e.g. 'a helper')."""
+    place = f" in {where}" if where else ""
+    return InternalError(f"internal error{place}: {type(exc).__name__}: {exc}",
+                         "run with --debug for the traceback, and report it")
+
+
 class ExitRequest(Exception):
     """`exit [STATUS]`: leave the shell."""
 
@@ -72,7 +99,33 @@ _GENERIC_HINTS = {
     E.ENOMEM: "the PID namespace's init has exited, or memory ran out",
     E.EBUSY: "it is in use",
     E.ENOENT: None,
+    E.EAGAIN: "a process limit was reached (RLIMIT_NPROC, `ulimit -u`, or the cgroup's "
+              "pids.max): end some processes, or raise the limit",
+    E.EMFILE: "this process has too many open files (`ulimit -n`): raise the limit, or "
+              "`close` sets you no longer need",
+    E.ENFILE: "the system's open-file table is full (/proc/sys/fs/file-max)",
 }
+
+# errno values that mean a resource ran out, not a bug: wherever they surface they are
+# reported as the failure they are (status 1), never as an internal error.
+RESOURCE_ERRNOS = frozenset({E.EAGAIN, E.EMFILE, E.ENFILE, E.ENOMEM, E.ENOSPC, E.EDQUOT,
+                             E.ENOBUFS})
+
+
+def one_line(text: str) -> str:
+    """TEXT with every control character escaped (\\n, \\t, \\x1b, ...), so that an
+    error is one line however odd the words it quotes, and no byte from input
+    reaches the terminal as a control sequence."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if c.isprintable() or c == " ":
+            out.append(c)
+        else:
+            r = repr(c)[1:-1]
+            out.append(r if r != c else f"\\x{ord(c):02x}")
+    return "".join(out)
 
 
 def from_oserror(err: OSError, what: str, hint: str | None = None) -> KernelError:

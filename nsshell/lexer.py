@@ -52,6 +52,18 @@ def _walk(line: str, partial: bool):
     word: list[str] | None = None
     start = 0
     i, n = 0, len(line)
+    if not partial and "\0" in line:  # no kernel call can take it: refuse it here, once
+        raise UsageError("a NUL byte in a command line",
+                         "commands are text: remove the \\0 bytes (`tr -d '\\0'`)")
+    if not partial:
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as e:  # bytes that were not UTF-8 (argv, $1, $NAME)
+            byte = ord(line[e.start]) - 0xDC00 if 0xDC80 <= ord(line[e.start]) <= 0xDCFF else None
+            raise UsageError("a command line that is not UTF-8 text" +
+                             (f" (byte 0x{byte:02x})" if byte is not None else ""),
+                             "nsshell reads commands as UTF-8: convert the input "
+                             "(`iconv -t UTF-8`)") from None
     while i < n:
         c = line[i]
         if c in " \t\r\n":
@@ -106,6 +118,15 @@ def _walk(line: str, partial: bool):
 def segments(line: str) -> list[str]:
     """The raw text of each `;`-separated command of LINE (quotes respected, comment
     dropped), so that each can be expanded just before it runs ($? is then current)."""
+    return _segments(line)[0]
+
+
+def open_quote(line: str) -> bool:
+    """Whether LINE ends inside a quote (a script's next line continues the word)."""
+    return _segments(line)[1]
+
+
+def _segments(line: str) -> tuple[list[str], bool]:
     out, start, i, n = [], 0, 0, len(line)
     quote_char = None
     while i < n:
@@ -126,7 +147,7 @@ def segments(line: str) -> list[str]:
             break
         i += 1
     out.append(line[start:i] if quote_char is None else line[start:])
-    return [seg for seg in out if seg.strip()]
+    return [seg for seg in out if seg.strip()], quote_char is not None
 
 
 def _bang(words: list[str]) -> list[str]:

@@ -26,7 +26,10 @@ and is listed by `plugins` with the reason; nothing it registered stays.
 What a plugin can do (see docs/plugins.md):
 - commands: `api.command(NAME)` / `command(NAME)`, declared exactly as built-ins
   (typed parameters, `Annotated[..., TypeObj(), Kw("via")/Opt("-u")/Rest()]`,
-  docstring sections Arguments/Options/Examples);
+  docstring sections Arguments/Options/Examples); a command that changes a
+  namespace's state declares it, `api.command(NAME, changes="net")`, takes a
+  `host: bool = False` flag, and then refuses the host's own namespace unless
+  given --host (`changes_state`, one rule for every plugin);
 - parameter types: subclass `ParamType` (parse + complete); `complete` may take
   a keyword `args` (the words typed so far, by parameter name) to complete from
   the namespace named earlier on the line;
@@ -50,6 +53,8 @@ from .core.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.handle import Handle, NsSet
 from .core.spawn import Entry, Handoff, call as call_in
 from .core.nsstate import Context as StateContext, register as register_state, unregister as unregister_state
+from . import guard as _guard
+from .guard import refuse_host
 from .core.nsstate import link_record
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
 from .kernel import nstypes, syscalls  # syscalls: mount, umount2, pivot_root, ioctl_ns...
@@ -74,7 +79,8 @@ __all__ = [
     "Pid", "Ref", "Seconds", "Word", "complete_path", "Message", "Record", "Table", "Tree", "Node",
     "Diff", "Status", "Multi", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
     "Handle", "NsSet", "Entry", "Handoff", "call_in", "nstypes", "syscalls",
-    "register_state", "unregister_state", "StateContext", "link_record",
+    "register_state", "unregister_state", "StateContext", "link_record", "changes_state",
+    "refuse_host", "is_host",
 ]
 
 
@@ -90,12 +96,15 @@ class PluginAPI:
     # -- commands ----------------------------------------------------------------------
 
     def command(self, name: str | None = None, *, aliases: tuple[str, ...] = (),
-                hidden: bool = False) -> Callable:
-        """Declare a command exactly as a built-in (@command); its group is the plugin."""
+                hidden: bool = False, changes: str | None = None) -> Callable:
+        """Declare a command exactly as a built-in (@command); its group is the plugin.
+        changes=TYPE: the command changes the state of a namespace of TYPE (see
+        `changes_state`): it refuses the host's own unless given --host."""
         def deco(func: Callable) -> Callable:
-            _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden)(func)
-            self.commands.append(func.command.name)
-            return func
+            target = changes_state(changes)(func) if changes else func
+            _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden)(target)
+            self.commands.append(target.command.name)
+            return target
         return deco
 
     # -- sessions --------------------------------------------------------------------------
@@ -157,12 +166,70 @@ _CURRENT: PluginAPI | None = None   # the plugin being loaded (set by nsshell.pl
 
 
 def command(name: str | None = None, *, aliases: tuple[str, ...] = (), hidden: bool = False,
-            group: str | None = None) -> Callable:
+            group: str | None = None, changes: str | None = None) -> Callable:
     """@command for plugin modules: the same registry as built-ins, grouped under the
-    plugin being loaded (or GROUP)."""
+    plugin being loaded (or GROUP); changes=TYPE as in PluginAPI.command."""
     if _CURRENT is not None and group in (None, _CURRENT.name):
-        return _CURRENT.command(name, aliases=aliases, hidden=hidden)
-    return _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden)
+        return _CURRENT.command(name, aliases=aliases, hidden=hidden, changes=changes)
+    reg = _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden)
+    return (lambda func: reg(changes_state(changes)(func))) if changes else reg
+
+
+# -- the host's own namespaces: nothing changes them without --host ----------------------------
+
+def changes_state(nstype: str) -> Callable:
+    """Mark a command as changing the state of a namespace of NSTYPE ('net', 'mnt', ...).
+
+    The command must take a `host: bool` flag (keyword-only, so `--host`); before it
+    runs, every namespace set among its arguments (directly, or inside a tuple or a
+    list, e.g. `REF:IF` endpoints) -- or, when it has none, the current context --
+    is checked, and the host's own namespace of NSTYPE is refused unless `--host` was
+    given.  "The host's" is decided by namespace identity (nsshell/guard.py), so
+    `pid:1`, `net:[INODE]`, /proc/1/ns/net or a set opened from a host process count
+    the same as `host`.  This is the one place the rule is enforced for plugins."""
+    import functools
+    import inspect
+    t = nstypes.get(nstype).name
+
+    def deco(func: Callable) -> Callable:
+        p = inspect.signature(func).parameters.get("host")
+        if p is None or p.kind is not inspect.Parameter.KEYWORD_ONLY or p.default is not False:
+            raise TypeError(f"{getattr(func, '__name__', func)} changes {t} namespaces: it must "
+                            "take a keyword-only `host: bool = False` flag (--host)")
+
+        @functools.wraps(func)
+        def guarded(sh, *args, **kwargs):
+            if not kwargs.get("host"):
+                for handle, label in _targets(sh, t, list(args) + list(kwargs.values())):
+                    refuse_host(sh, handle, False, label)
+            return func(sh, *args, **kwargs)
+        guarded.changes = t
+        return guarded
+    return deco
+
+
+def _targets(sh, t: str, values: list) -> list:
+    found: list = []
+    sets: list = []
+
+    def walk(v) -> None:
+        if isinstance(v, NsSet):
+            sets.append(v)
+            h = v.handles.get(t)
+            if h is not None:
+                found.append((h, v.label))
+        elif isinstance(v, (tuple, list)):
+            for x in v:
+                walk(x)
+    walk(values)
+    if not sets:  # no set named: the command acts in the context
+        found.append((sh.context[t], sh.context_names.get(t) or "host"))
+    return found
+
+
+def is_host(sh, handle: Handle) -> bool:
+    """Whether HANDLE is one of the host's own namespaces (by identity)."""
+    return _guard.is_host(sh, handle)
 
 
 # -- resources bound to a namespace ---------------------------------------------------------

@@ -12,7 +12,7 @@ import re
 import signal
 from typing import Callable, Iterable
 
-from . import progress
+from . import names, progress
 from .core import program, spawn
 from .core.handle import Handle, NsSet, open_process
 from .errors import NotFoundError, UsageError
@@ -25,8 +25,8 @@ Resolver = Callable[["Session", str], "NsSet | None"]
 # resolvers here; the loader wraps each so that none raises); see nsshell/plugin.py.
 INIT_HOOKS: list[Callable[["Session"], None]] = []
 
-NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-RESERVED = {"host", "all", "as", "via", "default"} | set(nstypes.NAMES) | set(nstypes.ALIASES)
+NAME_RE = names.PATTERN      # the one name rule: nsshell/names.py
+RESERVED = names.RESERVED
 INODE_REF = re.compile(r"([a-z]+):\[(\d+)\]")
 
 
@@ -79,12 +79,7 @@ class Session:
     # -- names --------------------------------------------------------------------
 
     def check_new_name(self, name: str) -> str:
-        if not NAME_RE.fullmatch(name):
-            raise ValueError("a name is a letter or _ then letters, digits, _ . - (64 at most)")
-        if name in RESERVED:
-            raise ValueError(f"{name!r} is reserved")
-        if name.isdigit():
-            raise ValueError("a number would be read as a pid")
+        names.check(name)
         if name in self.sets:
             raise ValueError("that name is taken (`close` it or pick another)")
         return name

@@ -58,9 +58,15 @@ class Seconds(ParamType):
 
     def parse(self, text, session):
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ValueError("not a number of seconds") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("not a finite number of seconds")
+        return value
+
+    def hint(self, session):
+        return "a (finite) number of seconds, e.g. 86400, -1.5"
 
 
 class Choice(ParamType):
@@ -178,6 +184,10 @@ class NewName(ParamType):
 
     def parse(self, text, session):
         return session.check_new_name(text)
+
+    def hint(self, session):
+        from .names import RULE
+        return RULE
 
 
 class Pid(ParamType):

@@ -63,7 +63,7 @@ def test_every_change_is_refused_in_the_hosts_mount_namespace(nsshell, host_unch
                                                               tmpdir_open, cmd):
     d = nsshell("-c", cmd.format(d=tmpdir_open))
     assert d.rc == 1, d
-    assert "mount namespace is the host's own" in d.err and "--host" in d.err, d
+    assert "is the host's own mnt namespace" in d.err and "--host" in d.err, d
     # one line, no traceback (a warning about another plugin mid-change is not ours)
     assert len([l for l in d.err.splitlines() if not l.startswith("nsshell: plugin ")]) == 1, d
 
@@ -247,6 +247,33 @@ def test_root_pivots_into_a_directory_and_detaches_the_old_root(nsshell, host_un
     targets = [m["target"] for m in json_tail(d.out)["mounts"]]
     assert targets == ["/"], targets  # the old root and everything under it is gone
     assert mounts_at(d.out, "/")[0]["root"] == rootfs  # bound onto itself from the host tree
+
+
+def test_root_interrupted_before_the_detach_is_finished_by_the_next(nsshell, host_unchanged,
+                                                                    rootfs):
+    """A `mount root` killed between pivot_root and the detach (here: a program that does
+    only the pivot_root half, as a killed helper would leave it) leaves the host's tree
+    stacked over the new root; the next `mount root` finishes it rather than pivoting
+    into DIR as resolved in that stacked host tree."""
+    d = nsshell("-c", f"new mnt; mount bind {rootfs} {rootfs}; "
+                      f"run sh -c 'cd {rootfs} && pivot_root . .'; "
+                      "run /bin/ls -d /etc/hostname; "          # the host tree is on top
+                      f"mount root {rootfs}; "
+                      "run /bin/busybox ls /; mount ls --json")
+    assert d.rc == 0, d
+    assert "finished an interrupted `mount root`" in d.out, d
+    listing = d.out.split("\n{")[0].splitlines()
+    entries = listing[listing.index(next(l for l in listing if "finished" in l)) + 1:]
+    assert sorted(entries) == sorted(e for e in os.listdir(rootfs) if not e.startswith("."))
+    targets = [m["target"] for m in json_tail(d.out)["mounts"]]
+    assert targets == ["/"], targets
+
+
+def test_root_with_nothing_interrupted_pivots_as_asked(nsshell, host_unchanged, rootfs):
+    """A mount stacked nowhere: the check finds nothing to finish (a fresh namespace,
+    and one already pivoted)."""
+    d = nsshell("-c", f"new mnt; mount root {rootfs}; mount root /; run /bin/busybox ls /")
+    assert "finished" not in d.out and "already the root" in d.err, d
 
 
 def test_root_refuses_a_file_and_the_root(nsshell, host_unchanged):

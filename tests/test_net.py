@@ -237,8 +237,89 @@ def test_rootless_veth_pair_pings(rootless):
 def test_rootless_host_is_not_permitted(rootless):
     d = rootless("-c", "net up host lo")
     assert d.rc == 1, d
+    assert "is the host's own net namespace" in d.err and "--host" in d.err, d.err
+    assert len(d.err.strip().splitlines()) == 1, d.err
+    d = rootless("-c", "net up host lo --host")
+    assert d.rc == 1, d
     assert "setting lo up in host: not permitted" in d.err, d.err
     assert len(d.err.strip().splitlines()) == 1, d.err
+
+
+# -- the host's own network namespace: nothing changes it without --host ------------------------
+
+# Every interface named here does not exist on the host, so a guard that failed would
+# show as a different error (or a link the finally below removes), never as a host
+# whose lo or eth0 went down.
+_HOST_CHANGES = [
+    "net del {ref} fzq0", "net down {ref} fzq0", "net up {ref} fzq0",
+    "net addr {ref} fzq0 10.251.0.1/24", "net route {ref} 10.252.0.0/16 dev fzq0",
+    "net bridge {ref} fzqbr0", "net veth {ref}:fzqv0 {ref}:fzqv1",
+]
+
+
+@pytest.fixture
+def host_process():
+    """A process of the host's own namespaces that is not the shell."""
+    import subprocess
+    p = subprocess.Popen(["sleep", "60"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+def _host_links() -> set[str]:
+    return {name for _, name in socket.if_nameindex()}
+
+
+@pytest.mark.parametrize("cmd", _HOST_CHANGES)
+@pytest.mark.parametrize("ref", ["host", "pid:{pid}", "/proc/{pid}/ns/net", "net:[{ino}]",
+                                 "hostset"])
+def test_every_change_of_the_hosts_network_is_refused_by_identity(nsshell, host_process,
+                                                                  ref, cmd):
+    before = _host_links()
+    ino = os.stat(f"/proc/{host_process}/ns/net").st_ino
+    ref = ref.format(pid=host_process, ino=ino)
+    try:
+        d = nsshell("-c", f"open pid:{host_process} as hostset; "
+                          + cmd.format(ref=ref))
+        assert d.rc == 1, d
+        assert "is the host's own net namespace" in d.err and "--host" in d.err, d
+        assert len(d.err.strip().splitlines()) == 1, d.err
+    finally:
+        made = _host_links() - before
+        for name in made:
+            os.system(f"ip link del {name}")
+    assert not made, f"the refused command made {made} on the host"
+
+
+def test_host_flag_changes_the_hosts_network(nsshell):
+    before = _host_links()
+    try:
+        d = nsshell("-c", "new net as fzqa --no-join; net veth host:fzqh0 fzqa:eth0 --host; "
+                          "net ls host --json; net del host fzqh0 --host")
+        assert d.rc == 0, d
+        assert "fzqh0" in d.out
+    finally:
+        if "fzqh0" in _host_links():
+            os.system("ip link del fzqh0")
+    assert _host_links() == before
+
+
+def test_in_a_new_namespace_no_host_flag_is_needed(nsshell):
+    _ok(nsshell("-c", "new net as fzqn; net up fzqn lo; net bridge fzqn br0; net del fzqn br0"))
+
+
+def test_a_plugin_command_that_changes_state_must_take_host():
+    from nsshell.plugin import changes_state
+
+    def no_flag(sh, ref):
+        """x"""
+    with pytest.raises(TypeError, match="--host"):
+        changes_state("net")(no_flag)
+
+    def flag(sh, ref, *, host: bool = False):
+        """x"""
+    assert changes_state("net")(flag).changes == "net"
 
 
 def test_rootless_reads_its_own_namespace_without_a_helper(rootless):

@@ -9,6 +9,8 @@ from ..core import create as create_ops
 from ..core import mapping, nsstate, spawn, uts
 from ..core.handle import NsSet
 from ..errors import NsshellError, UsageError
+from ..guard import refuse_host
+from .. import names
 from ..kernel import idmap, nsfs, nstypes
 from ..registry import Annotated, Kw, Opt, command
 from ..results import Message, Table
@@ -54,6 +56,8 @@ def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
       new user+time --monotonic 86400
       new net --count 1000
     """
+    for clock, value in (("monotonic", monotonic), ("boottime", boottime)):
+        _check_offset(clock, value)
     opts = create_ops.CreateOptions(propagation, monotonic, boottime, mount_proc)
     if count > 1:
         return _new_many(sh, types, name, opts, count)
@@ -67,18 +71,58 @@ def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
     return Message(f"{nsset.name}: " + " ".join(str(h.nsid) for h in handles.values()))
 
 
+# The kernel's rule for a time namespace's offsets (kernel/time/namespace.c,
+# proc_timens_set_offset): the host's clock plus the offset must stay within
+# [0, KTIME_SEC_MAX / 2], KTIME_SEC_MAX = KTIME_MAX / NSEC_PER_SEC (ERANGE otherwise).
+KTIME_SEC_MAX = (2 ** 63 - 1) // 10 ** 9
+
+
+def _host_clock(clock: str) -> float:
+    """CLOCK_MONOTONIC or CLOCK_BOOTTIME as the kernel reads it for that rule: the
+    host's, without the offset of the time namespace the shell may be in."""
+    import time
+    now = time.clock_gettime(time.CLOCK_MONOTONIC if clock == "monotonic" else 7)
+    try:
+        with open("/proc/self/timens_offsets") as f:
+            for line in f:
+                name, secs, nsecs = line.split()
+                if name == clock or name == {"monotonic": "1", "boottime": "7"}[clock]:
+                    now -= int(secs) + int(nsecs) / 1e9
+    except (OSError, ValueError):
+        pass
+    return now
+
+
+def _check_offset(clock: str, value: float | None) -> None:
+    if not value:
+        return
+    now = _host_clock(clock)
+    low, high = -int(now) + 1, KTIME_SEC_MAX // 2 - int(now) - 1
+    if not low <= value <= high:
+        raise UsageError(f"--{clock} {value:g}: out of range: the clock must stay between 0 "
+                         f"and {KTIME_SEC_MAX // 2} s, and it is {now:.0f} s now",
+                         f"an offset from {low} to {high} seconds (the kernel's rule for "
+                         "time namespaces)")
+
+
 def _new_many(sh, types, name, opts, count: int) -> Message:
     """`new TYPES --count N`: N sets from a few helpers (core/create.py create_many)."""
     if name is not None:
-        names = [f"{name}{i}" for i in range(1, count + 1)]
-        for n in names:
+        # NAME1..NAMEn, checked without making the n names (n may be anything typed)
+        for n in (f"{name}1", f"{name}{count}"):
             try:
-                sh.check_new_name(n)
+                names.check(n)
             except ValueError as e:
-                raise UsageError(f"{n}: {e}") from None
+                raise UsageError(f"{n}: {e}", names.RULE) from None
+        for n in sh.sets:
+            suffix = n[len(name):]
+            if n.startswith(name) and suffix.isdigit() and suffix[0] != "0" \
+                    and int(suffix) <= count:
+                raise UsageError(f"{n}: that name is taken", "`close` it or pick another NAME")
     sets = create_ops.create_many(sh.entries(), types, opts, count,
                                   fork_after=sh.needs_fork_after(), progress=sh.progress)
-    made = [sh.add_set(NsSet(names[i] if name else sh.next_name(), handles, origin="new"))
+    made = [sh.add_set(NsSet(f"{name}{i + 1}" if name else sh.next_name(), handles,
+                             origin="new"))
             for i, handles in enumerate(sets)]
     what = "+".join(t.name for t in types)
     return Message(f"{made[0].name}..{made[-1].name}: {count} new {what} sets (held, not joined)")
@@ -305,11 +349,14 @@ def ctx(sh):
 
 
 @command("hostname")
-def hostname(sh, name: Annotated[str, Word("NAME")] = None):
+def hostname(sh, name: Annotated[str, Word("NAME")] = None, *, host: bool = False):
     """Show or set the host name of the current UTS namespace.
 
     Arguments:
       name: the new host name (64 bytes at most)
+
+    Options:
+      host: allow renaming the host itself (its own UTS namespace; by default refused)
 
     Examples:
       hostname
@@ -327,8 +374,6 @@ def hostname(sh, name: Annotated[str, Word("NAME")] = None):
         return Message(got["value"])
     if len(name.encode()) > 64:
         raise UsageError("a host name is 64 bytes at most")
-    if sh.is_host("uts"):
-        raise NsshellError("the current UTS namespace is the host's; refusing to rename the host",
-                           "create or join a UTS namespace first (`new uts` or `join uts REF`)")
+    refuse_host(sh, sh.context["uts"], host, sh.context_names.get("uts"))
     uts.set_hostname(sh.entries(["user", "uts"]), name)
     return None

@@ -33,9 +33,9 @@ def source(sh, path: Annotated[str, Path("FILE")]):
     Examples:
       source lab.nss
     """
+    from ..engine import read_script
     try:
-        with open(path) as f:
-            text = f.read()
+        text = read_script(path)
     except OSError as e:
         raise NotFoundError(f"cannot read {path}: {e.strerror}") from None
     engine = sh.engine

@@ -27,7 +27,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import stat
 import time
 from dataclasses import dataclass, field
@@ -47,14 +46,10 @@ DEFAULT_ROOT = "/run/nsshell"
 ENV_ROOT = "NSSHELL_PERSIST_ROOT"
 META = "meta.json"
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-
-
 def NAME_OK(name: str) -> bool:
-    """A persisted name is one safe path component."""
-    from ..session import RESERVED
-    return (bool(_NAME_RE.fullmatch(name)) and name != META and not name.isdigit()
-            and name not in RESERVED)
+    """A persisted name is one safe path component: the one name rule (nsshell/names.py)."""
+    from .. import names
+    return names.valid(name) and name != META
 
 
 # --- settings ---------------------------------------------------------------------

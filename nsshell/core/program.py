@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import ProgramNotFound
+from ..errors import RESOURCE_ERRNOS, ProgramNotFound, from_oserror
 from ..kernel import syscalls
 from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
@@ -184,6 +184,8 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             raise ProgramNotFound(f"{prog}: command not found in the context",
                                   "the program must exist in the context's mount namespace "
                                   "(PATH is searched there)")
+        if err in RESOURCE_ERRNOS:  # no process to run it in (a pids limit)
+            raise from_oserror(OSError(err, os.strerror(err)), f"starting {prog}")
         raise ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
     return status, job
 

@@ -29,7 +29,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..errors import NsshellError, ProgramNotFound
+from ..errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ..kernel import syscalls
 from . import harden, program, spawn
 
@@ -61,6 +61,8 @@ def _exec_error(err: int, prog: str) -> NsshellError:
         return ProgramNotFound(f"{prog}: command not found in the context",
                                "the program must exist in the context's mount namespace "
                                "(PATH is searched there)")
+    if err in RESOURCE_ERRNOS:  # no process to run it in (a pids limit): not the program's fault
+        return from_oserror(OSError(err, os.strerror(err)), f"starting {prog}")
     return ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
 
 

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..errors import KernelError, NsshellError, from_oserror
+from ..errors import InternalError, KernelError, NsshellError, from_oserror
 from ..kernel import nstypes, syscalls
 from ..kernel.nstypes import NsType
 from . import harden
@@ -38,8 +38,9 @@ class Handoff:
     fds: list[int] = field(default_factory=list)
 
 
-class HelperCrash(NsshellError):
-    """A helper failed in a way it could not explain (a bug): the traceback is the detail."""
+class HelperCrash(InternalError):
+    """A helper failed in a way it could not explain (a bug): the traceback is the detail.
+    An internal error like the shell's own (errors.EXIT_INTERNAL)."""
 
 
 # --- entering namespaces (runs in the child) ---------------------------------
@@ -162,7 +163,7 @@ def portable(exc: BaseException) -> BaseException:
         except Exception:
             return NsshellError(str(exc))
     if isinstance(exc, OSError):
-        return from_oserror(exc, exc.filename and f"{exc.filename}" or "helper")
+        return from_oserror(exc, exc.filename and f"{exc.filename}" or "a helper process")
     return HelperCrash(f"internal error in a helper: {exc!r}",
                        "run with --debug and report it: " + traceback.format_exc(limit=3)
                        .strip().splitlines()[-1])

@@ -17,27 +17,29 @@ from __future__ import annotations
 import os
 import re
 
-from nsshell.plugin import (Annotated, Choice, Entry, NsshellError, Opt, ParamType, Path,
+from nsshell.plugin import (Annotated, Choice, Entry, Opt, ParamType, Path,
                             Table, UsageError, call_in, nstypes, syscalls)
 
 from . import ops
 
 __all__ = ["register"]
 
-_COMMANDS: list[tuple[str, object]] = []
+_COMMANDS: list[tuple[str, object, str | None]] = []
 
 
-def _command(name: str):
+def _command(name: str, changes: str | None = "mnt"):
+    """A mount command; every one but `mount ls` changes the context's mount namespace,
+    so the plugin API refuses the host's own unless --host is given."""
     def deco(func):
-        _COMMANDS.append((name, func))
+        _COMMANDS.append((name, func, changes))
         return func
     return deco
 
 
 def register(api) -> None:
     """Declare the commands (the plugin API's entry point)."""
-    for name, func in _COMMANDS:
-        api.command(name)(func)
+    for name, func, changes in _COMMANDS:
+        api.command(name, changes=changes)(func)
 
 
 # -- parameter types -----------------------------------------------------------------
@@ -86,13 +88,10 @@ def _same_ns(fd: int, path: str) -> bool:
 
 def _in_mnt(sh, fn, *args, host: bool = False, change: bool = True, pid: bool = False):
     """Run ops.FN(procfd, [host_groups,] *ARGS) in a helper inside the context's mount
-    namespace (and its owning user namespace; and its PID namespace when PID)."""
+    namespace (and its owning user namespace; and its PID namespace when PID).
+    (The host's own mount namespace was refused before, unless --host: the plugin
+    API's changes="mnt" marker.)"""
     on_host = sh.is_host("mnt")
-    if change and on_host and not host:
-        raise NsshellError("the current mount namespace is the host's own; refusing to "
-                           "change the host's mounts",
-                           "create or join a mount namespace first (`new user+mnt`), or give "
-                           "--host if you mean the host")
     types = ["user", "mnt"] + (["pid"] if pid else [])
     entries = list(sh.entries(types))
     owner_fd = None
@@ -120,7 +119,7 @@ def _in_mnt(sh, fn, *args, host: bool = False, change: bool = True, pid: bool = 
 
 # -- the commands ---------------------------------------------------------------------
 
-@_command("mount ls")
+@_command("mount ls", changes=None)
 def mount_ls(sh):
     """List the mounts of the current mount namespace, as /proc/self/mountinfo has them.
 
@@ -288,4 +287,10 @@ def mount_root(sh, dir: Dir, *, host: bool = False):
     Examples:
       mount root /mnt/root
     """
-    _in_mnt(sh, ops.root, _abs(dir), host=host)
+    done = _in_mnt(sh, ops.root, _abs(dir), host=host)
+    if done == "":
+        from nsshell.plugin import Message
+        return Message(f"finished an interrupted `mount root`: the old root was still stacked "
+                       f"on the new one and is now detached; {dir} was not pivoted into "
+                       "(give `mount root` again to pivot further)")
+    return None

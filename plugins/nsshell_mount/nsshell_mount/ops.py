@@ -12,8 +12,11 @@ joined with shared propagation would otherwise reach the host's mount table).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import platform
+import struct
 
 from nsshell.plugin import KernelError, NsshellError, UsageError, from_oserror, syscalls
 
@@ -199,9 +202,78 @@ def umount(procfd: int, host_groups: set[int], path: str, lazy: bool) -> str:
     return target
 
 
+# -- the root: pivot_root(".", ".") and the detach of the old root, as one step ----------------
+#
+# pivot_root(".", ".") leaves the old root stacked on top of the new one; the detach
+# that follows removes it.  A helper killed between the two (SIGKILL, OOM) would leave
+# the host's tree as what every later helper entering the namespace sees at "/" (setns
+# goes to the top of the mounts stacked on the namespace's root), and a retry would
+# resolve DIR there.  So `mount root` first looks for that state and finishes it.
+# It is recognised by mount identity (statx STATX_MNT_ID_UNIQUE + statmount, Linux
+# 6.8+): the namespace's bottom mount (rootfs, its own parent) carries the root; a
+# root mount whose parent is itself stacked on another mount is an unfinished pivot.
+
+_SYS = {"x86_64": (332, 457), "aarch64": (291, 457)}   # statx, statmount
+_STATX_MNT_ID_UNIQUE = 0x4000
+_STATMOUNT_MNT_BASIC = 0x2
+# looked up at import, in the shell: a helper inside a pivoted root has no library to import
+_SYSCALLS = (_SYS.get(platform.machine()), ctypes.CDLL(None, use_errno=True))
+
+
+def _mount_ids(mnt_id: int) -> tuple[int, int] | None:
+    """(mount id, parent mount id) of a mount of this namespace (statmount); None
+    when the kernel cannot say."""
+    nums, libc = _SYSCALLS
+    if nums is None:
+        return None
+    req = ctypes.create_string_buffer(struct.pack("IIQQ", 24, 0, mnt_id, _STATMOUNT_MNT_BASIC))
+    buf = ctypes.create_string_buffer(512)
+    if libc.syscall(nums[1], req, buf, ctypes.c_size_t(512), 0) != 0:
+        return None
+    return struct.unpack_from("QQ", buf, 40)
+
+
+def _root_mount_id() -> int | None:
+    nums, libc = _SYSCALLS
+    if nums is None:
+        return None
+    buf = ctypes.create_string_buffer(256)
+    if libc.syscall(nums[0], -100, b"/", 0, _STATX_MNT_ID_UNIQUE, buf) != 0:
+        return None
+    if not struct.unpack_from("I", buf, 0)[0] & _STATX_MNT_ID_UNIQUE:
+        return None
+    return struct.unpack_from("Q", buf, 0x90)[0]
+
+
+def unfinished_pivot() -> bool:
+    """Whether "/" here is an old root left stacked on a new one by a pivot_root whose
+    detach never ran."""
+    top = _root_mount_id()
+    ids = _mount_ids(top) if top else None
+    if ids is None or ids[1] == ids[0]:
+        return False
+    below = _mount_ids(ids[1])        # the mount "/" sits on
+    if below is None or below[1] == below[0]:
+        return False                  # on the namespace's bottom mount: the normal case
+    return True
+
+
+def finish_pivot() -> None:
+    """Detach the old root stacked on the new one (the second half of a pivot)."""
+    try:
+        syscalls.umount2("/", syscalls.MNT_DETACH)
+    except OSError as err:
+        raise _error(err, "detaching the old root left by an interrupted `mount root`") from None
+    os.chdir("/")
+
+
 def root(procfd: int, host_groups: set[int], path: str) -> str:
     """pivot_root into PATH: bind it onto itself unless it is a mount point, make it the
-    root with pivot_root(".", "."), then detach the old root stacked on top of it."""
+    root with pivot_root(".", "."), then detach the old root stacked on top of it.
+    A pivot interrupted before its detach is finished instead (see above)."""
+    if unfinished_pivot():
+        finish_pivot()
+        return ""
     target = real(path)
     if not os.path.isdir(target):
         raise UsageError(f"{path} is not a directory")

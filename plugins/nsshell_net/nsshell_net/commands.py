@@ -110,9 +110,9 @@ def _default_ifname(other: NsSet, taken: set[str]) -> str:
 
 
 def register(api):
-    @api.command("net veth")
+    @api.command("net veth", changes="net")
     def net_veth(sh, a: Annotated[tuple, Endpoint()], b: Annotated[tuple, Endpoint()], *,
-                 up: bool = False):
+                 up: bool = False, host: bool = False):
         """Create a veth pair with one end in each network namespace.
 
         The pair is created in the first end's namespace with its peer placed
@@ -125,6 +125,7 @@ def register(api):
 
         Options:
           up: bring both ends up
+      host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net veth red:eth0 blue:eth0
@@ -156,9 +157,9 @@ def register(api):
                 raise _fail(e, f"setting {if_b} up in {ref_b.label}") from None
         return Message(f"veth {ref_a.label}:{if_a} <-> {ref_b.label}:{if_b}" + (" (up)" if up else ""))
 
-    @api.command("net addr")
+    @api.command("net addr", changes="net")
     def net_addr(sh, ref: RefArg, ifname: Annotated[str, IfName()], cidr: Annotated[object, Cidr()], *,
-                 nodad: bool = False):
+                 nodad: bool = False, host: bool = False):
         """Add an address to an interface.
 
         Arguments:
@@ -168,6 +169,7 @@ def register(api):
 
         Options:
           nodad: (IPv6) no duplicate address detection: usable at once
+      host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net addr red eth0 10.0.0.1/24
@@ -193,13 +195,16 @@ def register(api):
                 raise _fail(e, f"setting {name} {'up' if up else 'down'} in {label}", hint) from None
         return Message(f"{label}: {' '.join(ifnames)} {'up' if up else 'down'}")
 
-    @api.command("net up")
-    def net_up(sh, ref: RefArg, ifnames: Annotated[list, IfName()]):
+    @api.command("net up", changes="net")
+    def net_up(sh, ref: RefArg, ifnames: Annotated[list, IfName()], *, host: bool = False):
         """Set links up (`lo` included).
 
         Arguments:
           ref: the namespace set whose network namespace to change
           ifnames: the interfaces
+
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net up red lo
@@ -207,23 +212,26 @@ def register(api):
         """
         return _set_state(sh, ref, ifnames, True)
 
-    @api.command("net down")
-    def net_down(sh, ref: RefArg, ifnames: Annotated[list, IfName()]):
+    @api.command("net down", changes="net")
+    def net_down(sh, ref: RefArg, ifnames: Annotated[list, IfName()], *, host: bool = False):
         """Set links down.
 
         Arguments:
           ref: the namespace set whose network namespace to change
           ifnames: the interfaces
 
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
+
         Examples:
           net down red eth0
         """
         return _set_state(sh, ref, ifnames, False)
 
-    @api.command("net route")
+    @api.command("net route", changes="net")
     def net_route(sh, ref: RefArg, dest: Annotated[object, RouteDest()],
                   gateway: Annotated[object, Kw("via"), Gateway()] = None,
-                  dev: Annotated[str, Kw("dev"), IfName()] = None):
+                  dev: Annotated[str, Kw("dev"), IfName()] = None, *, host: bool = False):
         """Add a route: `default` or a network, via a gateway (or straight out of a device).
 
         Arguments:
@@ -231,6 +239,9 @@ def register(api):
           dest: default, or a network (10.1.0.0/16, fd01::/64)
           gateway: the next hop, on a network the namespace is connected to
           dev: the interface to use (default: the kernel picks it from the gateway)
+
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net route red default via 10.0.0.254
@@ -257,9 +268,10 @@ def register(api):
         return Message(f"{label}: {shown}" + (f" via {gateway}" if gateway else "")
                        + (f" dev {dev}" if dev else ""))
 
-    @api.command("net bridge")
+    @api.command("net bridge", changes="net")
     def net_bridge(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],
-                   ports: Annotated[list, IfName()] = None, *, up: bool = False):
+                   ports: Annotated[list, IfName()] = None, *, up: bool = False,
+                   host: bool = False):
         """Create a bridge, with ports; on an existing bridge, add the ports.
 
         Arguments:
@@ -269,6 +281,7 @@ def register(api):
 
         Options:
           up: bring the bridge (and the ports) up
+      host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net bridge lab br0 --up
@@ -302,13 +315,16 @@ def register(api):
         return Message(f"{label}: {verb} {name}" + (f" ports {' '.join(ports)}" if ports else "")
                        + (" (up)" if up else ""))
 
-    @api.command("net del")
-    def net_del(sh, ref: RefArg, ifnames: Annotated[list, IfName()]):
+    @api.command("net del", changes="net")
+    def net_del(sh, ref: RefArg, ifnames: Annotated[list, IfName()], *, host: bool = False):
         """Delete links (deleting one end of a veth pair deletes both).
 
         Arguments:
           ref: the namespace set whose network namespace to change
           ifnames: the interfaces
+
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net del red eth0
