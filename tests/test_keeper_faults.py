@@ -194,7 +194,7 @@ def test_more_than_1024_fds_rootless(nobody):
     ks = nobody.keepers()
     assert len(ks) == 1 and len(os.listdir(f"/proc/{ks[0]}/fd")) > n
     seen = nobody.nsshell("--json", "-c", f"new user as u; map root; new net as q --count {n} "
-                                          "--no-join; handles; ls")
+                                          "--no-join; handles --all; ls")
     assert seen.rc == 0, seen.err
     docs = json_docs(seen.out)
     kept = [r for r in docs[-2]["handles"] if r["origin"] == "keeper"]
