@@ -86,7 +86,7 @@ class _Outcome:
     stderr: str | None = None
 
 
-_PERSISTED = re.compile(r"^(\S+): [a-z ]+ kept at (\S+)")
+_PERSISTED = re.compile(r"^(\S+): [a-z ]+ kept at ([^\s;]+)")
 
 
 class _Collector(Renderer):

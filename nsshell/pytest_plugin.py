@@ -70,7 +70,7 @@ def _inits(s) -> set[int]:
     except Exception:  # noqa: BLE001 - a broken session is reported by close()
         return set()
     return {r["init_pid"] for r in rows if r.get("init_pid") and r.get("alive")
-            and r.get("name") not in (None, "host") and not r.get("persisted")}
+            and r.get("name") not in (None, "host")}
 
 
 def _helpers_left(before: set[int], inits: set[int], timeout: float = 3.0) -> dict[int, str]:
