@@ -51,8 +51,12 @@ def _cli_docs(text: str) -> list:
     "set errexit on; ctx",
 ])
 def test_the_data_is_what_nsshell_json_prints(text):
+    # `handles` lists what is persisted on the host, which other processes may change
+    # between the two: equal to the CLI's before or after it
     with nsshell.Session() as s:
-        assert s.run_all(text) == _cli_docs(text)
+        before = s.run_all(text)
+        cli = _cli_docs(text)
+        assert cli in (before, s.run_all(text))
 
 
 @pytest.mark.parametrize("text", [
