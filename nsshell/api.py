@@ -226,7 +226,7 @@ class Session:
                 try:
                     out.status = self._engine.run_script(text, "-c")
                 except ExitRequest as e:  # `exit N`, or a forwarded signal ended the run
-                    out.status = e.status
+                    out.status = self._session.last_status = e.status
                     redeliver = getattr(e, "signum", None)
             out.stdout, out.stderr = cap.stdout, cap.stderr
             if redeliver is not None:

@@ -251,3 +251,31 @@ def test_the_fixture_fails_a_test_that_leaves_a_persisted_set_it_cannot_remove(t
                         "test_bad.py"], cwd=tmp_path, capture_output=True, text=True,
                        env=_env(), timeout=120)
     assert p.returncode == 1 and "nsshell_session: unpersist apit-gone" in p.stdout, p.stdout
+
+
+def test_sigint_while_a_program_runs_reaches_it_then_raises_keyboardinterrupt():
+    code = r"""
+import os, signal, threading, nsshell
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+with nsshell.Session() as s:
+    try:
+        s.run_program(["sh", "-c", "trap 'echo got INT >&2; exit 9' INT; while :; do sleep 0.05; done"],
+                      capture=False)
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt", s.last_status)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=_env(), timeout=60)
+    assert p.stdout.strip() == "KeyboardInterrupt 9" and "got INT" in p.stderr, p
+
+
+def test_the_api_works_without_root(rootless_ok):
+    code = ("import nsshell\n"
+            "with nsshell.Session() as s:\n"
+            "    s.run('new user+uts as r; map root; hostname apit-rootless')\n"
+            "    print(s.run_program(['hostname']).stdout.strip(), s.show('r')['ref'])\n")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-c", code], capture_output=True, text=True,
+                       env=_env({"HOME": "/tmp"}), cwd="/tmp", timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[0] == "apit-rootless"
