@@ -36,6 +36,12 @@ def _shape(value):
     return value
 
 
+def _ours(docs: list) -> list:
+    """Without what other processes persisted meanwhile (`handles` lists the host's too)."""
+    return [{"handles": [h for h in d["handles"] if h["name"].startswith(P)]}
+            if isinstance(d, dict) and "handles" in d else d for d in docs]
+
+
 def _cli_docs(text: str) -> list:
     done = run_nsshell("--json", "-c", text)
     assert done.rc == 0, done
@@ -67,7 +73,7 @@ def test_the_data_is_what_nsshell_json_prints(text):
 def test_the_data_of_new_namespaces_has_the_cli_shape(text):
     with nsshell.Session() as s:
         ours = s.run_all(text)
-    assert _shape(ours) == _shape(_cli_docs(text))
+    assert _shape(_ours(ours)) == _shape(_ours(_cli_docs(text)))
 
 
 def test_run_returns_one_document_a_list_or_none():
