@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import _env, leftovers, marked_processes, nsshell_argv
+from conftest import RUN_MARK, _env, marked_processes, nsshell_argv
 
 # prints READY, then on SIGNAL prints "got SIGNAL" and exits with 40+N
 TRAPPER = "".join(f"trap 'echo got {s.name[3:]}; exit {40 + s}' {s.name[3:]}; "
@@ -90,12 +90,30 @@ class Proc:
         return rc, self.buf.decode(errors="replace")
 
 
+def _ours(pid: int) -> bool:
+    """Started by this test run (its mark is in the environment), not another's helper."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"NSSHELL_TEST_RUN={RUN_MARK}".encode() in f.read()
+    except OSError:
+        return False
+
+
+def orphans(before: set[int], timeout: float = 5.0) -> list[int]:
+    """This run's processes that were not there BEFORE, once they had TIMEOUT to end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(p for p in marked_processes() - before if _ours(p))
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def no_orphans():
     before = marked_processes()
     yield
-    left = leftovers({"processes": before}, timeout=5).get("processes", [])
-    left = [p for p in left if p in marked_processes()]
+    left = orphans(before)
     assert not left, "left running: " + ", ".join(
         f"{p} {open(f'/proc/{p}/cmdline', 'rb').read()!r}" for p in left if os.path.exists(f"/proc/{p}"))
 
