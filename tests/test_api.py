@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -168,9 +167,12 @@ def _wait_gone(pid: int) -> bool:
 def test_handles_close_with_the_session_when_closed_collected_or_at_exit():
     s = nsshell.Session()
     init = s.new("pid", f"{P}c", join=False)["handles"][0]["init_pid"]
+    net = s.new("net", f"{P}cn", join=True)["handles"][0]["inode"]
     assert _init_alive(init)
     s.close()
     assert s.closed and _wait_gone(init)
+    with nsshell.Session() as other:  # the network namespace is gone: nothing holds it
+        assert net not in {r["ns"] for r in other.ls("net")["namespaces"]}
     with pytest.raises(api.NsshellError):
         s.run("ctx")
     s.close()  # twice is fine
