@@ -183,3 +183,32 @@ def test_a_signal_before_the_program_starts_is_not_lost(no_orphans):
     os.kill(p.pid, signal.SIGTERM)
     rc, _ = p.finish(timeout=10)
     assert rc == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("setup", ["", "new pid"])
+def test_at_the_prompt_ctrl_c_goes_to_the_program_and_sigterm_ends_both(tmp_path, setup, no_orphans):
+    pexpect = pytest.importorskip("pexpect")
+    from test_repl_pty import Term
+    t = Term(tmp_path)
+    try:
+        label = "host"
+        if setup:
+            t.child.send(setup + "\r")
+            label = "ns1"
+            t.expect_prompt(label)
+        # Ctrl-C from the terminal: to the program only; the shell goes on
+        t.child.send(f"run sh -c {_quote(TRAPPER)}\r")
+        t.child.expect("READY\r\n")
+        t.child.sendcontrol("c")
+        t.child.expect("got INT\r\n")
+        t.expect_prompt(label)
+        # SIGTERM to the shell: forwarded, then the shell leaves with the program's status
+        t.child.send(f"run sh -c {_quote(TRAPPER)}\r")
+        t.child.expect("READY\r\n")
+        os.kill(t.child.pid, signal.SIGTERM)
+        t.child.expect("got TERM\r\n")
+        t.child.expect(pexpect.EOF)
+        t.child.close()
+        assert t.child.exitstatus == 40 + signal.SIGTERM
+    finally:
+        t.close()
