@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import RESOURCE_ERRNOS, ProgramNotFound, from_oserror
+from ..errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
 from ..kernel import syscalls
 from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
@@ -27,6 +27,8 @@ class Terminal:
 
     def __init__(self) -> None:
         self.fd: int | None = None
+        # after forwarding one of these to a running program, the shell leaves with its status
+        self.exit_after: frozenset = EXIT_AFTER
         try:
             if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
                 self.fd = 0
@@ -50,6 +52,87 @@ class Terminal:
             pass
         finally:
             signal.signal(signal.SIGTTOU, old)
+
+
+# -- signals sent to the shell while a program runs --------------------------------------
+
+# What `unshare --forward-signals` forwards, and SIGINT (a Ctrl-C the shell got because
+# it had no terminal to hand over, or a `kill -INT`).
+FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+# After forwarding one of these, the shell ends with the program's status (the signal
+# was meant to end the shell); after SIGINT, the run's status decides (errexit), as in sh.
+EXIT_AFTER = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
+
+
+class SignalExit(ExitRequest):
+    """The shell got SIGNUM while a program ran, forwarded it, and the program has ended:
+    leave with the program's STATUS (128+N if it died of signal N)."""
+
+    def __init__(self, status: int, signum: int):
+        super().__init__(status)
+        self.args = (status, signum)
+        self.signum = signum
+
+
+class Forwarding:
+    """`with Forwarding(send) as f:` while a program runs, the FORWARD signals sent to the
+    shell are passed to SEND(signum) instead of acting on the shell; f.got lists them.
+
+    The signals are blocked from before the program is started (block()) until the
+    handlers are in place, so none arriving in between kills the shell or is lost.
+    Outside the main thread (where Python cannot set handlers) nothing is forwarded.
+    """
+
+    def __init__(self, send=None) -> None:
+        self.send = send
+        self.got: list[int] = []
+        self._old: dict[int, object] = {}
+        self._mask: set | None = None
+
+    def block(self) -> "Forwarding":
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
+        return self
+
+    def _handler(self, signum, _frame) -> None:
+        self.got.append(signum)
+        if self.send is not None:
+            self.send(signum)
+
+    def __enter__(self) -> "Forwarding":
+        try:
+            for sig in FORWARD:
+                self._old[sig] = signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread
+            pass
+        finally:
+            self._unblock()
+        return self
+
+    def _unblock(self) -> None:
+        if self._mask is not None:
+            mask, self._mask = self._mask, None
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def __exit__(self, *exc) -> None:
+        self._unblock()
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old.clear()
+
+    def end(self, status: int, exit_after=EXIT_AFTER) -> None:
+        """After the program ended with STATUS: SignalExit if a signal in EXIT_AFTER came."""
+        for sig in self.got:
+            if sig in exit_after:
+                raise SignalExit(status, sig)
+
+
+def _killpg(pgid: int):
+    def send(signum: int) -> None:
+        try:
+            os.killpg(pgid, signum)
+        except OSError:
+            pass
+    return send
 
 
 # The RLIMIT_NOFILE nsshell started with, once it raised the soft limit to hold many
@@ -105,9 +188,12 @@ def _on_path(name: str, env: dict[str, str]) -> bool:
 
 def _relay(child: int) -> None:
     """The middle process when a grandchild must be forked (PID/time namespaces):
-    mirror the grandchild's stop and exit so the shell sees one job."""
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+    mirror the grandchild's stop and exit so the shell sees one job.  The signals the
+    shell forwards reach the whole group: the grandchild acts on them, this one waits."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+                signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     while True:
         try:
             _, status = os.waitpid(child, os.WUNTRACED)
@@ -130,7 +216,12 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     """
     import pickle
     errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    fwd = Forwarding().block()  # until the handlers are set (the child unblocks at exec)
+    try:
+        pid = os.fork()
+    except BaseException:
+        fwd._unblock()
+        raise
     if pid == 0:
         try:
             harden.protect()  # until exec, it is a copy of the shell: not the container's
@@ -166,15 +257,17 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
         os.setpgid(pid, pid)
     except OSError:
         pass  # the child did it already, or has exec'd
-    terminal.give(pid)
-    try:
-        report = read_all(errpipe_r)
-    finally:
-        os.close(errpipe_r)
-    try:
-        status, job = _wait_foreground(pid, argv)
-    finally:
-        terminal.take_back()
+    fwd.send = _killpg(pid)
+    with fwd:  # SIGTERM, SIGHUP, SIGINT, SIGQUIT sent to the shell go to the program
+        terminal.give(pid)
+        try:
+            report = read_all(errpipe_r)
+        finally:
+            os.close(errpipe_r)
+        try:
+            status, job = _wait_foreground(pid, argv)
+        finally:
+            terminal.take_back()
     if report:
         what = pickle.loads(report)
         if what[0] == "err":
@@ -187,6 +280,8 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
         if err in RESOURCE_ERRNOS:  # no process to run it in (a pids limit)
             raise from_oserror(OSError(err, os.strerror(err)), f"starting {prog}")
         raise ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
+    if job is None:
+        fwd.end(status, terminal.exit_after)
     return status, job
 
 
@@ -210,9 +305,13 @@ def _wait_foreground(pid: int, argv: list[str]) -> tuple[int, Job | None]:
 
 def resume(job: Job, terminal: Terminal) -> tuple[int, Job | None]:
     """`fg`: give the terminal back to a stopped job and continue it."""
-    terminal.give(job.pid)
-    try:
-        os.killpg(job.pid, signal.SIGCONT)
-        return _wait_foreground(job.pid, job.argv)
-    finally:
-        terminal.take_back()
+    with Forwarding(_killpg(job.pid)) as fwd:
+        terminal.give(job.pid)
+        try:
+            os.killpg(job.pid, signal.SIGCONT)
+            status, again = _wait_foreground(job.pid, job.argv)
+        finally:
+            terminal.take_back()
+    if again is None:
+        fwd.end(status, terminal.exit_after)
+    return status, again

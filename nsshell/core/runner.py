@@ -143,19 +143,25 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
         os.setpgid(0, 0)
     except OSError:
         pass
-    for sig in (signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP):
+    for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
     current: list[int] = []
+    pending: list[int] = []
 
     def forward(signum, _frame) -> None:
-        # The shell's Ctrl-C (it has no terminal to hand over) goes to the program.
+        # What the shell got while a program runs (SIGTERM, SIGHUP, SIGINT, SIGQUIT:
+        # program.FORWARD) goes to the program; one that came before the program was
+        # started is given to it as soon as it is (the shell sends only while busy).
+        if not current:
+            pending.append(signum)
         for pid in current:
             try:
                 os.killpg(pid, signum)
             except OSError:
                 pass
 
-    signal.signal(signal.SIGINT, forward)
+    for sig in program.FORWARD:
+        signal.signal(sig, forward)
     try:
         signal.set_wakeup_fd(-1)
     except ValueError:
@@ -181,24 +187,36 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
                 msg = _recv(sock)
             except EOFError:
                 return
-            if msg[0] == "run":
-                _, argv, env, cwd = msg
-                try:
-                    _chdir(cwd, env)
-                    pid = _spawn(argv, env)
-                except OSError as e:
-                    _send(sock, ("exec", e.errno, argv[0]))
+            # blocked until `current` names the program: a forwarded signal is never lost
+            signal.pthread_sigmask(signal.SIG_BLOCK, program.FORWARD)
+            try:
+                if msg[0] == "run":
+                    _, argv, env, cwd = msg
+                    try:
+                        _chdir(cwd, env)
+                        pid = _spawn(argv, env)
+                    except OSError as e:
+                        pending.clear()
+                        _send(sock, ("exec", e.errno, argv[0]))
+                        continue
+                elif msg[0] == "cont":
+                    pid = msg[1]
+                    stopped.discard(pid)
+                    try:
+                        os.killpg(pid, signal.SIGCONT)
+                    except OSError:
+                        pass
+                else:
                     continue
-            elif msg[0] == "cont":
-                pid = msg[1]
-                stopped.discard(pid)
-                try:
-                    os.killpg(pid, signal.SIGCONT)
-                except OSError:
-                    pass
-            else:
-                continue
-            current[:] = [pid]
+                current[:] = [pid]
+                for sig in pending:
+                    try:
+                        os.killpg(pid, sig)
+                    except OSError:
+                        pass
+                pending.clear()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, program.FORWARD)
             while True:
                 try:
                     _, status = os.waitpid(pid, os.WUNTRACED)
@@ -214,6 +232,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
                 _send(sock, ("stopped", os.WSTOPSIG(status), pid))
             else:
                 _send(sock, ("exit", spawn.exit_status(status), pid))
+            pending.clear()  # signals for the program that has ended
     finally:
         for pid in stopped:  # the shell is done with them: leave nothing behind
             try:
@@ -292,31 +311,49 @@ class Runner:
                                     "it was killed from outside; the next `run` starts another") from None
         return msg
 
-    def run(self, argv: list[str], env: dict[str, str], cwd: str | None) -> tuple[int, program.Job | None]:
-        try:
-            _send(self.sock, ("run", argv, env, cwd))
-        except OSError:  # it is gone (killed from outside): nothing was started
-            self.close()
-            raise _Gone() from None
-        except BaseException:
-            self.close()
-            raise
-        try:
-            msg = self._wait()
-        except ConnectionResetError:  # it died with our request unread: nothing started
-            raise _Gone() from None
+    def _forward(self, signum: int) -> None:
+        """A signal the shell got while a program runs: the runner passes it on."""
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signum)
+            except OSError:
+                pass
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: str | None,
+            exit_after=program.EXIT_AFTER) -> tuple[int, program.Job | None]:
+        with program.Forwarding(self._forward) as fwd:
+            try:
+                _send(self.sock, ("run", argv, env, cwd))
+            except OSError:  # it is gone (killed from outside): nothing was started
+                self.close()
+                raise _Gone() from None
+            except BaseException:
+                self.close()
+                raise
+            try:
+                msg = self._wait()
+            except ConnectionResetError:  # it died with our request unread: nothing started
+                raise _Gone() from None
         if msg[0] == "exec":
             raise _exec_error(msg[1], msg[2])
-        return self._done(msg, argv)
+        return self._finish(fwd, msg, argv, exit_after)
 
-    def resume(self, job: RunnerJob) -> tuple[int, program.Job | None]:
+    def resume(self, job: RunnerJob, exit_after=program.EXIT_AFTER) -> tuple[int, program.Job | None]:
         self.stopped.discard(job.pid)
-        try:
-            _send(self.sock, ("cont", job.pid))
-        except BaseException:
-            self.close()
-            raise
-        return self._done(self._wait(), job.argv)
+        with program.Forwarding(self._forward) as fwd:
+            try:
+                _send(self.sock, ("cont", job.pid))
+            except BaseException:
+                self.close()
+                raise
+            msg = self._wait()
+        return self._finish(fwd, msg, job.argv, exit_after)
+
+    def _finish(self, fwd, msg, argv, exit_after) -> tuple[int, program.Job | None]:
+        status, job = self._done(msg, argv)
+        if job is None:
+            fwd.end(status, exit_after)  # SIGTERM/SIGHUP/SIGQUIT: the shell leaves now
+        return status, job
 
     def _wait(self):
         """The runner's answer; Ctrl-C meanwhile is passed on to the program."""
@@ -383,12 +420,13 @@ def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str]
     if r is None:
         r = Runner(entries, root)
         sh.runner = r
+    exit_after = getattr(getattr(sh, "terminal", None), "exit_after", program.EXIT_AFTER)
     try:
-        status, job = r.run(argv, env, cwd)
+        status, job = r.run(argv, env, cwd, exit_after)
     except _Gone:
         drop(sh)
         r = sh.runner = Runner(entries, root)
-        status, job = r.run(argv, env, cwd)
+        status, job = r.run(argv, env, cwd, exit_after)
     if r.sock is None and getattr(sh, "runner", None) is r:
         sh.runner = None
     return status, job
