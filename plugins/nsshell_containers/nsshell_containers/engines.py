@@ -26,6 +26,7 @@ import time
 from nsshell.plugin import nstypes
 
 TIMEOUT = 2.0
+QUIET_AFTER_TIMEOUT = 60.0   # seconds an engine that did not answer is left alone
 COMPLETION_TTL = 2.0     # completion may reuse a list this old; REFs and names never do
 
 _WARNED: set[str] = set()
@@ -60,12 +61,19 @@ class Engine:
 
     def __init__(self) -> None:
         self._cache: tuple[float, list] | None = None
+        self.quiet_until = 0.0   # an engine that timed out is not asked again before this
+
+    def timed_out(self, text: str) -> None:
+        warn(self.scheme, text)
+        self.quiet_until = time.monotonic() + QUIET_AFTER_TIMEOUT
 
     def containers(self) -> list[tuple[str, int, str]]:
         """(name after the scheme, init pid, description) of every running container."""
         raise NotImplementedError
 
     def listed(self) -> list[tuple[str, int, str]]:
+        if time.monotonic() < self.quiet_until:
+            return []
         try:
             found = [c for c in self.containers() if _alive(c[1])]
         except Exception as e:  # noqa: BLE001 - an engine never breaks a command
@@ -119,7 +127,7 @@ class Podman(Engine):
             p = subprocess.run([exe, "ps", "--format", "json"], stdin=subprocess.DEVNULL,
                                capture_output=True, timeout=TIMEOUT, close_fds=True)
         except subprocess.TimeoutExpired:
-            warn("podman", f"`podman ps` did not answer within {TIMEOUT:g} s")
+            self.timed_out(f"`podman ps` did not answer within {TIMEOUT:g} s")
             return []
         if p.returncode != 0:
             err = p.stderr.decode(errors="replace").strip().splitlines()
@@ -236,7 +244,7 @@ class Docker(Engine):
             return []   # not in the docker group: nothing to say, every time
         except (TimeoutError, OSError) as e:
             if isinstance(e, TimeoutError) or "timed out" in str(e):
-                warn("docker", f"{path} did not answer within {TIMEOUT:g} s")
+                self.timed_out(f"{path} did not answer within {TIMEOUT:g} s")
             else:
                 warn("docker", f"{path}: {e.strerror or e}")
             return []
@@ -290,7 +298,7 @@ class K8s(Engine):
                 continue
             for cid in ids:
                 if time.monotonic() > deadline:
-                    warn("k8s", f"reading {d} took over {TIMEOUT:g} s")
+                    self.timed_out(f"reading {d} took over {TIMEOUT:g} s")
                     return out
                 for conf, pidfile in _BUNDLES:
                     try:

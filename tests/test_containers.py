@@ -1,0 +1,255 @@
+"""The containers plugin against real engines: podman (with runc) running a real
+container from an image imported from scripts/build-rootfs.sh's busybox root
+filesystem.  podman's state for these tests lives in a private directory
+(CONTAINERS_STORAGE_CONF / CONTAINERS_CONF, passed to nsshell too), so the
+containers, images and storage they make are removed whole, and the host's own
+podman storage is never touched.  Containers get `--network none` (a private
+network namespace with lo only; no bridge, no firewall rules on the host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import RUN_MARK, ROOT, json_docs, mount_points, run_nsshell
+
+NS_TYPES = ("mnt", "uts", "ipc", "pid", "net")   # what a rootful podman container gets new
+PFX = f"t{RUN_MARK[:4]}ctr"
+RUN_OPTS = ["--runtime", "runc", "--network", "none",
+            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+class Podman:
+    def __init__(self, base: str):
+        self.base = base
+        self.env = dict(os.environ, CONTAINERS_STORAGE_CONF=f"{base}/storage.conf",
+                        CONTAINERS_CONF=f"{base}/containers.conf")
+        self.image = f"localhost/{PFX}img:1"
+
+    def __call__(self, *args, check=True, timeout=60):
+        p = subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)}: {p.stderr.strip()}")
+        return p
+
+    def start(self, name: str, *extra: str) -> int:
+        self("run", "-d", "--name", name, "--hostname", f"{name}h", *RUN_OPTS, *extra,
+             self.image, "sleep", "300")
+        return int(self("inspect", "-f", "{{.State.Pid}}", name).stdout)
+
+    def nsshell(self, *args, **kw):
+        return run_nsshell(*args, env={k: self.env[k] for k in
+                                       ("CONTAINERS_STORAGE_CONF", "CONTAINERS_CONF")}, **kw)
+
+
+def _why_no_podman() -> str | None:
+    for b in ("podman", "runc"):
+        if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}"):
+            return f"{b} is not installed (scripts/setup.sh installs it as root)"
+    if os.geteuid() != 0:
+        return "the podman tests run as root"
+    return None
+
+
+@pytest.fixture(scope="module")
+def podman():
+    why = _why_no_podman()
+    if why:
+        pytest.skip(why)
+    lock = "/dev/shm/libpod_lock"
+    lock_existed = os.path.exists(lock)
+    base = tempfile.mkdtemp(prefix=f"{PFX}-", dir="/tmp")
+    with open(f"{base}/storage.conf", "w") as f:
+        f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{base}/graph"\n'
+                f'runroot = "{base}/run"\n')
+    with open(f"{base}/containers.conf", "w") as f:
+        f.write(f'[engine]\ntmp_dir = "{base}/tmp"\nruntime = "runc"\n')
+    pm = Podman(base)
+    try:
+        rootfs = f"{base}/rootfs"
+        subprocess.run(["sh", f"{ROOT}/scripts/build-rootfs.sh", rootfs], check=True,
+                       capture_output=True)
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        p = subprocess.run(["podman", "import", "-", pm.image], stdin=tar.stdout, env=pm.env,
+                           capture_output=True, text=True, timeout=120)
+        tar.wait()
+        if p.returncode != 0:
+            pytest.skip(f"podman import fails here: {p.stderr.strip()}")
+        try:
+            pm.pid = pm.start(f"{PFX}web")
+        except RuntimeError as e:
+            pytest.skip(f"podman cannot run a container here: {e}")
+        pm.name = f"{PFX}web"
+        yield pm
+    finally:
+        subprocess.run(["podman", "rm", "-a", "-f", "-t", "0"], env=pm.env, capture_output=True)
+        subprocess.run(["podman", "rmi", "-a", "-f"], env=pm.env, capture_output=True)
+        for mp in sorted((m for m in mount_points() if m.startswith(base + "/")), reverse=True):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+        if not lock_existed and os.path.exists(lock):
+            os.unlink(lock)
+
+
+def _inodes(pid: int) -> dict[str, int]:
+    return {t: os.stat(f"/proc/{pid}/ns/{t}").st_ino for t in NS_TYPES}
+
+
+def test_container_names_in_ls_and_ls_json(podman):
+    label = f"podman:{podman.name}"
+    want = _inodes(podman.pid)
+    r = podman.nsshell("-c", "ls --json")
+    assert r.rc == 0, r
+    rows = json_docs(r.out)[0]
+    rows = rows.get("namespaces", rows) if isinstance(rows, dict) else rows
+    named = {(row["type"], row["ns"]) for row in rows if label in row["names"]}
+    assert named == {(t, ino) for t, ino in want.items()}
+    # the host's user namespace (shared by a rootful container) is not named after it
+    assert not any(label in row["names"] for row in rows if row["type"] == "user")
+    r = podman.nsshell("-c", "ls net")
+    line = [l for l in r.out.splitlines() if str(want["net"]) in l]
+    assert line and label in line[0], r
+
+
+def test_join_runs_in_the_container_and_pids_lists_it(podman):
+    label = f"podman:{podman.name}"
+    r = podman.nsshell("-c", f"join {label}; run hostname; leave; pids {label} --json")
+    assert r.rc == 0, r
+    lines = r.out.splitlines()
+    assert lines[1] == f"{podman.name}h", r     # after `joined podman:...: ...`
+    docs = json_docs("\n".join(lines[2:]))
+    assert podman.pid in [p["pid"] for p in docs[0]["processes"]] if isinstance(docs[0], dict) \
+        else podman.pid in [p["pid"] for p in docs[0]]
+
+
+def test_show_open_handles_identify_tree(podman):
+    label = f"podman:{podman.name}"
+    r = podman.nsshell("-c", f"show net {label}")
+    assert r.rc == 0 and label in r.out and f"net:[{_inodes(podman.pid)['net']}]" in r.out, r
+    r = podman.nsshell("-c", f"open {label} as {PFX}w; handles --json")
+    assert r.rc == 0, r
+    rows = json_docs(r.out)[0]
+    rows = rows.get("handles", rows) if isinstance(rows, dict) else rows
+    assert {row["origin"] for row in rows if row["name"] == f"{PFX}w"} == {label}
+    r = podman.nsshell("-c", f"identify {podman.pid}")
+    assert r.rc == 0 and r.out.count(label) == len(NS_TYPES), r
+    r = podman.nsshell("-c", "tree")
+    assert label in r.out, r
+
+
+def test_names_complete(podman):
+    r = podman.nsshell("--complete", f"join podman:{PFX}w")
+    assert f"podman:{podman.name}" in [l.split("\t")[0] for l in r.out.splitlines()], r
+    r = podman.nsshell("--complete", "show podm")
+    assert "podman:" in [l.split("\t")[0] for l in r.out.splitlines()], r
+
+
+def test_a_stopped_container_disappears(podman):
+    name = f"{PFX}gone"
+    pid = podman.start(name)
+    net = _inodes(pid)["net"]
+    assert f"podman:{name}" in podman.nsshell("-c", "ls net").out
+    podman("rm", "-f", "-t", "0", name)
+    r = podman.nsshell("-c", "ls net")
+    assert r.rc == 0 and f"podman:{name}" not in r.out and str(net) not in r.out, r
+    r = podman.nsshell("-c", f"join podman:{name}")
+    assert r.rc == 1 and f"no podman '{name}'" in r.err and "Traceback" not in r.err, r
+
+
+def test_k8s_pod_names_from_real_bundle_annotations(podman, tmp_path):
+    """A podman container with CRI-O's Kubernetes annotations: its real OCI bundle
+    (config.json written by podman for runc) and pid file, laid out as CRI-O keeps
+    them (ID/userdata/config.json, ID/userdata/pidfile), named k8s:NS/POD[/CONTAINER]."""
+    made = []
+    for cname, kind in (("POD", "sandbox"), ("app", "container")):
+        n = f"{PFX}k{cname.lower()}"
+        pid = podman.start(n, "--annotation", "io.kubernetes.pod.namespace=default",
+                           "--annotation", f"io.kubernetes.pod.name={PFX}pod",
+                           "--annotation", f"io.kubernetes.container.name={cname}",
+                           "--annotation", f"io.kubernetes.cri-o.ContainerType={kind}")
+        cid = podman("inspect", "-f", "{{.Id}}", n).stdout.strip()
+        d = tmp_path / "state" / cid / "userdata"
+        d.mkdir(parents=True)
+        os.symlink(f"{podman.base}/graph/overlay-containers/{cid}/userdata/config.json",
+                   d / "config.json")
+        os.symlink(f"{podman.base}/run/overlay-containers/{cid}/userdata/pidfile", d / "pidfile")
+        made.append((n, pid))
+    env_dirs = {"NSSHELL_K8S_STATE_DIRS": str(tmp_path / "state")}
+    try:
+        def sh(*a):
+            return run_nsshell(*a, env=dict(env_dirs, **{k: podman.env[k] for k in
+                                    ("CONTAINERS_STORAGE_CONF", "CONTAINERS_CONF")}))
+        r = sh("-c", f"join k8s:default/{PFX}pod; run hostname; leave; "
+                     f"join k8s:default/{PFX}pod/app; run hostname; ls uts")
+        assert r.rc == 0, r
+        assert f"{made[0][0]}h" in r.out and f"{made[1][0]}h" in r.out, r
+        names = {l.split()[0]: l.split()[6] for l in r.out.splitlines()[5:] if "sleep" in l}
+        pod_uts = str(os.stat(f"/proc/{made[0][1]}/ns/uts").st_ino)
+        app_uts = str(os.stat(f"/proc/{made[1][1]}/ns/uts").st_ino)
+        assert f"k8s:default/{PFX}pod" in names[pod_uts].split(","), r
+        assert f"k8s:default/{PFX}pod/app" in names[app_uts].split(","), r
+        r = sh("--complete", f"show k8s:default/{PFX}")
+        got = [l.split("\t")[0] for l in r.out.splitlines()]
+        assert {f"k8s:default/{PFX}pod", f"k8s:default/{PFX}pod/app"} <= set(got), r
+    finally:
+        for n, _ in made:
+            podman("rm", "-f", "-t", "0", n, check=False)
+
+
+def _execs(trace: str) -> list[str]:
+    with open(trace) as f:
+        return [l for l in f if "execve(" in l and "= 0" in l]
+
+
+def test_an_absent_engine_forks_nothing(podman, tmp_path):
+    """podman not on PATH: `ls`, `tree`, a podman REF and its completion exec nothing
+    but nsshell itself (strace sees every execve of the tree of processes)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    trace = str(tmp_path / "trace")
+    env = dict(podman.env, PATH="/nonexistent", NSSHELL_TEST_RUN=RUN_MARK, PYTHONPATH=ROOT)
+    exe = os.path.join(ROOT, ".venv", "bin", "nsshell")
+    p = subprocess.run([shutil.which("strace"), "-f", "-qq", "-o", trace, "-e", "trace=execve", exe, "-c",
+                        f"ls; tree; ls --json; show podman:{podman.name}"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and f"no podman '{podman.name}'" in p.stderr, p
+    assert len(_execs(trace)) == 1, _execs(trace)
+    # the same with podman on PATH: one `podman ps` per engine question
+    p = subprocess.run([shutil.which("strace"), "-f", "-qq", "-o", trace, "-e", "trace=execve", exe, "-c",
+                        "ls net"], env=dict(env, PATH=os.environ["PATH"]),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and f"podman:{podman.name}" in p.stdout, p
+    assert any("podman" in l for l in _execs(trace))
+
+
+def test_a_slow_engine_is_bounded_with_one_warning(tmp_path):
+    """A podman that never answers: `ls` waits at most the timeout, says so once."""
+    fake = tmp_path / "podman"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "CONTAINERS_CONF": "/nonexistent"}
+    t0 = time.monotonic()
+    r = run_nsshell("-c", "ls net; ls uts", env=env)
+    took = time.monotonic() - t0
+    assert r.rc == 0, r
+    warnings = [l for l in r.err.splitlines() if "containers: podman" in l]
+    assert len(warnings) == 1 and "did not answer within 2 s" in warnings[0], r
+    assert took < 10, took
+
+
+def test_plugin_api_refuses_a_builtin_scheme():
+    from nsshell.plugin import PluginAPI, UsageError
+    api = PluginAPI("x")
+    for bad in ("pid", "net", "host", "a b"):
+        with pytest.raises(UsageError):
+            api.add_ref_scheme(bad, lambda s, r: None)
+    api.rollback()
