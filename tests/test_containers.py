@@ -253,3 +253,105 @@ def test_plugin_api_refuses_a_builtin_scheme():
         with pytest.raises(UsageError):
             api.add_ref_scheme(bad, lambda s, r: None)
     api.rollback()
+
+
+# -- docker: a private dockerd (its own data, exec root and socket; no iptables, no bridge) ---
+
+def _why_no_docker() -> str | None:
+    for b in ("dockerd", "docker"):
+        if shutil.which(b) is None:
+            return f"{b} is not installed (Debian's docker.io; not installed by scripts/setup.sh)"
+    if os.geteuid() != 0:
+        return "the docker tests run as root"
+    return None
+
+
+@pytest.fixture(scope="module")
+def docker():
+    why = _why_no_docker()
+    if why:
+        pytest.skip(why)
+    made_by_dockerd = ["/etc/docker/key.json", "/run/docker"]
+    existed = {p: os.path.exists(p) for p in made_by_dockerd}
+    base = tempfile.mkdtemp(prefix=f"{PFX}d-", dir="/tmp")
+    sock = f"{base}/docker.sock"
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
+    log = open(f"{base}/log", "w")
+    daemon = subprocess.Popen(
+        ["dockerd", "--data-root", f"{base}/data", "--exec-root", f"{base}/exec",
+         "--pidfile", f"{base}/pid", "-H", f"unix://{sock}", "--iptables=false",
+         "--ip6tables=false", "--bridge=none", "--ip-forward=false", "--ip-masq=false",
+         "--userland-proxy=false"], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+    def dk(*args, check=True, stdin=None):
+        p = subprocess.run(["docker", *args], env=env, capture_output=True, text=True,
+                           stdin=stdin, timeout=60)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)}: {p.stderr.strip()}")
+        return p
+    try:
+        deadline = time.monotonic() + 30
+        while dk("version", check=False).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                with open(f"{base}/log") as f:
+                    pytest.skip(f"dockerd does not start here: {f.read()[-400:]}")
+            time.sleep(0.2)
+        rootfs = f"{base}/rootfs"
+        subprocess.run(["sh", f"{ROOT}/scripts/build-rootfs.sh", rootfs], check=True,
+                       capture_output=True)
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        dk("import", "-", f"{PFX}dimg:1", stdin=tar.stdout)
+        tar.wait()
+
+        def start(name):
+            try:
+                dk("run", "-d", "--name", name, "--hostname", f"{name}h", "--network", "none",
+                   "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                   f"{PFX}dimg:1", "sleep", "300")
+            except RuntimeError as e:
+                pytest.skip(f"docker cannot run a container here: {e}")
+            return int(dk("inspect", "-f", "{{.State.Pid}}", name).stdout)
+        dk.start, dk.env = start, {"DOCKER_HOST": env["DOCKER_HOST"]}
+        dk.name = f"{PFX}db"
+        dk.pid = start(dk.name)
+        yield dk
+    finally:
+        dk("rm", "-f", *dk("ps", "-aq", check=False).stdout.split(), check=False)
+        dk("rmi", "-f", f"{PFX}dimg:1", check=False)
+        daemon.terminate()
+        try:
+            daemon.wait(20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        for mp in sorted((m for m in mount_points() if m.startswith(base + "/")), reverse=True):
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+        for p in made_by_dockerd:
+            if not existed[p]:
+                shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else \
+                    (os.unlink(p) if os.path.exists(p) else None)
+
+
+def test_docker_names_join_open_pids_over_the_engine_api(docker):
+    label = f"docker:{docker.name}"
+    sh = lambda *a: run_nsshell(*a, env=docker.env)  # noqa: E731
+    r = sh("-c", "ls --json")
+    assert r.rc == 0, r
+    rows = json_docs(r.out)[0]
+    rows = rows.get("namespaces", rows) if isinstance(rows, dict) else rows
+    named = {(row["type"], row["ns"]) for row in rows if label in row["names"]}
+    assert named == set(_inodes(docker.pid).items()), r
+    r = sh("-c", f"join {label}; run hostname; leave; open {label} as {PFX}db; "
+                 f"pids {PFX}db; show uts {label}")
+    assert r.rc == 0 and f"{docker.name}h" in r.out.splitlines(), r
+    assert str(docker.pid) in r.out and label in r.out, r
+    r = sh("--complete", f"show docker:{PFX}")
+    assert label in [l.split("\t")[0] for l in r.out.splitlines()], r
+    name = f"{PFX}dgone"
+    docker.start(name)
+    assert f"docker:{name}" in sh("-c", "ls uts").out
+    docker("rm", "-f", name)
+    r = sh("-c", f"ls uts; show docker:{name}")
+    assert f"docker:{name}" not in r.out and r.rc == 1 and f"no docker '{name}'" in r.err, r
