@@ -338,3 +338,4 @@ def names(session):
                     continue
                 if own.get(t.name) != ino:
                     yield t.name, ino, label
+BY_SCHEME = {e.scheme: e for e in ENGINES}
