@@ -355,3 +355,66 @@ def test_docker_names_join_open_pids_over_the_engine_api(docker):
     docker("rm", "-f", name)
     r = sh("-c", f"ls uts; show docker:{name}")
     assert f"docker:{name}" not in r.out and r.rc == 1 and f"no docker '{name}'" in r.err, r
+
+
+# -- rootless podman: a user's own containers, as that user ----------------------------------
+
+def test_rootless_podman_names_and_join_as_the_user(podman):
+    """uid 65534 runs its own podman container (single-uid mapping: no subuids here);
+    nsshell as that uid names it and joins it (the rootless user namespace too)."""
+    import pwd  # noqa: F401 - uid 65534 exists (conftest's NOBODY)
+    from conftest import NOBODY
+    base = tempfile.mkdtemp(prefix=f"{PFX}r-", dir="/tmp")
+    lock = f"/dev/shm/libpod_rootless_lock_{NOBODY}"
+    lock_existed = os.path.exists(lock)
+    for d in ("home", "xdg"):
+        os.mkdir(f"{base}/{d}", 0o700)
+        os.chown(f"{base}/{d}", NOBODY, NOBODY)
+    env = {"PATH": os.environ["PATH"], "HOME": f"{base}/home",
+           "XDG_RUNTIME_DIR": f"{base}/xdg", "NSSHELL_TEST_RUN": RUN_MARK, "PYTHONPATH": ROOT}
+    as_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+    def pm(*args, stdin=None, check=True):
+        p = subprocess.run(as_user + ["podman", *args], env=env, capture_output=True, text=True,
+                           stdin=stdin, timeout=60, cwd=base)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)}: {p.stderr.strip()}")
+        return p
+    name = f"{PFX}rl"
+    try:
+        rootfs = f"{base}/rootfs"
+        subprocess.run(["sh", f"{ROOT}/scripts/build-rootfs.sh", rootfs], check=True,
+                       capture_output=True)
+        os.chmod(base, 0o755)
+        tar = subprocess.Popen(["tar", "--owner=0", "--group=0", "--numeric-owner", "-C", rootfs,
+                                "-c", "."], stdout=subprocess.PIPE)
+        try:
+            pm("import", "-", f"{PFX}rimg:1", stdin=tar.stdout)
+            pm("run", "-d", "--name", name, "--hostname", f"{name}h", *RUN_OPTS,
+               f"localhost/{PFX}rimg:1", "sleep", "300")
+        except RuntimeError as e:
+            pytest.skip(f"rootless podman cannot run a container here: {e}")
+        finally:
+            tar.wait()
+        pid = int(pm("inspect", "-f", "{{.State.Pid}}", name).stdout)
+        r = subprocess.run(as_user + [os.path.join(ROOT, ".venv", "bin", "nsshell"), "-c",
+                                      f"ls uts; join podman:{name}; run hostname; "
+                                      f"pids podman:{name}"],
+                           env=env, capture_output=True, text=True, timeout=60, cwd=base)
+        assert r.returncode == 0, r
+        uts = str(os.stat(f"/proc/{pid}/ns/uts").st_ino)
+        assert [l for l in r.stdout.splitlines() if l.startswith(uts) and f"podman:{name}" in l]
+        assert f"{name}h" in r.stdout.splitlines() and str(pid) in r.stdout, r
+        # root's session does not see the user's containers (podman as the calling user)
+        assert f"podman:{name}" not in podman.nsshell("-c", "ls uts").out
+    finally:
+        pm("rm", "-a", "-f", "-t", "0", check=False)
+        pm("rmi", "-a", "-f", check=False)
+        try:  # rootless podman's pause process, holding its user namespace
+            with open(f"{base}/xdg/libpod/tmp/pause.pid") as f:
+                os.kill(int(f.read()), 9)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(base, ignore_errors=True)
+        if not lock_existed and os.path.exists(lock):
+            os.unlink(lock)
