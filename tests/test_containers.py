@@ -418,3 +418,49 @@ def test_rootless_podman_names_and_join_as_the_user(podman):
         shutil.rmtree(base, ignore_errors=True)
         if not lock_existed and os.path.exists(lock):
             os.unlink(lock)
+
+
+# -- the plugin API: REF schemes and name sources ----------------------------------------------
+
+def test_ref_scheme_and_name_source_api():
+    """A scheme resolves to a process's namespaces, labelled SCHEME:REST; an unknown
+    REST is one clear error; completion offers the scheme (no space after it) and then
+    its names; a name source names namespaces in a scan; rollback removes both."""
+    from nsshell import commands  # noqa: F401 - the built-ins (join)
+    from nsshell.complete import complete_line
+    from nsshell.core import discover
+    from nsshell.errors import NotFoundError
+    from nsshell.kernel import nstypes
+    from nsshell.plugin import PluginAPI
+    from nsshell.session import Session
+    me = os.getpid()
+    scheme = f"{PFX}s"
+    api = PluginAPI(scheme)
+    api.add_ref_scheme(scheme, lambda s, rest: me if rest == "me" else None,
+                       lambda s, prefix: [(n, "d") for n in ("me", "other") if n.startswith(prefix)],
+                       what="test scheme")
+    net = os.stat("/proc/self/ns/net").st_ino
+    api.add_name_source(lambda s: [("net", net, f"{scheme}:me")])
+    sess = Session()
+    try:
+        got = sess.resolve(f"{scheme}:me")
+        assert got.label == f"{scheme}:me" and got.handles["net"].nsid.ino == net
+        assert {h.origin for h in got.handles.values()} == {f"{scheme}:me"}
+        with pytest.raises(NotFoundError, match=f"no {scheme} 'nope'"):
+            sess.resolve(f"{scheme}:nope")
+        c = {x.text: x for x in complete_line(sess, f"join {scheme[:-1]}").candidates}
+        assert c[f"{scheme}:"].suffix == "" and c[f"{scheme}:"].meta == "test scheme"
+        c = [x.text for x in complete_line(sess, f"join {scheme}:m").candidates]
+        assert c == [f"{scheme}:me"]
+        scan = discover.scan((nstypes.NET,), relations=False)
+        assert f"{scheme}:me" in scan.get("net", net).names
+    finally:
+        sess.close_all()
+        api.rollback()
+    sess = Session()
+    try:
+        with pytest.raises(NotFoundError, match="no namespace set named"):
+            sess.resolve(f"{scheme}:me")
+        assert f"{scheme}:me" not in discover.scan((nstypes.NET,), relations=False).get("net", net).names
+    finally:
+        sess.close_all()
