@@ -183,6 +183,17 @@ def test_k8s_pod_names_from_real_bundle_annotations(podman, tmp_path):
                    d / "config.json")
         os.symlink(f"{podman.base}/run/overlay-containers/{cid}/userdata/pidfile", d / "pidfile")
         made.append((n, pid))
+    # the same bundle, written by another user: never names anything for root
+    cid = podman("inspect", "-f", "{{.Id}}", made[1][0]).stdout.strip()
+    evil = tmp_path / "state" / ("e" * 64) / "userdata"
+    evil.mkdir(parents=True)
+    with open(f"{podman.base}/graph/overlay-containers/{cid}/userdata/config.json") as f:
+        config = json.load(f)
+    config["annotations"]["io.kubernetes.pod.name"] = f"{PFX}evil"
+    (evil / "config.json").write_text(json.dumps(config))
+    (evil / "pidfile").write_text(str(made[1][1]))
+    for f in ("config.json", "pidfile"):
+        os.chown(evil / f, 65534, 65534)
     env_dirs = {"NSSHELL_K8S_STATE_DIRS": str(tmp_path / "state")}
     try:
         def sh(*a):
@@ -197,6 +208,8 @@ def test_k8s_pod_names_from_real_bundle_annotations(podman, tmp_path):
         app_uts = str(os.stat(f"/proc/{made[1][1]}/ns/uts").st_ino)
         assert f"k8s:default/{PFX}pod" in names[pod_uts].split(","), r
         assert f"k8s:default/{PFX}pod/app" in names[app_uts].split(","), r
+        assert f"{PFX}evil" not in r.out, r
+        assert sh("-c", f"show k8s:default/{PFX}evil/app").rc == 1
         r = sh("--complete", f"show k8s:default/{PFX}")
         got = [l.split("\t")[0] for l in r.out.splitlines()]
         assert {f"k8s:default/{PFX}pod", f"k8s:default/{PFX}pod/app"} <= set(got), r

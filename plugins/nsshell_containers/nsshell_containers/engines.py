@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -49,6 +50,23 @@ def which(name: str) -> str | None:
         except OSError:
             continue
     return None
+
+
+# Container names as the engines allow them (podman, docker: [a-zA-Z0-9][a-zA-Z0-9_.-]*;
+# Kubernetes: DNS labels and subdomains): anything else (control characters, spaces,
+# '/' inside a part) is not printed or matched.
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
+
+
+def ok_name(name: str, parts: int = 1) -> bool:
+    bits = name.split("/")
+    return len(bits) == parts and all(_PART.fullmatch(b) for b in bits)
+
+
+def trusted(st: os.stat_result) -> bool:
+    """Written by root or by the caller: a file another user controls never names
+    anything (root may run with a user's environment pointing at that user's files)."""
+    return st.st_uid in (0, os.geteuid())
 
 
 def _alive(pid) -> bool:
@@ -139,7 +157,8 @@ class Podman(Engine):
                 continue
             desc = f"podman {c.get('Image', '')} {str(c.get('Id', ''))[:12]}".strip()
             for n in c.get("Names") or []:
-                out.append((n, c.get("Pid"), desc))
+                if ok_name(str(n)):
+                    out.append((n, c.get("Pid"), desc))
         self._ids = {str(c.get("Id", "")): c.get("Pid") for c in data}
         return out
 
@@ -219,7 +238,8 @@ class Docker(Engine):
     def containers(self):
         path = docker_socket()
         try:
-            if not stat.S_ISSOCK(os.stat(path).st_mode):
+            st = os.stat(path)
+            if not stat.S_ISSOCK(st.st_mode) or not trusted(st):
                 return []
         except OSError:
             return []
@@ -238,7 +258,7 @@ class Docker(Engine):
                 desc = f"docker {c.get('Image', '')} {cid[:12]}".strip()
                 for n in c.get("Names") or [info.get("Name", "")]:
                     n = n.lstrip("/")
-                    if n and "/" not in n:   # /other/alias: a legacy link, not a name
+                    if ok_name(n):   # not /other/alias: a legacy link, not a name
                         out.append((n, pid, desc))
         except PermissionError:
             return []   # not in the docker group: nothing to say, every time
@@ -303,13 +323,17 @@ class K8s(Engine):
                 for conf, pidfile in _BUNDLES:
                     try:
                         with open(os.path.join(d, cid, conf), "rb") as f:
+                            if not trusted(os.fstat(f.fileno())):
+                                continue
                             config = json.loads(f.read(16 << 20))
                         with open(os.path.join(d, cid, pidfile), "rb") as f:
+                            if not trusted(os.fstat(f.fileno())):
+                                continue
                             pid = int(f.read(32).strip() or 0)
                     except (OSError, ValueError):
                         continue
                     name = k8s_name(config.get("annotations") or {})
-                    if name:
+                    if name and ok_name(name, name.count("/") + 1) and name.count("/") in (1, 2):
                         out.append((name, pid, f"k8s {cid[:12]}"))
                     break
         return out
