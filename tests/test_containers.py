@@ -183,6 +183,19 @@ def test_k8s_pod_names_from_real_bundle_annotations(podman, tmp_path):
                    d / "config.json")
         os.symlink(f"{podman.base}/run/overlay-containers/{cid}/userdata/pidfile", d / "pidfile")
         made.append((n, pid))
+    # containerd's layout and annotations (ID/config.json, ID/init.pid; io.kubernetes.cri.*)
+    n = f"{PFX}kcd"
+    pid = podman.start(n, "--annotation", "io.kubernetes.cri.sandbox-namespace=kube-system",
+                       "--annotation", f"io.kubernetes.cri.sandbox-name={PFX}cd",
+                       "--annotation", "io.kubernetes.cri.container-name=etcd",
+                       "--annotation", "io.kubernetes.cri.container-type=container")
+    cid = podman("inspect", "-f", "{{.Id}}", n).stdout.strip()
+    d = tmp_path / "containerd" / cid
+    d.mkdir(parents=True)
+    os.symlink(f"{podman.base}/graph/overlay-containers/{cid}/userdata/config.json",
+               d / "config.json")
+    os.symlink(f"{podman.base}/run/overlay-containers/{cid}/userdata/pidfile", d / "init.pid")
+    made.append((n, pid))
     # the same bundle, written by another user: never names anything for root
     cid = podman("inspect", "-f", "{{.Id}}", made[1][0]).stdout.strip()
     evil = tmp_path / "state" / ("e" * 64) / "userdata"
@@ -194,7 +207,7 @@ def test_k8s_pod_names_from_real_bundle_annotations(podman, tmp_path):
     (evil / "pidfile").write_text(str(made[1][1]))
     for f in ("config.json", "pidfile"):
         os.chown(evil / f, 65534, 65534)
-    env_dirs = {"NSSHELL_K8S_STATE_DIRS": str(tmp_path / "state")}
+    env_dirs = {"NSSHELL_K8S_STATE_DIRS": f"{tmp_path}/containerd:{tmp_path}/state"}
     try:
         def sh(*a):
             return run_nsshell(*a, env=dict(env_dirs, **{k: podman.env[k] for k in
@@ -209,6 +222,8 @@ def test_k8s_pod_names_from_real_bundle_annotations(podman, tmp_path):
         assert f"k8s:default/{PFX}pod" in names[pod_uts].split(","), r
         assert f"k8s:default/{PFX}pod/app" in names[app_uts].split(","), r
         assert f"{PFX}evil" not in r.out, r
+        r = sh("-c", f"pids k8s:kube-system/{PFX}cd/etcd")
+        assert r.rc == 0 and str(made[2][1]) in r.out.split(), r
         assert sh("-c", f"show k8s:default/{PFX}evil/app").rc == 1
         r = sh("--complete", f"show k8s:default/{PFX}")
         got = [l.split("\t")[0] for l in r.out.splitlines()]
@@ -477,3 +492,19 @@ def test_ref_scheme_and_name_source_api():
         assert f"{scheme}:me" not in discover.scan((nstypes.NET,), relations=False).get("net", net).names
     finally:
         sess.close_all()
+
+
+def test_engine_answers_are_parsed_strictly():
+    """Chunked HTTP bodies (the Engine API's HTTP/1.1 answers) and names: only what
+    the engines allow is printed or matched."""
+    from nsshell_containers import engines
+    assert engines._dechunk(b"4\r\n[{\"a\r\n4;x=1\r\n\":1}\r\n1\r\n]\r\n0\r\n\r\n") == b'[{"a":1}]'
+    assert engines.ok_name("web-1.a_b") and engines.ok_name("default/nginx/app", 3)
+    for bad in ("", "-x", "a b", "a\nb", "a/b", "\x1b[31m"):
+        assert not engines.ok_name(bad), bad
+    assert engines.k8s_name({"io.kubernetes.pod.namespace": "ns", "io.kubernetes.pod.name": "p",
+                             "io.kubernetes.container.name": "POD"}) == "ns/p"
+    assert engines.k8s_name({"io.kubernetes.cri.sandbox-namespace": "ns",
+                             "io.kubernetes.cri.sandbox-name": "p",
+                             "io.kubernetes.cri.container-type": "sandbox"}) == "ns/p"
+    assert engines.k8s_name({"org.opencontainers.image.title": "x"}) is None
