@@ -92,8 +92,8 @@ def _fallback(p: Param) -> str:
 
 
 def _suffix_for(ptype: ParamType, text: str) -> str:
-    if text.endswith("/"):
-        return ""
+    if text.endswith("/") or (isinstance(ptype, Ref) and text.endswith(":")):
+        return ""   # a directory, or a REF scheme (pid:, podman:) the word goes on after
     if isinstance(ptype, NsTypes) and text != "all":
         return ""  # user+mnt may go on: +net
     return " "

@@ -36,6 +36,10 @@ What a plugin can do (see docs/plugins.md):
 - sessions: `api.on_session(fn)` runs fn(session) for every new session (add a
   setting with `session.add_setting`, a REF resolver to `session.resolvers`);
 - namespace state for `show`/`diff`: `api.state_reader(TYPE, KEY)(fn)`;
+- REF forms: `api.add_ref_scheme(SCHEME, resolve, complete)` makes `SCHEME:REST` a
+  REF everywhere (resolve returns a process id or an NsSet; complete gives candidates);
+- names: `api.add_name_source(fn)`: fn(session) yields (type, inode, name) for
+  namespaces `ls`, `tree`, `show` and `identify` print with those names;
 - resources bound to a namespace: `HandleCache` (closed with the handle), and
   `socket_in(handle, family, type)` for a socket created inside a network
   namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces;
@@ -129,6 +133,66 @@ class PluginAPI:
         """Run fn(handle) just before any namespace handle closes."""
         _CLOSE_HOOKS.append(fn)
         self._undo.append(lambda: _CLOSE_HOOKS.remove(fn))
+        return fn
+
+    # -- REF forms and names ------------------------------------------------------------
+
+    def add_ref_scheme(self, scheme: str, resolve: Callable[[Any, str], Any],
+                       complete: Callable[[Any, str], Any] | None = None, *,
+                       what: str = "") -> None:
+        """Make `SCHEME:REST` a REF in every session (before pid:N, paths and TYPE:[INODE]).
+
+        resolve(session, REST) returns a process id (its namespaces are taken, as
+        `pid:N`, labelled `SCHEME:REST`), an NsSet, or None (then: a clear not-found
+        error).  complete(session, REST_PREFIX) yields (REST, description) for
+        completion; it is called only once the word starts with `SCHEME:`.  WHAT
+        describes the scheme (shown when completing `SCHEME:` itself)."""
+        from .kernel import nstypes as _nstypes
+        if not scheme.isidentifier() or scheme in ("pid", "host") or scheme in _nstypes.NAMES \
+                or scheme in _nstypes.ALIASES:
+            raise UsageError(f"{scheme!r} cannot be a REF scheme",
+                             "a scheme is a word that is not pid, host or a namespace type")
+        lead = scheme + ":"
+
+        def resolver(session, text: str):
+            if not text.startswith(lead):
+                return None
+            rest = text[len(lead):]
+            found = resolve(session, rest)
+            if found is None:
+                raise NotFoundError(f"no {scheme} {rest!r} (none running by that name)",
+                                    f"complete `{lead}` with Tab, or `ls` for the names in use")
+            if isinstance(found, int):
+                found = session.open_pid(f"pid:{found}")
+                found.origin = text
+                for h in found.handles.values():
+                    h.origin = text
+            return found
+
+        def candidates(session, prefix: str):
+            if prefix.startswith(lead):
+                try:
+                    return [(lead + r, d) for r, d in (complete(session, prefix[len(lead):])
+                                                       if complete else ())]
+                except Exception:  # noqa: BLE001 - completion never fails
+                    return []
+            if prefix and lead.startswith(prefix):
+                return [(lead, what or f"a {scheme} name")]
+            return []
+        resolver.candidates = candidates
+
+        def install(session) -> None:
+            if resolver not in session.resolvers:
+                session.resolvers.append(resolver)
+        self.on_session(install)
+
+    def add_name_source(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Name namespaces: fn(session) yields (type name, inode, name) for every namespace
+        it names; `ls`, `tree`, `show`, `identify` print those names.  It runs on every
+        scan, so it must be cheap when it has nothing to say (a failure is ignored)."""
+        from .core import discover
+        discover.NAME_SOURCES.append(fn)
+        self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))
         return fn
 
     # -- what show and diff report ----------------------------------------------------
