@@ -1,5 +1,6 @@
 """Ctrl-C and Ctrl-Z during `run` reach the program, never the shell (real pty)."""
 
+import os
 import time
 
 import pexpect
@@ -27,9 +28,27 @@ def pty_shell(tmp_path):
             c.terminate(force=True)
 
 
+def _wait_for_comm_in_session(sid: int, comm: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    head, _, rest = f.read().rpartition(")")
+                if head.split("(", 1)[1] == comm and int(rest.split()[3]) == sid:
+                    return
+            except (OSError, IndexError, ValueError):
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no {comm} in session {sid}")
+
+
 def test_ctrl_c_goes_to_the_program(pty_shell):
     child = pty_shell("set errexit off; new pid; run sh -c 'echo ready; sleep 30'; echo shell-alive $?")
     child.expect("ready")
+    # Ctrl-C once sleep runs: one typed in the moment between dash's echo and its fork
+    # is dash's to handle (it catches SIGINT under -c), not what this test is about
+    _wait_for_comm_in_session(child.pid, "sleep")
     start = time.monotonic()
     child.sendintr()
     child.expect(r"shell-alive (\d+)")
