@@ -40,7 +40,7 @@ from .holder import (PersistedInit, proven_init, same_process, start_holder, sta
                      stop_proven_holder, take_lifeline)
 from .storefs import (DIR_FLAGS, NETNS_DIR, ROOT_MARK, check_trusted, ensure_netns_dir, ensure_private_root,
                       exists_dir, fdpath, mount_error, normal, release_root, store_error,
-                      symlink_error, walk)
+                      symlink_error, walk, write_atomic)
 
 DEFAULT_ROOT = "/run/nsshell"
 ENV_ROOT = "NSSHELL_PERSIST_ROOT"
@@ -151,25 +151,8 @@ def _read_meta(dfd: int, where: str = "") -> dict | None:
 
 def _write_meta(dfd: int, meta: dict, where: str) -> None:
     import json
-    tmp = f".{META}.{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=dfd)
-        with os.fdopen(fd, "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
-        os.rename(tmp, META, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except OSError as e:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except OSError:
-            pass
-        raise store_error(e, f"writing {where}/{META}", where) from None
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except OSError:
-            pass
-        raise
+    write_atomic(dfd, META, json.dumps(meta, indent=1, sort_keys=True).encode(),
+                 f"writing {where}/{META}", where)
 
 
 def _state(meta: dict | None) -> str | None:

@@ -200,22 +200,33 @@ def _read_mark(dfd: int) -> str | None:
         os.close(fd)
 
 
-def _write_mark(dfd: int, text: str, path: str) -> None:
-    tmp = f"{ROOT_MARK}.{os.getpid()}"
+def write_atomic(dfd: int, name: str, data: bytes, what: str, path: str) -> None:
+    """Replace DFD/NAME with DATA at once: written to a temporary file (.NAME.PID, never
+    through a symlink), then renamed over NAME, so a kill leaves the old file or the new
+    one, never half of one.  WHAT and PATH name it in the error."""
+    tmp = f"{name if name.startswith('.') else '.' + name}.{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o644, dir_fd=dfd)
         try:
-            os.write(fd, text.encode())
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.rename(tmp, ROOT_MARK, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except OSError as e:
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException as e:
         try:
             os.unlink(tmp, dir_fd=dfd)
         except OSError:
             pass
-        raise store_error(e, f"recording the self-bind of {path}", path) from None
+        if isinstance(e, OSError):
+            raise store_error(e, what, path) from None
+        raise
+
+
+def _write_mark(dfd: int, text: str, path: str) -> None:
+    write_atomic(dfd, ROOT_MARK, text.encode(), f"recording the self-bind of {path}", path)
 
 
 def ensure_private_root(path: str, fd: int, step=lambda _name: None) -> None:
