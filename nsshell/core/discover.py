@@ -718,15 +718,10 @@ def _nsfs_mounts_here(procfd: int, wanted: frozenset, skip: frozenset):
     from . import spawn
     fdd = os.open("self/mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
     try:
-        chunks = []
-        while True:
-            b = os.read(fdd, 65536)
-            if not b:
-                break
-            chunks.append(b)
+        text = spawn.read_all(fdd)
     finally:
         os.close(fdd)
-    found = [m for m in _nsfs_mounts(b"".join(chunks)) if m[1] in wanted or m[1] == "mnt"]
+    found = [m for m in _nsfs_mounts(text) if m[1] in wanted or m[1] == "mnt"]
     found.sort(key=lambda m: m[1] != "mnt")
     out, fds, opened = [], [], set()
     for mnt_id, tname, ino, dev, mp in found:

@@ -46,17 +46,12 @@ class Context:
 
     def read(self, rel: str) -> str:
         """The text of /proc/REL (e.g. 'self/uid_map'), as the helper sees it now."""
+        from .spawn import read_all
         fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.procfd)
         try:
-            chunks = []
-            while True:
-                b = os.read(fd, 65536)
-                if not b:
-                    break
-                chunks.append(b)
+            return read_all(fd).decode("utf-8", "replace")
         finally:
             os.close(fd)
-        return b"".join(chunks).decode("utf-8", "replace")
 
 
 Reader = Callable[[Context], Any]
