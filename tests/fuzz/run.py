@@ -228,6 +228,22 @@ def force_clean(before: dict, after: dict, sandboxed_root: bool) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", p], capture_output=True)
 
 
+WRITABLE = ("/tmp", "/run", "/proc", "/sys", "/dev")
+
+
+def read_only_elsewhere() -> None:
+    """In the sandbox's own mount namespace, every mount but the scratch tmpfs's, /proc,
+    /sys and /dev is made read-only: a generated line that writes to a path it was given
+    (/etc/shadow is among the REFs and paths) can then change no file of the host."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted(set(points), key=len):
+        point = point.encode().decode("unicode_escape")
+        if any(point == w or point.startswith(w + "/") for w in WRITABLE):
+            continue
+        subprocess.run(["mount", "-o", "remount,bind,ro", point], capture_output=True)
+
+
 def prepare(rootless: bool) -> None:
     """The scratch directory: the files the generated lines name."""
     os.makedirs(FZ, exist_ok=True)
@@ -263,6 +279,7 @@ def inside(cfg: dict) -> dict:
     if not rootless:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "fuzz-run", "/run"], check=True)
     prepare(rootless)
+    read_only_elsewhere()
     mark = uuid.uuid4().hex[:12]
     results = []
     before = state(mark, not rootless)
