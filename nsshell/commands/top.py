@@ -1,0 +1,133 @@
+"""top: a full-screen live view of every namespace (nsshell/tui/top.py draws it).
+
+Thin: the rows are `tree`'s (core discovery through commands/inspect.py's user
+tree), the details pane is `show`'s data rendered as text, and `j` becomes a
+`join TYPE:[INODE]` line run through the engine.  The view (prompt_toolkit) is
+imported only when it is drawn: a batch, a pipe or `--once` never pays for it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import NsshellError, UsageError
+from ..registry import Annotated, command
+from ..results import Message, Status, Table
+from ..types import Seconds
+
+COLUMNS = ["namespace", "type", "nprocs", "held", "names", "command"]
+
+
+def snapshot(sh) -> list[dict]:
+    """The rows of the view, in tree order: the user-namespace hierarchy with what each
+    user namespace owns (as `tree`).  Each row: key (type, ino), depth, parent key,
+    label, type, ns, nprocs, held, names, command."""
+    from .inspect import _user_tree
+    rows: list[dict] = []
+
+    def walk(node, depth: int, parent) -> None:
+        d = node.data or {}
+        t, ino = d.get("type"), d.get("ns")
+        key = (t, ino) if ino is not None else ("?", node.label)
+        names = list(d.get("names") or [])
+        if not names and d.get("helper"):
+            names = [f"({d['helper']})"]
+        rows.append({"key": key, "depth": depth, "parent": parent,
+                     "label": f"{t}:[{ino}]" if ino is not None else node.label,
+                     "type": t, "ns": ino, "nprocs": d.get("nprocs") or 0,
+                     "pid": d.get("pid"), "held": list(d.get("held") or []),
+                     "names": names, "command": d.get("command") or "",
+                     "children": bool(node.children)})
+        for c in node.children:
+            walk(c, depth + 1, key)
+
+    for root in _user_tree(sh).roots:
+        walk(root, 0, None)
+    return rows
+
+
+def details(sh, row: dict) -> str:
+    """`show TYPE:[INODE]` of ROW, as the plain text `show` prints."""
+    from ..core import discover
+    from .inspect import _show_record, describe_handle
+    if row.get("ns") is None:
+        return f"{row['label']}: not a namespace row"
+    try:
+        nsset = sh.resolve(row["label"])
+    except NsshellError as e:
+        return f"{row['label']}: {e}"
+    held = {id(h) for _, h in sh.held()}
+    try:
+        h = nsset.handles.get(row["type"])
+        if h is None:
+            return f"{row['label']}: cannot be opened"
+        scan = discover.scan([h.type], session=sh)
+        d = describe_handle(h, scan.get(h.type.name, h.nsid.ino))
+        return sh.engine.renderer.plain(_show_record(d))
+    except NsshellError as e:
+        return f"{row['label']}: {e}"
+    finally:
+        for h in nsset.handles.values():
+            if id(h) not in held:
+                h.close()
+
+
+def plain_table(rows: list[dict]) -> Table:
+    data = [{k: r[k] for k in ("label", "type", "ns", "nprocs", "pid", "held", "names",
+                                "command")} | {"depth": r["depth"]} for r in rows]
+    cells = [["  " * r["depth"] + r["label"], r["type"], r["nprocs"],
+              ",".join(r["held"]), ",".join(r["names"]), r["command"]] for r in rows]
+    return Table(COLUMNS, cells, key="namespaces", data=data)
+
+
+def _on_a_terminal(sh) -> bool:
+    renderer = getattr(getattr(sh, "engine", None), "renderer", None)
+    if renderer is not None and getattr(renderer, "mode", None) == "json":
+        return False
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@command("top")
+def top(sh, *, interval: Annotated[float, Seconds()] = 1.0, once: bool = False):
+    """A full-screen live view of every namespace: the user-namespace hierarchy with
+    what each owns (as `tree`), each row with type, id, process count, how it is held,
+    names and command, refreshed every INTERVAL seconds.
+
+    New rows are highlighted for a moment; rows that vanished are greyed before
+    they go.  Keys (shown in the footer, `?` for all): up/down/PgUp/PgDn move,
+    Left/Right fold, `/` filter by text, u m p n t i c T a type filters (user,
+    mnt, pid, net, uts, ipc, cgroup, time, all), Enter the `show` details of
+    the row, `j` join it, `x` close this session's handle of it, `q` or Esc
+    back to the prompt (the session and its handles are kept).  In a pipe, with
+    --json or with --once: one plain snapshot (like `top -b -n 1`).
+
+    Options:
+      interval: seconds between refreshes (default 1)
+      once: print one plain snapshot and exit
+
+    Examples:
+      top
+      top --interval 0.5
+      top --once
+    """
+    if not interval > 0 or interval > 3600:
+        raise UsageError(f"top: --interval {interval:g}: not between 0 and 3600 seconds",
+                         "e.g. top --interval 0.5")
+    if once or not _on_a_terminal(sh):
+        return plain_table(snapshot(sh))
+    from ..tui.top import TopView   # prompt_toolkit: only when the view is drawn
+    view = TopView(source=lambda: snapshot(sh), details=lambda row: details(sh, row),
+                   interval=interval, context=sh.context_label)
+    action = view.run()
+    if not action:
+        return Status(0)
+    verb, label = action
+    if verb == "join":
+        return Status(sh.engine.run_words(["join", label], "top"))
+    if verb == "close":
+        return Status(sh.engine.run_words(["close", label], "top"))
+    return Message("")
+

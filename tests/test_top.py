@@ -1,0 +1,205 @@
+"""`top`: the live view through a real pseudo-terminal (pexpect), and its plain snapshot.
+
+prompt_toolkit redraws only what changed, so a test reads the screen by asking for
+a whole redraw (Ctrl-L, as in top) and taking everything up to the footer's last
+words; names and labels are single fragments, so they arrive whole.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+pexpect = pytest.importorskip("pexpect")
+
+from conftest import run_nsshell  # noqa: E402
+from test_repl_pty import Term, strip  # noqa: E402
+
+FOOTER_END = "q quit"
+
+
+@pytest.fixture
+def term(tmp_path):
+    terms = []
+
+    def start(**env):
+        t = Term(tmp_path, env)
+        terms.append(t)
+        return t
+    yield start
+    for t in terms:
+        t.close()
+
+
+@pytest.fixture
+def netns():
+    made = []
+
+    def add(name):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        made.append(name)
+        return name
+
+    def delete(name):
+        subprocess.run(["ip", "netns", "del", name], check=True)
+        made.remove(name)
+    add.delete = delete
+    yield add
+    for name in made:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def screen(t) -> str:
+    """The whole screen as text (escape codes removed), redrawn now."""
+    t.child.sendcontrol("l")
+    t.child.expect(re.escape(FOOTER_END), timeout=10)
+    return strip(t.child.before)
+
+
+def wait_screen(t, cond, timeout: float) -> tuple[str, float]:
+    start = time.monotonic()
+    while True:
+        text = screen(t)
+        took = time.monotonic() - start
+        if cond(text) or took > timeout:
+            return text, took
+        time.sleep(0.1)
+
+
+def start_top(t, args: str = "--interval 0.3"):
+    t.child.send(f"top {args}\r")
+    t.child.expect("nsshell top", timeout=20)
+    t.child.expect(re.escape(FOOTER_END), timeout=20)
+
+
+def filter_text(t, text: str):
+    t.child.send("/")
+    time.sleep(0.2)
+    t.child.send(text)
+    time.sleep(0.2)
+    t.child.send("\r")
+
+
+def test_top_draws_the_namespaces_that_exist(term, netns, prefix):
+    name = netns(f"{prefix}a")
+    t = term()
+    start_top(t)
+    text = screen(t)
+    host_net = f"net:[{__import__('os').stat('/proc/self/ns/net').st_ino}]"
+    assert "user:[" in text and host_net in text, text
+    assert name in text, text
+    assert "NAMESPACE" in text and "NPROCS" in text and "HELD" in text
+    t.child.send("q")
+    t.expect_prompt("host")
+    assert "ok" in t.line("echo o''k")   # the prompt works after q
+
+
+def test_a_namespace_made_outside_appears_and_one_deleted_goes(term, netns, prefix):
+    name = f"{prefix}b"
+    t = term()
+    start_top(t, "--interval 0.3")
+    filter_text(t, name[:-1])
+    text, _ = wait_screen(t, lambda s: "no namespaces match" in s, 5)
+    assert "no namespaces match" in text, text
+    netns(name)
+    text, took = wait_screen(t, lambda s: name in s and "no namespaces match" not in s, 5)
+    assert name in text, text
+    assert took < 2 * 0.3 + 2.0, f"appeared after {took:.2f} s"   # two refreshes, and a slow scan
+    if took < 1.0:   # highlighted for 2 s from the refresh that found it
+        assert "(new)" in text, repr(text)
+    netns.delete(name)
+    text, took = wait_screen(t, lambda s: "no namespaces match" in s, 5)
+    assert "no namespaces match" in text and name not in text, text
+    assert took < 3 * 0.3 + 2.0, f"went after {took:.2f} s"
+    t.child.send("q")
+    t.expect_prompt("host")
+
+
+def test_enter_shows_the_details_of_the_row(term, netns, prefix):
+    name = netns(f"{prefix}c")
+    t = term()
+    start_top(t)
+    filter_text(t, name)
+    wait_screen(t, lambda s: name in s, 5)
+    t.child.send("\r")
+    text, _ = wait_screen(t, lambda s: "show net:[" in s, 5)
+    assert "show net:[" in text and "held:" in text and "links:" in text, text
+    assert "lo " in text, text            # the namespace's loopback, read from inside
+    t.child.send("q")
+    t.expect_prompt("host")
+
+
+def test_type_filter_and_text_filter_narrow_the_rows(term, netns, prefix):
+    name = netns(f"{prefix}d")
+    t = term()
+    start_top(t)
+    full = screen(t)
+    assert "user:[" in full and "mnt:[" in full
+    t.child.send("n")
+    text, _ = wait_screen(t, lambda s: "type net" in s, 5)
+    rows = text.split("COMMAND", 1)[1]
+    assert "net:[" in rows and "user:[" not in rows and "mnt:[" not in rows, rows
+    t.child.send("a")
+    filter_text(t, name)
+    text, _ = wait_screen(t, lambda s: name in s and "user:[" not in s.split("COMMAND", 1)[1], 5)
+    rows = text.split("COMMAND", 1)[1]
+    assert name in rows and "user:[" not in rows and "uts:[" not in rows, rows
+    t.child.send("q")
+    t.expect_prompt("host")
+
+
+def test_j_joins_the_row_and_returns_to_the_prompt(term, netns, prefix):
+    name = netns(f"{prefix}e")
+    ino = __import__("os").stat(f"/run/netns/{name}").st_ino
+    t = term()
+    start_top(t)
+    filter_text(t, name)
+    wait_screen(t, lambda s: name in s, 5)
+    t.child.send("j")
+    t.child.expect(r"joined", timeout=20)
+    t.child.expect(r"net:\[" + str(ino) + r"\]|" + re.escape(name), timeout=20)
+    t.child.expect(">", timeout=20)
+    out = t.line("ctx", label="")
+    assert str(ino) in out or name in out, out
+    t.line("leave", label="host")
+
+
+def test_q_keeps_the_session_and_its_handles(term, prefix):
+    t = term()
+    t.line(f"new net as {prefix}k --no-join")
+    start_top(t)
+    text = screen(t)
+    assert f"{prefix}k" in text, text            # the session's set is named in the view
+    t.child.send("q")
+    t.expect_prompt("host")
+    out = t.line("handles")
+    assert f"{prefix}k" in out, out
+
+
+def test_once_in_a_pipe_prints_one_plain_table(prefix):
+    d = run_nsshell("-c", "top --once")
+    assert d.rc == 0, d.err
+    lines = d.out.splitlines()
+    assert lines[0].split() == ["NAMESPACE", "TYPE", "NPROCS", "HELD", "NAMES", "COMMAND"]
+    assert any(l.startswith("user:[") for l in lines), d.out
+    assert any(l.startswith("  net:[") for l in lines), d.out     # owned rows indented
+    assert "\x1b" not in d.out
+    # in a pipe, without --once, the same: one snapshot, no full-screen view
+    d2 = run_nsshell(input="top\n")
+    assert d2.rc == 0 and d2.out.splitlines()[0].split() == lines[0].split(), d2.err
+
+
+def test_once_json(prefix):
+    import json
+    d = run_nsshell("--json", "-c", "top --once")
+    assert d.rc == 0, d.err
+    rows = json.loads(d.out)["namespaces"]
+    assert rows and {"label", "type", "ns", "depth", "held", "names"} <= set(rows[0])
+
+
+def test_bad_interval_is_one_line():
+    d = run_nsshell("-c", "top --interval 0 --once")
+    assert d.rc == 2 and d.err.count("\n") == 1 and "hint:" in d.err, d.err
