@@ -202,3 +202,10 @@ def test_once_json(prefix):
 def test_bad_interval_is_one_line():
     d = run_nsshell("-c", "top --interval 0 --once")
     assert d.rc == 2 and d.err.count("\n") == 1 and "hint:" in d.err, d.err
+
+
+def test_top_once_in_a_batch_imports_no_full_screen_library():
+    from test_imports import heavy, imported
+    mods = imported("-c", "top --once")
+    assert "nsshell.tui" not in mods and "nsshell.tui.top" not in mods
+    assert [m for m in heavy(mods) if m.startswith("prompt_toolkit")] == []

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import errno as E
 import os
-import shutil
 import struct
-import subprocess
 
 from nsshell.plugin import Annotated, Message, Multi, NotFoundError, NsshellError, Path, Ref
 
@@ -153,6 +151,12 @@ def _state_of(by_label: dict, end) -> str | None:
     return next((x["state"] for x in node["links"] if x["name"] == end[1]), None)
 
 
+def _shown(addresses: list[str]) -> list[str]:
+    """The addresses worth drawing: IPv6 link-local ones (every link has one) left out
+    (they stay in the JSON)."""
+    return [a for a in addresses if not a.lower().startswith("fe80:")]
+
+
 def _link_data(x: dict) -> dict:
     return {"name": x["name"], "index": x["index"], "kind": x["kind"], "state": x["state"],
             "up": x["up"], "addresses": x["addresses"], "master": x["master_name"]}
@@ -169,7 +173,7 @@ def text_drawing(g: dict) -> str:
             kind = x["kind"] or ("loopback" if x["name"] == "lo" else "")
             extra = f" master {x['master']}" if x["master"] else ""
             rows.append(f"{x['name']:<10} {kind:<8} {x['state'] or '-':<8} "
-                        f"{' '.join(x['addresses']) or '-'}{extra}")
+                        f"{' '.join(_shown(x['addresses'])) or '-'}{extra}")
         title = f" {n['name']} {n['ns']} "
         width = max([len(title) + 2] + [len(r) + 2 for r in rows])
         out.append("+-" + title + "-" * (width - len(title) - 1) + "+")
@@ -210,7 +214,7 @@ def dot_drawing(g: dict) -> str:
             ident = f"{n['name']}:{x['name']}"
             known.add(ident)
             label = "\n".join([x["name"] + (f" ({x['kind']})" if x["kind"] else ""),
-                               x["state"] or "-"] + x["addresses"])
+                               x["state"] or "-"] + _shown(x["addresses"]))
             style = ", style=rounded" if x["kind"] == "bridge" else ""
             color = "" if x["up"] else ", color=gray, fontcolor=gray"
             lines.append(f"    {_q(ident)} [label={_q(label)}{style}{color}];")
@@ -229,6 +233,8 @@ def dot_drawing(g: dict) -> str:
 
 
 def write_svg(dot_text: str, path: str) -> None:
+    import shutil
+    import subprocess   # here: a plain start must not import it (tests/test_imports.py)
     exe = shutil.which("dot")
     if exe is None:
         raise NsshellError("net graph: --svg needs graphviz's `dot`, which is not installed",
