@@ -209,3 +209,63 @@ def test_top_once_in_a_batch_imports_no_full_screen_library():
     mods = imported("-c", "top --once")
     assert "nsshell.tui" not in mods and "nsshell.tui.top" not in mods
     assert [m for m in heavy(mods) if m.startswith("prompt_toolkit")] == []
+
+
+def test_p_persists_the_row_under_a_name_and_x_closes_it(term, prefix):
+    name = f"{prefix}s"
+    t = term()
+    t.line(f"new net as {name} --no-join")
+    try:
+        start_top(t)
+        t.child.send("n")
+        filter_text(t, name)
+        wait_screen(t, lambda s: name in s.split("COMMAND", 1)[1], 5)
+        t.child.send("p")
+        t.child.expect("persist as:", timeout=10)
+        t.child.send("\r")                                 # the set's own name, offered
+        text, _ = wait_screen(t, lambda s: "persist net:[" in s, 10)
+        assert f"as {name}" in text, text
+        assert __import__("os").path.exists(f"/run/netns/{name}")
+        t.child.send("x")
+        text, _ = wait_screen(t, lambda s: "close net:[" in s, 10)
+        t.child.send("q")
+        t.expect_prompt("host")
+        out = t.line("handles")
+        assert name not in out, out                       # closed: no handle any more
+    finally:
+        t.line(f"unpersist {name}")
+    assert not __import__("os").path.exists(f"/run/netns/{name}")
+
+
+def test_d_on_two_rows_shows_their_diff(term, prefix):
+    t = term()
+    t.line(f"new net as {prefix}1 --no-join; new net as {prefix}2 --no-join")
+    if "st 0" not in t.line(f"net up {prefix}2 lo; echo st $?"):
+        pytest.skip("no net plugin")
+    start_top(t)
+    t.child.send("n")
+    filter_text(t, prefix)
+    wait_screen(t, lambda s: f"{prefix}2" in s.split("COMMAND", 1)[1], 5)
+    t.child.send("d")
+    text, _ = wait_screen(t, lambda s: "(marked)" in s, 5)
+    t.child.send("\x1b[B")          # down
+    time.sleep(0.2)
+    t.child.send("d")
+    text, _ = wait_screen(t, lambda s: "diff net:[" in s, 10)
+    assert re.search(r"diff net:\[\d+\] net:\[\d+\]", text), text
+    assert "lo" in text.split("diff net:[", 1)[1], text
+    t.child.send("q")
+    t.expect_prompt("host")
+
+
+def test_g_draws_the_network_topology(term, prefix):
+    t = term()
+    t.line(f"new net as {prefix}a --no-join; new net as {prefix}b --no-join")
+    if "st 0" not in t.line(f"net veth {prefix}a:e0 {prefix}b:e1; echo st $?"):
+        pytest.skip("no net plugin")
+    start_top(t)
+    t.child.send("g")
+    text, _ = wait_screen(t, lambda s: "network topology" in s, 10)
+    assert f"{prefix}a:e0 <-> {prefix}b:e1" in text, text
+    t.child.send("q")
+    t.expect_prompt("host")

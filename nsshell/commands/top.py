@@ -12,7 +12,7 @@ import sys
 
 from ..errors import NsshellError, UsageError
 from ..registry import Annotated, command
-from ..results import Message, Status, Table
+from ..results import Status, Table
 from ..types import Seconds
 
 COLUMNS = ["namespace", "type", "nprocs", "held", "names", "command"]
@@ -100,8 +100,10 @@ def top(sh, *, interval: Annotated[float, Seconds()] = 1.0, once: bool = False):
     they go.  Keys (shown in the footer, `?` for all): up/down/PgUp/PgDn move,
     Left/Right fold, `/` filter by text, u m p n t i c T a type filters (user,
     mnt, pid, net, uts, ipc, cgroup, time, all), Enter the `show` details of
-    the row, `j` join it, `x` close this session's handle of it, `q` or Esc
-    back to the prompt (the session and its handles are kept).  In a pipe, with
+    the row, `j` join it (back at the prompt in that context), `p` persist it
+    (asks for a name), `x` close this session's handle of it, `d` on two rows
+    their `diff`, `g` the network topology (`net graph`), `q` or Esc back to
+    the prompt (the session and its handles are kept).  In a pipe, with
     --json or with --once: one plain snapshot (like `top -b -n 1`).
 
     Options:
@@ -119,15 +121,52 @@ def top(sh, *, interval: Annotated[float, Seconds()] = 1.0, once: bool = False):
     if once or not _on_a_terminal(sh):
         return plain_table(snapshot(sh))
     from ..tui.top import TopView   # prompt_toolkit: only when the view is drawn
+    actions = {
+        "persist": lambda row, name: run_captured(sh, ["persist", row["label"], "as", name]),
+        "close": lambda row: run_captured(sh, ["close"] + _held_ref(sh, row)),
+        "diff": lambda a, b: run_captured(sh, ["diff", a["label"], b["label"]]),
+    }
+    found = sh.engine.registry.lookup(["net", "graph"])
+    if found is not None and found[0].name == "net graph":   # the net plugin's
+        actions["graph"] = lambda rows: run_captured(sh, ["net", "graph"] + _graph_refs(sh, rows))
     view = TopView(source=lambda: snapshot(sh), details=lambda row: details(sh, row),
-                   interval=interval, context=sh.context_label)
+                   interval=interval, context=sh.context_label, actions=actions)
     action = view.run()
-    if not action:
-        return Status(0)
-    verb, label = action
-    if verb == "join":
-        return Status(sh.engine.run_words(["join", label], "top"))
-    if verb == "close":
-        return Status(sh.engine.run_words(["close", label], "top"))
-    return Message("")
+    if action and action[0] == "join":
+        return Status(sh.engine.run_words(["join", action[1]], "top"))
+    return Status(0)
+
+
+def _held_ref(sh, row: dict) -> list[str]:
+    """The words naming ROW's namespace as the session holds it: `TYPE SETNAME` for a
+    named set's handle (closing its TYPE:[INODE] would close only a new handle)."""
+    for name, s in sh.sets.items():
+        h = s.handles.get(row["type"])
+        if h is not None and h.nsid.ino == row["ns"]:
+            return [row["type"], name]
+    return [row["label"]]
+
+
+def _graph_refs(sh, rows: list[dict]) -> list[str]:
+    """What `g` draws: the session's named network namespaces (net graph's default) when
+    it has some, else every network namespace in the view."""
+    if any("net" in s.handles for s in sh.sets.values()):
+        return []
+    return [r["label"] for r in rows if r["type"] == "net"][:64]
+
+
+def run_captured(sh, words: list[str]) -> str:
+    """Run WORDS through the engine as at the prompt, with what it prints (its result and
+    an error line alike) captured as plain text for the view's side pane."""
+    import io
+    from ..render import Renderer
+    engine = sh.engine
+    buf = io.StringIO()
+    saved = engine.renderer
+    engine.renderer = Renderer(out=buf, err=buf, mode="plain")
+    try:
+        engine.run_words(list(words), "top")
+    finally:
+        engine.renderer = saved
+    return buf.getvalue()
 

@@ -5,7 +5,7 @@ label, type, nprocs, held, names, command, children): `source()` gives a fresh l
 `details(row)` the text of the side pane.  A background thread calls source() every
 interval; the view keeps what is new highlighted for a moment and what vanished greyed
 for one more refresh.  run() returns None (q, Esc) or an action for the command to
-carry out at the prompt: ("join", label) or ("close", label).
+carry out at the prompt: ("join", label).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TYPE_KEYS = {"u": "user", "m": "mnt", "p": "pid", "n": "net", "t": "uts", "i": "
              "c": "cgroup", "T": "time"}
 
 FOOTER = ("up/down PgUp/PgDn move  left/right fold  / filter  u m p n t i c T a type  "
-          "Enter show  j join  x close  ? help  q quit")
+          "Enter show  j join  p persist  x close  d diff  g net  ? help  q quit")
 
 HELP = """Keys
   up, down, PgUp, PgDn, Home, End   move
@@ -35,7 +35,10 @@ HELP = """Keys
   a                  all types again
   Enter              the `show` details of the row (Enter or Esc closes them)
   j                  join the row's namespace: back at the prompt in that context
-  x                  close this session's handle of it (back at the prompt)
+  p                  persist it (asks for the name)
+  x                  close this session's handle of it
+  d                  mark the row; d on a second row shows their `diff`
+  g                  the network topology (`net graph` of the session's namespaces)
   ?                  this help
   Ctrl-L             redraw the whole screen
   q, Esc             back to the prompt (the session and its handles are kept)
@@ -53,6 +56,7 @@ STYLE = Style.from_dict({
     "pane": "",
     "pane.title": "bold underline",
     "status": "fg:ansiyellow",
+    "marked": "underline",
 })
 
 HIGHLIGHT_SECONDS = 2.0
@@ -149,28 +153,37 @@ class TopModel:
 
 
 class TopView:
+    """The Application.  SOURCE() -> rows; DETAILS(row) -> text; ACTIONS: optional
+    callables the command offers, each returning the text to show in the side pane:
+    persist(row, name), close(row), diff(row_a, row_b), graph()."""
+
     def __init__(self, source, details, interval: float = 1.0, context=None,
-                 input=None, output=None):
+                 actions: dict | None = None, input=None, output=None):
         self.source = source
         self.details = details
+        self.actions = actions or {}
         self.interval = interval
         self.context = context or (lambda: "")
         self.model = TopModel()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()      # the model
+        self.work = threading.Lock()      # the session: a refresh and an action never overlap
         self.stop = threading.Event()
-        self.pane: str | None = None       # the side pane's text (details or help)
+        self.pane: str | None = None       # the side pane's text (details, help, results)
         self.pane_title = ""
         self.status = ""
         self.error = ""
-        self.filtering = False
-        self.filter_buffer = Buffer(multiline=False, on_text_changed=self._filter_changed)
+        self.mark = None                   # the first row of a `d` diff
+        self.input_mode: str | None = None  # "filter" or "persist" while the line is edited
+        self.input_row = None
+        self.input_buffer = Buffer(multiline=False, on_text_changed=self._input_changed)
         self.app = self._build(input, output)
 
     # -- data --------------------------------------------------------------------------
 
     def refresh(self) -> None:
         try:
-            fresh = self.source()
+            with self.work:
+                fresh = self.source()
             err = ""
         except Exception as e:  # noqa: BLE001 - a failed scan is shown, the view goes on
             fresh, err = None, f"refresh failed: {e}"
@@ -187,9 +200,19 @@ class TopView:
             except Exception:  # noqa: BLE001 - the app may be ending
                 pass
 
-    def _filter_changed(self, buf: Buffer) -> None:
-        with self.lock:
-            self.model.text_filter = buf.text
+    def _input_changed(self, buf: Buffer) -> None:
+        if self.input_mode == "filter":
+            with self.lock:
+                self.model.text_filter = buf.text
+
+    def _open_pane(self, title: str, produce) -> None:
+        self.pane_title = title
+        try:
+            with self.work:
+                text = produce()
+        except Exception as err:  # noqa: BLE001 - shown, never fatal to the view
+            text = f"{title}: {err}"
+        self.pane = text.rstrip("\n") if text else "(nothing)"
 
     # -- drawing -----------------------------------------------------------------------
 
@@ -209,8 +232,9 @@ class TopView:
         head = [("class:header", text + "\n"),
                 ("class:header", f" {'NAMESPACE':<28}{'TYPE':<7}{'NPROCS':>6}  {'HELD':<16} "
                                  f"{'NAMES':<24} COMMAND")]
-        if err or self.status:
-            head = [("class:status", (err or self.status) + "\n")] + head
+        note = err or self.status
+        if note:
+            head = [("class:status", note + "\n")] + head
         return head
 
     def _rows(self):
@@ -223,15 +247,14 @@ class TopView:
             ci = m.cursor_index(rows)
             out = []
             for i, r in enumerate(rows):
-                style = ""
+                style, tag = "", ""
                 if r["key"] in m.gone:
-                    style = "class:gone"
-                    tag = " (gone)"
+                    style, tag = "class:gone", " (gone)"
                 elif m.is_new(r, now):
-                    style = "class:new"
-                    tag = " (new)"
-                else:
-                    tag = ""
+                    style, tag = "class:new", " (new)"
+                if self.mark is not None and r["key"] == self.mark["key"]:
+                    style += " class:marked"
+                    tag += " (marked)"
                 if i == ci:
                     style += " class:cursor"
                     out.append(("[SetCursorPosition]", ""))
@@ -242,13 +265,21 @@ class TopView:
     def _pane(self):
         return [("class:pane.title", self.pane_title + "\n"), ("class:pane", self.pane or "")]
 
-    def _filter_prompt(self):
-        return [("bold", "/")]
+    def _pane_width(self) -> int:
+        longest = max([len(self.pane_title)] + [len(x) for x in (self.pane or "").splitlines()])
+        try:
+            cols = self.app.output.get_size().columns
+        except Exception:  # noqa: BLE001
+            cols = 160
+        return max(20, min(longest + 1, cols - 40, 100))
+
+    def _input_prompt(self):
+        return [("bold", "/" if self.input_mode == "filter" else "persist as: ")]
 
     def _build(self, input, output) -> Application:
         kb = KeyBindings()
-        browsing = Condition(lambda: not self.filtering)
-        editing = Condition(lambda: self.filtering)
+        browsing = Condition(lambda: self.input_mode is None)
+        editing = Condition(lambda: self.input_mode is not None)
         pane_open = Condition(lambda: self.pane is not None)
 
         def moved(delta):
@@ -261,6 +292,16 @@ class TopView:
                 return max(1, self.app.output.get_size().rows - 6)
             except Exception:  # noqa: BLE001
                 return 20
+
+        def current():
+            with self.lock:
+                return self.model.current()
+
+        def usable(r, verb: str) -> bool:
+            if r is None or r.get("ns") is None or r["key"] in self.model.gone:
+                self.status = f"nothing to {verb} here"
+                return False
+            return True
 
         kb.add("up", filter=browsing)(lambda e: moved(-1))
         kb.add("down", filter=browsing)(lambda e: moved(1))
@@ -287,23 +328,36 @@ class TopView:
                 if r is not None:
                     self.model.folded.discard(r["key"])
 
+        def start_input(e, mode: str, text: str = "", row=None):
+            self.input_mode, self.input_row = mode, row
+            self.input_buffer.text = text
+            self.input_buffer.cursor_position = len(text)
+            e.app.layout.focus(self.input_window)
+
+        def end_input(e):
+            self.input_mode = None
+            e.app.layout.focus(self.rows_window)
+
         @kb.add("/", filter=browsing)
         def _filter(e):
-            self.filtering = True
-            self.filter_buffer.text = self.model.text_filter
-            self.filter_buffer.cursor_position = len(self.filter_buffer.text)
-            e.app.layout.focus(self.filter_window)
+            start_input(e, "filter", self.model.text_filter)
 
         @kb.add("enter", filter=editing)
-        def _keep(e):
-            self.filtering = False
-            e.app.layout.focus(self.rows_window)
+        def _accept(e):
+            mode, row, text = self.input_mode, self.input_row, self.input_buffer.text.strip()
+            end_input(e)
+            if mode == "persist":
+                if not text:
+                    self.status = "persist: no name given"
+                    return
+                self._open_pane(f"persist {row['label']} as {text}",
+                                lambda: self.actions["persist"](row, text))
 
         @kb.add("escape", filter=editing, eager=True)
-        def _clear(e):
-            self.filter_buffer.text = ""
-            self.filtering = False
-            e.app.layout.focus(self.rows_window)
+        def _cancel(e):
+            if self.input_mode == "filter":
+                self.input_buffer.text = ""
+            end_input(e)
 
         for key, t in TYPE_KEYS.items():
             def set_type(e, t=t):
@@ -317,22 +371,16 @@ class TopView:
             with self.lock:
                 self.model.type_filter = None
                 self.model.text_filter = ""
-            self.filter_buffer.text = ""
 
         @kb.add("enter", filter=browsing)
         def _show(e):
-            if self.pane is not None and self.pane_title != "help":
+            if self.pane is not None and self.pane_title.startswith("show "):
                 self.pane = None
                 return
-            with self.lock:
-                r = self.model.current()
+            r = current()
             if r is None:
                 return
-            self.pane_title = f"show {r['label']}"
-            try:
-                self.pane = self.details(r)
-            except Exception as err:  # noqa: BLE001 - shown, never fatal to the view
-                self.pane = f"cannot show {r['label']}: {err}"
+            self._open_pane(f"show {r['label']}", lambda: self.details(r))
 
         @kb.add("?", filter=browsing)
         def _help(e):
@@ -345,21 +393,52 @@ class TopView:
         def _close_pane(e):
             self.pane = None
 
-        def act(verb):
-            def handler(e):
-                with self.lock:
-                    r = self.model.current()
-                if r is None or r.get("ns") is None or r["key"] in self.model.gone:
-                    self.status = f"nothing to {verb} here"
-                    return
-                if verb == "close" and "session" not in r["held"]:
-                    self.status = f"{r['label']} is not held by this session: nothing to close"
-                    return
-                e.app.exit(result=(verb, r["label"]))
-            return handler
+        @kb.add("j", filter=browsing)
+        def _join(e):
+            r = current()
+            if usable(r, "join"):
+                e.app.exit(result=("join", r["label"]))
 
-        kb.add("j", filter=browsing)(act("join"))
-        kb.add("x", filter=browsing)(act("close"))
+        @kb.add("x", filter=browsing)
+        def _close(e):
+            r = current()
+            if not usable(r, "close") or "close" not in self.actions:
+                return
+            if "session" not in r["held"]:
+                self.status = f"{r['label']} is not held by this session: nothing to close"
+                return
+            self._open_pane(f"close {r['label']}", lambda: self.actions["close"](r))
+            threading.Thread(target=self.refresh, daemon=True).start()
+
+        @kb.add("p", filter=browsing & Condition(lambda: "persist" in self.actions))
+        def _persist(e):
+            r = current()
+            if usable(r, "persist"):
+                name = next((n for n in r["names"] if not n.startswith("(")), "")
+                start_input(e, "persist", name, r)
+
+        @kb.add("d", filter=browsing & Condition(lambda: "diff" in self.actions))
+        def _diff(e):
+            r = current()
+            if not usable(r, "diff"):
+                return
+            if self.mark is None or self.mark["key"] == r["key"]:
+                self.mark = None if self.mark is not None else r
+                self.status = (f"marked {r['label']}: d on another row shows their diff"
+                               if self.mark else "")
+                return
+            a, self.mark = self.mark, None
+            self.status = ""
+            self._open_pane(f"diff {a['label']} {r['label']}", lambda: self.actions["diff"](a, r))
+
+        @kb.add("g", filter=browsing & Condition(lambda: "graph" in self.actions))
+        def _graph(e):
+            if self.pane is not None and self.pane_title == "network topology":
+                self.pane = None
+                return
+            with self.lock:
+                rows = [r for r in self.model.rows if r["key"] not in self.model.gone]
+            self._open_pane("network topology", lambda: self.actions["graph"](rows))
 
         @kb.add("c-l")
         def _redraw(e):
@@ -374,17 +453,17 @@ class TopView:
         self.rows_window = Window(FormattedTextControl(self._rows, focusable=True,
                                                        show_cursor=False),
                                   wrap_lines=False)
-        self.filter_window = Window(BufferControl(self.filter_buffer), height=1)
+        self.input_window = Window(BufferControl(self.input_buffer), height=1)
         pane = ConditionalContainer(
-            Window(FormattedTextControl(self._pane), width=64, wrap_lines=True,
+            Window(FormattedTextControl(self._pane), width=self._pane_width, wrap_lines=True,
                    style="class:pane"),
             filter=pane_open)
         body = HSplit([
             Window(FormattedTextControl(self._header), height=None, dont_extend_height=True),
-            VSplit([self.rows_window, ConditionalContainer(Window(width=1, char="|"),
-                                                           filter=pane_open), pane]),
-            ConditionalContainer(VSplit([Window(FormattedTextControl(self._filter_prompt),
-                                                width=1), self.filter_window]),
+            VSplit([self.rows_window,
+                    ConditionalContainer(Window(width=1, char="|"), filter=pane_open), pane]),
+            ConditionalContainer(VSplit([Window(FormattedTextControl(self._input_prompt),
+                                                dont_extend_width=True), self.input_window]),
                                  filter=editing),
             Window(FormattedTextControl(lambda: [("class:footer", FOOTER)]), height=1),
         ])
