@@ -281,14 +281,16 @@ def case_top(runs: int, tmp: Path) -> list[Row]:
         crowd.stdin.close()
         crowd.wait()
     data = json.loads(out)
-    cpu = statistics.median(data["cpu_ms"])
-    wall = statistics.median(data["wall_ms"])
+    cpu = statistics.mean(data["cpu_ms"])    # what the view costs over time: full and light
+    full = [c for c, f in zip(data["cpu_ms"], data["full"]) if f]
+    light = [c for c, f in zip(data["cpu_ms"], data["full"]) if not f]
     share = cpu / 1000.0 * 100          # of one core, at the default interval of 1 s
-    return [Row("top", "one refresh (CPU)", round(cpu, 1), target="< 10% of a core at 1 s",
+    return [Row("top", "one refresh (CPU, mean)", round(cpu, 1), target="< 10% of a core at 1 s",
                 ok=share < 10, runs=len(data["cpu_ms"]),
-                note=f"{share:.1f}% of a core at 1 s; wall {wall:.1f} ms; {data['rows']} rows; "
-                     "1,000 extra processes over 300 namespaces; a full re-scan each time",
-                extra={"cpu_ms": data["cpu_ms"], "wall_ms": data["wall_ms"]})]
+                note=f"{share:.1f}% of a core at 1 s; full scan {statistics.median(full):.1f} ms "
+                     f"(every 5th), light {statistics.median(light):.1f} ms; {data['rows']} rows; "
+                     "1,000 extra processes over 300 namespaces",
+                extra={"cpu_ms": data["cpu_ms"], "wall_ms": data["wall_ms"], "full": data["full"]})]
 
 
 def _count_namespaces(text: str) -> int | str:
@@ -504,7 +506,7 @@ CASES: dict[str, tuple[Callable[[int, Path], list[Row]], str]] = {
     "lab": (case_lab, "the 100-namespace bridge lab vs the ip script"),
     "scale": (case_scale, "10,000 held network namespaces: time, memory, handles, close"),
 }
-DEFAULT_RUNS = {"startup": 21, "run": 9, "run+time": 9, "discovery": 7, "top": 15, "lab": 3, "scale": 3}
+DEFAULT_RUNS = {"startup": 21, "run": 9, "run+time": 9, "discovery": 7, "top": 20, "lab": 3, "scale": 3}
 
 
 # --- output ----------------------------------------------------------------------

@@ -269,3 +269,42 @@ def test_g_draws_the_network_topology(term, prefix):
     assert f"{prefix}a:e0 <-> {prefix}b:e1" in text, text
     t.child.send("q")
     t.expect_prompt("host")
+
+
+def test_light_refreshes_keep_what_only_a_full_scan_sees(prefix):
+    """A namespace only an fd holds is invisible to the light scan between full ones:
+    it is carried, with its fd holder, and goes when the fd closes."""
+    import os
+    import signal
+    import nsshell.commands  # noqa: F401
+    from nsshell.commands.top import Refresher
+    from nsshell.engine import Engine
+    from nsshell.render import Renderer
+    from nsshell.session import Session
+    name = f"{prefix}f"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        ino = os.stat(f"/run/netns/{name}").st_ino
+        holder = subprocess.Popen(["sh", "-c", f"exec 3</run/netns/{name}; exec sleep 60"],
+                                  env={"NSSHELL_TEST_RUN": "top"})
+        time.sleep(0.3)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+    sh = Session(interactive=False)
+    Engine(sh, Renderer(mode="plain"))
+    try:
+        refresh = Refresher(sh)
+        for i in range(refresh.FULL_EVERY + 1):      # full, light x4, full
+            rows = {r["key"]: r for r in refresh()}
+            assert ("net", ino) in rows, f"refresh {i}: the fd-held namespace is missing"
+            assert "fd" in rows[("net", ino)]["held"], rows[("net", ino)]
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        for i in range(2):                            # light ones: gone, as it cannot be opened
+            rows = {r["key"] for r in refresh()}
+        assert ("net", ino) not in rows
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        sh.close_all()
