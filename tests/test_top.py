@@ -308,3 +308,20 @@ def test_light_refreshes_keep_what_only_a_full_scan_sees(prefix):
             holder.kill()
             holder.wait()
         sh.close_all()
+
+
+def test_nsshell_c_top_on_a_terminal_draws_the_view_and_q_ends_it(tmp_path):
+    from conftest import _env, nsshell_argv
+    argv = nsshell_argv() + ["-c", "top --interval 0.3; echo af''ter"]
+    env = _env({"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "HOME": str(tmp_path)})
+    child = pexpect.spawn(argv[0], argv[1:], env=env, encoding="utf-8", timeout=20,
+                          dimensions=(40, 160))
+    try:
+        child.expect("nsshell top")
+        child.expect(re.escape(FOOTER_END))
+        child.send("q")
+        child.expect("after")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0

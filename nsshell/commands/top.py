@@ -123,8 +123,8 @@ def details(sh, row: dict) -> str:
 
 
 def plain_table(rows: list[dict]) -> Table:
-    data = [{k: r[k] for k in ("label", "type", "ns", "nprocs", "pid", "held", "names",
-                                "command")} | {"depth": r["depth"]} for r in rows]
+    data = [{k: r[k] for k in ("label", "type", "ns", "nprocs", "pid", "held", "names")}
+            | {"command": r["command"] or None, "depth": r["depth"]} for r in rows]
     cells = [["  " * r["depth"] + r["label"], r["type"], r["nprocs"],
               ",".join(r["held"]), ",".join(r["names"]), r["command"]] for r in rows]
     return Table(COLUMNS, cells, key="namespaces", data=data)
