@@ -42,15 +42,16 @@ class Refresher:
 
     def scan(self):
         from ..core import discover
+        from ..progress import NULL as quiet   # no progress line over the full screen
         full = self.n % self.FULL_EVERY == 0
         self.n += 1
         if full:
-            scan = discover.scan(session=self.sh)
+            scan = discover.scan(session=self.sh, progress=quiet)
             self.carry = {k: i for k, i in scan.namespaces.items()
                           if i.kinds & _HEAVY or not i.kinds & _SEEN_LIGHT}
             return scan
         scan = discover.scan(session=self.sh, fds=False, threads=False, sockets=False,
-                             relations=False)
+                             relations=False, progress=quiet)
         for key, old in self.carry.items():
             cur = scan.namespaces.get(key)
             if cur is None:
@@ -111,7 +112,8 @@ def details(sh, row: dict) -> str:
         h = nsset.handles.get(row["type"])
         if h is None:
             return f"{row['label']}: cannot be opened"
-        scan = discover.scan([h.type], session=sh)
+        from ..progress import NULL as quiet
+        scan = discover.scan([h.type], session=sh, progress=quiet)
         d = describe_handle(h, scan.get(h.type.name, h.nsid.ino))
         return sh.engine.renderer.plain(_show_record(d))
     except NsshellError as e:
@@ -209,14 +211,16 @@ def run_captured(sh, words: list[str]) -> str:
     """Run WORDS through the engine as at the prompt, with what it prints (its result and
     an error line alike) captured as plain text for the view's side pane."""
     import io
+    from .. import progress
     from ..render import Renderer
     engine = sh.engine
     buf = io.StringIO()
-    saved = engine.renderer
+    saved, saved_progress = engine.renderer, sh.progress
     engine.renderer = Renderer(out=buf, err=buf, mode="plain")
+    sh.progress = progress.NULL          # no progress line drawn over the full screen
     try:
         engine.run_words(list(words), "top")
     finally:
-        engine.renderer = saved
+        engine.renderer, sh.progress = saved, saved_progress
     return buf.getvalue()
 
