@@ -125,3 +125,12 @@ def test_graph_with_no_named_network_namespace_is_one_line():
         pytest.skip("the net plugin is not installed")
     assert d.rc != 0 and d.err.count("\n") == 1 and "hint:" in d.err, d.err
 
+
+
+def test_graph_rootless_in_a_user_namespace_of_ones_own(rootless):
+    d = rootless("-c", "new user as lab; map root; new net as ra --no-join; "
+                       "new net as rb --no-join; net veth ra:e0 rb:e1 --up; net graph")
+    if "unknown command" in d.err:
+        pytest.skip("the net plugin is not installed")
+    assert d.rc == 0, d.err
+    assert re.search(r"^  ra:e0 <-> rb:e1  \(", d.out, re.M), d.out

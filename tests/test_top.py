@@ -325,3 +325,51 @@ def test_nsshell_c_top_on_a_terminal_draws_the_view_and_q_ends_it(tmp_path):
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def _rows_for_view():
+    rows = []
+    for i, t in enumerate(["user", "mnt", "pid", "net", "uts", "ipc", "cgroup", "time"]):
+        rows.append({"key": (t, 100 + i), "depth": 0 if t == "user" else 1,
+                     "parent": None if t == "user" else ("user", 100), "label": f"{t}:[{100 + i}]",
+                     "type": t, "ns": 100 + i, "nprocs": 1, "pid": 1, "held": ["process"],
+                     "names": [], "command": "init", "children": t == "user"})
+    return rows
+
+
+def test_every_key_of_the_view_means_one_thing():
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from nsshell.tui.top import TYPE_KEYS, TopView
+    assert sorted(TYPE_KEYS.values()) == sorted(
+        ["user", "mnt", "pid", "net", "uts", "ipc", "cgroup", "time"])
+    with create_pipe_input() as inp:
+        view = TopView(source=_rows_for_view, details=lambda r: "", actions={
+            "persist": None, "close": None, "diff": None, "graph": None},
+            input=inp, output=DummyOutput())
+        counts: dict = {}
+        for b in view.app.key_bindings.bindings:
+            if len(b.keys) == 1 and isinstance(b.keys[0], str) and len(b.keys[0]) == 1:
+                counts[b.keys[0]] = counts.get(b.keys[0], 0) + 1
+        clashes = {k: n for k, n in counts.items() if n > 1 and k not in ("\x1b",)}
+        assert not clashes, clashes
+
+
+def test_type_keys_and_the_model_in_process():
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from nsshell.tui.top import TopView
+    seen = {}
+    with create_pipe_input() as inp:
+        view = TopView(source=_rows_for_view, details=lambda r: f"details of {r['label']}",
+                       interval=0.2, input=inp, output=DummyOutput())
+
+        def after_keys():
+            seen["visible"] = [r["type"] for r in view.model.visible()]
+            seen["pane"] = view.pane
+        inp.send_text("P\r")
+        view.app.pre_run_callables.append(
+            lambda: view.app.loop.call_later(0.5, lambda: (after_keys(), view.app.exit())))
+        assert view.run() is None
+    assert seen["visible"] == ["pid"], seen
+    assert seen["pane"] == "details of pid:[102]", seen

@@ -150,7 +150,7 @@ def top(sh, *, interval: Annotated[float, Seconds()] = 1.0, once: bool = False):
 
     New rows are highlighted for a moment; rows that vanished are greyed before
     they go.  Keys (shown in the footer, `?` for all): up/down/PgUp/PgDn move,
-    Left/Right fold, `/` filter by text, u m p n t i c T a type filters (user,
+    Left/Right fold, `/` filter by text, u m P n t i c T a type filters (user,
     mnt, pid, net, uts, ipc, cgroup, time, all), Enter the `show` details of
     the row, `j` join it (back at the prompt in that context), `p` persist it
     (asks for a name), `x` close this session's handle of it, `d` on two rows

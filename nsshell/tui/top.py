@@ -21,17 +21,17 @@ from prompt_toolkit.layout import (ConditionalContainer, HSplit, Layout, VSplit,
 from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
 from prompt_toolkit.styles import Style
 
-TYPE_KEYS = {"u": "user", "m": "mnt", "p": "pid", "n": "net", "t": "uts", "i": "ipc",
+TYPE_KEYS = {"u": "user", "m": "mnt", "P": "pid", "n": "net", "t": "uts", "i": "ipc",
              "c": "cgroup", "T": "time"}
 
-FOOTER = ("up/down PgUp/PgDn move  left/right fold  / filter  u m p n t i c T a type  "
+FOOTER = ("up/down PgUp/PgDn move  left/right fold  / filter  u m P n t i c T a type  "
           "Enter show  j join  p persist  x close  d diff  g net  ? help  q quit")
 
 HELP = """Keys
   up, down, PgUp, PgDn, Home, End   move
   left / right       fold / unfold a user namespace's rows
   /                  filter by text (Enter keeps it, Esc clears it)
-  u m p n t i c T    only user, mnt, pid, net, uts, ipc, cgroup, time rows
+  u m P n t i c T    only user, mnt, pid, net, uts, ipc, cgroup, time rows
   a                  all types again
   Enter              the `show` details of the row (Enter or Esc closes them)
   j                  join the row's namespace: back at the prompt in that context
@@ -465,7 +465,8 @@ class TopView:
             ConditionalContainer(VSplit([Window(FormattedTextControl(self._input_prompt),
                                                 dont_extend_width=True), self.input_window]),
                                  filter=editing),
-            Window(FormattedTextControl(lambda: [("class:footer", FOOTER)]), height=1),
+            Window(FormattedTextControl(lambda: [("class:footer", FOOTER)]), wrap_lines=True,
+                   dont_extend_height=True),
         ])
         return Application(layout=Layout(body, focused_element=self.rows_window),
                            key_bindings=kb, style=STYLE, full_screen=True,
