@@ -92,6 +92,11 @@ def test_top_draws_the_namespaces_that_exist(term, netns, prefix):
     assert "user:[" in text and host_net in text, text
     assert name in text, text
     assert "NAMESPACE" in text and "NPROCS" in text and "HELD" in text
+    t.child.send("?")
+    text, _ = wait_screen(t, lambda s: "only user, mnt, pid" in s, 5)
+    assert "join the row's namespace" in text, text
+    t.child.send("\x1b")        # Esc closes the pane first, then the view
+    time.sleep(0.3)
     t.child.send("q")
     t.expect_prompt("host")
     assert "ok" in t.line("echo o''k")   # the prompt works after q
@@ -373,3 +378,26 @@ def test_type_keys_and_the_model_in_process():
         assert view.run() is None
     assert seen["visible"] == ["pid"], seen
     assert seen["pane"] == "details of pid:[102]", seen
+
+
+def test_model_new_rows_highlighted_gone_rows_greyed_then_dropped_and_folding():
+    from nsshell.tui.top import HIGHLIGHT_SECONDS, TopModel
+    rows = _rows_for_view()
+    m = TopModel()
+    m.update(rows[:-1], now=0.0)
+    assert not any(m.is_new(r, 0.0) for r in m.rows)          # the first load is not "new"
+    m.update(rows, now=1.0)
+    new = [r for r in m.rows if m.is_new(r, 1.5)]
+    assert [r["type"] for r in new] == ["time"]
+    assert not m.is_new(rows[-1], 1.0 + HIGHLIGHT_SECONDS)
+    without_net = [r for r in rows if r["type"] != "net"]
+    m.update(without_net, now=2.0)
+    assert [r["type"] for r in m.rows] == [r["type"] for r in rows]   # still there, in place
+    assert ("net", 103) in m.gone
+    m.update(without_net, now=3.0)
+    assert "net" not in [r["type"] for r in m.rows] and not m.gone
+    m.folded.add(("user", 100))
+    assert [r["type"] for r in m.visible()] == ["user"]
+    m.folded.clear()
+    m.text_filter = "ipc:["
+    assert [r["type"] for r in m.visible()] == ["ipc"]
