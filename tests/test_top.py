@@ -396,6 +396,10 @@ def test_model_new_rows_highlighted_gone_rows_greyed_then_dropped_and_folding():
     assert ("net", 103) in m.gone
     m.update(without_net, now=3.0)
     assert "net" not in [r["type"] for r in m.rows] and not m.gone
+    changed = [dict(r, nprocs=5) if r["type"] == "uts" else r for r in without_net]
+    m.update(changed, now=4.0)
+    assert [r["type"] for r in m.rows if m.is_changed(r, 4.5)] == ["uts"]
+    assert not m.is_changed(changed[0], 4.5)
     m.folded.add(("user", 100))
     assert [r["type"] for r in m.visible()] == ["user"]
     m.folded.clear()

@@ -148,8 +148,8 @@ def top(sh, *, interval: Annotated[float, Seconds()] = 1.0, once: bool = False):
     what each owns (as `tree`), each row with type, id, process count, how it is held,
     names and command, refreshed every INTERVAL seconds.
 
-    New rows are highlighted for a moment; rows that vanished are greyed before
-    they go.  Keys (shown in the footer, `?` for all): up/down/PgUp/PgDn move,
+    New rows, and rows whose processes, holders or names changed, are
+    highlighted for a moment; rows that vanished are greyed before they go.  Keys (shown in the footer, `?` for all): up/down/PgUp/PgDn move,
     Left/Right fold, `/` filter by text, u m P n t i c T a type filters (user,
     mnt, pid, net, uts, ipc, cgroup, time, all), Enter the `show` details of
     the row, `j` join it (back at the prompt in that context), `p` persist it

@@ -43,7 +43,8 @@ HELP = """Keys
   Ctrl-L             redraw the whole screen
   q, Esc             back to the prompt (the session and its handles are kept)
 
-Rows: NEW ones are highlighted for a moment; GONE ones are greyed for one
+Rows: NEW ones are highlighted for a moment (green), as are rows whose
+processes, holders or names changed (yellow); GONE ones are greyed for one
 refresh before they go.  Columns: namespace (indented under its owning user
 namespace), type, processes, how it is held, names, command."""
 
@@ -52,6 +53,7 @@ STYLE = Style.from_dict({
     "footer": "reverse",
     "cursor": "reverse bold",
     "new": "fg:ansigreen bold",
+    "changed": "fg:ansiyellow bold",
     "gone": "fg:ansibrightblack",
     "pane": "",
     "pane.title": "bold underline",
@@ -60,6 +62,7 @@ STYLE = Style.from_dict({
 })
 
 HIGHLIGHT_SECONDS = 2.0
+_WATCHED = ("nprocs", "held", "names", "command")   # a change of these is highlighted
 
 
 class TopModel:
@@ -68,6 +71,7 @@ class TopModel:
     def __init__(self) -> None:
         self.rows: list[dict] = []
         self.seen: dict = {}            # key -> time first seen (0: there from the start)
+        self.changed: dict = {}         # key -> time its process count, holders or names changed
         self.gone: dict = {}            # key -> refreshes since it vanished
         self.folded: set = set()
         self.type_filter: str | None = None
@@ -78,6 +82,13 @@ class TopModel:
 
     def update(self, fresh: list[dict], now: float) -> None:
         keys = {r["key"] for r in fresh}
+        before = {r["key"]: r for r in self.rows if r["key"] not in self.gone}
+        for r in fresh:
+            old = before.get(r["key"])
+            if old is not None and any(old.get(f) != r.get(f) for f in _WATCHED):
+                self.changed[r["key"]] = now
+        for k in [k for k, t in self.changed.items() if now - t >= HIGHLIGHT_SECONDS]:
+            del self.changed[k]
         out = list(fresh)
         pos = {r["key"]: i for i, r in enumerate(out)}
         prev = None
@@ -108,6 +119,10 @@ class TopModel:
     def is_new(self, row: dict, now: float) -> bool:
         t = self.seen.get(row["key"], 0.0)
         return bool(t) and now - t < HIGHLIGHT_SECONDS
+
+    def is_changed(self, row: dict, now: float) -> bool:
+        t = self.changed.get(row["key"])
+        return t is not None and now - t < HIGHLIGHT_SECONDS
 
     def line(self, row: dict) -> str:
         fold = ("+" if row["key"] in self.folded else "-") if row.get("children") else " "
@@ -252,6 +267,8 @@ class TopView:
                     style, tag = "class:gone", " (gone)"
                 elif m.is_new(r, now):
                     style, tag = "class:new", " (new)"
+                elif m.is_changed(r, now):
+                    style = "class:changed"
                 if self.mark is not None and r["key"] == self.mark["key"]:
                     style += " class:marked"
                     tag += " (marked)"
