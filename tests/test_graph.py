@@ -134,3 +134,20 @@ def test_graph_rootless_in_a_user_namespace_of_ones_own(rootless):
         pytest.skip("the net plugin is not installed")
     assert d.rc == 0, d.err
     assert re.search(r"^  ra:e0 <-> rb:e1  \(", d.out, re.M), d.out
+
+
+def test_graph_svg_replaces_only_an_svg_or_an_empty_file(tmp_path):
+    if not shutil.which("dot"):
+        pytest.skip("graphviz is not installed")
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me\n")
+    d = run_nsshell("-c", f"new net as gx --no-join; net graph gx --svg {precious}")
+    assert d.rc != 0 and d.err.count("\n") == 1 and "not an SVG" in d.err, d.err
+    assert precious.read_text() == "keep me\n"
+    d = run_nsshell("-c", "new net as gx --no-join; net graph gx --svg /dev/null")
+    assert d.rc != 0 and "not a regular file" in d.err, d.err
+    pic = tmp_path / "pic.svg"
+    for _ in range(2):                    # made, then replaced
+        d = run_nsshell("-c", f"new net as gx --no-join; net graph gx --svg {pic}")
+        assert d.rc == 0, d.err
+        assert pic.read_text().count("<svg") == 1

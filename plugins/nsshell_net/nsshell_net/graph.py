@@ -233,7 +233,12 @@ def dot_drawing(g: dict) -> str:
 
 
 def write_svg(dot_text: str, path: str) -> None:
+    """Draw DOT_TEXT into PATH through graphviz's `dot`.  PATH is opened without
+    following a symbolic link or blocking, must be a regular file, and an existing
+    one is replaced only when it is empty or an SVG picture already: a mistyped
+    `--svg /etc/passwd` changes nothing."""
     import shutil
+    import stat
     import subprocess   # here: a plain start must not import it (tests/test_imports.py)
     exe = shutil.which("dot")
     if exe is None:
@@ -241,12 +246,20 @@ def write_svg(dot_text: str, path: str) -> None:
                            "install graphviz (apt-get install graphviz), or use --dot and "
                            "draw it elsewhere")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-                     | os.O_NONBLOCK, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     0o644)
     except OSError as e:
         hint = "it is a symbolic link: give the real path" if e.errno == E.ELOOP else None
         raise NsshellError(f"net graph: cannot write {path}: {e.strerror}", hint) from None
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NsshellError(f"net graph: {path} is not a regular file",
+                               "give a file name for the picture, e.g. --svg lab.svg")
+        if st.st_size and b"<svg" not in os.pread(fd, 4096, 0):
+            raise NsshellError(f"net graph: {path} exists and is not an SVG picture: not replaced",
+                               "remove it first, or pick another name")
+        os.ftruncate(fd, 0)
         p = subprocess.run([exe, "-Tsvg"], input=dot_text.encode(), stdout=fd,
                            stderr=subprocess.PIPE, timeout=60)
     finally:
@@ -273,7 +286,8 @@ def register(api):
 
         Options:
           dot: print Graphviz (dot) instead
-          svg: write an SVG picture to FILE (needs graphviz's `dot`)
+          svg: write an SVG picture to FILE (needs graphviz's `dot`; an existing FILE is
+            replaced only if it is an SVG picture or empty)
 
         Examples:
           net graph
