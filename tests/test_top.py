@@ -405,3 +405,18 @@ def test_model_new_rows_highlighted_gone_rows_greyed_then_dropped_and_folding():
     m.folded.clear()
     m.text_filter = "ipc:["
     assert [r["type"] for r in m.visible()] == ["ipc"]
+
+
+def test_j_on_a_row_the_session_holds_joins_it_by_name(term, prefix):
+    name = f"{prefix}h"
+    t = term()
+    t.line(f"new net as {name} --no-join")
+    start_top(t)
+    t.child.send("n")
+    filter_text(t, name)
+    wait_screen(t, lambda s: name in s.split("COMMAND", 1)[1], 5)
+    t.child.send("j")
+    t.child.expect("joined", timeout=20)
+    t.expect_prompt(name)
+    assert name in t.line("ctx", label=name)
+    t.line("leave", label="host")

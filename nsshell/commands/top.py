@@ -185,13 +185,14 @@ def top(sh, *, interval: Annotated[float, Seconds()] = 1.0, once: bool = False):
                    interval=interval, context=sh.context_label, actions=actions)
     action = view.run()
     if action and action[0] == "join":
-        return Status(sh.engine.run_words(["join", action[1]], "top"))
+        return Status(sh.engine.run_words(["join"] + _held_ref(sh, action[1]), "top"))
     return Status(0)
 
 
 def _held_ref(sh, row: dict) -> list[str]:
     """The words naming ROW's namespace as the session holds it: `TYPE SETNAME` for a
-    named set's handle (closing its TYPE:[INODE] would close only a new handle)."""
+    named set's handle (closing its TYPE:[INODE] would close only a new handle; joined
+    by name, the prompt shows the name), else its TYPE:[INODE]."""
     for name, s in sh.sets.items():
         h = s.handles.get(row["type"])
         if h is not None and h.nsid.ino == row["ns"]:

@@ -5,7 +5,7 @@ label, type, nprocs, held, names, command, children): `source()` gives a fresh l
 `details(row)` the text of the side pane.  A background thread calls source() every
 interval; the view keeps what is new highlighted for a moment and what vanished greyed
 for one more refresh.  run() returns None (q, Esc) or an action for the command to
-carry out at the prompt: ("join", label).
+carry out at the prompt: ("join", row).
 """
 
 from __future__ import annotations
@@ -414,7 +414,7 @@ class TopView:
         def _join(e):
             r = current()
             if usable(r, "join"):
-                e.app.exit(result=("join", r["label"]))
+                e.app.exit(result=("join", r))
 
         @kb.add("x", filter=browsing)
         def _close(e):
