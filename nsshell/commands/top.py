@@ -1,9 +1,11 @@
 """top: a full-screen live view of every namespace (nsshell/tui/top.py draws it).
 
 Thin: the rows are `tree`'s (core discovery through commands/inspect.py's user
-tree), the details pane is `show`'s data rendered as text, and `j` becomes a
-`join TYPE:[INODE]` line run through the engine.  The view (prompt_toolkit) is
-imported only when it is drawn: a batch, a pipe or `--once` never pays for it.
+tree; refreshed incrementally by Refresher), the details pane is `show`'s data
+rendered as text, `p`, `x`, `d` and `g` run `persist`, `close`, `diff` and `net
+graph` through the engine (their output captured for the pane), and `j` becomes a
+`join` run through the engine once the view has ended.  The view (prompt_toolkit)
+is imported only when it is drawn: a batch, a pipe or `--once` never pays for it.
 """
 
 from __future__ import annotations
