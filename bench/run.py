@@ -263,6 +263,36 @@ def case_discovery(runs: int, tmp: Path) -> list[Row]:
     return [row]
 
 
+def case_top(runs: int, tmp: Path) -> list[Row]:
+    """One `top` refresh (the scan and tree the view's thread runs every interval), its
+    CPU measured inside one process, with the crowd of the discovery case running."""
+    if not has_command("top"):
+        raise Skip("nsshell has no `top` command yet")
+    env = run_env()
+    crowd = subprocess.Popen([PYTHON, str(HERE / "crowd.py"), "1000", "300"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = crowd.stdout.readline()
+        if not line.startswith("ready"):
+            raise Failed("the crowd of 1,000 processes did not start")
+        _, out = run_once([str(VENV / "bin" / "python"), str(HERE / "top_refresh.py"), str(runs)],
+                          env, capture=True)
+    finally:
+        crowd.stdin.close()
+        crowd.wait()
+    data = json.loads(out)
+    cpu = statistics.mean(data["cpu_ms"])    # what the view costs over time: full and light
+    full = [c for c, f in zip(data["cpu_ms"], data["full"]) if f]
+    light = [c for c, f in zip(data["cpu_ms"], data["full"]) if not f]
+    share = cpu / 1000.0 * 100          # of one core, at the default interval of 1 s
+    return [Row("top", "one refresh (CPU, mean)", round(cpu, 1), target="< 10% of a core at 1 s",
+                ok=share < 10, runs=len(data["cpu_ms"]),
+                note=f"{share:.1f}% of a core at 1 s; full scan {statistics.median(full):.1f} ms "
+                     f"(every 5th), light {statistics.median(light):.1f} ms; {data['rows']} rows; "
+                     "1,000 extra processes over 300 namespaces",
+                extra={"cpu_ms": data["cpu_ms"], "wall_ms": data["wall_ms"], "full": data["full"]})]
+
+
 def _count_namespaces(text: str) -> int | str:
     try:
         data = json.loads(text)
@@ -472,10 +502,11 @@ CASES: dict[str, tuple[Callable[[int, Path], list[Row]], str]] = {
     "run": (case_run, f"200 run true in {SEVEN} vs a bash loop of nsenter -a"),
     "run+time": (case_run_time, "the same with a time namespace too"),
     "discovery": (case_discovery, "nsshell --json -c ls vs lsns -J, 1,000 processes over 300 namespaces"),
+    "top": (case_top, "one top refresh's CPU with 1,000 processes over 300 namespaces"),
     "lab": (case_lab, "the 100-namespace bridge lab vs the ip script"),
     "scale": (case_scale, "10,000 held network namespaces: time, memory, handles, close"),
 }
-DEFAULT_RUNS = {"startup": 21, "run": 9, "run+time": 9, "discovery": 7, "lab": 3, "scale": 3}
+DEFAULT_RUNS = {"startup": 21, "run": 9, "run+time": 9, "discovery": 7, "top": 20, "lab": 3, "scale": 3}
 
 
 # --- output ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need=""
 for pair in newuidmap:uidmap busybox:busybox-static ip:iproute2 lsns:util-linux \
             ping:iputils-ping ps:procps groff:groff-base man:man-db zsh:zsh fish:fish \
-            strace:strace podman:podman runc:runc; do
+            strace:strace podman:podman runc:runc dot:graphviz; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/sbin/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need="$need $pkg"
 done

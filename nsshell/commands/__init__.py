@@ -1,3 +1,3 @@
 """Built-in commands, grouped by subject.  Importing this package registers them."""
 
-from . import context, handles, inspect, persist, plugins_cmd, run, shell  # noqa: F401
+from . import context, handles, inspect, persist, plugins_cmd, run, shell, top  # noqa: F401

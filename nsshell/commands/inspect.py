@@ -231,8 +231,8 @@ def _each_open(scan: discover.Scan, type_name: str | None = None):
             os.close(fd)
 
 
-def _user_tree(sh) -> Tree:
-    scan = discover.scan(session=sh)
+def _user_tree(sh, scan: discover.Scan | None = None) -> Tree:
+    scan = scan if scan is not None else discover.scan(session=sh)   # top passes its own
     hier = _Hier(scan, nstypes.USER)
     owned: dict[int | None, list[discover.NsInfo]] = {}
     uid_of: dict[int, int | None] = {}
