@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ExitRequest, NotFoundError, NsshellError, UsageError
 from ..helptext import command_help, overview
-from ..registry import REGISTRY, Annotated, command
+from ..registry import REGISTRY, Annotated, Rest, command
 from ..results import Message, Status, Table
 from ..types import CommandName, Int, Path, ParamType, Word
 
@@ -49,8 +49,10 @@ def source(sh, path: Annotated[str, Path("FILE")]):
 
 
 @command("echo")
-def echo(sh, words: Annotated[list, Word("TEXT")] = None):
-    """Print the words, separated by spaces.
+def echo(sh, words: Annotated[list, Rest(), Word("TEXT")] = None):
+    """Print the words, separated by spaces (`-n` first: no newline at the end).
+
+    Every other word is printed as it is, `---` and `--help` too.
 
     Arguments:
       words: what to print ($1, $?, $NAME are expanded)
@@ -58,8 +60,35 @@ def echo(sh, words: Annotated[list, Word("TEXT")] = None):
     Examples:
       echo built the lab
       echo last status $?
+      echo -n no newline
     """
-    return Message(" ".join(words or []))
+    words = list(words or [])
+    if words[:1] == ["-n"]:
+        text = " ".join(words[1:])
+        sh.engine.renderer.out.write(text)
+        sh.engine.renderer.out.flush()
+        return None
+    return Message(" ".join(words))
+
+
+@command("true")
+def true_(sh):
+    """Do nothing, successfully (status 0): `while`-less loops and conditions use it.
+
+    Examples:
+      true && echo yes
+    """
+    return None
+
+
+@command("false")
+def false_(sh):
+    """Do nothing, and fail (status 1).
+
+    Examples:
+      false || echo no
+    """
+    return Status(1)
 
 
 @command("set")
