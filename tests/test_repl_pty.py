@@ -59,10 +59,12 @@ class Term:
         return strip(out)
 
     def close(self):
-        if self.child.isalive():
+        for _ in range(2):   # a second Ctrl-D leaves when the first warned of sets made here
+            if not self.child.isalive():
+                break
             self.child.sendcontrol("d")
             try:
-                self.child.expect(pexpect.EOF, timeout=10)
+                self.child.expect(pexpect.EOF, timeout=5)
             except pexpect.TIMEOUT:
                 pass
         self.child.close(force=True)

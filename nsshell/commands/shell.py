@@ -24,14 +24,18 @@ class SettingName(ParamType):
 
 
 @command("source", aliases=(".",))
-def source(sh, path: Annotated[str, Path("FILE")]):
+def source(sh, path: Annotated[str, Path("FILE")], args: Annotated[list, Rest(), Word("ARG")] = None):
     """Run the commands of FILE in this session, as if typed here.
+
+    With ARGS, $1, $2, ... $# and $@ in FILE are those words (and are restored after it).
 
     Arguments:
       path: a script of nsshell commands
+      args: the script's arguments ($1, $2, ...)
 
     Examples:
       source lab.nss
+      source mklab.nss 10 blue
     """
     from ..engine import read_script
     try:
@@ -42,9 +46,13 @@ def source(sh, path: Annotated[str, Path("FILE")]):
     if engine.depth >= MAX_SOURCE_DEPTH:
         raise NsshellError(f"source nests more than {MAX_SOURCE_DEPTH} deep", "a script sources itself?")
     engine.depth += 1
+    saved = engine.argv
+    if args:
+        engine.argv = [path] + list(args)
     try:
         return Status(engine.run_script(text, path))
     finally:
+        engine.argv = saved
         engine.depth -= 1
 
 

@@ -33,6 +33,9 @@ STYLE = Style.from_dict({
 })
 
 
+CONTINUATION = FormattedText([("class:prompt.mark", "> ")])
+
+
 def history_path() -> str:
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(state, "nsshell", "history")
@@ -91,6 +94,7 @@ class Repl:
         self.session = engine.session
         self.usermap = UserMapView(self.session)
         self.map_text = ""
+        self._warned = False
         note = None
         if history is None:
             history, note = open_history()
@@ -134,20 +138,53 @@ class Repl:
                  ("", "  |  Tab completes, Ctrl-R searches, Ctrl-D leaves ")]
         return FormattedText(parts)
 
+    def read(self) -> str:
+        """One whole command: an open quote or `for`/`if` block (or a trailing `&&`, `\\`)
+        asks for more lines at a continuation prompt, as sh's PS2 does.  Ctrl-C drops
+        it all (KeyboardInterrupt); Ctrl-D inside it ends it (the engine says what is open)."""
+        from .. import lexer
+        text = self.prompt_session.prompt()
+        while text.strip() and not lexer.is_complete(text):
+            try:
+                more = self.prompt_session.prompt(message=CONTINUATION)
+            except EOFError:
+                break
+            text += "\n" + more
+        return text
+
+    def may_leave(self) -> bool:
+        """Whether `exit` or Ctrl-D may leave now: the first time namespaces made here and
+        not persisted would end with the shell, say which (once); the next time leaves."""
+        if self._warned:
+            return True
+        ending = sorted(n for n, s in self.session.sets.items()
+                        if s.origin == "new" and not s.persisted)
+        if not ending:
+            return True
+        self._warned = True
+        shown = ", ".join(ending[:8]) + (f" and {len(ending) - 8} more" if len(ending) > 8 else "")
+        self.engine.renderer.warn(f"leaving ends what this shell made and did not persist: "
+                                  f"{shown}; `persist NAME` keeps one; exit (or Ctrl-D) "
+                                  f"again to leave")
+        return False
+
     def run(self) -> int:
         while True:
             try:
-                text = self.prompt_session.prompt()
+                text = self.read()
             except KeyboardInterrupt:
                 continue          # Ctrl-C at the prompt: a fresh line
             except EOFError:
-                return 0          # Ctrl-D
+                if self.may_leave():
+                    return 0      # Ctrl-D
+                continue
             if not text.strip():
                 continue
             try:
                 self.engine.run_line(text)
             except ExitRequest as e:
-                return e.status
+                if self.may_leave():
+                    return e.status
             except KeyboardInterrupt:
                 self.session.last_status = 130
             finally:
