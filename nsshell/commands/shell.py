@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ExitRequest, NotFoundError, NsshellError, UsageError
-from ..helptext import command_help, overview
+from ..helptext import command_help, language_help, overview
 from ..registry import REGISTRY, Annotated, Rest, command
 from ..results import Message, Status, Table
 from ..types import CommandName, Int, Path, ParamType, Word
@@ -135,15 +135,18 @@ def help_(sh, topic: Annotated[list, CommandName()] = None):
     """Show the commands, or how to use one.
 
     Arguments:
-      topic: a command (e.g. new, or net veth)
+      topic: a command (e.g. new, or net veth), or `language` (the grammar)
 
     Examples:
       help
       help new
       help net veth
+      help language
     """
     if not topic:
         return Message(overview(REGISTRY))
+    if topic == ["language"]:
+        return Message(language_help())
     found = REGISTRY.lookup(topic)
     if found is None or found[1] != len(topic):
         subs = REGISTRY.subcommands(" ".join(topic))
