@@ -27,7 +27,7 @@ def split(line: str) -> list[list[str]]:
         words.append("".join(word))
     if words:
         commands.append(words)
-    return [_bang(ws) for ws in commands]
+    return [ws for ws in (_bang(ws) for ws in commands) if ws]
 
 
 def partial(line: str) -> Partial:
@@ -36,15 +36,15 @@ def partial(line: str) -> Partial:
     current = "".join(word) if word is not None else ""
     if word is None:
         start = len(line)
-    if words:
-        words = _bang(words)
-    elif current.startswith("!"):
+    words = _bang(words)
+    if not words and current.startswith("!"):
         return Partial(["run"], current[1:], start + 1, comment)
     return Partial(words, current, start, comment)
 
 
 def _walk(line: str, partial: bool):
-    """The one tokenizer: (finished commands, words of the last one, the word in progress
+    """Completion's reading of a line being typed (the language itself is read by tokens()
+    and parse() below): (finished commands, words of the last one, the word in progress
     as a list of characters or None, where it starts, whether a comment was reached).
     Unless PARTIAL, an unterminated quote is a UsageError."""
     commands: list[list[str]] = []
@@ -70,13 +70,15 @@ def _walk(line: str, partial: bool):
             if word is not None:
                 words.append("".join(word))
                 word = None
-        elif c == ";":
+        elif c == ";" or (c in "&|" and line[i + 1:i + 2] == c):
             if word is not None:
                 words.append("".join(word))
                 word = None
             if words:
                 commands.append(words)
             words = []
+            if c != ";":
+                i += 1
         elif c == "#" and word is None:
             return commands, words, None, n, True
         else:
@@ -150,7 +152,16 @@ def _segments(line: str) -> tuple[list[str], bool]:
     return [seg for seg in out if seg.strip()], quote_char is not None
 
 
+_LEADERS = frozenset({"do", "then", "else", "elif", "if", "!"})
+
+
 def _bang(words: list[str]) -> list[str]:
+    """A command's words as completion sees them: keywords before it dropped (`do`,
+    `then`, `if`, `! `), `!CMD` read as `run CMD`."""
+    while words and words[0] in _LEADERS:
+        words = words[1:]
+    if not words:
+        return words
     first = words[0]
     if first == "!":
         return ["run"] + words[1:]

@@ -189,3 +189,44 @@ def test_source_with_arguments(tmp_path):
 def test_echo_prints_its_words():
     d = run_nsshell("-c", "echo ---; echo --help -x; echo -n a; echo b")
     assert d.rc == 0 and d.out == "---\n--help -x\nab\n", d
+
+
+# -- the REPL and completion -------------------------------------------------------------------
+
+def _drive(shell, keys):
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from test_repl import drive
+    return drive(shell, keys)
+
+
+def test_the_repl_continues_an_open_quote_or_block(shell):
+    pause = 0.3
+    keys = ['echo "a\r', pause, 'b"\r', pause, "for i in 1 2\r", pause, "do echo i$i\r", pause,
+            "done\r", pause, "if false\r", pause, "then echo no; else echo yes; fi\r", pause,
+            "\x04"]
+    assert _drive(shell, keys) == 0
+    assert shell.out.getvalue().splitlines() == ["a", "b", "i1", "i2", "yes"], shell.err.getvalue()
+
+
+def test_exit_with_unpersisted_sets_says_what_ends_once(shell, prefix):
+    keys = [f"new uts as {prefix}e --no-join\r", 0.3, "exit 4\r", 0.3, "exit 5\r"]
+    assert _drive(shell, keys) == 5
+    warned = [line for line in shell.err.getvalue().splitlines() if f"{prefix}e" in line]
+    assert len(warned) == 1 and "persist" in warned[0], shell.err.getvalue()
+
+
+def test_ctrl_d_without_sets_made_here_leaves_at_once(shell):
+    assert _drive(shell, ["echo x\r", 0.3, "\x04"]) == 0
+    assert "warning" not in shell.err.getvalue()
+
+
+def test_option_completion_follows_the_types_and_keywords():
+    def words(line):
+        d = run_nsshell("--complete", line)
+        return [x.split("\t")[0] for x in d.out.splitlines()]
+    assert "--mount-proc" not in words("new net --")
+    assert "--monotonic" not in words("new net --")
+    assert "--mount-proc" in words("new pid+mnt --")
+    assert "--monotonic" in words("for i in 1; do new time --")
+    assert "join" in words("true && jo")
