@@ -230,3 +230,9 @@ def test_option_completion_follows_the_types_and_keywords():
     assert "--mount-proc" in words("new pid+mnt --")
     assert "--monotonic" in words("for i in 1; do new time --")
     assert "join" in words("true && jo")
+
+
+def test_ctrl_r_then_enter_runs_the_line_found(shell):
+    keys = ["echo marker-two\r", "echo other\r", 0.3, "\x12", "marker", 0.3, "\r", 0.3, "\x04"]
+    assert _drive(shell, keys) == 0
+    assert shell.out.getvalue().splitlines() == ["marker-two", "other", "marker-two"]

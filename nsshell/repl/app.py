@@ -4,7 +4,7 @@ No command logic lives here: the prompt shows the context, a bottom toolbar show
 the context, the current user namespace's uid mapping and the last status, Tab
 completes from the registry (nsshell.complete), history is kept in
 $XDG_STATE_HOME/nsshell/history and suggested while typing (Right arrow takes
-the suggestion), Ctrl-R searches it.  Ctrl-C clears the line, Ctrl-D leaves with
+the suggestion), Ctrl-R searches it (Enter runs the line found).  Ctrl-C clears the line, Ctrl-D leaves with
 status 0, `exit N` with N.
 """
 
@@ -116,6 +116,7 @@ class Repl:
             input=input,
             output=output,
             include_default_pygments_style=False,
+            key_bindings=_bindings(),
         )
         self.refresh()
 
@@ -190,6 +191,20 @@ class Repl:
             finally:
                 _flush()
             self.refresh()
+
+
+def _bindings():
+    """Enter during Ctrl-R runs the line found, as bash does (not only takes it)."""
+    from prompt_toolkit.filters import is_searching
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.search import accept_search
+    kb = KeyBindings()
+
+    @kb.add("enter", filter=is_searching)
+    def _(event):
+        accept_search()
+        event.app.current_buffer.validate_and_handle()
+    return kb
 
 
 def _isatty(stream) -> bool:
