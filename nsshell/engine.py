@@ -227,7 +227,12 @@ class Engine:
             for v in values:
                 self.vars[c.name] = v
                 status = self._list(c.body, cond)
-            return status
+        else:
+            status = self._if(c, cond)
+        self.session.last_status = status   # $? after a block is its status (0 if none ran)
+        return status
+
+    def _if(self, c, cond: bool) -> int:
         for test, body in c.clauses:   # if / elif
             if self._list(test, True) == 0:
                 return self._list(body, cond)

@@ -117,41 +117,6 @@ def _walk(line: str, partial: bool):
     return commands, words, word, start, False
 
 
-def segments(line: str) -> list[str]:
-    """The raw text of each `;`-separated command of LINE (quotes respected, comment
-    dropped), so that each can be expanded just before it runs ($? is then current)."""
-    return _segments(line)[0]
-
-
-def open_quote(line: str) -> bool:
-    """Whether LINE ends inside a quote (a script's next line continues the word)."""
-    return _segments(line)[1]
-
-
-def _segments(line: str) -> tuple[list[str], bool]:
-    out, start, i, n = [], 0, 0, len(line)
-    quote_char = None
-    while i < n:
-        c = line[i]
-        if quote_char:
-            if c == quote_char:
-                quote_char = None
-            elif c == "\\" and quote_char == '"':
-                i += 1
-        elif c == "\\":
-            i += 1
-        elif c in "'\"":
-            quote_char = c
-        elif c == ";":
-            out.append(line[start:i])
-            start = i + 1
-        elif c == "#" and (i == 0 or line[i - 1] in " \t;"):
-            break
-        i += 1
-    out.append(line[start:i] if quote_char is None else line[start:])
-    return [seg for seg in out if seg.strip()], quote_char is not None
-
-
 _LEADERS = frozenset({"do", "then", "else", "elif", "if", "!"})
 
 

@@ -236,3 +236,9 @@ def test_ctrl_r_then_enter_runs_the_line_found(shell):
     keys = ["echo marker-two\r", "echo other\r", 0.3, "\x12", "marker", 0.3, "\r", 0.3, "\x04"]
     assert _drive(shell, keys) == 0
     assert shell.out.getvalue().splitlines() == ["marker-two", "other", "marker-two"]
+
+
+def test_status_after_blocks_and_negation():
+    d = run_nsshell("-k", "-c", "if false; then echo x; fi; echo $?; ! true; echo $?; "
+                    "for i in; do false; done; echo $?; false || true; echo $?")
+    assert d.out.split() == ["0", "1", "0", "0"], d

@@ -304,17 +304,18 @@ def inside(cfg: dict) -> dict:
 
 def _ends_a_batch(line: str) -> bool:
     """A line after which nothing more of a batch would run: one that leaves a quote or a
-    for/if block open (the next lines become part of it) or may `exit`.  Each goes last in its batch,
-    so that every line given is run."""
+    for/if block open (the next lines become part of it) or may `exit`.  Each goes last
+    in its batch, so that every line given is run."""
     from nsshell import lexer
+    from nsshell.errors import NsshellError
     text = line.replace("\x00", "")
     if not lexer.is_complete(text) or text.rstrip().endswith("\\"):
         return True     # an open quote or block, a trailing && or backslash
-    for seg in lexer.segments(text.replace("\n", ";")):
-        first = seg.split()[:1]
-        if first and first[0].strip("'\"").lstrip("\\") in ("exit", "quit"):
-            return True
-    return False
+    try:
+        commands = lexer.split(text)
+    except NsshellError:
+        return True
+    return any(words[0] in ("exit", "quit") for words in commands)
 
 
 # Lines each batch starts with (not counted as inputs): sets the generated lines name
