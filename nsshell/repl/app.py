@@ -184,7 +184,8 @@ class Repl:
             try:
                 self.engine.run_line(text)
             except ExitRequest as e:
-                if self.may_leave():
+                # `exit` may be asked again; a signal that ends the shell (SignalExit) may not
+                if type(e) is not ExitRequest or self.may_leave():
                     return e.status
             except KeyboardInterrupt:
                 self.session.last_status = 130
