@@ -242,3 +242,8 @@ def test_status_after_blocks_and_negation():
     d = run_nsshell("-k", "-c", "if false; then echo x; fi; echo $?; ! true; echo $?; "
                     "for i in; do false; done; echo $?; false || true; echo $?")
     assert d.out.split() == ["0", "1", "0", "0"], d
+
+
+def test_tab_typed_ahead_applies_before_the_next_keys(shell):
+    assert _drive(shell, ["ech\t hi\r", 0.3, "\x04"]) == 0       # no pause after the Tab
+    assert shell.out.getvalue() == "hi\n", shell.err.getvalue()

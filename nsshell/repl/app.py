@@ -104,10 +104,11 @@ class Repl:
             # `nsshell | tee log`: the prompt goes to the terminal, as a shell's does
             from prompt_toolkit.output import create_output
             output = create_output(stdout=sys.stderr)
+        completer = NsCompleter(self.session)
         self.prompt_session = PromptSession(
             message=self.message,
             bottom_toolbar=self.toolbar,
-            completer=NsCompleter(self.session),
+            completer=completer,
             complete_while_typing=False,
             auto_suggest=AutoSuggestFromHistory(),
             history=history,
@@ -116,7 +117,7 @@ class Repl:
             input=input,
             output=output,
             include_default_pygments_style=False,
-            key_bindings=_bindings(),
+            key_bindings=_bindings(completer),
         )
         self.refresh()
 
@@ -194,9 +195,14 @@ class Repl:
             self.refresh()
 
 
-def _bindings():
-    """Enter during Ctrl-R runs the line found, as bash does (not only takes it)."""
-    from prompt_toolkit.filters import is_searching
+def _bindings(completer):
+    """Enter during Ctrl-R runs the line found, as bash does (not only takes it).  Tab
+    completes at once, before the keys typed after it (prompt_toolkit's own Tab starts an
+    asynchronous completion that keys typed ahead overtake: `ech<Tab> hi` ran `ech hi`):
+    one candidate is inserted, several insert their common part and show the menu."""
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.completion.base import get_common_complete_suffix
+    from prompt_toolkit.filters import has_completions, is_searching
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.search import accept_search
     kb = KeyBindings()
@@ -205,6 +211,20 @@ def _bindings():
     def _(event):
         accept_search()
         event.app.current_buffer.validate_and_handle()
+
+    @kb.add("tab", filter=~is_searching & ~has_completions)
+    def _(event):
+        buf = event.current_buffer
+        found = list(completer.get_completions(buf.document,
+                                               CompleteEvent(completion_requested=True)))
+        if len(found) == 1:
+            buf.apply_completion(found[0])
+        elif found:
+            common = get_common_complete_suffix(buf.document, found)
+            if common:
+                buf.insert_text(common)
+            else:
+                buf.start_completion(select_first=False)
     return kb
 
 
