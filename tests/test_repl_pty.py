@@ -262,3 +262,11 @@ def test_a_long_batch_shows_progress_on_a_terminal_only(tmp_path, nsshell):
     piped = nsshell(str(script))              # stdout and stderr are pipes: no progress
     assert piped.rc == 0 and "finished" in piped.out
     assert "301" not in piped.err and "\r" not in piped.out + piped.err
+
+
+def test_ctrl_c_of_a_program_is_not_glued_to_the_prompt(term):
+    t = term()
+    t.child.send("run sleep 30\r")
+    time.sleep(1)
+    t.child.sendintr()
+    t.child.expect(r"\^C\r?\n" + ESC + r"(?:\r|\x1b\[[0-9;?]*[A-Za-z])*" + prompt_re("host"))

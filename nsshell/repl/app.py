@@ -33,6 +33,7 @@ STYLE = Style.from_dict({
 })
 
 
+GLUED = frozenset({128 + 2, 128 + 3})   # a program ended by ^C or ^\ (^Z: run says so)
 CONTINUATION = FormattedText([("class:prompt.mark", "> ")])
 
 
@@ -192,6 +193,11 @@ class Repl:
                 self.session.last_status = 130
             finally:
                 _flush()
+            if self.session.last_status in GLUED and _isatty(sys.stderr):
+                # the terminal echoed ^C, ^\ or ^Z where the cursor was: the prompt goes
+                # on a line of its own, as bash's does
+                sys.stderr.write("\n")
+                sys.stderr.flush()
             self.refresh()
 
 
