@@ -194,7 +194,7 @@ class Repl:
             finally:
                 _flush()
             if self.session.last_status in GLUED and _isatty(sys.stderr):
-                # the terminal echoed ^C, ^\ or ^Z where the cursor was: the prompt goes
+                # the terminal echoed ^C or ^\ where the cursor was: the prompt goes
                 # on a line of its own, as bash's does
                 sys.stderr.write("\n")
                 sys.stderr.flush()
