@@ -270,3 +270,29 @@ def test_ctrl_c_of_a_program_is_not_glued_to_the_prompt(term):
     time.sleep(1)
     t.child.sendintr()
     t.child.expect(r"\^C\r?\n" + ESC + r"(?:\r|\x1b\[[0-9;?]*[A-Za-z])*" + prompt_re("host"))
+
+
+def test_an_open_quote_or_block_continues_at_a_second_prompt(term):
+    t = term()
+    t.child.send('echo "one\r')
+    t.child.expect(r"\r\n" + ESC + r">")            # the continuation prompt
+    t.child.send('tw""o"\r')   # `tw""o` is two: the echo of the input never matches
+    t.child.expect(r"one\r\ntwo\r\n")
+    t.expect_prompt("host")
+    t.child.send("for i in x''1 x''2\r")
+    t.child.expect(ESC + r">")
+    t.child.send("do echo $i; done\r")
+    t.child.expect(r"x1\r\nx2\r\n")
+    t.expect_prompt("host")
+
+
+def test_ctrl_d_with_unpersisted_sets_warns_once(term, prefix):
+    t = term()
+    t.line(f"new uts as {prefix}d --no-join")
+    t.child.sendcontrol("d")
+    t.child.expect(f"did not persist: {re.escape(prefix)}d")
+    t.expect_prompt("host")
+    t.child.sendcontrol("d")
+    t.child.expect(pexpect.EOF)
+    t.child.close()
+    assert t.child.exitstatus == 0

@@ -146,7 +146,8 @@ class Repl:
         asks for more lines at a continuation prompt, as sh's PS2 does.  Ctrl-C drops
         it all (KeyboardInterrupt); Ctrl-D inside it ends it (the engine says what is open)."""
         from .. import lexer
-        text = self.prompt_session.prompt()
+        # prompt() keeps the message it is given: the first line's is given each time
+        text = self.prompt_session.prompt(message=self.message)
         while text.strip() and not lexer.is_complete(text):
             try:
                 more = self.prompt_session.prompt(message=CONTINUATION)
