@@ -71,11 +71,13 @@ def echo(sh, words: Annotated[list, Rest(), Word("TEXT")] = None):
       echo -n no newline
     """
     words = list(words or [])
-    if words[:1] == ["-n"]:
-        text = " ".join(words[1:])
-        sh.engine.renderer.out.write(text)
-        sh.engine.renderer.out.flush()
+    renderer = sh.engine.renderer
+    if words[:1] == ["-n"] and getattr(renderer, "mode", "") in ("plain", "rich"):
+        renderer.out.write(" ".join(words[1:]))   # as typed: no newline (nor JSON) after it
+        renderer.out.flush()
         return None
+    if words[:1] == ["-n"]:
+        words = words[1:]
     return Message(" ".join(words))
 
 
