@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(opts) -> int:
     from . import commands  # noqa: F401 - registers the built-ins
-    from .engine import Engine, read_script, script_text
+    from .engine import Engine, read_script
     from .errors import NsshellError, one_line
     from .render import Renderer
     from .session import Session
@@ -146,12 +146,8 @@ def _main(opts) -> int:
                 return e.status
             return engine.run_script(text, opts.file)
         if not interactive:
-            try:
-                text = script_text(sys.stdin.buffer.read(), "stdin")
-            except NsshellError as e:
-                renderer.error(one_line(str(e)))
-                return e.status
-            return engine.run_script(text, "stdin")
+            # each command runs as soon as it is complete, as sh does (a FIFO, `tail -f`)
+            return engine.run_lines(_stdin_lines(sys.stdin.buffer), "stdin")
         from .repl.app import run_repl
         return run_repl(engine)
     except ExitRequest as e:
@@ -166,6 +162,24 @@ def _main(opts) -> int:
         return 130
     finally:
         session.close_all()
+
+
+def _stdin_lines(stream):
+    """The lines of STREAM as they arrive, each checked as UTF-8 text (a UsageError naming
+    the line and the byte ends the input; the lines before it have run)."""
+    from .errors import UsageError
+    n = 0
+    while True:
+        data = stream.readline()
+        if not data:
+            return
+        n += 1
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(f"stdin:{n}: not UTF-8 text (byte 0x{data[e.start]:02x})",
+                             "nsshell reads commands as UTF-8: convert them (`iconv -t UTF-8`); "
+                             "nothing from this line on was run") from None
 
 
 def _load_plugins() -> None:

@@ -269,12 +269,32 @@ def _command_name_words(registry: Registry, words: list[str], current: str) -> l
     return _subcommand_words(registry, typed, current)
 
 
+# Options of `new` that mean something only with some types: `new net --<Tab>` does not
+# offer --mount-proc.  (option -> the types it needs, all of them)
+NEEDS_TYPES = {("new", "--mount-proc"): {"pid", "mnt"}, ("new", "--propagation"): {"mnt"},
+               ("new", "--monotonic"): {"time"}, ("new", "--boottime"): {"time"}}
+
+
+def _types_given(scan: _Scan) -> set[str] | None:
+    text = scan.args.get("types")
+    if not text:
+        return None
+    names = set(text.split("+"))
+    if "all" in names:
+        return None
+    return {"mnt" if n == "mount" else n for n in names}
+
+
 def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
     out = []
+    given = _types_given(scan)
     for p in cmd.params:
         if p.kind not in ("opt", "flag"):
             continue
         if set(p.flags) & scan.used:
+            continue
+        needs = NEEDS_TYPES.get((cmd.name, p.flags[0]))
+        if needs and given is not None and not needs <= given:
             continue
         for f in p.flags:
             if f.startswith(current):

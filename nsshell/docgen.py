@@ -170,6 +170,16 @@ _EXAMPLES = [
 ]
 
 
+def _language_roff() -> list[str]:
+    """The LANGUAGE section, from the text `help language` shows (nsshell/helptext.py)."""
+    from .helptext import LANGUAGE, LANGUAGE_EXAMPLES, LANGUAGE_INTRO
+    out = [".SH LANGUAGE", _esc(_one_line(LANGUAGE_INTRO))]
+    for term, text in LANGUAGE:
+        out += [".TP", "\\fB" + _code(term) + "\\fR", _esc(_one_line(text))]
+    out += [".PP", "Examples:", ".RS", ".nf"] + [_code(e) for e in LANGUAGE_EXAMPLES] + [".fi", ".RE"]
+    return out
+
+
 def man_page(registry: Registry | None = None) -> str:
     registry = registry or load_registry()
     L: list[str] = []
@@ -225,12 +235,9 @@ def man_page(registry: Registry | None = None) -> str:
         ".TP", "\\fIFILE\\fR [\\fIARG\\fR ...]",
         "A script of nsshell commands; a first line \\fB#!/usr/bin/env nsshell\\fR makes it "
         "executable.  Its arguments are $1, $2, ... ($# their count, $@ all of them).",
+        *_language_roff(),
         ".SH \"THE COMMAND LANGUAGE\"",
-        "Words are split as a POSIX shell splits them (single and double quotes, backslashes). "
-        "\\fB;\\fR separates commands, \\fB#\\fR starts a comment, a line ending in a backslash "
-        "goes on on the next.  \\fB!\\fR\\fICMD\\fR ... is short for \\fBrun\\fR \\fICMD\\fR ....  "
-        "$1, $2, ... (script arguments), $? (the last status) and $\\fINAME\\fR (the environment) "
-        "are expanded outside single quotes.",
+        "How namespaces are named and which ones commands act in.",
         ".SS \"Namespace types\"",
         "\\fITYPES\\fR is one or more of \\fBuser mnt pid net uts ipc cgroup time\\fR "
         "(\\fBmount\\fR is \\fBmnt\\fR), joined with \\fB+\\fR (\\fBuser+mnt+net\\fR), or \\fBall\\fR.",

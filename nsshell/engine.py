@@ -7,7 +7,6 @@ run_line / run_script, so a command behaves the same wherever it is typed.
 from __future__ import annotations
 
 import os
-import re
 
 from . import lexer
 from .core import runner as _runner
@@ -16,7 +15,6 @@ from .errors import (RESOURCE_ERRNOS, ExitRequest, NsshellError, UsageError,
 from .registry import REGISTRY, Registry
 from .results import Result, Status
 
-_VAR = re.compile(r"\$(\d|\?|#|@|\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
 
 
 def script_text(data: bytes, name: str) -> str:
@@ -43,6 +41,10 @@ def read_script(path: str) -> str:
         return script_text(f.read(), path)
 
 
+class _Stop(Exception):
+    """errexit: a command failed; the running batch stops."""
+
+
 class Engine:
     def __init__(self, session, renderer, registry: Registry = REGISTRY, debug: bool = False,
                  argv: list[str] | None = None):
@@ -53,30 +55,38 @@ class Engine:
         self.argv = list(argv or [])
         self.depth = 0
         self._level = 0
+        self.vars: dict[str, str] = {}     # a for loop's NAME
+        self._failure = 0
+        self._where = lambda n: None
         session.engine = self
 
-    # -- variables ($1, $?, $HOME) ------------------------------------------------
+    # -- variables ($1, $?, $HOME, a for loop's NAME) -----------------------------------
 
-    def _expand(self, line: str) -> str:
-        if "$" not in line:
-            return line
+    def lookup(self, key: str) -> str:
+        if key in self.vars:
+            return self.vars[key]
+        if key.isdigit():
+            i = int(key)
+            return self.argv[i] if i < len(self.argv) else ""
+        if key == "?":
+            return str(self.session.last_status)
+        if key == "#":
+            return str(max(len(self.argv) - 1, 0))
+        return os.environ.get(key, "")
 
-        def value(m: re.Match) -> str:
-            key = m.group(1).strip("{}")
-            if key.isdigit():
-                i = int(key)
-                return self.argv[i] if i < len(self.argv) else ""
-            if key == "?":
-                return str(self.session.last_status)
-            if key == "#":
-                return str(max(len(self.argv) - 1, 0))
-            if key == "@":
-                return " ".join(lexer.quote(a) for a in self.argv[1:])
-            return os.environ.get(key, "")
-
-        # No expansion inside single quotes.
-        parts = re.split(r"('(?:[^'])*')", line)
-        return "".join(p if p.startswith("'") else _VAR.sub(value, p) for p in parts)
+    def expand(self, words: list) -> list[str]:
+        """The fields of a simple command's words: values are data, never code
+        (lexer.expand_word); `!CMD` (as typed, not from a value) is `run CMD`."""
+        out: list[str] = []
+        for w in words:
+            out.extend(lexer.expand_word(w, self.lookup, self.argv[1:]))
+        for f in out:
+            lexer.check_text(f)
+        first = words[0].parts[0] if words and words[0].parts else None
+        if out and first is not None and first.kind == "lit" and not first.quoted \
+                and first.text.startswith("!") and out[0].startswith("!") and len(out[0]) > 1:
+            out = ["run", out[0][1:]] + out[1:]
+        return out
 
     # -- running -------------------------------------------------------------------
 
@@ -92,65 +102,141 @@ class Engine:
                 _runner.drop(self.session)
 
     def run_line(self, line: str, where: str | None = None) -> int:
-        """Run every command of LINE; with errexit, stop at the first failure.
-        Returns the status of the first failing command, or 0."""
-        return self._top(self._run_line, line, where)
-
-    def _run_line(self, line: str, where: str | None = None) -> int:
-        first_failure = 0
-        for segment in lexer.segments(line):
-            try:
-                commands = lexer.split(self._expand(segment))
-            except NsshellError as e:
-                self.report(e, where, None)
-                self.session.last_status = e.status
-                return first_failure or e.status
-            if not commands:
-                continue
-            status = self.run_words(commands[0], where)
-            if status and not first_failure:
-                first_failure = status
-                if self.session.get("errexit"):
-                    break
-        return first_failure
+        """Run the commands of LINE (all of it is one text: quotes and blocks may span its
+        lines); with errexit, stop at the first failure.  Returns the status of the first
+        failing command, or 0."""
+        return self._top(self._run_stream, iter([line]), lambda n: where, None)
 
     def run_script(self, text: str, name: str) -> int:
         """Run a script's lines; where-prefixes are NAME:LINE."""
-        return self._top(self._run_script, text, name)
-
-    def _run_script(self, text: str, name: str) -> int:
-        lines = text.splitlines()
+        lines = text.splitlines(keepends=True)
         multi = len(lines) > 1
-        # a long batch shows how far it got (on a terminal only; nothing in a pipe)
-        with self.session.progress.task(name, total=len(lines)) as task:
-            return self._run_lines(lines, name, multi, task)
+        return self.run_lines(iter(lines), name, multi, total=len(lines))
 
-    def _run_lines(self, lines: list[str], name: str, multi: bool, task) -> int:
-        first_failure = 0
-        i = 0
-        while i < len(lines):
-            start = i
-            line = lines[i]
-            while i + 1 < len(lines):
-                if line.endswith("\\"):           # a continued line
-                    i += 1
-                    line = line[:-1] + lines[i]
-                elif lexer.open_quote(line):      # a quote that spans lines
-                    i += 1
-                    line = line + "\n" + lines[i]
-                else:
+    def run_lines(self, lines, name: str, multi: bool = True, total: int | None = None) -> int:
+        """Run the text LINES gives (an iterator of lines, e.g. a pipe read as it comes),
+        each command as soon as it is complete."""
+        def where(n: int) -> str:
+            return f"{name}:{n}" if multi or name not in ("-c",) else name
+        # a long batch shows how far it got (on a terminal only; nothing in a pipe)
+        with self.session.progress.task(name, total=total) as task:
+            return self._top(self._run_stream, lines, where, task)
+
+    def _run_stream(self, lines, where, task) -> int:
+        saved = self._failure, self._where
+        self._failure, self._where = 0, where
+        try:
+            buf, start, n = "", 1, 0
+            while True:
+                try:
+                    chunk = next(lines, None)
+                except NsshellError as e:     # input that cannot be read as text
+                    self.report(e, None, None)
+                    self.session.last_status = e.status
+                    return self._failure or e.status
+                if chunk is not None:
+                    n += chunk.count("\n") + (0 if chunk.endswith("\n") else 1)
+                    buf += chunk
+                    if task is not None:
+                        task.update(n)
+                if not buf.strip():
+                    buf, start = "", n + 1
+                    if chunk is None:
+                        break
+                    continue
+                try:
+                    items = lexer.parse(buf, final=chunk is None, line=start)
+                except lexer.Incomplete as e:
+                    if chunk is not None:
+                        continue
+                    self._syntax(e, start)
                     break
-            i += 1
-            if start == 0 and line.startswith("#!"):
-                continue
-            where = f"{name}:{start + 1}" if multi or name not in ("-c",) else name
-            status = self.run_line(line, where)
-            task.update(i)
-            if status and not first_failure:
-                first_failure = status
-                if self.session.get("errexit"):
+                except NsshellError as e:
+                    buf, start = "", n + 1
+                    self._syntax(e, start)
+                    continue
+                buf, start = "", n + 1
+                self._list(items, False)
+                if chunk is None:
                     break
-        return first_failure
+            return self._failure
+        except _Stop:
+            return self._failure
+        finally:
+            self._failure, self._where = saved
+
+    def _syntax(self, e: NsshellError, line: int) -> None:
+        self.report(e, self._where(line), None)
+        self.session.last_status = e.status
+        self._failed(e.status)
+
+    def _failed(self, status: int) -> None:
+        """A command failed outside any condition: the batch's status; errexit stops it."""
+        if not self._failure:
+            self._failure = status
+        if self.session.get("errexit"):
+            raise _Stop()
+
+    # -- the language: lists, && and ||, !, for, if (sh's rules for errexit) --------------
+
+    def _list(self, items: list, cond: bool) -> int:
+        status = 0
+        for item in items:
+            status = self._andor(item, cond)
+        return status
+
+    def _andor(self, node, cond: bool) -> int:
+        last = len(node.rest)
+        status = self._pipeline(node.first, cond or last > 0)
+        for i, (op, p) in enumerate(node.rest, 1):
+            if (op == "&&") == (status == 0):
+                status = self._pipeline(p, cond or i < last)
+        return status
+
+    def _pipeline(self, p, cond: bool) -> int:
+        status = self._command(p.command, cond or p.negate)
+        if p.negate:
+            status = 0 if status else 1
+            self.session.last_status = status
+        return status
+
+    def _command(self, c, cond: bool) -> int:
+        if isinstance(c, lexer.Simple):
+            try:
+                words = self.expand(c.words)
+            except NsshellError as e:
+                self.report(e, self._where(c.line), None)
+                status = e.status
+                self.session.last_status = status
+            else:
+                if not words:
+                    return 0
+                status = self.run_words(words, self._where(c.line))
+            if status and not cond:
+                self._failed(status)
+            return status
+        if isinstance(c, lexer.For):
+            values: list[str] = []
+            try:
+                for w in c.words:
+                    values.extend(lexer.expand_word(w, self.lookup, self.argv[1:]))
+            except NsshellError as e:
+                self._syntax(e, c.line)
+                return e.status
+            status = 0
+            for v in values:
+                self.vars[c.name] = v
+                status = self._list(c.body, cond)
+        else:
+            status = self._if(c, cond)
+        self.session.last_status = status   # $? after a block is its status (0 if none ran)
+        return status
+
+    def _if(self, c, cond: bool) -> int:
+        for test, body in c.clauses:   # if / elif
+            if self._list(test, True) == 0:
+                return self._list(body, cond)
+        return self._list(c.orelse, cond) if c.orelse else 0
 
     def run_words(self, words: list[str], where: str | None = None) -> int:
         cmd = None

@@ -125,6 +125,61 @@ def overview(registry: Registry, total: int | None = None) -> str:
         "namespace file, or TYPE:[INODE]; `TYPE REF` picks that type of it (net box).",
         "TYPES: user mnt pid net uts ipc cgroup time, joined with + (user+mnt+net), or all.",
         "",
-        "`help COMMAND` shows its options and examples; Tab completes; `man nsshell` tells all.",
+        "`help COMMAND` shows its options and examples; `help language` the grammar (for, if,",
+        "&&, ||, quotes, $VAR); Tab completes; `man nsshell` tells all.",
     ]
     return "\n".join(lines)
+
+
+# -- the language (`help language`, and the man page's LANGUAGE section, from this one text) ---
+
+LANGUAGE_INTRO = (
+    "nsshell reads commands as a small POSIX-shell subset, the same at the prompt, in -c, "
+    "in script files, from a pipe and through `source` and the Python API.  A command runs "
+    "as soon as it is complete: an open quote, an open for/if block, or a line ending in "
+    "`&&`, `||` or a backslash goes on on the next line (at the prompt, a `> ` prompt asks "
+    "for it).")
+
+LANGUAGE = [
+    ("WORDS", "Split at blanks, as sh splits them: 'single quotes' keep everything, "
+              "\"double quotes\" keep everything but $-expansions and \\\\, \\\", \\$; a "
+              "backslash quotes the next character.  Quotes may span lines."),
+    ("CMD ; CMD, newline", "Run one after the other.  `#` at the start of a word begins a "
+                           "comment, to the end of the line."),
+    ("$NAME ${NAME} $1 $# $@ $?", "A for loop's NAME, else the environment; the script's (or "
+                                  "source's) arguments, their count, all of them; the last "
+                                  "status.  A value is data, never code: `;`, `#`, quotes "
+                                  "and operators in it are plain characters.  Unquoted, a "
+                                  "value is split at blanks into words (no globbing); "
+                                  "\"$X\" is one word; \"$@\" is one word per argument."),
+    ("{1..100} {a..e} {x,y}", "Brace expansion of unquoted words: h{1..3} gives h1 h2 h3 "
+                              "(at most 100000 words)."),
+    ("CMD && CMD, CMD || CMD", "The second runs only if the first succeeded (&&) or failed "
+                               "(||); the status is the last one run."),
+    ("! CMD", "`!` alone, then a space, negates CMD's status (0 becomes 1, failures 0).  "
+              "`!PROG ARGS` without a space is short for `run PROG ARGS`."),
+    ("for NAME in WORDS; do CMDS; done", "Runs CMDS once per word, with $NAME set to it "
+                                         "(the words are expanded first)."),
+    ("if CMDS; then CMDS; [elif CMDS; then CMDS;] [else CMDS;] fi",
+     "Runs the first branch whose condition's last command succeeds."),
+    ("true, false", "Succeed; fail (status 1): for conditions."),
+    ("errexit", "On by default in batches (-k or `set errexit off` turns it off): a failing "
+                "command stops the batch, except, as in sh, a command in an if or elif "
+                "condition, one of an && or || list but the last, or one negated with !.  "
+                "The batch's status is that of the first failure."),
+]
+
+
+def language_help(total: int | None = None) -> str:
+    total = total or width()
+    lines = ["LANGUAGE", ""] + _paragraphs(LANGUAGE_INTRO, total) + [""]
+    lines += _columns(LANGUAGE, total)
+    lines += ["", "Examples:"] + [f"  {e}" for e in LANGUAGE_EXAMPLES]
+    return "\n".join(lines)
+
+
+LANGUAGE_EXAMPLES = [
+    "for i in {1..100}; do new net as h$i --no-join; done",
+    "if new net as lab --no-join; then persist lab; else echo no lab; fi",
+    "new net as a --no-join && persist a || echo failed",
+]

@@ -25,6 +25,13 @@ def choose_mode(stream: TextIO, want_json: bool) -> str:
         return "plain"
 
 
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -70,7 +77,13 @@ class Renderer:
             return
         if self.mode == "json" or as_json:
             import json  # here: only --json pays for it
-            self.out.write(json.dumps(jsonable(result.json()), indent=2) + "\n")
+            # JSON Lines: one compact document per line, so that a batch's documents
+            # parse one by one (docs/json.md); indented for a person at a terminal
+            data = jsonable(result.json())
+            if _isatty(self.out):
+                self.out.write(json.dumps(data, indent=2) + "\n")
+            else:
+                self.out.write(json.dumps(data, separators=(",", ":")) + "\n")
         elif self.mode == "rich":
             self._rich(result)
         else:

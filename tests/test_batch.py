@@ -70,7 +70,7 @@ def test_the_helper_is_not_seen_by_other_commands(nsshell):
 def test_a_program_gets_fds_0_1_2_only_env_and_cwd(nsshell, tmp_path):
     tmp_path.chmod(0o755)
     d = run_nsshell("-c", "new user+mnt+net; map root; "
-                    "run sh -c 'ls /proc/$$/fd | tr \"\\n\" \" \"; echo; echo v=$NSB_X; pwd'",
+                    "run sh -c 'ls /proc/self/fd | tr \"\\n\" \" \"; echo; echo v=$NSB_X; pwd'",
                     env={"NSB_X": "42"}, cwd=str(tmp_path))
     assert d.rc == 0, d
     fds = d.out.splitlines()[-3].split()

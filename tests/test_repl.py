@@ -76,7 +76,7 @@ def test_tab_completes_a_command(shell):
 
 def test_tab_completes_a_name(shell, prefix):
     keys = [f"new uts as {prefix}tab --no-join\r", PAUSE, f"join {prefix}t", "\t", PAUSE,
-            "\r", PAUSE, "hostname\r", "\x04"]
+            "\r", PAUSE, "hostname\r", "\x04", PAUSE, "\x04"]   # the 1st Ctrl-D warns
     assert drive(shell, keys) == 0
     assert shell.session.context_names["uts"] == f"{prefix}tab"
 

@@ -59,10 +59,12 @@ class Term:
         return strip(out)
 
     def close(self):
-        if self.child.isalive():
+        for _ in range(2):   # a second Ctrl-D leaves when the first warned of sets made here
+            if not self.child.isalive():
+                break
             self.child.sendcontrol("d")
             try:
-                self.child.expect(pexpect.EOF, timeout=10)
+                self.child.expect(pexpect.EOF, timeout=5)
             except pexpect.TIMEOUT:
                 pass
         self.child.close(force=True)
@@ -260,3 +262,37 @@ def test_a_long_batch_shows_progress_on_a_terminal_only(tmp_path, nsshell):
     piped = nsshell(str(script))              # stdout and stderr are pipes: no progress
     assert piped.rc == 0 and "finished" in piped.out
     assert "301" not in piped.err and "\r" not in piped.out + piped.err
+
+
+def test_ctrl_c_of_a_program_is_not_glued_to_the_prompt(term):
+    t = term()
+    t.child.send("run sleep 30\r")
+    time.sleep(1)
+    t.child.sendintr()
+    t.child.expect(r"\^C\r?\n" + ESC + r"(?:\r|\x1b\[[0-9;?]*[A-Za-z])*" + prompt_re("host"))
+
+
+def test_an_open_quote_or_block_continues_at_a_second_prompt(term):
+    t = term()
+    t.child.send('echo "one\r')
+    t.child.expect(r"\r\n" + ESC + r">")            # the continuation prompt
+    t.child.send('tw""o"\r')   # `tw""o` is two: the echo of the input never matches
+    t.child.expect(r"one\r\ntwo\r\n")
+    t.expect_prompt("host")
+    t.child.send("for i in x''1 x''2\r")
+    t.child.expect(ESC + r">")
+    t.child.send("do echo $i; done\r")
+    t.child.expect(r"x1\r\nx2\r\n")
+    t.expect_prompt("host")
+
+
+def test_ctrl_d_with_unpersisted_sets_warns_once(term, prefix):
+    t = term()
+    t.line(f"new uts as {prefix}d --no-join")
+    t.child.sendcontrol("d")
+    t.child.expect(f"did not persist: {re.escape(prefix)}d")
+    t.expect_prompt("host")
+    t.child.sendcontrol("d")
+    t.child.expect(pexpect.EOF)
+    t.child.close()
+    assert t.child.exitstatus == 0

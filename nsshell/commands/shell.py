@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..errors import ExitRequest, NotFoundError, NsshellError, UsageError
-from ..helptext import command_help, overview
-from ..registry import REGISTRY, Annotated, command
+from ..helptext import command_help, language_help, overview
+from ..registry import REGISTRY, Annotated, Rest, command
 from ..results import Message, Status, Table
 from ..types import CommandName, Int, Path, ParamType, Word
 
@@ -24,14 +24,18 @@ class SettingName(ParamType):
 
 
 @command("source", aliases=(".",))
-def source(sh, path: Annotated[str, Path("FILE")]):
+def source(sh, path: Annotated[str, Path("FILE")], args: Annotated[list, Rest(), Word("ARG")] = None):
     """Run the commands of FILE in this session, as if typed here.
+
+    With ARGS, $1, $2, ... $# and $@ in FILE are those words (and are restored after it).
 
     Arguments:
       path: a script of nsshell commands
+      args: the script's arguments ($1, $2, ...)
 
     Examples:
       source lab.nss
+      source mklab.nss 10 blue
     """
     from ..engine import read_script
     try:
@@ -42,15 +46,21 @@ def source(sh, path: Annotated[str, Path("FILE")]):
     if engine.depth >= MAX_SOURCE_DEPTH:
         raise NsshellError(f"source nests more than {MAX_SOURCE_DEPTH} deep", "a script sources itself?")
     engine.depth += 1
+    saved = engine.argv
+    if args:
+        engine.argv = [path] + list(args)
     try:
         return Status(engine.run_script(text, path))
     finally:
+        engine.argv = saved
         engine.depth -= 1
 
 
 @command("echo")
-def echo(sh, words: Annotated[list, Word("TEXT")] = None):
-    """Print the words, separated by spaces.
+def echo(sh, words: Annotated[list, Rest(), Word("TEXT")] = None):
+    """Print the words, separated by spaces (`-n` first: no newline at the end).
+
+    Every other word is printed as it is, `---` and `--help` too.
 
     Arguments:
       words: what to print ($1, $?, $NAME are expanded)
@@ -58,8 +68,37 @@ def echo(sh, words: Annotated[list, Word("TEXT")] = None):
     Examples:
       echo built the lab
       echo last status $?
+      echo -n no newline
     """
-    return Message(" ".join(words or []))
+    words = list(words or [])
+    renderer = sh.engine.renderer
+    if words[:1] == ["-n"] and getattr(renderer, "mode", "") in ("plain", "rich"):
+        renderer.out.write(" ".join(words[1:]))   # as typed: no newline (nor JSON) after it
+        renderer.out.flush()
+        return None
+    if words[:1] == ["-n"]:
+        words = words[1:]
+    return Message(" ".join(words))
+
+
+@command("true")
+def true_(sh):
+    """Do nothing, successfully (status 0): `while`-less loops and conditions use it.
+
+    Examples:
+      true && echo yes
+    """
+    return None
+
+
+@command("false")
+def false_(sh):
+    """Do nothing, and fail (status 1).
+
+    Examples:
+      false || echo no
+    """
+    return Status(1)
 
 
 @command("set")
@@ -98,15 +137,18 @@ def help_(sh, topic: Annotated[list, CommandName()] = None):
     """Show the commands, or how to use one.
 
     Arguments:
-      topic: a command (e.g. new, or net veth)
+      topic: a command (e.g. new, or net veth), or `language` (the grammar)
 
     Examples:
       help
       help new
       help net veth
+      help language
     """
     if not topic:
         return Message(overview(REGISTRY))
+    if topic == ["language"]:
+        return Message(language_help())
     found = REGISTRY.lookup(topic)
     if found is None or found[1] != len(topic):
         subs = REGISTRY.subcommands(" ".join(topic))

@@ -4,7 +4,7 @@ No command logic lives here: the prompt shows the context, a bottom toolbar show
 the context, the current user namespace's uid mapping and the last status, Tab
 completes from the registry (nsshell.complete), history is kept in
 $XDG_STATE_HOME/nsshell/history and suggested while typing (Right arrow takes
-the suggestion), Ctrl-R searches it.  Ctrl-C clears the line, Ctrl-D leaves with
+the suggestion), Ctrl-R searches it (Enter runs the line found).  Ctrl-C clears the line, Ctrl-D leaves with
 status 0, `exit N` with N.
 """
 
@@ -31,6 +31,10 @@ STYLE = Style.from_dict({
     "bottom-toolbar.ok": "fg:ansibrightgreen",
     "bottom-toolbar.bad": "fg:ansibrightred bold",
 })
+
+
+GLUED = frozenset({128 + 2, 128 + 3})   # a program ended by ^C or ^\ (^Z: run says so)
+CONTINUATION = FormattedText([("class:prompt.mark", "> ")])
 
 
 def history_path() -> str:
@@ -91,6 +95,7 @@ class Repl:
         self.session = engine.session
         self.usermap = UserMapView(self.session)
         self.map_text = ""
+        self._warned = False
         note = None
         if history is None:
             history, note = open_history()
@@ -100,10 +105,11 @@ class Repl:
             # `nsshell | tee log`: the prompt goes to the terminal, as a shell's does
             from prompt_toolkit.output import create_output
             output = create_output(stdout=sys.stderr)
+        completer = NsCompleter(self.session)
         self.prompt_session = PromptSession(
             message=self.message,
             bottom_toolbar=self.toolbar,
-            completer=NsCompleter(self.session),
+            completer=completer,
             complete_while_typing=False,
             auto_suggest=AutoSuggestFromHistory(),
             history=history,
@@ -112,6 +118,7 @@ class Repl:
             input=input,
             output=output,
             include_default_pygments_style=False,
+            key_bindings=_bindings(completer),
         )
         self.refresh()
 
@@ -134,25 +141,98 @@ class Repl:
                  ("", "  |  Tab completes, Ctrl-R searches, Ctrl-D leaves ")]
         return FormattedText(parts)
 
+    def read(self) -> str:
+        """One whole command: an open quote or `for`/`if` block (or a trailing `&&`, `\\`)
+        asks for more lines at a continuation prompt, as sh's PS2 does.  Ctrl-C drops
+        it all (KeyboardInterrupt); Ctrl-D inside it ends it (the engine says what is open)."""
+        from .. import lexer
+        # prompt() keeps the message it is given: the first line's is given each time
+        text = self.prompt_session.prompt(message=self.message)
+        while text.strip() and not lexer.is_complete(text):
+            try:
+                more = self.prompt_session.prompt(message=CONTINUATION)
+            except EOFError:
+                break
+            text += "\n" + more
+        return text
+
+    def may_leave(self) -> bool:
+        """Whether `exit` or Ctrl-D may leave now: the first time namespaces made here and
+        not persisted would end with the shell, say which (once); the next time leaves."""
+        if self._warned:
+            return True
+        ending = sorted(n for n, s in self.session.sets.items()
+                        if s.origin == "new" and not s.persisted)
+        if not ending:
+            return True
+        self._warned = True
+        shown = ", ".join(ending[:8]) + (f" and {len(ending) - 8} more" if len(ending) > 8 else "")
+        self.engine.renderer.warn(f"leaving ends what this shell made and did not persist: "
+                                  f"{shown}; `persist NAME` keeps one; exit (or Ctrl-D) "
+                                  f"again to leave")
+        return False
+
     def run(self) -> int:
         while True:
             try:
-                text = self.prompt_session.prompt()
+                text = self.read()
             except KeyboardInterrupt:
                 continue          # Ctrl-C at the prompt: a fresh line
             except EOFError:
-                return 0          # Ctrl-D
+                if self.may_leave():
+                    return 0      # Ctrl-D
+                continue
             if not text.strip():
                 continue
             try:
                 self.engine.run_line(text)
             except ExitRequest as e:
-                return e.status
+                # `exit` may be asked again; a signal that ends the shell (SignalExit) may not
+                if type(e) is not ExitRequest or self.may_leave():
+                    return e.status
             except KeyboardInterrupt:
                 self.session.last_status = 130
             finally:
                 _flush()
+            if self.session.last_status in GLUED and _isatty(sys.stderr):
+                # the terminal echoed ^C or ^\ where the cursor was: the prompt goes
+                # on a line of its own, as bash's does
+                sys.stderr.write("\n")
+                sys.stderr.flush()
             self.refresh()
+
+
+def _bindings(completer):
+    """Enter during Ctrl-R runs the line found, as bash does (not only takes it).  Tab
+    completes at once, before the keys typed after it (prompt_toolkit's own Tab starts an
+    asynchronous completion that keys typed ahead overtake: `ech<Tab> hi` ran `ech hi`):
+    one candidate is inserted, several insert their common part and show the menu."""
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.completion.base import get_common_complete_suffix
+    from prompt_toolkit.filters import has_completions, is_searching
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.search import accept_search
+    kb = KeyBindings()
+
+    @kb.add("enter", filter=is_searching)
+    def _(event):
+        accept_search()
+        event.app.current_buffer.validate_and_handle()
+
+    @kb.add("tab", filter=~is_searching & ~has_completions)
+    def _(event):
+        buf = event.current_buffer
+        found = list(completer.get_completions(buf.document,
+                                               CompleteEvent(completion_requested=True)))
+        if len(found) == 1:
+            buf.apply_completion(found[0])
+        elif found:
+            common = get_common_complete_suffix(buf.document, found)
+            if common:
+                buf.insert_text(common)
+            else:
+                buf.start_completion(select_first=False)
+    return kb
 
 
 def _isatty(stream) -> bool:

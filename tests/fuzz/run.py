@@ -320,18 +320,19 @@ def inside(cfg: dict) -> dict:
 # -- outside: the sandboxes and the report -------------------------------------------------
 
 def _ends_a_batch(line: str) -> bool:
-    """A line after which nothing more of a batch would run: one that leaves a quote open
-    (the next lines become part of its word) or may `exit`.  Each goes last in its batch,
-    so that every line given is run."""
+    """A line after which nothing more of a batch would run: one that leaves a quote or a
+    for/if block open (the next lines become part of it) or may `exit`.  Each goes last
+    in its batch, so that every line given is run."""
     from nsshell import lexer
+    from nsshell.errors import NsshellError
     text = line.replace("\x00", "")
-    if lexer.open_quote(text) or text.rstrip().endswith("\\"):
+    if not lexer.is_complete(text) or text.rstrip().endswith("\\"):
+        return True     # an open quote or block, a trailing && or backslash
+    try:
+        commands = lexer.split(text)
+    except NsshellError:
         return True
-    for seg in lexer.segments(text.replace("\n", ";")):
-        first = seg.split()[:1]
-        if first and first[0].strip("'\"").lstrip("\\") in ("exit", "quit"):
-            return True
-    return False
+    return any(words[0] in ("exit", "quit") for words in commands)
 
 
 # Lines each batch starts with (not counted as inputs): sets the generated lines name
