@@ -506,11 +506,13 @@ def _relate(result: Scan, info: NsInfo, fd: int, want_user: bool, todo: list,
                 other = result._add(rtype, st.st_ino, st.st_dev)
                 pending[key], rfd = rfd, -1
                 todo.append(other)
+            # a way in, even for one held otherwise: an fd or a process seen by the scan
+            # may be gone by the time it is opened (open_found tries this next)
+            other.via.append((info.type, info.ino, request))
             if other.kinds and not other.kinds <= set(RELATION_KINDS):
-                continue   # held otherwise: it needs no other way in
+                continue   # held otherwise: not listed as held by this relation
             other.kinds.add(rel)
             other.holders.append({"kind": rel, "of": info.label})
-            other.via.append((info.type, info.ino, request))
         finally:
             if rfd >= 0:
                 os.close(rfd)
