@@ -245,3 +245,40 @@ def test_netns_exec_can_be_turned_off_and_is_off_with_the_mnt(named_netns):
     d = run_nsshell("-c", "new net; run ls /sys/class/net")
     assert d.rc == 0, d
     assert d.out.splitlines()[1:] == ["lo"]
+
+
+# --- PID 1 ------------------------------------------------------------------------------
+
+def _pids_in_pidns(ino: str) -> list[int]:
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.readlink(f"/proc/{p}/ns/pid") == ino:
+                    out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.parametrize("setup", ["", "new pid; ", "new user+pid; map 0 100000 65536; "])
+def test_pid1_is_unshare_fp_mount_proc(setup):
+    theirs = subprocess.run(["unshare", "-fp", "--mount-proc", "sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"],
+                            capture_output=True, text=True, check=True).stdout
+    proc_mounts = [l for l in open("/proc/self/mountinfo") if l.split()[4] == "/proc"]
+    d = run_nsshell("-c", setup + "run --pid1 sh -c \"echo \\$\\$; ls /proc | grep -c '^[0-9]'\"; "
+                    "run --pid1 sh -c 'sleep 987 & readlink /proc/self/ns/pid'")
+    assert d.rc == 0, d
+    lines = d.out.splitlines()[-3:]
+    assert lines[:2] == theirs.splitlines() == ["1", "3"]  # sh, ls and grep: nothing else
+    # the namespace ended with its PID 1, and took the orphan along
+    assert lines[2].startswith("pid:[")
+    assert _pids_in_pidns(lines[2]) == []
+    assert [l for l in open("/proc/self/mountinfo") if l.split()[4] == "/proc"] == proc_mounts
+
+
+def test_pid1_with_options_and_on_a_terminal():
+    d = run_nsshell("-c", "run --pid1 --uid 1000 sh -c 'echo $(id -u) $$'; run --pid1 sh -c 'exit 7'")
+    assert d.rc == 7 and d.out.splitlines() == ["1000 1"], d
+    rc, out = run_on_a_terminal(nsshell_argv() + ["-c", "run --pid1 sh -c 'echo PID=$$'"], _env())
+    assert rc == 0 and "PID=1" in out, out

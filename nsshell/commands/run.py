@@ -28,7 +28,7 @@ def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     opts = opts or RunOptions()
     env = dict(os.environ)
     setup = program.Setup(uid=opts.uid, gid=opts.gid, groups=opts.groups, cwd=opts.cwd,
-                          root_dir=opts.root_dir, keep_caps=opts.keep_caps)
+                          root_dir=opts.root_dir, keep_caps=opts.keep_caps, pid1=opts.pid1)
     if opts.env_from_target or opts.cgroup:
         pid = _context_pid(sh)
         if opts.env_from_target:
@@ -40,7 +40,7 @@ def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     if netns:
         setup = replace(setup, netns=True, netns_name=name)
     clear_line()  # the program writes to the terminal: no progress line in its way
-    if sh.terminal.fd is None:
+    if sh.terminal.fd is None and not setup.pid1:
         # A batch: no terminal to hand over, so a pre-entered helper starts the
         # program (core/runner.py) -- much faster for many runs in one context.
         status, job = runner.run(sh, sh.entries(), argv, env=env, cwd=_cwd(),
@@ -67,12 +67,14 @@ class RunOptions:
     env_from_target: bool = False
     keep_caps: bool = False
     cgroup: bool = False
+    pid1: bool = False
 
 
 _VALUED = {"--uid", "--gid", "--groups", "--cwd", "--root", "--env"}
-_FLAGS = {"--env-from-target", "--keep-caps", "--cgroup"}
+_FLAGS = {"--env-from-target", "--keep-caps", "--cgroup", "--pid1"}
 USAGE = ("usage: run [--uid N] [--gid N] [--groups LIST] [--cwd DIR] [--root DIR] "
-         "[--env NAME=VALUE]... [--env-from-target] [--keep-caps] [--cgroup] [--] CMD [ARG ...]")
+         "[--env NAME=VALUE]... [--env-from-target] [--keep-caps] [--cgroup] [--pid1] "
+         "[--] CMD [ARG ...]")
 
 
 def _id(opt: str, text: str) -> int:
@@ -254,7 +256,7 @@ def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
         root: Annotated[str, Path("DIR", dirs_only=True)] = None,
         env: Annotated[str, Word("NAME=VALUE")] = None,
         env_from_target: bool = False, keep_caps: bool = False, cgroup: bool = False,
-        argv: Annotated[list, Rest(), ProgramName()]):
+        pid1: bool = False, argv: Annotated[list, Rest(), ProgramName()]):
     """Run a program in the current context, wait for it, and report its status.
 
     The program gets the terminal (Ctrl-C and Ctrl-Z go to it, not the shell),
@@ -270,6 +272,13 @@ def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
     its /run/netns name); the host's /etc is untouched.  `set netns_exec off`
     turns that off.
 
+    PID 1: a `new pid` namespace is held by nsshell-init, its PID 1, which reaps
+    orphans and keeps the namespace alive as long as its handle; programs run
+    there are PID 2, 3...  `run --pid1 CMD` instead makes CMD PID 1 of a PID
+    namespace of its own, created for it and gone with it: CMD must reap its
+    orphans, and only signals it handles reach it (SIGTERM from outside does
+    nothing to a shell that set no trap; SIGKILL always does).
+
     Arguments:
       argv: the program and its arguments (PATH is searched in the context)
 
@@ -283,6 +292,7 @@ def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
       env_from_target: start from the environment of the context's process, not the shell's (newer nsenter's --env)
       keep_caps: keep the capabilities held in the user namespace with --uid (raised as ambient capabilities), as nsenter --keep-caps
       cgroup: join the cgroups of the context's process first, as nsenter --join-cgroup
+      pid1: run CMD as PID 1 of a new PID namespace (inside the context's) with its own /proc, as unshare -fp --mount-proc; the namespace ends with CMD
 
     Examples:
       run ip link
@@ -290,6 +300,7 @@ def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
       run sh -c 'echo $$'
       run --uid 1000 --gid 1000 --cwd /tmp id
       run --env LANG=C --env-from-target -- env
+      run --pid1 ps
     """
     # The options are declared above for help, the man page and completion; the words
     # come in ARGV (the program's own options must reach it untouched), parsed here.

@@ -175,6 +175,7 @@ class Setup:
     gid: int | None = None
     groups: tuple[int, ...] | None = None
     keep_caps: bool = False
+    pid1: bool = False
 
     @property
     def sets_cwd(self) -> bool:
@@ -201,6 +202,15 @@ def after_enter(setup: Setup) -> None:
     (mounts, root, working directory, then the ids: chroot needs the privilege)."""
     if setup.netns:
         netns_exec(setup.netns_name)
+    if setup.pid1:
+        # unshare --mount-proc: a mount namespace of its own for the new namespace's
+        # /proc, private before anything is mounted (before a chroot hides /).
+        try:
+            syscalls.unshare(nstypes.CLONE_NEWNS)
+            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        except OSError as err:
+            raise from_oserror(err, "--pid1: creating a mount namespace for its /proc",
+                               "it needs CAP_SYS_ADMIN in the context's user namespace") from None
     if setup.root_dir is not None:
         try:
             os.chroot(setup.root_dir)
@@ -214,8 +224,48 @@ def after_enter(setup: Setup) -> None:
         except OSError as err:
             raise from_oserror(err, f"--cwd {where}",
                                "the directory must exist in the context (under --root if given)") from None
+    if not setup.pid1:
+        _ids(setup)
+
+
+def _ids(setup: Setup) -> None:
     if setup.uid is not None or setup.gid is not None or setup.groups is not None or setup.keep_caps:
         harden.become(setup.uid, setup.gid, setup.groups, setup.keep_caps)
+
+
+def _pid1_fork(setup: Setup, argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    """unshare -fp: a new PID namespace (the caller must be in the PID namespace its
+    children get, so after the fork_after fork), and the program as its PID 1; this
+    process relays the program's stops and status.  Never returns."""
+    try:
+        syscalls.unshare(nstypes.CLONE_NEWPID)
+    except OSError as err:
+        raise from_oserror(err, "--pid1: creating a PID namespace",
+                           "it needs CAP_SYS_ADMIN in the context's user namespace") from None
+    child = os.fork()
+    if child == 0:
+        try:
+            pid1_child(setup)
+        except BaseException as exc:  # noqa: BLE001
+            import pickle
+            try:
+                os.write(errpipe, pickle.dumps(("err", portable(exc))))
+            finally:
+                os._exit(127)
+        _exec_child(argv, env, errpipe)
+    os.close(errpipe)
+    _relay(child)
+
+
+def pid1_child(setup: Setup) -> None:
+    """In the program's process, PID 1 of the namespace --pid1 made: its own /proc."""
+    if setup.pid1:
+        try:
+            syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV |
+                           syscalls.MS_NOEXEC)
+        except OSError as err:
+            raise from_oserror(err, "--pid1: mounting proc on /proc") from None
+        _ids(setup)  # after the mount, which needs the privilege
 
 
 def netns_exec(name: str | None) -> None:
@@ -346,9 +396,13 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             if fork_after:
                 inner = os.fork()
                 if inner == 0:
+                    if setup.pid1:
+                        _pid1_fork(setup, argv, env, errpipe_w)
                     _exec_child(argv, env, errpipe_w)
                 os.close(errpipe_w)
                 _relay(inner)
+            if setup.pid1:
+                _pid1_fork(setup, argv, env, errpipe_w)
             _exec_child(argv, env, errpipe_w)
         except BaseException as exc:  # noqa: BLE001
             try:
