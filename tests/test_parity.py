@@ -282,3 +282,11 @@ def test_pid1_with_options_and_on_a_terminal():
     assert d.rc == 7 and d.out.splitlines() == ["1000 1"], d
     rc, out = run_on_a_terminal(nsshell_argv() + ["-c", "run --pid1 sh -c 'echo PID=$$'"], _env())
     assert rc == 0 and "PID=1" in out, out
+
+
+def test_run_options_as_session_defaults(target):
+    out = ours(target, "set run_uid 1000; set run_cwd /tmp; set run_groups 5,7; run sh -c 'id -u; pwd; id -G'; "
+                       "run --uid 0 id -u; set run_uid none; run id -u")
+    assert out.splitlines() == ["1000", "/tmp", "0 5 7", "0", "0"]
+    d = run_nsshell("-c", "set run_uid x")
+    assert d.rc == 2 and "numeric id" in d.err and len(d.err.splitlines()) == 1, d

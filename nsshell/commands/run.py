@@ -21,11 +21,62 @@ def _install_settings(session) -> None:
                         "gives what `ip netns exec` gives (/sys and /etc/netns/NAME)")
 
 
+    # run's options as session defaults (`set run_uid 1000`; `set run_uid none` unsets)
+    for name, parse, help in (
+            ("uid", _opt_id, "default --uid of run"),
+            ("gid", _opt_id, "default --gid of run"),
+            ("groups", _opt_groups, "default --groups of run (comma-separated ids)"),
+            ("cwd", _opt_text, "default --cwd of run"),
+            ("root", _opt_text, "default --root of run")):
+        session.add_setting(f"run_{name}", None, parse, help + "; none: unset")
+    for flag in ("env_from_target", "keep_caps", "cgroup", "pid1"):
+        session.add_setting(f"run_{flag}", False, _bool,
+                            f"run as with --{flag.replace('_', '-')} unless told otherwise")
+
+
+def _opt_id(text: str):
+    if text.lower() in ("", "none"):
+        return None
+    if not text.isdigit() or int(text) >= 2**32 - 1:
+        raise ValueError("expected a numeric id, or none")
+    return int(text)
+
+
+def _opt_groups(text: str):
+    if text.lower() in ("", "none"):
+        return None
+    return ",".join(str(_opt_id(g)) for g in text.split(",") if g)
+
+
+def _opt_text(text: str):
+    return None if text.lower() in ("", "none") else text
+
+
+def _defaults(sh, opts: "RunOptions") -> "RunOptions":
+    """OPTS, with what `set run_*` gives for what the command line left unset."""
+    def get(name):
+        try:
+            return sh.get(f"run_{name}")
+        except KeyError:
+            return None
+    out = replace(opts, env=dict(opts.env))
+    for name in ("uid", "gid", "cwd"):
+        if getattr(out, name) is None:
+            setattr(out, name, get(name))
+    if out.root_dir is None:
+        out.root_dir = get("root")
+    if out.groups is None and get("groups") is not None:
+        out.groups = tuple(int(g) for g in get("groups").split(",") if g)
+    for flag in ("env_from_target", "keep_caps", "cgroup", "pid1"):
+        setattr(out, flag, getattr(out, flag) or bool(get(flag)))
+    return out
+
+
 _session_mod.INIT_HOOKS.append(_install_settings)
 
 
 def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
-    opts = opts or RunOptions()
+    opts = _defaults(sh, opts or RunOptions())
     env = dict(os.environ)
     setup = program.Setup(uid=opts.uid, gid=opts.gid, groups=opts.groups, cwd=opts.cwd,
                           root_dir=opts.root_dir, keep_caps=opts.keep_caps, pid1=opts.pid1)
@@ -220,7 +271,11 @@ def _netns_exec(sh) -> tuple[bool, str | None]:
     """Does `run` give `ip netns exec`'s view, and for which /run/netns NAME?  Yes when
     the context's network namespace is joined without its mount namespace (the mount
     namespace is the host's or another set's), unless `set netns_exec off`."""
-    if "net" not in sh.context or sh.is_host("net") or not sh.get("netns_exec"):
+    try:
+        on = sh.get("netns_exec")
+    except KeyError:
+        on = True
+    if "net" not in sh.context or sh.is_host("net") or not on:
         return False, None
     if not sh.is_host("mnt") and sh.context_names.get("mnt") == sh.context_names.get("net"):
         return False, None
