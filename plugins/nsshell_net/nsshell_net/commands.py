@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import errno as E
 
-from nsshell.plugin import (Annotated, HandleCache, KernelError, Kw, Message, Multi, NotFoundError,
-                            NsSet, Ref, Table, UsageError, resolve_handle, socket_in)
+from nsshell.plugin import (Annotated, HandleCache, Int, KernelError, Kw, Message, Multi,
+                            NotFoundError, NsSet, Opt, Ref, Table, UsageError, Word,
+                            resolve_handle, socket_in)
 
 from .types import Cidr, Endpoint, Gateway, IfName, RouteDest
 
@@ -159,8 +160,9 @@ def register(api):
 
     @api.command("net addr", changes="net")
     def net_addr(sh, ref: RefArg, ifname: Annotated[str, IfName()], cidr: Annotated[object, Cidr()], *,
-                 nodad: bool = False, host: bool = False):
-        """Add an address to an interface.
+                 nodad: bool = False, delete: Annotated[bool, Opt("-d")] = False,
+                 host: bool = False):
+        """Add an address to an interface (with --delete, remove it).
 
         Arguments:
           ref: the namespace set whose network namespace to change
@@ -169,21 +171,26 @@ def register(api):
 
         Options:
           nodad: (IPv6) no duplicate address detection: usable at once
+          delete: remove the address instead (as ip addr del)
       host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net addr red eth0 10.0.0.1/24
           net addr red eth0 fd00::1/64 --nodad
+          net addr red eth0 10.0.0.1/24 --delete
         """
         _, label, conn = conn_for(sh, ref)
-        what = f"adding {cidr} to {ifname} in {label}"
+        what = (f"removing {cidr} from {ifname} in {label}" if delete
+                else f"adding {cidr} to {ifname} in {label}")
         index = _index(conn, ifname, label, what)
         try:
-            conn.add_addr(index, cidr, nodad=nodad)
+            conn.add_addr(index, cidr, nodad=nodad, delete=delete)
         except OSError as e:
             hint = f"{ifname} in {label} already has {cidr}" if e.errno == E.EEXIST else None
+            if delete and e.errno == E.EADDRNOTAVAIL:
+                hint = f"`net ls {label}` lists its addresses"
             raise _fail(e, what, hint) from None
-        return Message(f"{label}: {ifname} {cidr}")
+        return Message(f"{label}: {ifname} {cidr}" + (" removed" if delete else ""))
 
     def _set_state(sh, ref, ifnames, up: bool):
         _, label, conn = conn_for(sh, ref)
@@ -231,7 +238,10 @@ def register(api):
     @api.command("net route", changes="net")
     def net_route(sh, ref: RefArg, dest: Annotated[object, RouteDest()],
                   gateway: Annotated[object, Kw("via"), Gateway()] = None,
-                  dev: Annotated[str, Kw("dev"), IfName()] = None, *, host: bool = False):
+                  dev: Annotated[str, Kw("dev"), IfName()] = None,
+                  src: Annotated[object, Kw("src"), Gateway()] = None,
+                  metric: Annotated[int, Kw("metric"), Int("N", minimum=0)] = None, *,
+                  delete: Annotated[bool, Opt("-d")] = False, host: bool = False):
         """Add a route: `default` or a network, via a gateway (or straight out of a device).
 
         Arguments:
@@ -239,16 +249,20 @@ def register(api):
           dest: default, or a network (10.1.0.0/16, fd01::/64)
           gateway: the next hop, on a network the namespace is connected to
           dev: the interface to use (default: the kernel picks it from the gateway)
+          src: the preferred source address (an address of this namespace)
+          metric: the route's priority (lower wins)
 
         Options:
+          delete: remove the route that matches what is given instead (as ip route del)
       host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net route red default via 10.0.0.254
           net route red 10.1.0.0/16 via 10.0.0.2
-          net route red 10.2.0.0/16 dev eth0
+          net route red 10.2.0.0/16 dev eth0 src 10.0.0.1 metric 10
+          net route red 10.1.0.0/16 --delete
         """
-        if gateway is None and dev is None:
+        if gateway is None and dev is None and not delete:
             raise UsageError("a route needs `via GW` or `dev IF`",
                              "e.g. net route REF default via 10.0.0.1")
         _, label, conn = conn_for(sh, ref)
@@ -257,16 +271,22 @@ def register(api):
         version = gateway.version if gateway is not None else (network.version if network else 4)
         if network is not None and network.version != version:
             raise UsageError(f"{shown} and gateway {gateway} are of different IP versions")
-        what = (f"adding route {shown}" + (f" via {gateway}" if gateway else "")
-                + (f" dev {dev}" if dev else "") + f" in {label}")
+        for other, name in ((src, "source"),):
+            if other is not None and other.version != version:
+                raise UsageError(f"{shown} and {name} {other} are of different IP versions")
+        spec = (f"{shown}" + (f" via {gateway}" if gateway else "") + (f" dev {dev}" if dev else "")
+                + (f" src {src}" if src else "") + (f" metric {metric}" if metric is not None else ""))
+        what = f"{'removing' if delete else 'adding'} route {spec} in {label}"
         oif = _index(conn, dev, label, what) if dev else None
         try:
-            conn.add_route(network, gateway, oif, version=version)
+            conn.add_route(network, gateway, oif, version=version, src=src, metric=metric,
+                           delete=delete)
         except OSError as e:
             hint = f"{label} has a {shown} route already" if e.errno == E.EEXIST else None
+            if delete and e.errno in (E.ESRCH, E.ENOENT):
+                hint = f"`net ls {label}` lists its routes"
             raise _fail(e, what, hint) from None
-        return Message(f"{label}: {shown}" + (f" via {gateway}" if gateway else "")
-                       + (f" dev {dev}" if dev else ""))
+        return Message(f"{label}: {spec}" + (" removed" if delete else ""))
 
     @api.command("net bridge", changes="net")
     def net_bridge(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],
@@ -336,6 +356,75 @@ def register(api):
             except OSError as e:
                 raise _fail(e, f"deleting {name} in {label}") from None
         return Message(f"{label}: deleted {' '.join(ifnames)}")
+
+    @api.command("net set", changes="net")
+    def net_set(sh, ref: RefArg, ifname: Annotated[str, IfName()],
+                mtu: Annotated[int, Kw("mtu"), Int("N", minimum=68)] = None,
+                address: Annotated[str, Kw("address"), Word("MAC")] = None, *,
+                host: bool = False):
+        """Set a link's MTU and/or MAC address (as ip link set IF mtu N address MAC).
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          ifname: the interface
+          mtu: the MTU in bytes
+          address: the MAC address (aa:bb:cc:dd:ee:ff)
+
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
+
+        Examples:
+          net set red eth0 mtu 1400
+          net set red eth0 address 02:00:00:00:00:01
+          net set red eth0 mtu 9000 address 02:00:00:00:00:02
+        """
+        if mtu is None and address is None:
+            raise UsageError("nothing to set", "net set REF IF [mtu N] [address MAC]")
+        if address is not None:
+            parts = address.split(":")
+            if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p)
+                                          for p in parts):
+                raise UsageError(f"address {address!r}: not a MAC address", "e.g. 02:00:00:00:00:01")
+            address = address.lower()
+        _, label, conn = conn_for(sh, ref)
+        spec = " ".join(x for x in (f"mtu {mtu}" if mtu is not None else "",
+                                    f"address {address}" if address else "") if x)
+        what = f"setting {ifname} {spec} in {label}"
+        _index(conn, ifname, label, what)
+        try:
+            conn.set_attrs(ifname, mtu=mtu, address=address)
+        except OSError as e:
+            raise _fail(e, what) from None
+        return Message(f"{label}: {ifname} {spec}")
+
+    @api.command("net move", changes="net")
+    def net_move(sh, ref: RefArg, ifname: Annotated[str, IfName()],
+                 to: Annotated[NsSet, Kw("to"), Ref()] = ..., *, host: bool = False):
+        """Move a link into another network namespace (as ip link set IF netns NS).
+
+        Both namespaces change: `--host` is needed when either is the host's.
+
+        Arguments:
+          ref: the namespace set the link is in
+          ifname: the interface
+          to: the namespace set to move it into
+
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
+
+        Examples:
+          net move red eth1 to blue
+        """
+        _, label, conn = conn_for(sh, ref)
+        target = resolve_handle(sh, to, "net")
+        what = f"moving {ifname} from {label} to {to.label}"
+        _index(conn, ifname, label, what)
+        try:
+            conn.set_attrs(ifname, netns_fd=target.fd)
+        except OSError as e:
+            hint = (f"{to.label} has a link named {ifname} already" if e.errno == E.EEXIST else None)
+            raise _fail(e, what, hint) from None
+        return Message(f"{ifname}: {label} -> {to.label}")
 
     @api.command("net ls")
     def net_ls(sh, ref: RefArg = None):

@@ -27,8 +27,9 @@ ARPHRD_LOOPBACK = 772
 IFA_F_NODAD = 0x02
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
+RTM_DELADDR, RTM_DELROUTE = 21, 25  # linux/rtnetlink.h
 CREATE = rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
 
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
@@ -95,13 +96,25 @@ class Conn(rtnl.Rtnl):
         self.request(_link_msg(name, flags=IFF_UP if up else 0,
                                change=IFF_UP if up is not None else 0, attrs=attrs), rtnl.RTM_NEWLINK)
 
+    def set_attrs(self, name: str, mtu: int | None = None, address: str | None = None,
+                  netns_fd: int | None = None) -> None:
+        """`ip link set NAME mtu N address MAC netns NS`, in one request."""
+        attrs: list = []
+        if mtu is not None:
+            attrs.append(("IFLA_MTU", mtu))
+        if address is not None:
+            attrs.append(("IFLA_ADDRESS", address))
+        if netns_fd is not None:
+            attrs.append(("IFLA_NET_NS_FD", netns_fd))
+        self.request(_link_msg(name, attrs=attrs), rtnl.RTM_NEWLINK)
+
     def del_link(self, name: str) -> None:
         self.request(_link_msg(name), rtnl.RTM_DELLINK)
 
     # -- addresses ---------------------------------------------------------------------
 
-    def add_addr(self, index: int, iface, nodad: bool = False) -> None:
-        """IFACE (an ipaddress interface) on link INDEX."""
+    def add_addr(self, index: int, iface, nodad: bool = False, delete: bool = False) -> None:
+        """IFACE (an ipaddress interface) on link INDEX (DELETE: off it)."""
         msg = rtnl.ifaddrmsg()
         msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         msg["prefixlen"] = iface.network.prefixlen
@@ -113,7 +126,10 @@ class Conn(rtnl.Rtnl):
         if iface.version == 4 and iface.network.prefixlen < 31:
             attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
         msg["attrs"] = attrs
-        self.request(msg, rtnl.RTM_NEWADDR, CREATE)
+        if delete:
+            self.request(msg, RTM_DELADDR, rtnl.NLM_F_ACK)
+        else:
+            self.request(msg, rtnl.RTM_NEWADDR, CREATE)
 
     def addrs(self) -> list[dict]:
         out = []
@@ -128,9 +144,11 @@ class Conn(rtnl.Rtnl):
 
     # -- routes --------------------------------------------------------------------------
 
-    def add_route(self, dst, gateway, oif: int | None = None, version: int = 4) -> None:
+    def add_route(self, dst, gateway, oif: int | None = None, version: int = 4,
+                  src=None, metric: int | None = None, delete: bool = False) -> None:
         """DST (an ipaddress network, None for the default route) via GATEWAY (an address)
-        or out of link OIF, in the main table."""
+        or out of link OIF, in the main table, with preferred source SRC and METRIC.
+        DELETE: the route that matches what is given (as `ip route del`)."""
         msg = rtnl.rtmsg()
         msg["family"] = socket.AF_INET if version == 4 else socket.AF_INET6
         msg["dst_len"] = dst.prefixlen if dst is not None else 0
@@ -145,8 +163,17 @@ class Conn(rtnl.Rtnl):
             attrs.append(("RTA_GATEWAY", str(gateway)))
         if oif is not None:
             attrs.append(("RTA_OIF", oif))
+        if src is not None:
+            attrs.append(("RTA_PREFSRC", str(src)))
+        if metric is not None:
+            attrs.append(("RTA_PRIORITY", metric))
         msg["attrs"] = attrs
-        self.request(msg, rtnl.RTM_NEWROUTE, CREATE)
+        if delete:
+            msg["proto"] = 0
+            msg["scope"] = RT_SCOPE_NOWHERE  # any scope (as ip route del asks)
+            self.request(msg, RTM_DELROUTE, rtnl.NLM_F_ACK)
+        else:
+            self.request(msg, rtnl.RTM_NEWROUTE, CREATE)
 
     def routes(self) -> list[dict]:
         out = []
