@@ -467,3 +467,22 @@ def test_set_and_move_refuse_the_host_and_bad_input(nsshell):
                        ("net addr pa m0 10.1.1.1/24 --delete", "removing 10.1.1.1/24")):
         d = nsshell("-c", "new net as pa --no-join; net veth pa:m0 pa:m1; " + line)
         assert d.rc != 0 and what in d.err and len(d.err.strip().splitlines()) == 1, (line, d)
+
+
+def test_ls_names_a_veth_peers_namespace(nsshell):
+    import subprocess
+    name = f"parity_ls{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        d = nsshell("-c", f"new net as pa --no-join; new net as pb --no-join; net veth pa:v0 pb:v0; "
+                    f"net veth pa:w0 {name}:w0; net ls pa --json; join net pa; run ip -j link")
+        assert d.rc == 0, d
+        view = next(doc for doc in json_docs(d.out) if isinstance(doc, dict) and "links" in doc)
+        ours = {link["name"]: link for link in view["links"]}
+        assert ours["v0"]["peer_ns"] == "pb" and ours["w0"]["peer_ns"] == name
+        assert ours["lo"]["peer_ns"] is None
+        theirs = {l["ifname"]: l for l in _ip_json(d.out)[-1]}
+        for ifname in ("v0", "w0"):
+            assert ours[ifname]["peer_netnsid"] == theirs[ifname]["link_netnsid"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name])

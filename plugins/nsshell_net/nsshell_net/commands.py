@@ -443,7 +443,50 @@ def register(api):
             links, addrs, routes = conn.links(), conn.addrs(), conn.routes()
         except OSError as e:
             raise _fail(e, f"listing the links of {label}") from None
+        if any(link.get("peer_netnsid") is not None for link in links):
+            names = _nsid_names(sh, conn)
+            for link in links:
+                n = link.get("peer_netnsid")
+                link["peer_ns"] = None if n is None else names.get(n, f"nsid {n}")
         return net_view(label, str(handle.nsid), links, addrs, routes)
+
+
+def _nsid_names(sh, conn) -> dict[int, str]:
+    """NETNSID (as CONN's namespace numbers the others) -> a name: the session's sets,
+    the host, then the /run/netns names."""
+    import os
+    out: dict[int, str] = {}
+    seen = set()
+    candidates = [(name, s.handles.get("net")) for name, s in sh.sets.items()]
+    candidates.append(("host", sh.host.handles.get("net")))
+    for name, h in candidates:
+        if h is None or h.closed or h.nsid in seen:
+            continue
+        seen.add(h.nsid)
+        try:
+            nsid = conn.nsid_of(h.fd)
+        except OSError:
+            continue
+        if nsid is not None:
+            out.setdefault(nsid, name)
+    try:
+        entries = sorted(os.listdir("/run/netns"))
+    except OSError:
+        entries = []
+    for name in entries:
+        try:
+            fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            nsid = conn.nsid_of(fd)
+        except OSError:
+            nsid = None
+        finally:
+            os.close(fd)
+        if nsid is not None:
+            out.setdefault(nsid, name)
+    return out
 
 
 def _state(link: dict) -> str:
@@ -470,11 +513,12 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
     for r in routes:
         r["dev"] = names.get(r["oif"]) if r["oif"] else None
     link_rows = [[link["index"], link["name"], link["kind"] or "", _state(link),
-                  link["master"] or "", " ".join(link["addresses"]), link["mtu"], link["mac"] or ""]
+                  link["master"] or "", " ".join(link["addresses"]), link["mtu"], link["mac"] or "",
+                  link.get("peer_ns") or ""]
                  for link in links]
     route_rows = [[r["dst"], r["gateway"] or "", r["dev"] or "", r["proto"], r["scope"],
                    r["prefsrc"] or ""] for r in routes if r["type"] == "unicast"]
-    parts = [Table(["index", "name", "kind", "state", "master", "addresses", "mtu", "mac"],
+    parts = [Table(["index", "name", "kind", "state", "master", "addresses", "mtu", "mac", "peer ns"],
                    link_rows, title=f"{label} {nsid}: links", key="links"),
              Table(["dst", "via", "dev", "proto", "scope", "src"], route_rows,
                    title=f"{label}: routes", key="routes")]

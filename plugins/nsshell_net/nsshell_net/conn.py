@@ -29,7 +29,8 @@ RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
-RTM_DELADDR, RTM_DELROUTE = 21, 25  # linux/rtnetlink.h
+RTM_DELADDR, RTM_DELROUTE, RTM_GETNSID = 21, 25, 90  # linux/rtnetlink.h
+NETNSA_NSID = 1
 CREATE = rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
 
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
@@ -107,6 +108,31 @@ class Conn(rtnl.Rtnl):
         if netns_fd is not None:
             attrs.append(("IFLA_NET_NS_FD", netns_fd))
         self.request(_link_msg(name, attrs=attrs), rtnl.RTM_NEWLINK)
+
+    def nsid_of(self, fd: int) -> int | None:
+        """The NETNSID this namespace knows the network namespace FD (an fd of this
+        process) by, as IFLA_LINK_NETNSID names a veth's peer namespace; None if it
+        has none assigned (RTM_GETNSID)."""
+        from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
+        msg = nsidmsg()
+        msg["attrs"] = [("NETNSA_FD", fd)]
+        got = self.request(msg, RTM_GETNSID, 0)
+        if not got:
+            return None
+        # The answer (RTM_NEWNSID) is not among the messages the parser knows: its
+        # attributes are read from the raw bytes (nlmsghdr, rtgenmsg, then nlattrs).
+        m = got[0]
+        raw = bytes(m.data[getattr(m, "offset", 0):][:m["header"]["length"]])
+        at = 16 + 4
+        while at + 4 <= len(raw):
+            alen, atype = struct.unpack_from("=HH", raw, at)
+            if alen < 4:
+                break
+            if atype & 0x3FFF == NETNSA_NSID and alen >= 8:
+                (value,) = struct.unpack_from("=i", raw, at + 4)
+                return None if value < 0 else value
+            at += (alen + 3) & ~3
+        return None
 
     def del_link(self, name: str) -> None:
         self.request(_link_msg(name), rtnl.RTM_DELLINK)
