@@ -486,3 +486,35 @@ def test_ls_names_a_veth_peers_namespace(nsshell):
             assert ours[ifname]["peer_netnsid"] == theirs[ifname]["link_netnsid"]
     finally:
         subprocess.run(["ip", "netns", "del", name])
+
+
+@pytest.mark.parametrize("kind,line,expect", [
+    ("macvlan", "net link pa x0 macvlan link v0 mode private --up", {"info_kind": "macvlan", "mode": "private"}),
+    ("ipvlan", "net link pa x0 ipvlan link v0 mode l2", {"info_kind": "ipvlan", "mode": "l2"}),
+    ("vlan", "net link pa x0 vlan link v0 id 5", {"info_kind": "vlan", "id": 5}),
+    ("dummy", "net link pa x0 dummy", {"info_kind": "dummy"}),
+])
+def test_link_kinds_as_ip_shows_them(nsshell, kind, line, expect):
+    d = nsshell("-c", f"new net as pa --no-join; net veth pa:v0 pa:v1; {line}; join net pa; "
+                "run ip -j -d link show x0")
+    if d.rc != 0 and "Unknown device type" in d.err:
+        assert "the kernel lacks" in d.err and len(d.err.strip().splitlines()) == 1, d
+        pytest.skip(f"this kernel has no {kind} links")
+    assert d.rc == 0, d
+    (link,) = _ip_json(d.out)[-1]
+    info = link["linkinfo"]
+    assert info["info_kind"] == expect.pop("info_kind")
+    for k, v in expect.items():
+        assert info["info_data"][k] == v
+    if kind != "dummy":
+        assert link["link"] == "v0"
+
+
+def test_link_bad_input_is_one_line(nsshell):
+    for line, what in (("net link pa m0 macvlan", "needs `link IF`"),
+                       ("net link pa m0 vlan link v0", "`id N`"),
+                       ("net link pa m0 macvlan link v0 mode l3", "mode 'l3'"),
+                       ("net link pa m0 bogus", "bogus"),
+                       ("net link host m0 macvlan link lo", "--host")):
+        d = nsshell("-c", "new net as pa --no-join; net veth pa:v0 pa:v1; " + line)
+        assert d.rc != 0 and what in d.err and len(d.err.strip().splitlines()) == 1, (line, d)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno as E
 
-from nsshell.plugin import (Annotated, HandleCache, Int, KernelError, Kw, Message, Multi,
+from nsshell.plugin import (Annotated, Choice, HandleCache, Int, KernelError, Kw, Message, Multi,
                             NotFoundError, NsSet, Opt, Ref, Table, UsageError, Word,
                             resolve_handle, socket_in)
 
@@ -356,6 +356,68 @@ def register(api):
             except OSError as e:
                 raise _fail(e, f"deleting {name} in {label}") from None
         return Message(f"{label}: deleted {' '.join(ifnames)}")
+
+    @api.command("net link", changes="net")
+    def net_link(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],
+                 kind: Annotated[str, Choice("dummy", "macvlan", "ipvlan", "vlan", metavar="TYPE")],
+                 parent: Annotated[str, Kw("link"), IfName()] = None,
+                 vid: Annotated[int, Kw("id"), Int("N", minimum=1)] = None,
+                 mode: Annotated[str, Kw("mode"), Word("MODE")] = None, *,
+                 up: bool = False, host: bool = False):
+        """Create a dummy, macvlan, ipvlan or vlan link (as ip link add ... type TYPE).
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          name: the new link's name
+          kind: dummy, macvlan, ipvlan or vlan
+          parent: the link it sits on (macvlan, ipvlan, vlan)
+          vid: the VLAN id (vlan)
+          mode: macvlan: private, vepa, bridge (default), passthru; ipvlan: l2, l3 (default), l3s
+
+        Options:
+          up: bring it up
+      host: allow changing the host's own network namespace (by default refused)
+
+        Examples:
+          net link lab d0 dummy
+          net link lab mv0 macvlan link eth0 mode bridge
+          net link lab eth0.5 vlan link eth0 id 5
+        """
+        modes = {"macvlan": {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8},
+                 "ipvlan": {"l2": 0, "l3": 1, "l3s": 2}}
+        if kind != "dummy" and parent is None:
+            raise UsageError(f"a {kind} link needs `link IF` (the link it sits on)",
+                             f"e.g. net link REF {name} {kind} link eth0")
+        if kind == "dummy" and parent is not None:
+            raise UsageError("a dummy link sits on no other link")
+        if (vid is not None) != (kind == "vlan"):
+            raise UsageError("`id N` is for vlan links, and a vlan link needs it")
+        if mode is not None and mode not in modes.get(kind, {}):
+            raise UsageError(f"mode {mode!r} is not one of a {kind} link's",
+                             "modes: " + (", ".join(modes[kind]) if kind in modes else "none"))
+        _, label, conn = conn_for(sh, ref)
+        what = f"creating {kind} {name} in {label}"
+        index = _index(conn, parent, label, what) if parent else None
+        data = []
+        if kind == "vlan":
+            data = [("IFLA_VLAN_ID", vid)]
+        elif kind == "macvlan":
+            data = [("IFLA_MACVLAN_MODE", modes["macvlan"][mode or "bridge"])]
+        elif kind == "ipvlan":
+            data = [("IFLA_IPVLAN_MODE", modes["ipvlan"][mode or "l3"])]
+        try:
+            conn.add_link(name, kind, index, data)
+            if up:
+                conn.set_link(name, up=True)
+        except OSError as e:
+            hint = None
+            if e.errno == E.EEXIST:
+                hint = f"`net ls {label}` lists its links"
+            elif e.errno == E.EOPNOTSUPP or "Unknown device type" in getattr(e, "detail", ""):
+                hint = f"the kernel lacks {kind} links (is its module loaded?)"
+            raise _fail(e, what, hint) from None
+        return Message(f"{label}: {kind} {name}" + (f" on {parent}" if parent else "")
+                       + (" (up)" if up else ""))
 
     @api.command("net set", changes="net")
     def net_set(sh, ref: RefArg, ifname: Annotated[str, IfName()],

@@ -97,6 +97,18 @@ class Conn(rtnl.Rtnl):
         self.request(_link_msg(name, flags=IFF_UP if up else 0,
                                change=IFF_UP if up is not None else 0, attrs=attrs), rtnl.RTM_NEWLINK)
 
+    def add_link(self, name: str, kind: str, parent: int | None = None,
+                 data: list | None = None) -> None:
+        """A link of KIND (dummy, macvlan, ipvlan, vlan...) on PARENT's index, with KIND's
+        IFLA_INFO_DATA attributes DATA (as `ip link add link PARENT NAME type KIND ...`)."""
+        info: dict = {"attrs": [("IFLA_INFO_KIND", kind)]}
+        if data:
+            info["attrs"].append(("IFLA_INFO_DATA", {"attrs": data}))
+        attrs: list = [("IFLA_LINKINFO", info)]
+        if parent is not None:
+            attrs.append(("IFLA_LINK", parent))
+        self.request(_link_msg(name, attrs=attrs), rtnl.RTM_NEWLINK, CREATE)
+
     def set_attrs(self, name: str, mtu: int | None = None, address: str | None = None,
                   netns_fd: int | None = None) -> None:
         """`ip link set NAME mtu N address MAC netns NS`, in one request."""
