@@ -420,3 +420,101 @@ def test_example_bridge_lab_rootless(rootless):
     d = rootless(EXAMPLE)
     assert d.rc == 0, d
     assert d.out.count(" 1 received") == 3, d.out
+
+
+# -- ip link / ip addr / ip route breadth (issue 16), checked against `ip -j` --------------
+
+def _ip_json(out: str) -> list:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("[")]
+
+
+def test_set_mtu_mac_delete_addresses_and_routes_as_ip_shows(nsshell):
+    d = nsshell("-c", "new net as pa --no-join; new net as pb --no-join; net veth pa:v0 pb:v0; "
+                "net set pa v0 mtu 1400 address 02:00:00:00:00:0A; "
+                "net addr pa v0 10.9.0.1/24; net addr pa v0 10.9.0.2/24; "
+                "net addr pa v0 10.9.0.2/24 --delete; net up pa lo v0; "
+                "net route pa 10.8.0.0/16 dev v0 src 10.9.0.1 metric 7; "
+                "net route pa 10.7.0.0/16 dev v0; net route pa 10.7.0.0/16 --delete; "
+                "join net pa; run ip -j link show v0; run ip -j addr show v0; run ip -j -4 route")
+    assert d.rc == 0, d
+    link, addr, routes = _ip_json(d.out)
+    assert link[0]["mtu"] == 1400 and link[0]["address"] == "02:00:00:00:00:0a"
+    assert [a["local"] for a in addr[0]["addr_info"] if a["family"] == "inet"] == ["10.9.0.1"]
+    by_dst = {r["dst"]: r for r in routes}
+    assert "10.7.0.0/16" not in by_dst
+    assert by_dst["10.8.0.0/16"]["prefsrc"] == "10.9.0.1" and by_dst["10.8.0.0/16"]["metric"] == 7
+    assert by_dst["10.8.0.0/16"]["dev"] == "v0"
+
+
+def test_move_a_link_and_the_peer_namespace_in_ls(nsshell):
+    d = nsshell("-c", "new net as pa --no-join; new net as pb --no-join; new net as pc --no-join; "
+                "net veth pa:m0 pb:m1; net move pa m0 to pc; "
+                "join net pc; run ip -j link show m0; join net pa; run ip -j link")
+    assert d.rc == 0, d
+    moved, left = _ip_json(d.out)
+    assert moved[0]["ifname"] == "m0"
+    assert [l["ifname"] for l in left] == ["lo"]
+
+
+def test_set_and_move_refuse_the_host_and_bad_input(nsshell):
+    d = nsshell("-c", "net set host lo mtu 1500")
+    assert d.rc != 0 and "--host" in d.err and len(d.err.splitlines()) == 1, d
+    d = nsshell("-c", "new net as pa --no-join; net veth pa:m0 pa:m1; net move pa m0 to host")
+    assert d.rc != 0 and "--host" in d.err, d
+    for line, what in (("net set pa m0 address zz", "not a MAC address"),
+                       ("net set pa m0", "nothing to set"),
+                       ("net set pa nosuch mtu 1400", "no such device"),
+                       ("net addr pa m0 10.1.1.1/24 --delete", "removing 10.1.1.1/24")):
+        d = nsshell("-c", "new net as pa --no-join; net veth pa:m0 pa:m1; " + line)
+        assert d.rc != 0 and what in d.err and len(d.err.strip().splitlines()) == 1, (line, d)
+
+
+def test_ls_names_a_veth_peers_namespace(nsshell):
+    import subprocess
+    name = f"parity_ls{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        d = nsshell("-c", f"new net as pa --no-join; new net as pb --no-join; net veth pa:v0 pb:v0; "
+                    f"net veth pa:w0 {name}:w0; net ls pa --json; join net pa; run ip -j link")
+        assert d.rc == 0, d
+        view = next(doc for doc in json_docs(d.out) if isinstance(doc, dict) and "links" in doc)
+        ours = {link["name"]: link for link in view["links"]}
+        assert ours["v0"]["peer_ns"] == "pb" and ours["w0"]["peer_ns"] == name
+        assert ours["lo"]["peer_ns"] is None
+        theirs = {l["ifname"]: l for l in _ip_json(d.out)[-1]}
+        for ifname in ("v0", "w0"):
+            assert ours[ifname]["peer_netnsid"] == theirs[ifname]["link_netnsid"]
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
+
+
+@pytest.mark.parametrize("kind,line,expect", [
+    ("macvlan", "net link pa x0 macvlan link v0 mode private --up", {"info_kind": "macvlan", "mode": "private"}),
+    ("ipvlan", "net link pa x0 ipvlan link v0 mode l2", {"info_kind": "ipvlan", "mode": "l2"}),
+    ("vlan", "net link pa x0 vlan link v0 id 5", {"info_kind": "vlan", "id": 5}),
+    ("dummy", "net link pa x0 dummy", {"info_kind": "dummy"}),
+])
+def test_link_kinds_as_ip_shows_them(nsshell, kind, line, expect):
+    d = nsshell("-c", f"new net as pa --no-join; net veth pa:v0 pa:v1; {line}; join net pa; "
+                "run ip -j -d link show x0")
+    if d.rc != 0 and "Unknown device type" in d.err:
+        assert "the kernel lacks" in d.err and len(d.err.strip().splitlines()) == 1, d
+        pytest.skip(f"this kernel has no {kind} links")
+    assert d.rc == 0, d
+    (link,) = _ip_json(d.out)[-1]
+    info = link["linkinfo"]
+    assert info["info_kind"] == expect.pop("info_kind")
+    for k, v in expect.items():
+        assert info["info_data"][k] == v
+    if kind != "dummy":
+        assert link["link"] == "v0"
+
+
+def test_link_bad_input_is_one_line(nsshell):
+    for line, what in (("net link pa m0 macvlan", "needs `link IF`"),
+                       ("net link pa m0 vlan link v0", "`id N`"),
+                       ("net link pa m0 macvlan link v0 mode l3", "mode 'l3'"),
+                       ("net link pa m0 bogus", "bogus"),
+                       ("net link host m0 macvlan link lo", "--host")):
+        d = nsshell("-c", "new net as pa --no-join; net veth pa:v0 pa:v1; " + line)
+        assert d.rc != 0 and what in d.err and len(d.err.strip().splitlines()) == 1, (line, d)

@@ -3,30 +3,297 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field, replace
 
+from .. import session as _session_mod
+from ..session import _bool
 from ..core import program, runner
 from ..errors import NsshellError, UsageError
 from ..registry import Annotated, Rest, command
 from ..progress import clear_line
 from ..results import Status
-from ..types import Path, ProgramName
+from ..types import Int, Path, ProgramName, Word
 
 
-def _run(sh, argv: list[str]) -> Status:
+def _install_settings(session) -> None:
+    session.add_setting("netns_exec", True, _bool,
+                        "in a joined network namespace without its mount namespace, `run` "
+                        "gives what `ip netns exec` gives (/sys and /etc/netns/NAME)")
+
+
+    # run's options as session defaults (`set run_uid 1000`; `set run_uid none` unsets)
+    for name, parse, help in (
+            ("uid", _opt_id, "default --uid of run"),
+            ("gid", _opt_id, "default --gid of run"),
+            ("groups", _opt_groups, "default --groups of run (comma-separated ids)"),
+            ("cwd", _opt_text, "default --cwd of run"),
+            ("root", _opt_text, "default --root of run")):
+        session.add_setting(f"run_{name}", None, parse, help + "; none: unset")
+    for flag in ("env_from_target", "keep_caps", "cgroup", "pid1"):
+        session.add_setting(f"run_{flag}", False, _bool,
+                            f"run as with --{flag.replace('_', '-')} unless told otherwise")
+
+
+def _opt_id(text: str):
+    if text.lower() in ("", "none"):
+        return None
+    if not text.isdigit() or int(text) >= 2**32 - 1:
+        raise ValueError("expected a numeric id, or none")
+    return int(text)
+
+
+def _opt_groups(text: str):
+    if text.lower() in ("", "none"):
+        return None
+    return ",".join(str(_opt_id(g)) for g in text.split(",") if g)
+
+
+def _opt_text(text: str):
+    return None if text.lower() in ("", "none") else text
+
+
+def _defaults(sh, opts: "RunOptions") -> "RunOptions":
+    """OPTS, with what `set run_*` gives for what the command line left unset."""
+    def get(name):
+        try:
+            return sh.get(f"run_{name}")
+        except KeyError:
+            return None
+    out = replace(opts, env=dict(opts.env))
+    for name in ("uid", "gid", "cwd"):
+        if getattr(out, name) is None:
+            setattr(out, name, get(name))
+    if out.root_dir is None:
+        out.root_dir = get("root")
+    if out.groups is None and get("groups") is not None:
+        out.groups = tuple(int(g) for g in get("groups").split(",") if g)
+    for flag in ("env_from_target", "keep_caps", "cgroup", "pid1"):
+        setattr(out, flag, getattr(out, flag) or bool(get(flag)))
+    return out
+
+
+_session_mod.INIT_HOOKS.append(_install_settings)
+
+
+def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
+    opts = _defaults(sh, opts or RunOptions())
+    env = dict(os.environ)
+    setup = program.Setup(uid=opts.uid, gid=opts.gid, groups=opts.groups, cwd=opts.cwd,
+                          root_dir=opts.root_dir, keep_caps=opts.keep_caps, pid1=opts.pid1)
+    if opts.env_from_target or opts.cgroup:
+        pid = _context_pid(sh)
+        if opts.env_from_target:
+            env = _environ_of(pid)
+        if opts.cgroup:
+            setup = replace(setup, cgroup_procs=_cgroup_procs(pid))
+    env.update(opts.env)
+    netns, name = _netns_exec(sh)
+    if netns:
+        setup = replace(setup, netns=True, netns_name=name)
     clear_line()  # the program writes to the terminal: no progress line in its way
-    if sh.terminal.fd is None:
+    if sh.terminal.fd is None and not setup.pid1:
         # A batch: no terminal to hand over, so a pre-entered helper starts the
         # program (core/runner.py) -- much faster for many runs in one context.
-        status, job = runner.run(sh, sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
-                                 root=sh.get("root"))
+        status, job = runner.run(sh, sh.entries(), argv, env=env, cwd=_cwd(),
+                                 root=sh.get("root"), setup=setup)
     else:
         status, job = program.run_program(
-            sh.entries(), argv, env=dict(os.environ), cwd=_cwd(),
-            fork_after=sh.needs_fork_after(), terminal=sh.terminal, root=sh.get("root"))
+            sh.entries(), argv, env=env, cwd=_cwd(),
+            fork_after=sh.needs_fork_after(), terminal=sh.terminal, root=sh.get("root"),
+            setup=setup)
     if job is not None:
         sh.jobs.append(job)
         sh.engine.renderer.warn(f"{argv[0]} (pid {job.pid}) stopped; `fg` resumes it")
     return Status(status)
+
+
+@dataclass
+class RunOptions:
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
+    cwd: str | None = None
+    root_dir: str | None = None
+    env: dict = field(default_factory=dict)
+    env_from_target: bool = False
+    keep_caps: bool = False
+    cgroup: bool = False
+    pid1: bool = False
+
+
+_VALUED = {"--uid", "--gid", "--groups", "--cwd", "--root", "--env"}
+_FLAGS = {"--env-from-target", "--keep-caps", "--cgroup", "--pid1"}
+USAGE = ("usage: run [--uid N] [--gid N] [--groups LIST] [--cwd DIR] [--root DIR] "
+         "[--env NAME=VALUE]... [--env-from-target] [--keep-caps] [--cgroup] [--pid1] "
+         "[--] CMD [ARG ...]")
+
+
+def _id(opt: str, text: str) -> int:
+    try:
+        n = int(text, 10)
+    except ValueError:
+        n = -1
+    if not 0 <= n < 2**32 - 1:
+        raise UsageError(f"{opt}: {text!r} is not a numeric id", USAGE)
+    return n
+
+
+def parse_options(argv: list[str]) -> tuple[RunOptions, list[str]]:
+    """run's own options, before the program (nsenter's way: `--` ends them)."""
+    opts = RunOptions()
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            i += 1
+            break
+        if not a.startswith("--") or a == "-":
+            break
+        name, eq, value = a.partition("=")
+        if name in _FLAGS:
+            if eq:
+                raise UsageError(f"{name} takes no value", USAGE)
+            setattr(opts, name[2:].replace("-", "_"), True)
+            i += 1
+            continue
+        if name not in _VALUED:
+            raise UsageError(f"unknown option {name}", USAGE + " (`--` before a program whose "
+                             "name starts with --)")
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UsageError(f"{name} needs a value", USAGE)
+            value = argv[i + 1]
+            i += 2
+        else:
+            i += 1
+        if name == "--uid":
+            opts.uid = _id(name, value)
+        elif name == "--gid":
+            opts.gid = _id(name, value)
+        elif name == "--groups":
+            opts.groups = tuple(_id(name, g) for g in value.split(",") if g) if value else ()
+        elif name == "--cwd":
+            opts.cwd = value
+        elif name == "--root":
+            opts.root_dir = value
+        elif name == "--env":
+            key, eq2, val = value.partition("=")
+            if not eq2 or not key or "\0" in value:
+                raise UsageError(f"--env {value!r}: expected NAME=VALUE", USAGE)
+            opts.env[key] = val
+    return opts, argv[i:]
+
+
+def _context_pid(sh) -> int:
+    """A process whose namespaces are the context's (for --env-from-target, --cgroup):
+    the process the joined sets came from, their PID init, else any process in them."""
+    joined = {t: h for t, h in sh.context.items() if not sh.is_host(t)}
+    if not joined:
+        return os.getpid()
+    candidates = []
+    for h in joined.values():
+        if h.holder is not None and h.holder.pid:
+            candidates.append(h.holder.pid)
+        if h.origin.startswith("pid:") and h.origin[4:].isdigit():
+            candidates.append(int(h.origin[4:]))
+
+    def inside(pid: int) -> bool:
+        try:
+            return all(os.stat(f"/proc/{pid}/ns/{h.type.proc}").st_ino
+                       == h.nsid.ino for t, h in joined.items())
+        except OSError:
+            return False
+
+    for pid in candidates:
+        if inside(pid):
+            return pid
+    for entry in sorted((int(e) for e in os.listdir("/proc") if e.isdigit())):
+        if entry != os.getpid() and inside(entry):
+            return entry
+    raise NsshellError("no process is in the context's namespaces",
+                       "--env-from-target and --cgroup take them from a process there "
+                       "(`join pid:N` a process's namespaces)")
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise NsshellError(f"--env-from-target: cannot read the environment of pid {pid}: "
+                           f"{err.strerror}", "it takes the privilege to read its /proc/PID/environ")
+    env = {}
+    for item in data.split(b"\0"):
+        k, eq, v = item.partition(b"=")
+        if eq and k:
+            env[os.fsdecode(k)] = os.fsdecode(v)
+    return env
+
+
+def _cgroup_procs(pid: int) -> tuple[str, ...]:
+    """The cgroup.procs files (in the shell's mount namespace) of PID's cgroups, one per
+    hierarchy mounted here: v2 (0::PATH) and each v1 hierarchy by its controllers."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+        with open("/proc/self/mountinfo") as f:
+            mounts = f.read().splitlines()
+    except OSError as err:
+        raise NsshellError(f"--cgroup: cannot read the cgroups of pid {pid}: {err.strerror}")
+    table = []
+    for m in mounts:
+        left, _, right = m.partition(" - ")
+        f1, f2 = left.split(), right.split()
+        if len(f2) >= 3 and f2[0] in ("cgroup", "cgroup2"):
+            table.append((f2[0], set(f2[2].split(",")), f1[3], f1[4].replace("\\040", " ")))
+    out = []
+    for line in lines:
+        hier, _, rest = line.partition(":")
+        ctrls, _, path = rest.partition(":")
+        for fstype, opts, mroot, mpoint in table:
+            if hier == "0" and not ctrls:
+                ok = fstype == "cgroup2"
+            else:
+                ok = fstype == "cgroup" and set(ctrls.split(",")) <= opts
+            if not ok or not (path == mroot or path.startswith(mroot.rstrip("/") + "/")):
+                continue
+            rel = path[len(mroot.rstrip("/")):].lstrip("/")
+            procs = os.path.join(mpoint, rel, "cgroup.procs")
+            if procs not in out:
+                out.append(procs)
+            break
+    if not out:
+        raise NsshellError(f"--cgroup: no cgroup hierarchy of pid {pid} is mounted here")
+    return tuple(out)
+
+
+def _netns_exec(sh) -> tuple[bool, str | None]:
+    """Does `run` give `ip netns exec`'s view, and for which /run/netns NAME?  Yes when
+    the context's network namespace is joined without its mount namespace (the mount
+    namespace is the host's or another set's), unless `set netns_exec off`."""
+    try:
+        on = sh.get("netns_exec")
+    except KeyError:
+        on = True
+    if "net" not in sh.context or sh.is_host("net") or not on:
+        return False, None
+    if not sh.is_host("mnt") and sh.context_names.get("mnt") == sh.context_names.get("net"):
+        return False, None
+    h = sh.context["net"]
+    names = []
+    try:
+        for n in sorted(os.listdir("/run/netns")):
+            try:
+                st = os.stat(os.path.join("/run/netns", n))
+            except OSError:
+                continue
+            if st.st_ino == h.nsid.ino and (not h.nsid.dev or st.st_dev == h.nsid.dev):
+                names.append(n)
+    except OSError:
+        pass
+    own = sh.context_names.get("net")
+    name = own if own in names else (names[0] if names else None)
+    return True, name
 
 
 def _cwd() -> str | None:
@@ -37,7 +304,14 @@ def _cwd() -> str | None:
 
 
 @command("run", aliases=("!",))
-def run(sh, argv: Annotated[list, Rest(), ProgramName()]):
+def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
+        gid: Annotated[int, Int("N", minimum=0)] = None,
+        groups: Annotated[str, Word("LIST")] = None,
+        cwd: Annotated[str, Path("DIR", dirs_only=True)] = None,
+        root: Annotated[str, Path("DIR", dirs_only=True)] = None,
+        env: Annotated[str, Word("NAME=VALUE")] = None,
+        env_from_target: bool = False, keep_caps: bool = False, cgroup: bool = False,
+        pid1: bool = False, argv: Annotated[list, Rest(), ProgramName()]):
     """Run a program in the current context, wait for it, and report its status.
 
     The program gets the terminal (Ctrl-C and Ctrl-Z go to it, not the shell),
@@ -46,17 +320,49 @@ def run(sh, argv: Annotated[list, Rest(), ProgramName()]):
     shell but 0, 1 and 2.  Its exit status becomes the command's status
     (128+N when killed by signal N).  `!CMD ...` is short for `run CMD ...`.
 
+    Its options come before CMD (`--` ends them), as nsenter's.  In a joined
+    network namespace whose mount namespace is not joined with it, the program
+    sees what `ip netns exec NAME` gives: a private mount namespace, /sys for
+    that network namespace, and each /etc/netns/NAME/FILE over /etc/FILE (NAME:
+    its /run/netns name); the host's /etc is untouched.  `set netns_exec off`
+    turns that off.
+
+    PID 1: a `new pid` namespace is held by nsshell-init, its PID 1, which reaps
+    orphans and keeps the namespace alive as long as its handle; programs run
+    there are PID 2, 3...  `run --pid1 CMD` instead makes CMD PID 1 of a PID
+    namespace of its own, created for it and gone with it: CMD must reap its
+    orphans, and only signals it handles reach it (SIGTERM from outside does
+    nothing to a shell that set no trap; SIGKILL always does).
+
     Arguments:
       argv: the program and its arguments (PATH is searched in the context)
+
+    Options:
+      uid: the uid to run as, in the context's user namespace (default: its root when mapped, see `set root`), as nsenter -S
+      gid: the gid to run as, in the context's user namespace, as nsenter -G
+      groups: supplementary groups, comma-separated ids (default: none)
+      cwd: the working directory, in the context (under --root if given); an error if missing
+      root: chroot to DIR first, as nsenter --root (the working directory is then / unless --cwd)
+      env: set a variable for the program (repeatable)
+      env_from_target: start from the environment of the context's process, not the shell's (newer nsenter's --env)
+      keep_caps: keep the capabilities held in the user namespace with --uid (raised as ambient capabilities), as nsenter --keep-caps
+      cgroup: join the cgroups of the context's process first, as nsenter --join-cgroup
+      pid1: run CMD as PID 1 of a new PID namespace (inside the context's) with its own /proc, as unshare -fp --mount-proc; the namespace ends with CMD
 
     Examples:
       run ip link
       !hostname
       run sh -c 'echo $$'
+      run --uid 1000 --gid 1000 --cwd /tmp id
+      run --env LANG=C --env-from-target -- env
+      run --pid1 ps
     """
+    # The options are declared above for help, the man page and completion; the words
+    # come in ARGV (the program's own options must reach it untouched), parsed here.
+    opts, argv = parse_options(argv)
     if not argv:
-        raise UsageError("missing CMD", "usage: run CMD [ARG ...]")
-    return _run(sh, argv)
+        raise UsageError("missing CMD", USAGE)
+    return _run(sh, argv, opts)
 
 
 @command("sh")

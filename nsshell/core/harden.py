@@ -125,3 +125,48 @@ def become_root() -> None:
     got = (os.getresuid(), os.getresgid())
     if got != ((0, 0, 0), (0, 0, 0)):
         raise KernelError(f"becoming root of the user namespace left the ids at {got}")
+
+
+def become(uid: int | None, gid: int | None, groups: tuple[int, ...] | None,
+           keep_caps: bool = False) -> None:
+    """`run --uid/--gid/--groups/--keep-caps`: after `enter` (and `become_root`), take the
+    ids asked for, as nsenter -S/-G does.  Rule 1 still holds: the ids are ids of the
+    user namespace the helper is in, and the kernel alone says whether they are mapped
+    (EINVAL from setresuid/setresgid), never a map file.  With KEEP_CAPS the capabilities
+    the helper holds there survive the uid change and the exec (raised as ambient
+    capabilities, as nsenter --keep-caps does).  Protected again afterwards (an id change
+    resets the dumpable flag); the ids are read back and anything else is an error."""
+    if keep_caps:
+        syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    try:
+        if groups is not None:
+            os.setgroups(list(groups))
+        elif uid is not None or gid is not None:
+            drop_groups()
+        if gid is not None:
+            os.setresgid(gid, gid, gid)
+        if uid is not None:
+            os.setresuid(uid, uid, uid)
+    except OSError as err:
+        protect()
+        if err.errno == errno.EINVAL:
+            raise KernelError(f"uid {uid} or gid {gid} is not mapped in the context's user namespace",
+                              "`map` it first, or pick an id the namespace maps") from None
+        raise from_oserror(err, f"taking the ids uid={uid} gid={gid} groups={groups}",
+                           "changing ids needs CAP_SETUID/CAP_SETGID in the context's user "
+                           "namespace (and setgroups not denied there)") from None
+    protect()
+    got_u, got_g = os.getresuid(), os.getresgid()
+    if (uid is not None and got_u != (uid, uid, uid)) or (gid is not None and got_g != (gid, gid, gid)):
+        raise KernelError(f"taking uid {uid} gid {gid} left the ids at {got_u} {got_g}")
+    if groups is not None and sorted(os.getgroups()) != sorted(set(groups)):
+        raise KernelError(f"setting the groups {list(groups)} left them at {os.getgroups()}")
+    if keep_caps:
+        _, permitted, _ = syscalls.capget()
+        syscalls.capset(permitted, permitted, permitted)
+        cap = 0
+        while permitted >> cap:
+            if permitted >> cap & 1:
+                syscalls.cap_ambient_raise(cap)
+            cap += 1
+        syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)

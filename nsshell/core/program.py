@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
-from ..kernel import syscalls
+from ..kernel import nstypes, syscalls
 from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
 
@@ -156,6 +156,157 @@ def restore_nofile() -> None:
             pass
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What `run`'s options (and `ip netns exec` parity) ask of the process that starts
+    the program, beyond entering the context.  Applied in the forked helper: CGROUP_PROCS
+    before entering (they are paths in the shell's mount namespace), the rest after.
+
+    netns: give the program a private mount namespace with /sys for the joined network
+      namespace and /etc/netns/NETNS_NAME/* bound over /etc (what `ip netns exec` does);
+    root_dir, cwd: chroot, then chdir (strict: an error, not a fallback);
+    uid, gid, groups, keep_caps: ids in the context's user namespace (harden.become)."""
+    netns: bool = False
+    netns_name: str | None = None
+    cgroup_procs: tuple[str, ...] = ()
+    root_dir: str | None = None
+    cwd: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
+    keep_caps: bool = False
+    pid1: bool = False
+
+    @property
+    def sets_cwd(self) -> bool:
+        return self.cwd is not None or self.root_dir is not None
+
+
+NO_SETUP = Setup()
+
+
+def before_enter(setup: Setup) -> None:
+    """In the helper, still in the shell's namespaces: join the target's cgroups."""
+    for procs in setup.cgroup_procs:
+        try:
+            with open(procs, "w") as f:
+                f.write("0")
+        except OSError as err:
+            raise from_oserror(err, f"joining the cgroup {os.path.dirname(procs)}",
+                               "moving into a cgroup needs write access to its cgroup.procs "
+                               "and to the common ancestor's") from None
+
+
+def after_enter(setup: Setup) -> None:
+    """In the helper, inside the context: the rest of SETUP, in nsenter's order
+    (mounts, root, working directory, then the ids: chroot needs the privilege)."""
+    if setup.netns:
+        netns_exec(setup.netns_name)
+    if setup.pid1:
+        # unshare --mount-proc: a mount namespace of its own for the new namespace's
+        # /proc, private before anything is mounted (before a chroot hides /).
+        try:
+            syscalls.unshare(nstypes.CLONE_NEWNS)
+            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        except OSError as err:
+            raise from_oserror(err, "--pid1: creating a mount namespace for its /proc",
+                               "it needs CAP_SYS_ADMIN in the context's user namespace") from None
+    if setup.root_dir is not None:
+        try:
+            os.chroot(setup.root_dir)
+        except OSError as err:
+            raise from_oserror(err, f"--root {setup.root_dir}",
+                               "the directory must exist in the context's mount namespace") from None
+    if setup.sets_cwd:
+        where = setup.cwd if setup.cwd is not None else "/"
+        try:
+            os.chdir(where)
+        except OSError as err:
+            raise from_oserror(err, f"--cwd {where}",
+                               "the directory must exist in the context (under --root if given)") from None
+    if not setup.pid1:
+        _ids(setup)
+
+
+def _ids(setup: Setup) -> None:
+    if setup.uid is not None or setup.gid is not None or setup.groups is not None or setup.keep_caps:
+        harden.become(setup.uid, setup.gid, setup.groups, setup.keep_caps)
+
+
+def _pid1_fork(setup: Setup, argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    """unshare -fp: a new PID namespace (the caller must be in the PID namespace its
+    children get, so after the fork_after fork), and the program as its PID 1; this
+    process relays the program's stops and status.  Never returns."""
+    try:
+        syscalls.unshare(nstypes.CLONE_NEWPID)
+    except OSError as err:
+        raise from_oserror(err, "--pid1: creating a PID namespace",
+                           "it needs CAP_SYS_ADMIN in the context's user namespace") from None
+    child = os.fork()
+    if child == 0:
+        try:
+            pid1_child(setup)
+        except BaseException as exc:  # noqa: BLE001
+            import pickle
+            try:
+                os.write(errpipe, pickle.dumps(("err", portable(exc))))
+            finally:
+                os._exit(127)
+        _exec_child(argv, env, errpipe)
+    os.close(errpipe)
+    _relay(child)
+
+
+def pid1_child(setup: Setup) -> None:
+    """In the program's process, PID 1 of the namespace --pid1 made: its own /proc."""
+    if setup.pid1:
+        try:
+            syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV |
+                           syscalls.MS_NOEXEC)
+        except OSError as err:
+            raise from_oserror(err, "--pid1: mounting proc on /proc") from None
+        _ids(setup)  # after the mount, which needs the privilege
+
+
+def netns_exec(name: str | None) -> None:
+    """What `ip netns exec NAME` does before exec, in this helper only: a mount namespace
+    of its own (slave of the context's: nothing it mounts propagates back), /sys remounted
+    so that it shows this network namespace's links, and each file of /etc/netns/NAME bound
+    over /etc/FILE.  The host's /etc and /sys are untouched.  Best effort where the kernel
+    refuses (e.g. a rootless context cannot replace a locked /sys): the program then sees
+    the /sys it would have seen."""
+    try:
+        syscalls.unshare(nstypes.CLONE_NEWNS)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_SLAVE)
+    except OSError:
+        return
+    try:
+        ro = os.statvfs("/sys").f_flag & os.ST_RDONLY
+    except OSError:
+        ro = 0
+    try:
+        syscalls.umount2("/sys", syscalls.MNT_DETACH)
+    except OSError:
+        pass
+    try:
+        syscalls.mount(name or "sysfs", "/sys", "sysfs", syscalls.MS_RDONLY if ro else 0)
+    except OSError:
+        pass
+    if not name:
+        return
+    etc = os.path.join("/etc/netns", name)
+    try:
+        files = sorted(os.listdir(etc))
+    except OSError:
+        return
+    for f in files:
+        src, dst = os.path.join(etc, f), os.path.join("/etc", f)
+        try:
+            syscalls.mount(src, dst, None, syscalls.MS_BIND)
+        except OSError:
+            pass  # ip netns exec warns and goes on (a missing /etc/FILE, say)
+
+
 def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
     reset_signals()
     restore_nofile()
@@ -208,7 +359,7 @@ def _relay(child: int) -> None:
 
 def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str],
                 cwd: str | None, fork_after: bool, terminal: Terminal,
-                root: bool = True) -> tuple[int, Job | None]:
+                root: bool = True, setup: Setup = NO_SETUP) -> tuple[int, Job | None]:
     """Run ARGV inside ENTRIES, in the foreground; return (status, stopped job or None).
 
     The program gets its own process group and the terminal, so Ctrl-C and
@@ -234,8 +385,10 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             terminal.give(os.getpid())
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             import traceback  # noqa: F401 - before entering (a container's root has no Python)
+            before_enter(setup)
             enter(entries, root=root)
-            if cwd is not None:
+            after_enter(setup)
+            if cwd is not None and not setup.sets_cwd:
                 try:
                     os.chdir(cwd)
                 except OSError:
@@ -243,9 +396,13 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             if fork_after:
                 inner = os.fork()
                 if inner == 0:
+                    if setup.pid1:
+                        _pid1_fork(setup, argv, env, errpipe_w)
                     _exec_child(argv, env, errpipe_w)
                 os.close(errpipe_w)
                 _relay(inner)
+            if setup.pid1:
+                _pid1_fork(setup, argv, env, errpipe_w)
             _exec_child(argv, env, errpipe_w)
         except BaseException as exc:  # noqa: BLE001
             try:

@@ -51,8 +51,8 @@ class RunnerJob(program.Job):
     runner: Any = None
 
 
-def _key(entries: Sequence[spawn.Entry], root: bool) -> tuple:
-    return tuple((e.nstype.name, e.fd, e.label) for e in entries) + (root,)
+def _key(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup) -> tuple:
+    return tuple((e.nstype.name, e.fd, e.label) for e in entries) + (root, setup)
 
 
 def _exec_error(err: int, prog: str) -> NsshellError:
@@ -134,7 +134,8 @@ def _chdir(cwd: str | None, env: dict[str, str]) -> None:
         os.chdir(home if os.path.isdir(home) else "/")
 
 
-def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> None:
+def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, sock,
+           parent: int) -> None:
     harden.protect()  # it serves the shell from inside: the inside must not drive it
     program.restore_nofile()  # what it posix_spawn()s inherits its limits
     try:
@@ -171,7 +172,9 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
         return
     syscalls.set_process_title("nsshell-run")
     try:
+        program.before_enter(setup)
         spawn.enter(entries, root=root)
+        program.after_enter(setup)
     except BaseException as exc:  # noqa: BLE001
         _send(sock, ("err", spawn.portable(exc)))
         return
@@ -251,14 +254,15 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
 # --- in the shell ------------------------------------------------------------------
 
 class Runner:
-    def __init__(self, entries: Sequence[spawn.Entry], root: bool):
+    def __init__(self, entries: Sequence[spawn.Entry], root: bool,
+                 setup: program.Setup = program.NO_SETUP):
         # Imported before the fork: after entering, a pivoted mount namespace may have
         # no Python library to import from.
         import array  # noqa: F401
         import pickle  # noqa: F401
         import socket
         import traceback  # noqa: F401
-        self.key = _key(entries, root)
+        self.key = _key(entries, root, setup)
         self.busy = False
         self.stopped: set[int] = set()
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -267,7 +271,7 @@ class Runner:
         if pid == 0:
             try:
                 parent_sock.close()
-                _serve(entries, root, child_sock, me)
+                _serve(entries, root, setup, child_sock, me)
             except BaseException:  # noqa: BLE001
                 pass
             finally:
@@ -407,10 +411,13 @@ class Runner:
 # --- the session's runner ------------------------------------------------------------
 
 def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str],
-        cwd: str | None, root: bool) -> tuple[int, program.Job | None]:
-    """Run ARGV through the session's runner for ENTRIES (starting one if needed)."""
+        cwd: str | None, root: bool,
+        setup: program.Setup = program.NO_SETUP) -> tuple[int, program.Job | None]:
+    """Run ARGV through the session's runner for ENTRIES and SETUP (starting one if needed)."""
     r: Runner | None = getattr(sh, "runner", None)
-    key = _key(entries, root)
+    key = _key(entries, root, setup)
+    if setup.sets_cwd:
+        cwd = None  # the runner went there once, strictly (program.after_enter)
     if r is not None and (r.key != key or r.sock is None):  # another context, or it died
         drop(sh)
         r = None
@@ -418,14 +425,14 @@ def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str]
         drop(sh)  # killed between two runs: nothing was started, start afresh
         r = None
     if r is None:
-        r = Runner(entries, root)
+        r = Runner(entries, root, setup)
         sh.runner = r
     exit_after = getattr(getattr(sh, "terminal", None), "exit_after", program.EXIT_AFTER)
     try:
         status, job = r.run(argv, env, cwd, exit_after)
     except _Gone:
         drop(sh)
-        r = sh.runner = Runner(entries, root)
+        r = sh.runner = Runner(entries, root, setup)
         status, job = r.run(argv, env, cwd, exit_after)
     if r.sock is None and getattr(sh, "runner", None) is r:
         sh.runner = None

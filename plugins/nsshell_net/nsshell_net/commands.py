@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import errno as E
 
-from nsshell.plugin import (Annotated, HandleCache, KernelError, Kw, Message, Multi, NotFoundError,
-                            NsSet, Ref, Table, UsageError, resolve_handle, socket_in)
+from nsshell.plugin import (Annotated, Choice, HandleCache, Int, KernelError, Kw, Message, Multi,
+                            NotFoundError, NsSet, Opt, Ref, Table, UsageError, Word,
+                            resolve_handle, socket_in)
 
 from .types import Cidr, Endpoint, Gateway, IfName, RouteDest
 
@@ -159,8 +160,9 @@ def register(api):
 
     @api.command("net addr", changes="net")
     def net_addr(sh, ref: RefArg, ifname: Annotated[str, IfName()], cidr: Annotated[object, Cidr()], *,
-                 nodad: bool = False, host: bool = False):
-        """Add an address to an interface.
+                 nodad: bool = False, delete: Annotated[bool, Opt("-d")] = False,
+                 host: bool = False):
+        """Add an address to an interface (with --delete, remove it).
 
         Arguments:
           ref: the namespace set whose network namespace to change
@@ -169,21 +171,26 @@ def register(api):
 
         Options:
           nodad: (IPv6) no duplicate address detection: usable at once
+          delete: remove the address instead (as ip addr del)
       host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net addr red eth0 10.0.0.1/24
           net addr red eth0 fd00::1/64 --nodad
+          net addr red eth0 10.0.0.1/24 --delete
         """
         _, label, conn = conn_for(sh, ref)
-        what = f"adding {cidr} to {ifname} in {label}"
+        what = (f"removing {cidr} from {ifname} in {label}" if delete
+                else f"adding {cidr} to {ifname} in {label}")
         index = _index(conn, ifname, label, what)
         try:
-            conn.add_addr(index, cidr, nodad=nodad)
+            conn.add_addr(index, cidr, nodad=nodad, delete=delete)
         except OSError as e:
             hint = f"{ifname} in {label} already has {cidr}" if e.errno == E.EEXIST else None
+            if delete and e.errno == E.EADDRNOTAVAIL:
+                hint = f"`net ls {label}` lists its addresses"
             raise _fail(e, what, hint) from None
-        return Message(f"{label}: {ifname} {cidr}")
+        return Message(f"{label}: {ifname} {cidr}" + (" removed" if delete else ""))
 
     def _set_state(sh, ref, ifnames, up: bool):
         _, label, conn = conn_for(sh, ref)
@@ -231,7 +238,10 @@ def register(api):
     @api.command("net route", changes="net")
     def net_route(sh, ref: RefArg, dest: Annotated[object, RouteDest()],
                   gateway: Annotated[object, Kw("via"), Gateway()] = None,
-                  dev: Annotated[str, Kw("dev"), IfName()] = None, *, host: bool = False):
+                  dev: Annotated[str, Kw("dev"), IfName()] = None,
+                  src: Annotated[object, Kw("src"), Gateway()] = None,
+                  metric: Annotated[int, Kw("metric"), Int("N", minimum=0)] = None, *,
+                  delete: Annotated[bool, Opt("-d")] = False, host: bool = False):
         """Add a route: `default` or a network, via a gateway (or straight out of a device).
 
         Arguments:
@@ -239,16 +249,20 @@ def register(api):
           dest: default, or a network (10.1.0.0/16, fd01::/64)
           gateway: the next hop, on a network the namespace is connected to
           dev: the interface to use (default: the kernel picks it from the gateway)
+          src: the preferred source address (an address of this namespace)
+          metric: the route's priority (lower wins)
 
         Options:
+          delete: remove the route that matches what is given instead (as ip route del)
       host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net route red default via 10.0.0.254
           net route red 10.1.0.0/16 via 10.0.0.2
-          net route red 10.2.0.0/16 dev eth0
+          net route red 10.2.0.0/16 dev eth0 src 10.0.0.1 metric 10
+          net route red 10.1.0.0/16 --delete
         """
-        if gateway is None and dev is None:
+        if gateway is None and dev is None and not delete:
             raise UsageError("a route needs `via GW` or `dev IF`",
                              "e.g. net route REF default via 10.0.0.1")
         _, label, conn = conn_for(sh, ref)
@@ -257,16 +271,22 @@ def register(api):
         version = gateway.version if gateway is not None else (network.version if network else 4)
         if network is not None and network.version != version:
             raise UsageError(f"{shown} and gateway {gateway} are of different IP versions")
-        what = (f"adding route {shown}" + (f" via {gateway}" if gateway else "")
-                + (f" dev {dev}" if dev else "") + f" in {label}")
+        for other, name in ((src, "source"),):
+            if other is not None and other.version != version:
+                raise UsageError(f"{shown} and {name} {other} are of different IP versions")
+        spec = (f"{shown}" + (f" via {gateway}" if gateway else "") + (f" dev {dev}" if dev else "")
+                + (f" src {src}" if src else "") + (f" metric {metric}" if metric is not None else ""))
+        what = f"{'removing' if delete else 'adding'} route {spec} in {label}"
         oif = _index(conn, dev, label, what) if dev else None
         try:
-            conn.add_route(network, gateway, oif, version=version)
+            conn.add_route(network, gateway, oif, version=version, src=src, metric=metric,
+                           delete=delete)
         except OSError as e:
             hint = f"{label} has a {shown} route already" if e.errno == E.EEXIST else None
+            if delete and e.errno in (E.ESRCH, E.ENOENT):
+                hint = f"`net ls {label}` lists its routes"
             raise _fail(e, what, hint) from None
-        return Message(f"{label}: {shown}" + (f" via {gateway}" if gateway else "")
-                       + (f" dev {dev}" if dev else ""))
+        return Message(f"{label}: {spec}" + (" removed" if delete else ""))
 
     @api.command("net bridge", changes="net")
     def net_bridge(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],
@@ -337,6 +357,137 @@ def register(api):
                 raise _fail(e, f"deleting {name} in {label}") from None
         return Message(f"{label}: deleted {' '.join(ifnames)}")
 
+    @api.command("net link", changes="net")
+    def net_link(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],
+                 kind: Annotated[str, Choice("dummy", "macvlan", "ipvlan", "vlan", metavar="TYPE")],
+                 parent: Annotated[str, Kw("link"), IfName()] = None,
+                 vid: Annotated[int, Kw("id"), Int("N", minimum=1)] = None,
+                 mode: Annotated[str, Kw("mode"), Word("MODE")] = None, *,
+                 up: bool = False, host: bool = False):
+        """Create a dummy, macvlan, ipvlan or vlan link (as ip link add ... type TYPE).
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          name: the new link's name
+          kind: dummy, macvlan, ipvlan or vlan
+          parent: the link it sits on (macvlan, ipvlan, vlan)
+          vid: the VLAN id (vlan)
+          mode: macvlan: private, vepa, bridge (default), passthru; ipvlan: l2, l3 (default), l3s
+
+        Options:
+          up: bring it up
+      host: allow changing the host's own network namespace (by default refused)
+
+        Examples:
+          net link lab d0 dummy
+          net link lab mv0 macvlan link eth0 mode bridge
+          net link lab eth0.5 vlan link eth0 id 5
+        """
+        modes = {"macvlan": {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8},
+                 "ipvlan": {"l2": 0, "l3": 1, "l3s": 2}}
+        if kind != "dummy" and parent is None:
+            raise UsageError(f"a {kind} link needs `link IF` (the link it sits on)",
+                             f"e.g. net link REF {name} {kind} link eth0")
+        if kind == "dummy" and parent is not None:
+            raise UsageError("a dummy link sits on no other link")
+        if (vid is not None) != (kind == "vlan"):
+            raise UsageError("`id N` is for vlan links, and a vlan link needs it")
+        if mode is not None and mode not in modes.get(kind, {}):
+            raise UsageError(f"mode {mode!r} is not one of a {kind} link's",
+                             "modes: " + (", ".join(modes[kind]) if kind in modes else "none"))
+        _, label, conn = conn_for(sh, ref)
+        what = f"creating {kind} {name} in {label}"
+        index = _index(conn, parent, label, what) if parent else None
+        data = []
+        if kind == "vlan":
+            data = [("IFLA_VLAN_ID", vid)]
+        elif kind == "macvlan":
+            data = [("IFLA_MACVLAN_MODE", modes["macvlan"][mode or "bridge"])]
+        elif kind == "ipvlan":
+            data = [("IFLA_IPVLAN_MODE", modes["ipvlan"][mode or "l3"])]
+        try:
+            conn.add_link(name, kind, index, data)
+            if up:
+                conn.set_link(name, up=True)
+        except OSError as e:
+            hint = None
+            if e.errno == E.EEXIST:
+                hint = f"`net ls {label}` lists its links"
+            elif e.errno == E.EOPNOTSUPP or "Unknown device type" in getattr(e, "detail", ""):
+                hint = f"the kernel lacks {kind} links (is its module loaded?)"
+            raise _fail(e, what, hint) from None
+        return Message(f"{label}: {kind} {name}" + (f" on {parent}" if parent else "")
+                       + (" (up)" if up else ""))
+
+    @api.command("net set", changes="net")
+    def net_set(sh, ref: RefArg, ifname: Annotated[str, IfName()],
+                mtu: Annotated[int, Kw("mtu"), Int("N", minimum=68)] = None,
+                address: Annotated[str, Kw("address"), Word("MAC")] = None, *,
+                host: bool = False):
+        """Set a link's MTU and/or MAC address (as ip link set IF mtu N address MAC).
+
+        Arguments:
+          ref: the namespace set whose network namespace to change
+          ifname: the interface
+          mtu: the MTU in bytes
+          address: the MAC address (aa:bb:cc:dd:ee:ff)
+
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
+
+        Examples:
+          net set red eth0 mtu 1400
+          net set red eth0 address 02:00:00:00:00:01
+          net set red eth0 mtu 9000 address 02:00:00:00:00:02
+        """
+        if mtu is None and address is None:
+            raise UsageError("nothing to set", "net set REF IF [mtu N] [address MAC]")
+        if address is not None:
+            parts = address.split(":")
+            if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p)
+                                          for p in parts):
+                raise UsageError(f"address {address!r}: not a MAC address", "e.g. 02:00:00:00:00:01")
+            address = address.lower()
+        _, label, conn = conn_for(sh, ref)
+        spec = " ".join(x for x in (f"mtu {mtu}" if mtu is not None else "",
+                                    f"address {address}" if address else "") if x)
+        what = f"setting {ifname} {spec} in {label}"
+        _index(conn, ifname, label, what)
+        try:
+            conn.set_attrs(ifname, mtu=mtu, address=address)
+        except OSError as e:
+            raise _fail(e, what) from None
+        return Message(f"{label}: {ifname} {spec}")
+
+    @api.command("net move", changes="net")
+    def net_move(sh, ref: RefArg, ifname: Annotated[str, IfName()],
+                 to: Annotated[NsSet, Kw("to"), Ref()] = ..., *, host: bool = False):
+        """Move a link into another network namespace (as ip link set IF netns NS).
+
+        Both namespaces change: `--host` is needed when either is the host's.
+
+        Arguments:
+          ref: the namespace set the link is in
+          ifname: the interface
+          to: the namespace set to move it into
+
+        Options:
+      host: allow changing the host's own network namespace (by default refused)
+
+        Examples:
+          net move red eth1 to blue
+        """
+        _, label, conn = conn_for(sh, ref)
+        target = resolve_handle(sh, to, "net")
+        what = f"moving {ifname} from {label} to {to.label}"
+        _index(conn, ifname, label, what)
+        try:
+            conn.set_attrs(ifname, netns_fd=target.fd)
+        except OSError as e:
+            hint = (f"{to.label} has a link named {ifname} already" if e.errno == E.EEXIST else None)
+            raise _fail(e, what, hint) from None
+        return Message(f"{ifname}: {label} -> {to.label}")
+
     @api.command("net ls")
     def net_ls(sh, ref: RefArg = None):
         """Links, addresses and routes of a network namespace (default: the current one).
@@ -354,7 +505,50 @@ def register(api):
             links, addrs, routes = conn.links(), conn.addrs(), conn.routes()
         except OSError as e:
             raise _fail(e, f"listing the links of {label}") from None
+        if any(link.get("peer_netnsid") is not None for link in links):
+            names = _nsid_names(sh, conn)
+            for link in links:
+                n = link.get("peer_netnsid")
+                link["peer_ns"] = None if n is None else names.get(n, f"nsid {n}")
         return net_view(label, str(handle.nsid), links, addrs, routes)
+
+
+def _nsid_names(sh, conn) -> dict[int, str]:
+    """NETNSID (as CONN's namespace numbers the others) -> a name: the session's sets,
+    the host, then the /run/netns names."""
+    import os
+    out: dict[int, str] = {}
+    seen = set()
+    candidates = [(name, s.handles.get("net")) for name, s in sh.sets.items()]
+    candidates.append(("host", sh.host.handles.get("net")))
+    for name, h in candidates:
+        if h is None or h.closed or h.nsid in seen:
+            continue
+        seen.add(h.nsid)
+        try:
+            nsid = conn.nsid_of(h.fd)
+        except OSError:
+            continue
+        if nsid is not None:
+            out.setdefault(nsid, name)
+    try:
+        entries = sorted(os.listdir("/run/netns"))
+    except OSError:
+        entries = []
+    for name in entries:
+        try:
+            fd = os.open(os.path.join("/run/netns", name), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            nsid = conn.nsid_of(fd)
+        except OSError:
+            nsid = None
+        finally:
+            os.close(fd)
+        if nsid is not None:
+            out.setdefault(nsid, name)
+    return out
 
 
 def _state(link: dict) -> str:
@@ -381,11 +575,12 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
     for r in routes:
         r["dev"] = names.get(r["oif"]) if r["oif"] else None
     link_rows = [[link["index"], link["name"], link["kind"] or "", _state(link),
-                  link["master"] or "", " ".join(link["addresses"]), link["mtu"], link["mac"] or ""]
+                  link["master"] or "", " ".join(link["addresses"]), link["mtu"], link["mac"] or "",
+                  link.get("peer_ns") or ""]
                  for link in links]
     route_rows = [[r["dst"], r["gateway"] or "", r["dev"] or "", r["proto"], r["scope"],
                    r["prefsrc"] or ""] for r in routes if r["type"] == "unicast"]
-    parts = [Table(["index", "name", "kind", "state", "master", "addresses", "mtu", "mac"],
+    parts = [Table(["index", "name", "kind", "state", "master", "addresses", "mtu", "mac", "peer ns"],
                    link_rows, title=f"{label} {nsid}: links", key="links"),
              Table(["dst", "via", "dev", "proto", "scope", "src"], route_rows,
                    title=f"{label}: routes", key="routes")]

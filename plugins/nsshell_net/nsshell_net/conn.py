@@ -27,8 +27,10 @@ ARPHRD_LOOPBACK = 772
 IFA_F_NODAD = 0x02
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTN_UNICAST = 1
+RTM_DELADDR, RTM_DELROUTE, RTM_GETNSID = 21, 25, 90  # linux/rtnetlink.h
+NETNSA_NSID = 1
 CREATE = rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
 
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
@@ -95,13 +97,62 @@ class Conn(rtnl.Rtnl):
         self.request(_link_msg(name, flags=IFF_UP if up else 0,
                                change=IFF_UP if up is not None else 0, attrs=attrs), rtnl.RTM_NEWLINK)
 
+    def add_link(self, name: str, kind: str, parent: int | None = None,
+                 data: list | None = None) -> None:
+        """A link of KIND (dummy, macvlan, ipvlan, vlan...) on PARENT's index, with KIND's
+        IFLA_INFO_DATA attributes DATA (as `ip link add link PARENT NAME type KIND ...`)."""
+        info: dict = {"attrs": [("IFLA_INFO_KIND", kind)]}
+        if data:
+            info["attrs"].append(("IFLA_INFO_DATA", {"attrs": data}))
+        attrs: list = [("IFLA_LINKINFO", info)]
+        if parent is not None:
+            attrs.append(("IFLA_LINK", parent))
+        self.request(_link_msg(name, attrs=attrs), rtnl.RTM_NEWLINK, CREATE)
+
+    def set_attrs(self, name: str, mtu: int | None = None, address: str | None = None,
+                  netns_fd: int | None = None) -> None:
+        """`ip link set NAME mtu N address MAC netns NS`, in one request."""
+        attrs: list = []
+        if mtu is not None:
+            attrs.append(("IFLA_MTU", mtu))
+        if address is not None:
+            attrs.append(("IFLA_ADDRESS", address))
+        if netns_fd is not None:
+            attrs.append(("IFLA_NET_NS_FD", netns_fd))
+        self.request(_link_msg(name, attrs=attrs), rtnl.RTM_NEWLINK)
+
+    def nsid_of(self, fd: int) -> int | None:
+        """The NETNSID this namespace knows the network namespace FD (an fd of this
+        process) by, as IFLA_LINK_NETNSID names a veth's peer namespace; None if it
+        has none assigned (RTM_GETNSID)."""
+        from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
+        msg = nsidmsg()
+        msg["attrs"] = [("NETNSA_FD", fd)]
+        got = self.request(msg, RTM_GETNSID, 0)
+        if not got:
+            return None
+        # The answer (RTM_NEWNSID) is not among the messages the parser knows: its
+        # attributes are read from the raw bytes (nlmsghdr, rtgenmsg, then nlattrs).
+        m = got[0]
+        raw = bytes(m.data[getattr(m, "offset", 0):][:m["header"]["length"]])
+        at = 16 + 4
+        while at + 4 <= len(raw):
+            alen, atype = struct.unpack_from("=HH", raw, at)
+            if alen < 4:
+                break
+            if atype & 0x3FFF == NETNSA_NSID and alen >= 8:
+                (value,) = struct.unpack_from("=i", raw, at + 4)
+                return None if value < 0 else value
+            at += (alen + 3) & ~3
+        return None
+
     def del_link(self, name: str) -> None:
         self.request(_link_msg(name), rtnl.RTM_DELLINK)
 
     # -- addresses ---------------------------------------------------------------------
 
-    def add_addr(self, index: int, iface, nodad: bool = False) -> None:
-        """IFACE (an ipaddress interface) on link INDEX."""
+    def add_addr(self, index: int, iface, nodad: bool = False, delete: bool = False) -> None:
+        """IFACE (an ipaddress interface) on link INDEX (DELETE: off it)."""
         msg = rtnl.ifaddrmsg()
         msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         msg["prefixlen"] = iface.network.prefixlen
@@ -113,7 +164,10 @@ class Conn(rtnl.Rtnl):
         if iface.version == 4 and iface.network.prefixlen < 31:
             attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
         msg["attrs"] = attrs
-        self.request(msg, rtnl.RTM_NEWADDR, CREATE)
+        if delete:
+            self.request(msg, RTM_DELADDR, rtnl.NLM_F_ACK)
+        else:
+            self.request(msg, rtnl.RTM_NEWADDR, CREATE)
 
     def addrs(self) -> list[dict]:
         out = []
@@ -128,9 +182,11 @@ class Conn(rtnl.Rtnl):
 
     # -- routes --------------------------------------------------------------------------
 
-    def add_route(self, dst, gateway, oif: int | None = None, version: int = 4) -> None:
+    def add_route(self, dst, gateway, oif: int | None = None, version: int = 4,
+                  src=None, metric: int | None = None, delete: bool = False) -> None:
         """DST (an ipaddress network, None for the default route) via GATEWAY (an address)
-        or out of link OIF, in the main table."""
+        or out of link OIF, in the main table, with preferred source SRC and METRIC.
+        DELETE: the route that matches what is given (as `ip route del`)."""
         msg = rtnl.rtmsg()
         msg["family"] = socket.AF_INET if version == 4 else socket.AF_INET6
         msg["dst_len"] = dst.prefixlen if dst is not None else 0
@@ -145,8 +201,17 @@ class Conn(rtnl.Rtnl):
             attrs.append(("RTA_GATEWAY", str(gateway)))
         if oif is not None:
             attrs.append(("RTA_OIF", oif))
+        if src is not None:
+            attrs.append(("RTA_PREFSRC", str(src)))
+        if metric is not None:
+            attrs.append(("RTA_PRIORITY", metric))
         msg["attrs"] = attrs
-        self.request(msg, rtnl.RTM_NEWROUTE, CREATE)
+        if delete:
+            msg["proto"] = 0
+            msg["scope"] = RT_SCOPE_NOWHERE  # any scope (as ip route del asks)
+            self.request(msg, RTM_DELROUTE, rtnl.NLM_F_ACK)
+        else:
+            self.request(msg, rtnl.RTM_NEWROUTE, CREATE)
 
     def routes(self) -> list[dict]:
         out = []
