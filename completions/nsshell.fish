@@ -51,7 +51,7 @@ function __nsshell_commands
     echo 'run	Run a program in the current context, wait for it, and report its status.'
     echo 'set	Show the settings, or set OPTION to VALUE.'
     echo 'setgroups	Write allow or deny to /proc/PID/setgroups of the current user namespace.'
-    echo 'sh	Start an interactive shell ($SHELL, else /bin/sh) in the current context.'
+    echo 'sh	Start an interactive shell ($SHELL, else /bin/sh) in the current context (/bin/sh also when $SHELL is not there in the context\'s mount namespace).'
     echo 'show	One namespace or a set: ids, owner, parent, holders, processes, and its state.'
     echo 'source	Run the commands of FILE in this session, as if typed here.'
     echo 'top	A full-screen live view of every namespace: the user-namespace hierarchy with what each owns (as `tree`), each row with type, id, process count, how it is held, names and command, refreshed every INTERVAL seconds.'

@@ -2,6 +2,8 @@
 
 import os
 
+from conftest import run_nsshell
+
 LIST_FDS = "run /usr/bin/python3 -c 'import os; print(sorted(int(f) for f in os.listdir(\"/proc/self/fd\")))'"
 
 
@@ -111,3 +113,14 @@ def test_programs_get_the_fd_limit_nsshell_started_with(nsshell):
                            env=_env(), preexec_fn=limits, stdin=stdin)
         assert p.returncode == 0, p
         assert p.stdout.splitlines()[-1] == str(low)
+
+
+def test_sh_falls_back_to_bin_sh_when_shell_is_not_there():
+    """Issue 13.7: $SHELL names a shell the context does not have (a container's root,
+    or here a path that does not exist): `sh` starts /bin/sh instead of failing."""
+    done = run_nsshell("-c", "sh", input="echo from-sh $0\n",
+                       env={"SHELL": "/nonexistent/zsh"})
+    assert done.rc == 0, done
+    assert "from-sh /bin/sh" in done.out
+    explicit = run_nsshell("-c", "sh /nonexistent/zsh", input="")
+    assert explicit.rc == 127 and "not found" in explicit.err, explicit

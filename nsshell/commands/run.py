@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from .. import session as _session_mod
 from ..session import _bool
 from ..core import program, runner
-from ..errors import NsshellError, UsageError
+from ..errors import NsshellError, ProgramNotFound, UsageError
 from ..registry import Annotated, Rest, command
 from ..progress import clear_line
 from ..results import Status
@@ -367,7 +367,8 @@ def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
 
 @command("sh")
 def sh_(sh, program: Annotated[str, Path("PROGRAM")] = None):
-    """Start an interactive shell ($SHELL, else /bin/sh) in the current context.
+    """Start an interactive shell ($SHELL, else /bin/sh) in the current context
+    (/bin/sh also when $SHELL is not there in the context's mount namespace).
 
     Arguments:
       program: the shell to run instead of $SHELL
@@ -376,8 +377,16 @@ def sh_(sh, program: Annotated[str, Path("PROGRAM")] = None):
       sh
       sh /bin/bash
     """
-    prog = program or os.environ.get("SHELL") or "/bin/sh"
-    return _run(sh, [prog])
+    if program:
+        return _run(sh, [program])
+    shell = os.environ.get("SHELL") or "/bin/sh"
+    try:
+        return _run(sh, [shell])
+    except ProgramNotFound as e:
+        # $SHELL is the host's; a container's root may have only /bin/sh
+        if e.status != 127 or shell == "/bin/sh":
+            raise
+        return _run(sh, ["/bin/sh"])
 
 
 @command("fg")
