@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import errno as E
 import os
-import struct
 
 from nsshell.plugin import Annotated, Message, Multi, NotFoundError, NsshellError, Path, Ref
-
-RTM_NEWNSID, RTM_GETNSID, NETNSA_NSID, NETNSA_FD = 88, 90, 1, 3
-NLM_F_REQUEST = 1
 
 
 class GraphView(Multi):
@@ -33,30 +29,6 @@ class GraphView(Multi):
 
     def json(self):
         return self.data
-
-
-def _nsid_seen_from(conn, fd: int) -> int | None:
-    """The id CONN's namespace gives the namespace open at FD (None: none assigned)."""
-    conn.seq = seq = conn.seq % 0x7FFFFFFF + 1
-    body = struct.pack("=B3x", 0) + struct.pack("=HHi", 8, NETNSA_FD, fd)
-    conn.sock.send(struct.pack("=IHHII", 16 + len(body), RTM_GETNSID, NLM_F_REQUEST, seq, 0) + body)
-    while True:
-        data = conn.sock.recv(65536)
-        if len(data) < 20:
-            return None
-        length, kind, _flags, got = struct.unpack_from("=IHHI", data)
-        if got != seq:
-            continue     # an answer to something else: not ours
-        if kind != RTM_NEWNSID:
-            return None  # NLMSG_ERROR
-        off = 20
-        while off + 8 <= min(length, len(data)):
-            alen, atype = struct.unpack_from("=HH", data, off)
-            if atype == NETNSA_NSID:
-                value = struct.unpack_from("=i", data, off + 4)[0]
-                return value if value >= 0 else None
-            off += max((alen + 3) & ~3, 4)
-        return None
 
 
 def _targets(sh, refs: list | None) -> list[tuple[str, object]]:
@@ -109,7 +81,7 @@ def collect(sh, refs: list | None) -> dict:
             if oh.nsid == h.nsid:
                 continue
             try:
-                nid = _nsid_seen_from(conn, oh.fd)
+                nid = conn.nsid_of(oh.fd)
             except OSError:
                 nid = None
             if nid is not None:
