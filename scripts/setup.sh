@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need=""
 for pair in newuidmap:uidmap busybox:busybox-static ip:iproute2 lsns:util-linux \
             ping:iputils-ping ps:procps groff:groff-base man:man-db zsh:zsh fish:fish \
-            strace:strace podman:podman runc:runc dot:graphviz; do
+            strace:strace podman:podman runc:runc dot:graphviz dockerd:docker.io; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/sbin/$cmd" ] || [ -x "/usr/sbin/$cmd" ] || need="$need $pkg"
 done
@@ -19,7 +19,17 @@ if [ -n "$need" ]; then
         echo "setup: installing$need" >&2
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null
-        apt-get install -y -qq $need >/dev/null
+        # No service starts on install (docker.io would start a system dockerd, with a
+        # bridge and iptables rules): the tests start a private dockerd of their own.
+        norc=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+            norc=1
+        fi
+        status=0
+        apt-get install -y -qq $need >/dev/null || status=$?
+        if [ -n "$norc" ]; then rm -f /usr/sbin/policy-rc.d; fi
+        [ "$status" = 0 ] || exit "$status"
     else
         echo "setup: missing Debian packages:$need (install them as root)" >&2
     fi
