@@ -275,9 +275,21 @@ def inside(cfg: dict) -> dict:
     """Runs as root in the sandbox: private tmpfs on /tmp (and /run for the root one),
     then every batch, each followed by the clean-up and the leftover check."""
     rootless = cfg["rootless"]
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "fuzz-tmp", "/tmp"], check=True)
+    scratch = [("/tmp", "fuzz-tmp", "mode=1777")]
     if not rootless:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "fuzz-run", "/run"], check=True)
+        scratch.append(("/run", "fuzz-run", "mode=755"))
+    for point, name, mode in scratch:
+        # a checkout (and its .venv) under /tmp or /run stays reachable: the directory,
+        # taken before the tmpfs covers it, is bound back at its path on the tmpfs
+        keep = ROOT if ROOT == point or ROOT.startswith(point + "/") else None
+        fd = os.open(keep, os.O_PATH | os.O_DIRECTORY) if keep else None
+        subprocess.run(["mount", "-t", "tmpfs", "-o", mode, name, point], check=True)
+        if fd is not None:
+            os.makedirs(keep, exist_ok=True)
+            # (--no-canonicalize: mount(8) would read the link and bind the covered path)
+            subprocess.run(["mount", "--no-canonicalize", "--rbind", f"/proc/self/fd/{fd}",
+                            keep], check=True, pass_fds=(fd,))
+            os.close(fd)
     prepare(rootless)
     read_only_elsewhere()
     mark = uuid.uuid4().hex[:12]
