@@ -11,6 +11,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -222,6 +223,32 @@ def shell():
 
 
 # -- nothing left behind -------------------------------------------------------------------
+
+def kill_group(p: subprocess.Popen) -> None:
+    """End P's whole process group (it was started in a session of its own) and reap it."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            p.kill()
+    p.wait(timeout=10)
+
+
+@pytest.fixture
+def procs():
+    """procs(argv, **popen) -> a process in a session of its own, killed with its group
+    afterwards (stdin from /dev/null unless given)."""
+    started: list[subprocess.Popen] = []
+
+    def start(argv, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        started.append(p)
+        return p
+    yield start
+    for p in reversed(started):
+        kill_group(p)
+
 
 def nsfs_mounts() -> set[str]:
     out = set()

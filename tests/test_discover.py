@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,9 +13,7 @@ import time
 
 import pytest
 
-from conftest import json_docs
-
-
+from conftest import json_docs, kill_group
 
 
 def _ls(nsshell, *args) -> dict:
@@ -56,28 +53,6 @@ def _wait_ns_differs(pid: int, t: str, deadline: float = 5.0) -> int:
             pass
         time.sleep(0.02)
     raise AssertionError(f"process {pid} never left our {t} namespace")
-
-
-def _kill(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            p.kill()
-    p.wait(timeout=10)
-
-
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-
-    def start(argv, **kw):
-        p = subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
-        started.append(p)
-        return p
-    yield start
-    for p in reversed(started):
-        _kill(p)
 
 
 def test_ls_is_a_superset_of_lsns(nsshell, procs):
@@ -135,7 +110,7 @@ def test_namespace_held_only_by_an_fd_of_another_process(nsshell, procs):
                     "print(fd, flush=True)\n"
                     "time.sleep(300)\n"], stdout=subprocess.PIPE, text=True)
     fd = int(keeper.stdout.readline())
-    _kill(owner)  # the only process in it is gone: only the keeper's fd holds it
+    kill_group(owner)  # the only process in it is gone: only the keeper's fd holds it
     rows = _ls(nsshell, "net")
     row = rows[("net", ino)]
     assert row["held"] == ["fd"]
@@ -158,7 +133,7 @@ def test_namespace_held_only_by_a_bind_mount_in_another_mount_namespace(nsshell,
                         f"mount --bind /proc/{owner.pid}/ns/net {base}/netns && "
                         f"echo ok && exec sleep 300"], stdout=subprocess.PIPE, text=True)
         assert keeper.stdout.readline().strip() == "ok"
-        _kill(owner)
+        kill_group(owner)
         # Not in the host's mount table: the mount lives in the keeper's namespace only.
         with open("/proc/self/mountinfo") as f:
             assert f"net:[{ino}]" not in f.read()
@@ -172,7 +147,7 @@ def test_namespace_held_only_by_a_bind_mount_in_another_mount_namespace(nsshell,
         done = nsshell("--json", "-c", f"show net:[{ino}]")
         assert done.rc == 0, done
         assert json_docs(done.out)[-1]["namespaces"][0]["held"] == ["mount"]
-        _kill(keeper)  # its mount namespace, and the mount, die with it
+        kill_group(keeper)  # its mount namespace, and the mount, die with it
     finally:
         os.rmdir(base)
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import json_docs
+from conftest import json_docs, kill_group
 
 LABEL = re.compile(r"\b([a-z]+):\[(\d+)\]")
 TYPES = ("user", "mnt", "pid", "net", "uts", "ipc", "cgroup", "time")
@@ -38,29 +38,6 @@ def _wait_comm(pid: int, comm: str, deadline: float = 5.0) -> None:
             pass
         time.sleep(0.02)
     raise AssertionError(f"process {pid} never became {comm}")
-
-
-def _kill(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except OSError:
-            p.kill()
-    p.wait(timeout=10)
-
-
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-
-    def start(argv, **kw):
-        kw.setdefault("stdin", subprocess.DEVNULL)
-        p = subprocess.Popen(argv, start_new_session=True, **kw)
-        started.append(p)
-        return p
-    yield start
-    for p in reversed(started):
-        _kill(p)
 
 
 @pytest.fixture
@@ -160,7 +137,7 @@ def test_every_printed_label_is_accepted_back(engines, procs, prefix, bound_dir)
     open(attached, "w").close()
     subprocess.run(["mount", "--bind", f"/proc/{owner.pid}/ns/net", attached], check=True)
     ours |= {f"user:[{_ino(owner.pid, 'user')}]", f"net:[{_ino(owner.pid, 'net')}]"}
-    _kill(owner)
+    kill_group(owner)
     _labels_round_trip(engines, p, prefix, ours)
 
 
@@ -322,7 +299,7 @@ def test_owner_only_user_namespace(nsshell, procs, prefix):
     user, net = _ino(p.pid, "user"), _ino(p.pid, "net")
     subprocess.run(["ip", "netns", "attach", name, str(p.pid)], check=True)
     try:
-        _kill(p)
+        kill_group(p)
         rows = _ls(nsshell)
         urow, nrow = rows[("user", user)], rows[("net", net)]
         assert urow["held"] == ["owner"] and urow["nprocs"] == 0
