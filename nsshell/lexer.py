@@ -52,18 +52,8 @@ def _walk(line: str, partial: bool):
     word: list[str] | None = None
     start = 0
     i, n = 0, len(line)
-    if not partial and "\0" in line:  # no kernel call can take it: refuse it here, once
-        raise UsageError("a NUL byte in a command line",
-                         "commands are text: remove the \\0 bytes (`tr -d '\\0'`)")
     if not partial:
-        try:
-            line.encode("utf-8")
-        except UnicodeEncodeError as e:  # bytes that were not UTF-8 (argv, $1, $NAME)
-            byte = ord(line[e.start]) - 0xDC00 if 0xDC80 <= ord(line[e.start]) <= 0xDCFF else None
-            raise UsageError("a command line that is not UTF-8 text" +
-                             (f" (byte 0x{byte:02x})" if byte is not None else ""),
-                             "nsshell reads commands as UTF-8: convert the input "
-                             "(`iconv -t UTF-8`)") from None
+        check_text(line)
     while i < n:
         c = line[i]
         if c in " \t\r\n":
