@@ -16,19 +16,11 @@ import time
 import pytest
 
 from conftest import NOBODY, _env, nsshell_argv, run_nsshell
-from test_persist import Store, alive, files_under, nsfs_under, scrub_root, wait_gone
-from test_store_faults import helpers
+from test_persist import alive, files_under, nsfs_under, wait_gone
+from test_store_faults import store  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="persisting on the host needs root")
 
-
-@pytest.fixture
-def store(prefix):
-    s = Store(prefix)
-    yield s
-    scrub_root(s.root, s.netns)
-    for pid in wait_gone(helpers(), 5):
-        os.kill(pid, 9)
 
 
 def start_time(pid: int) -> int:
