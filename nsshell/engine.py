@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from . import lexer
-from .core import runner as _runner
+from .core.proc import runner as _runner
 from .errors import (RESOURCE_ERRNOS, ExitRequest, NsshellError, UsageError,
                      from_oserror, internal, one_line)
 from .registry import REGISTRY, Registry
@@ -92,7 +92,7 @@ class Engine:
 
     def _top(self, fn, *args) -> int:
         """Run a line or script; when the outermost one ends, end the session's `run`
-        helper (core/runner.py) so nothing of it outlives the batch."""
+        helper (core/proc/runner.py) so nothing of it outlives the batch."""
         self._level += 1
         try:
             return fn(*args)

@@ -43,7 +43,7 @@ What a plugin can do (see docs/plugins.md):
 - resources bound to a namespace: `HandleCache` (closed with the handle), and
   `socket_in(handle, family, type)` for a socket created inside a network
   namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces;
-- rtnetlink: `rtnl` (nsshell/core/rtnl.py), pyroute2's messages over such a
+- rtnetlink: `rtnl` (nsshell/core/look/rtnl.py), pyroute2's messages over such a
   socket with a small, fast request loop; imported on first use (pyroute2).
 
 Keep import time small: import heavy libraries inside command bodies.
@@ -53,13 +53,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .core.handle import CLOSE_HOOKS as _CLOSE_HOOKS
-from .core.handle import Handle, NsSet
-from .core.spawn import Entry, Handoff, call as call_in
-from .core.nsstate import Context as StateContext, register as register_state, unregister as unregister_state
+from .core.ns.handle import CLOSE_HOOKS as _CLOSE_HOOKS
+from .core.ns.handle import Handle, NsSet
+from .core.proc.spawn import Entry, Handoff, call as call_in
+from .core.look.nsstate import Context as StateContext, register as register_state, unregister as unregister_state
 from . import guard as _guard
 from .guard import refuse_host
-from .core.nsstate import link_record
+from .core.look.nsstate import link_record
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
 from .kernel import nstypes, syscalls  # syscalls: mount, umount2, pivot_root, ioctl_ns...
 from .registry import REGISTRY as _REGISTRY
@@ -72,9 +72,9 @@ API_VERSION = 1
 
 
 def socket_in(*args, **kwargs):
-    """A socket created inside a network namespace (core/nssocket.py: socket_in).
+    """A socket created inside a network namespace (core/ns/nssocket.py: socket_in).
     Imported on first use: start-up does not pay for socket (bench/README.md)."""
-    from .core.nssocket import socket_in as _socket_in
+    from .core.ns.nssocket import socket_in as _socket_in
     return _socket_in(*args, **kwargs)
 
 __all__ = [
@@ -190,7 +190,7 @@ class PluginAPI:
         """Name namespaces: fn(session) yields (type name, inode, name) for every namespace
         it names; `ls`, `tree`, `show`, `identify` print those names.  It runs on every
         scan, so it must be cheap when it has nothing to say (a failure is ignored)."""
-        from .core import discover
+        from .core.look import discover
         discover.NAME_SOURCES.append(fn)
         self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))
         return fn
@@ -204,7 +204,7 @@ class PluginAPI:
 
         The function gets a StateContext and runs in a helper INSIDE the namespace
         (inside=False: a helper that joins nothing); it returns JSON-able data.
-        differ(a, b) and summary(value) are as in nsshell.core.nsstate.register.
+        differ(a, b) and summary(value) are as in nsshell.core.look.nsstate.register.
         """
         def deco(fn: Callable) -> Callable:
             k = key or fn.__name__
@@ -348,6 +348,6 @@ def resolve_handle(session, ref: NsSet, nstype: str) -> Handle:
 def __getattr__(name: str):
     # `from nsshell.plugin import rtnl` imports pyroute2's messages: only when asked.
     if name == "rtnl":
-        from .core import rtnl
+        from .core.look import rtnl
         return rtnl
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

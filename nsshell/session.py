@@ -13,8 +13,8 @@ import signal
 from typing import Callable, Iterable
 
 from . import names, progress
-from .core import program, spawn
-from .core.handle import Handle, NsSet, open_process
+from .core.proc import program, spawn
+from .core.ns.handle import Handle, NsSet, open_process
 from .errors import NotFoundError, UsageError
 from .kernel import nstypes
 from .kernel.nstypes import NsType
@@ -63,7 +63,7 @@ class Session:
                          "stop a batch at the first failing command")
         self.add_setting("root", True, _bool,
                          "become root (if mapped) when entering a user namespace, as nsenter does")
-        from .core import persist as _persist  # persisted names, looked up lazily
+        from .core.store import persist as _persist  # persisted names, looked up lazily
         _persist.install(self)
         for hook in INIT_HOOKS:
             hook(self)
@@ -275,7 +275,7 @@ class Session:
         for _, h in self.held():
             if h.type is t and h.nsid.ino == ino:
                 return NsSet(None, {t.name: h}, origin=str(h.nsid))
-        from .core import discover
+        from .core.look import discover
         scan = discover.scan((t,))
         found = scan.get(t.name, ino)
         if found is None:
@@ -310,7 +310,7 @@ class Session:
 
     def close_all(self) -> None:
         if getattr(self, "runner", None) is not None or self.jobs:
-            from .core import runner
+            from .core.proc import runner
             runner.drop(self, everything=True)  # the `run` helper and the programs it holds
         for job in self.jobs:  # stopped programs: hang up and continue them, as bash does
             for sig in (signal.SIGHUP, signal.SIGCONT):

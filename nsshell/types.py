@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .core.handle import NsSet
+from .core.ns.handle import NsSet
 from .errors import NotFoundError, UsageError
 from .kernel import nstypes
 

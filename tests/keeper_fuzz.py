@@ -25,7 +25,7 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nsshell.core import keeper, keeperd  # noqa: E402
+from nsshell.core.store import keeper, keeperd  # noqa: E402
 
 HDR = struct.Struct("=I")
 

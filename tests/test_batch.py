@@ -47,7 +47,7 @@ def test_consecutive_runs_share_one_helper_in_the_context(nsshell):
     assert len(ps) == 2 and ps[0] == ps[1] and ps[0][1] == "nsshell-run", d.out
     links = [line for line in d.out.splitlines() if line.startswith("net:[")]
     # The program is in the context's netns (the helper's own /proc files are closed to
-    # the program: it is not dumpable, core/harden.py).
+    # the program: it is not dumpable, core/proc/harden.py).
     made = d.out.splitlines()[0].split()
     assert links == [w for w in made if w.startswith("net:[")], d.out
     assert set(runners()) <= before  # gone with the batch
@@ -131,7 +131,7 @@ def test_new_count_holds_many_sets_unjoined(nsshell, prefix):
 
 @pytest.mark.parametrize("count", [1, 15, 33, 100, 240, 241, 10_000])
 def test_new_count_splits_over_cpus_within_one_message_each(count, monkeypatch):
-    from nsshell.core import create
+    from nsshell.core.ns import create
     monkeypatch.setattr(create, "_cpus", lambda: 4)
     sizes = create._chunk_sizes(count, 240)
     assert sum(sizes) == count and max(sizes) <= 240

@@ -456,7 +456,7 @@ def test_ref_scheme_and_name_source_api():
     its names; a name source names namespaces in a scan; rollback removes both."""
     from nsshell import commands  # noqa: F401 - the built-ins (join)
     from nsshell.complete import complete_line
-    from nsshell.core import discover
+    from nsshell.core.look import discover
     from nsshell.errors import NotFoundError
     from nsshell.kernel import nstypes
     from nsshell.plugin import PluginAPI

@@ -270,7 +270,7 @@ def test_a_v1_memory_root_is_shown_and_diffed(nsshell, prefix):
 # --- cost -----------------------------------------------------------------------------
 
 def _helpers_started(monkeypatch) -> list:
-    from nsshell.core import spawn
+    from nsshell.core.proc import spawn
     started, real = [], spawn.start
 
     def counting(entries, *args, **kw):
@@ -283,7 +283,7 @@ def _helpers_started(monkeypatch) -> list:
 def test_a_helper_only_per_mount_namespace_no_process_is_in(monkeypatch):
     """`ls` on a host where every mount namespace has a process forks no helper: one is
     forked per process-less mount namespace, never for one a process is in."""
-    from nsshell.core import discover
+    from nsshell.core.look import discover
     started = _helpers_started(monkeypatch)
     scan = discover.scan()
     processless = {i.label for i in scan.namespaces.values() if i.type == "mnt" and not i.pids}
@@ -294,7 +294,7 @@ def test_a_helper_only_per_mount_namespace_no_process_is_in(monkeypatch):
 
 
 def test_the_processless_one_is_entered_once(monkeypatch, scenario):
-    from nsshell.core import discover
+    from nsshell.core.look import discover
     d, mnt, net = scenario
     started = _helpers_started(monkeypatch)
     scan = discover.scan()

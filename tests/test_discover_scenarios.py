@@ -514,7 +514,7 @@ def test_id_maps_are_written_one_way(nsshell):
     lines = done.out.splitlines()
     assert lines[1].endswith(": uid 0-65535->100000-165535; gid 0-65535->100000-165535"), lines
     assert any(l.startswith("uid map:") and l.endswith(" 0-65535->100000-165535") for l in lines)
-    from nsshell.core.nsstate import format_idmap
+    from nsshell.core.look.nsstate import format_idmap
     assert format_idmap(["0 0 4294967295"]) == "all (identity)"
     assert format_idmap([(0, 1000, 1), {"inside": 1, "outside": 100000, "count": 10}]) \
         == "0->1000, 1-10->100000-100009"
@@ -522,7 +522,7 @@ def test_id_maps_are_written_one_way(nsshell):
 
 
 def test_a_link_is_one_object_in_show_and_net_ls(nsshell):
-    from nsshell.core.nsstate import SHOW_LINK_FIELDS
+    from nsshell.core.look.nsstate import SHOW_LINK_FIELDS
     # The kernel settles operstate a moment after a link goes up (linkwatch): three reads
     # taken during that moment may differ; they agree once it has settled.
     for _ in range(5):
@@ -605,7 +605,7 @@ def test_rootless_socket_helper_is_labelled_as_nsshells(rootless):
     assert done.rc == 0, done
     docs = json_docs(done.out)
     ls, tree = docs[-2]["namespaces"], docs[-1]["tree"]
-    # The opener is not dumpable (core/harden.py), so its own user may not even see its
+    # The opener is not dumpable (core/proc/harden.py), so its own user may not even see its
     # namespaces in /proc; where they are seen, they are labelled as nsshell's.
     mine = [r for r in ls if r["command"] == "nsshell-sockets" and not r["names"]]
     assert len(mine) <= 1 and all(r["helper"] == "nsshell-sockets" for r in mine), ls

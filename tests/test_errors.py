@@ -341,7 +341,7 @@ def test_quotes_span_the_lines_of_a_script(nsshell, tmp_path):
                                   "a" * 65, "é"])
 def test_one_name_rule_with_a_hint_that_states_it(nsshell, name):
     from nsshell import names
-    from nsshell.core import persist
+    from nsshell.core.store import persist
     assert not names.valid(name) and not persist.NAME_OK(name)
     line = _one_line(nsshell("-c", f"new net as '{name}'"), 2, "hint: " + names.RULE)
     assert f"NAME '{name}'" in line
@@ -350,14 +350,14 @@ def test_one_name_rule_with_a_hint_that_states_it(nsshell, name):
 @pytest.mark.parametrize("name", ["a", "_x", "A1", "a.b-c_d", "a" * 64])
 def test_names_the_rule_allows_are_allowed_everywhere(name):
     from nsshell import names
-    from nsshell.core import persist
+    from nsshell.core.store import persist
     assert names.valid(name) and persist.NAME_OK(name)
 
 
 def test_internal_errors_of_helpers_are_the_shells_status():
     """A helper's unexpected exception is an internal error like the shell's own: the
     status documented (errors.EXIT_INTERNAL), the same words."""
-    from nsshell.core import spawn
+    from nsshell.core.proc import spawn
     from nsshell.errors import EXIT_INTERNAL, EXIT_STATUSES, InternalError
     with pytest.raises(InternalError) as e:
         spawn.call([], int, "not a number")

@@ -79,7 +79,7 @@ def test_rich_is_loaded_only_to_draw_on_a_terminal():
 
 def test_a_net_batch_loads_pyroute2s_messages_not_the_whole_package():
     # pyroute2's package __init__ imports every family it has (~100 ms): the net
-    # plugin loads only the rtnetlink message classes (nsshell/core/rtnl.py).
+    # plugin loads only the rtnetlink message classes (nsshell/core/look/rtnl.py).
     mods = imported("-c", "new net; net up ns1 lo; net ls ns1")
     assert "pyroute2.netlink.rtnl.ifinfmsg" in mods
     whole = {"asyncio", "pyroute2.ndb.main", "pyroute2.ipdb", "pyroute2.iproute",
@@ -89,7 +89,7 @@ def test_a_net_batch_loads_pyroute2s_messages_not_the_whole_package():
 
 def test_pyroute2_stays_whole_for_other_code_after_the_lean_load():
     # A plugin of someone else's in the same process still gets the real package.
-    code = ("from nsshell.core.rtnl import load_pyroute2; load_pyroute2()\n"
+    code = ("from nsshell.core.look.rtnl import load_pyroute2; load_pyroute2()\n"
             "from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg\n"
             "import pyroute2\n"
             "assert 'pyroute2.ipdb' not in __import__('sys').modules\n"

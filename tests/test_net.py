@@ -332,7 +332,7 @@ def test_rootless_sockets_come_from_one_opener_that_ends_with_its_user_namespace
     """Unprivileged, the sockets of every namespace a user namespace owns come from one
     opener inside it (no fork per namespace); closing that user namespace ends the opener
     too, so nothing keeps the namespace alive.  Seen by root: the opener is not dumpable
-    (core/harden.py), so not even its own user can see its namespaces in /proc."""
+    (core/proc/harden.py), so not even its own user can see its namespaces in /proc."""
     import subprocess
     from conftest import NOBODY, _env, nsshell_argv, processes_named
     pause = "run sh -c 'echo {0}; read x'"

@@ -444,7 +444,7 @@ def test_ls_names_sets_persisted_under_any_root(store, prefix):
     name = f"{prefix}ls"
     store.netns.append(name)
     assert store.run(f"new uts+ipc as {name} --no-join", f"persist {name}").rc == 0
-    from nsshell.core import persist as store_mod
+    from nsshell.core.store import persist as store_mod
     rows = [r for r in store_mod.list_persisted(root=store.root) if r["name"] == name]
     assert {(r["type"], r["inode"]) for r in rows} == {
         (t, os.stat(store.path(name, t)).st_ino) for t in ("uts", "ipc")}

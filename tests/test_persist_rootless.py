@@ -96,7 +96,7 @@ except OSError as e:
     assert "fd " not in probe.stdout and "opened" not in probe.stdout, probe
 
     # root passes the directory's mode, but the keeper checks SO_PEERCRED: no answer for uid 0
-    from nsshell.core import keeper as keeper_mod
+    from nsshell.core.store import keeper as keeper_mod
     import socket
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(5)

@@ -276,7 +276,7 @@ def test_handle_cache_closes_with_the_handle(shell):
 
 def test_rollback_removes_commands_and_hooks():
     from nsshell import session as session_mod
-    from nsshell.core import handle as handle_mod
+    from nsshell.core.ns import handle as handle_mod
     from nsshell.plugin import PluginAPI
     from nsshell.registry import REGISTRY
     api = PluginAPI("rollbacktest")

@@ -296,7 +296,7 @@ class _Recorder(progress.Progress):
 
 
 def test_discovery_reports_each_process_it_reads():
-    from nsshell.core import discover
+    from nsshell.core.look import discover
     rec = _Recorder()
     scan = discover.scan(progress=rec)
     (task,) = rec.tasks
@@ -306,7 +306,7 @@ def test_discovery_reports_each_process_it_reads():
 
 
 def test_new_count_reports_the_namespaces_it_made():
-    from nsshell.core import create
+    from nsshell.core.ns import create
     from nsshell.kernel import nstypes
     rec = _Recorder()
     sets = create.create_many([], [nstypes.NET, nstypes.UTS], create.CreateOptions(), 40,

@@ -156,7 +156,7 @@ def test_run_is_the_mapped_root_and_creates_files_as_the_mapped_uid(nsshell, pre
     if how == "batch":
         d = nsshell("-c", script)
         rc, out = d.rc, d.out + d.err
-    else:  # a forked program that gets the terminal (core/program.py), not the run helper
+    else:  # a forked program that gets the terminal (core/proc/program.py), not the run helper
         rc, out = run_on_a_terminal(nsshell_argv() + ["-c", script], _env())
     assert rc == 0, out
     lines = [line.strip() for line in out.splitlines()]

@@ -1,8 +1,8 @@
 """Signals sent to nsshell while `run` waits reach the program (issue 13.6).
 
 Real signals to real nsshell processes: in a pipe (the batch run helper,
-core/runner.py) and on a pseudo-terminal (the forked foreground path,
-core/program.py), with and without a PID namespace.  The program says which
+core/proc/runner.py) and on a pseudo-terminal (the forked foreground path,
+core/proc/program.py), with and without a PID namespace.  The program says which
 signal it got and exits with a code of its own; nsshell must exit with that
 status (128+N if the program died of signal N) and leave no process behind.
 """

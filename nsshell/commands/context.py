@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 
-from ..core import create as create_ops
-from ..core import mapping, nsstate, spawn, uts
-from ..core.handle import NsSet
+from ..core.ns import create as create_ops
+from ..core.ns import mapping, uts
+from ..core.look import nsstate
+from ..core.proc import spawn
+from ..core.ns.handle import NsSet
 from ..errors import NsshellError, UsageError
 from ..guard import refuse_host
 from .. import names
@@ -106,7 +108,7 @@ def _check_offset(clock: str, value: float | None) -> None:
 
 
 def _new_many(sh, types, name, opts, count: int) -> Message:
-    """`new TYPES --count N`: N sets from a few helpers (core/create.py create_many)."""
+    """`new TYPES --count N`: N sets from a few helpers (core/ns/create.py create_many)."""
     if name is not None:
         # NAME1..NAMEn, checked without making the n names (n may be anything typed)
         for n in (f"{name}1", f"{name}{count}"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.handle import NsSet
+from ..core.ns.handle import NsSet
 from ..errors import NotFoundError, NsshellError, UsageError
 from ..kernel import nsfs, nstypes
 from ..registry import Annotated, Kw, command

@@ -1,7 +1,7 @@
 """Seeing namespaces: ls, tree, show, pids, identify, diff.
 
-Thin: the scan is core/discover.py, state readers core/nsstate.py, the
-comparison core/diff.py.  The JSON shapes are documented in docs/json.md.
+Thin: the scan is core/look/discover.py, state readers core/look/nsstate.py, the
+comparison core/look/diff.py.  The JSON shapes are documented in docs/json.md.
 This module is on the path of `nsshell --json -c ls`: it imports nothing heavy.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from ..core import discover
-from ..core.handle import NsSet
+from ..core.look import discover
+from ..core.ns.handle import NsSet
 from ..errors import NotFoundError, UsageError
 from ..kernel import nsfs, nstypes, syscalls
 from ..registry import Annotated, command
@@ -124,7 +124,7 @@ def ls(sh, types: Types = None, *, json_: bool = False):
 # --- tree ----------------------------------------------------------------------------
 
 def _map_summary(lines: list[str]) -> str:
-    from ..core.nsstate import format_idmap
+    from ..core.look.nsstate import format_idmap
     return format_idmap(lines, limit=3)
 
 
@@ -349,7 +349,7 @@ def _label_of(fd_maker) -> str | None:
 
 def describe_handle(h, info: discover.NsInfo | None, state: bool = True) -> dict:
     """Everything `show` says about one held namespace (the JSON of one entry)."""
-    from ..core import nsstate
+    from ..core.look import nsstate
     t = h.type
     owner = None
     try:
@@ -390,7 +390,7 @@ def describe_handle(h, info: discover.NsInfo | None, state: bool = True) -> dict
 
 
 def _show_record(d: dict) -> Record:
-    from ..core import nsstate
+    from ..core.look import nsstate
     fields: dict = {}
     fields["owner"] = d["owner"] or "-"
     if d["type"] == "user":
@@ -615,7 +615,7 @@ def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
       diff net box net pid:1234
       diff pid:1234 pid:5678 mnt --json
     """
-    from ..core import diff as diffcore
+    from ..core.look import diff as diffcore
     if types:
         for side in (a, b):
             missing = [t.name for t in types if t.name not in side.handles]

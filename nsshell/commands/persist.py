@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..core import discover
-from ..core import persist as store
-from ..core.handle import NsSet
+from ..core.look import discover
+from ..core.store import persist as store
+from ..core.ns.handle import NsSet
 from ..errors import UsageError
 from ..registry import Annotated, Kw, command
 from ..results import Message

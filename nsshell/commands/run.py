@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from .. import session as _session_mod
 from ..session import _bool
-from ..core import program, runner
+from ..core.proc import program, runner
 from ..errors import NsshellError, ProgramNotFound, UsageError
 from ..registry import Annotated, Rest, command
 from ..progress import clear_line
@@ -93,7 +93,7 @@ def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     clear_line()  # the program writes to the terminal: no progress line in its way
     if sh.terminal.fd is None and not setup.pid1:
         # A batch: no terminal to hand over, so a pre-entered helper starts the
-        # program (core/runner.py) -- much faster for many runs in one context.
+        # program (core/proc/runner.py) -- much faster for many runs in one context.
         status, job = runner.run(sh, sh.entries(), argv, env=env, cwd=_cwd(),
                                  root=sh.get("root"), setup=setup)
     else:

@@ -43,8 +43,8 @@ class Refresher:
         self.carry: dict = {}
 
     def scan(self):
-        from ..core import discover
-        from ..progress import NULL as quiet   # no progress line over the full screen
+        from ..core.look import discover
+        from ..progress import NULL as quiet  # no progress line over the full screen
         full = self.n % self.FULL_EVERY == 0
         self.n += 1
         if full:
@@ -101,7 +101,7 @@ def snapshot(sh, scan=None) -> list[dict]:
 
 def details(sh, row: dict) -> str:
     """`show TYPE:[INODE]` of ROW, as the plain text `show` prints."""
-    from ..core import discover
+    from ..core.look import discover
     from .inspect import _show_record, describe_handle
     if row.get("ns") is None:
         return f"{row['label']}: not a namespace row"
@@ -174,7 +174,7 @@ def top(sh, *, interval: Annotated[float, Seconds()] = 1.0, once: bool = False):
                          "e.g. top --interval 0.5")
     if once or not _on_a_terminal(sh):
         return plain_table(snapshot(sh))
-    from ..tui.top import TopView   # prompt_toolkit: only when the view is drawn
+    from ..tui.top import TopView  # prompt_toolkit: only when the view is drawn
     actions = {
         "persist": lambda row, name: run_captured(sh, ["persist", row["label"], "as", name]),
         "close": lambda row: run_captured(sh, ["close"] + _held_ref(sh, row)),

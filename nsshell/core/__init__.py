@@ -1,1 +1,1 @@
-"""The workbench itself: handles, helpers, discovery, persistence, diff. No screen."""
+"""The workbench itself, in four wings: proc (helpers), ns (handles, creation), look (discovery, state, diff), store (persistence). No screen, no session."""

@@ -68,7 +68,7 @@ class UserMapView:
             h = s.context["user"]
             key = h.nsid
             if key not in self._cache:
-                from ..core import mapping
+                from ..core.ns import mapping
                 maps = mapping.read_maps_in_child(h.fd)
                 ranges = [(r["inside"], r["outside"], r["count"]) for r in maps["uid_map"]]
                 if not ranges:
@@ -85,7 +85,7 @@ def _read_map(path: str) -> list[tuple[int, int, int]]:
 
 
 def _format_map(ranges) -> str:
-    from ..core.nsstate import format_idmap   # the one formatter of id maps
+    from ..core.look.nsstate import format_idmap   # the one formatter of id maps
     return format_idmap(ranges, limit=3)
 
 

@@ -11,5 +11,5 @@ def register(api):
     from . import commands
     commands.register(api)
     commands.register_state(api)
-    from . import graph   # net graph: the topology drawn
+    from . import graph  # net graph: the topology drawn
     graph.register(api)

@@ -1,4 +1,4 @@
-"""The difference of two namespaces' observable state (snapshots from core/nsstate.py).
+"""The difference of two namespaces' observable state (snapshots from core/look/nsstate.py).
 
 A change is a dict:
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable
 
-from ..kernel import nstypes
-from ..kernel.nstypes import NsType
+from ...kernel import nstypes
+from ...kernel.nstypes import NsType
 from . import nsstate
 
 

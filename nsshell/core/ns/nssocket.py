@@ -27,9 +27,9 @@ import signal
 import socket
 import struct
 
-from ..errors import KernelError, from_oserror
-from ..kernel import nsfs, nstypes, syscalls
-from . import harden, spawn
+from ...errors import KernelError, from_oserror
+from ...kernel import nsfs, nstypes, syscalls
+from ..proc import harden, spawn
 from .handle import CLOSE_HOOKS
 
 _REQ = struct.Struct("=iii")   # family, type, proto (+ the namespace fd)

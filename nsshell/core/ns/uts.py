@@ -1,13 +1,13 @@
-"""Setting the host name of a UTS namespace, by a helper inside it (core/nsstate.py reads
+"""Setting the host name of a UTS namespace, by a helper inside it (core/look/nsstate.py reads
 it, as every piece of state)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from ..errors import from_oserror
-from ..kernel import syscalls
-from . import spawn
+from ...errors import from_oserror
+from ...kernel import syscalls
+from ..proc import spawn
 
 
 def _set(name: str) -> None:

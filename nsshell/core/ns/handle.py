@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from ..errors import StaleError
-from ..kernel import nstypes
-from ..kernel.nsfs import NsId, nsid_of_fd, open_ns, open_proc_ns, type_of_fd
-from ..kernel.nstypes import NsType
-from . import spawn
+from ...errors import StaleError
+from ...kernel import nstypes
+from ...kernel.nsfs import NsId, nsid_of_fd, open_ns, open_proc_ns, type_of_fd
+from ...kernel.nstypes import NsType
+from ..proc import spawn
 
 
 class InitHolder:
@@ -142,7 +142,7 @@ class NsSet:
 
     def pick(self, types) -> "NsSet":
         """The sub-set of TYPES; an error names the types it lacks."""
-        from ..errors import NotFoundError
+        from ...errors import NotFoundError
         missing = [t.name for t in types if t.name not in self.handles]
         if missing:
             have = " ".join(self.handles) or "none"

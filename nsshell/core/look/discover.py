@@ -23,10 +23,10 @@ import fcntl
 import os
 from typing import Callable, Iterable
 
-from ..kernel import nsfs, nstypes
-from ..kernel.nstypes import NsType
-from ..progress import NULL as NULL_PROGRESS
-from ..progress import Progress, Task
+from ...kernel import nsfs, nstypes
+from ...kernel.nstypes import NsType
+from ...progress import NULL as NULL_PROGRESS
+from ...progress import Progress, Task
 
 # How a namespace is held, in the order `ls` lists them.  "children": a process's
 # pid_for_children or time_for_children (after unshare, before the fork); "owner" and
@@ -717,7 +717,7 @@ def _nsfs_mounts_here(procfd: int, wanted: frozenset, skip: frozenset):
     """In a helper that entered a mount namespace: its nsfs bind mounts (WANTED types, and
     mnt always) as (type, inode, st_dev, mount id, mount point, index of the fd or None),
     with an fd on each namespace not in SKIP (one per namespace; mnt first)."""
-    from . import spawn
+    from ..proc import spawn
     fdd = os.open("self/mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
     try:
         text = spawn.read_all(fdd)
@@ -750,7 +750,7 @@ def _mnt_entries(fd: int, label: str) -> list | None:
     """What a helper enters to read mount namespace FD: it, and (not root) the user
     namespace owning it, which gives the capability setns needs.  None when not root and
     that is the shell's own user namespace (setns would be refused: fork no helper)."""
-    from . import spawn
+    from ..proc import spawn
     entries = [spawn.Entry(nstypes.MNT, fd, label)]
     if os.geteuid() != 0:
         try:
@@ -791,8 +791,8 @@ def _scan_unentered(result: Scan, mnt_pids: dict[int, list[int]],
         frontier.append((ino, fd, False))
     if not frontier:
         return
-    from . import spawn
-    from ..errors import NsshellError
+    from ..proc import spawn
+    from ...errors import NsshellError
     visited = set(mnt_pids) | {ino for ino, _, _ in frontier}
     wanted = frozenset(names)
     procfd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

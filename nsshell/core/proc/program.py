@@ -9,8 +9,8 @@ import signal
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
-from ..kernel import nstypes, syscalls
+from ...errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
+from ...kernel import nstypes, syscalls
 from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
 

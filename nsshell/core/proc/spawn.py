@@ -17,9 +17,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..errors import InternalError, KernelError, NsshellError, from_oserror
-from ..kernel import nstypes, syscalls
-from ..kernel.nstypes import NsType
+from ...errors import InternalError, KernelError, NsshellError, from_oserror
+from ...kernel import nstypes, syscalls
+from ...kernel.nstypes import NsType
 from . import harden
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Sequence
 
-from ..errors import KernelError, NsshellError, UsageError, from_oserror
-from ..kernel import nsfs, nstypes, syscalls
-from ..kernel.nstypes import NsType
-from ..progress import NULL as NULL_PROGRESS
-from ..progress import Progress
-from . import harden, program, spawn
+from ...errors import KernelError, NsshellError, UsageError, from_oserror
+from ...kernel import nsfs, nstypes, syscalls
+from ...kernel.nstypes import NsType
+from ...progress import NULL as NULL_PROGRESS
+from ...progress import Progress
+from ..proc import harden, program, spawn
 from .handle import Handle, InitHolder
 
 PROPAGATION = {

@@ -1,7 +1,7 @@
 """The per-user keeper, the shell's side: where it lives, starting it, the requests.
 
 `persist` as a non-root user hands the set's fds (and, for a PID namespace, a
-copy of its init's lifeline and a pidfd) to the keeper process (core/keeperd.py)
+copy of its init's lifeline and a pidfd) to the keeper process (core/store/keeperd.py)
 over a Unix socket with SCM_RIGHTS; a later nsshell of the same user asks for
 them by name; `unpersist` releases them, and the keeper exits when it holds
 nothing.
@@ -110,7 +110,7 @@ def socket_dir(uid: int | None = None) -> str:
 def _dir_to_start_in(uid: int) -> str:
     """A private directory of UID for a new keeper: the first that is UID's already or
     that can be made, in the order of keeper_dirs; a random name when all are taken."""
-    from ..errors import NsshellError
+    from ...errors import NsshellError
     xdg = _xdg_dir(uid)
     candidates = [xdg] if xdg else [os.path.join(TMP, _tmp_base(uid))] + [
         os.path.join(TMP, f"{_tmp_base(uid)}.{i}") for i in range(1, NUMBERED + 1)]
@@ -155,7 +155,7 @@ def available() -> bool:
 
 def _connect(d: str) -> socket.socket | None:
     """A connection to the keeper in D, or None when none listens there."""
-    from ..errors import NsshellError
+    from ...errors import NsshellError
     path = os.path.join(d, SOCK)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:
@@ -179,7 +179,7 @@ def _out_of_fds(e: BaseException) -> bool:
 
 
 def _shell_out_of_fds():
-    from ..errors import NsshellError
+    from ...errors import NsshellError
     from .keeperd import fd_limit
     n, limit = fd_limit()
     return NsshellError(f"this shell is out of file descriptors ({n} open, limit {limit}): "
@@ -190,7 +190,7 @@ def _shell_out_of_fds():
 def _ask(d: str, req: dict, fds=()):
     """(reply, fds) from the keeper in D; None when no keeper listens there.  A keeper on
     its way out (it closed the connection unanswered) is asked again, a few times."""
-    from ..errors import NsshellError
+    from ...errors import NsshellError
     for attempt in range(6):
         try:
             s = _connect(d)
@@ -224,19 +224,20 @@ def _ask(d: str, req: dict, fds=()):
 
 def _start(d: str) -> str:
     """Start a keeper in D: 'ok', or 'busy' when one holds D already (it may be exiting)."""
-    from ..errors import NsshellError
+    from ...errors import NsshellError
     r, w = os.pipe()
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import nsshell  # the directory that holds the package, for the daemon's -m
+    root = os.path.dirname(os.path.dirname(os.path.abspath(nsshell.__file__)))
     env["PYTHONPATH"] = root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
-        p = subprocess.Popen([sys.executable, "-m", "nsshell.core.keeperd", d, str(w)],
+        p = subprocess.Popen([sys.executable, "-m", "nsshell.core.store.keeperd", d, str(w)],
                              pass_fds=[w], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, cwd="/", env=env, start_new_session=True)
     finally:
         os.close(w)
     try:
-        from .spawn import read_all
+        from ..proc.spawn import read_all
         data = read_all(r)
     finally:
         os.close(r)
@@ -255,7 +256,7 @@ def request(req: dict, fds=(), start: bool = False):
     """Send REQ to the user's keeper (starting one with START); (reply, fds), or None
     when there is no keeper.  Without START, every keeper found is asked until one has
     an answer other than 'missing'."""
-    from ..errors import NsshellError
+    from ...errors import NsshellError
     if not start:
         last = None
         for d in _live_dirs():
@@ -280,7 +281,7 @@ def request(req: dict, fds=(), start: bool = False):
 
 
 def persist(nsset, name: str):
-    from ..errors import NsshellError
+    from ...errors import NsshellError
     from .persist import Persisted, _init_info
     types = [t for t in nsset.handles]
     fds = [nsset.handles[t].fd for t in types]
@@ -315,8 +316,8 @@ def persist(nsset, name: str):
 
 def get(name: str):
     """Handles on the set NAME that the keeper holds, or None."""
-    from ..kernel import nstypes
-    from .handle import Handle
+    from ...kernel import nstypes
+    from ..ns.handle import Handle
     from .holder import PersistedInit
     got = request({"op": "get", "name": name})
     if got is None:

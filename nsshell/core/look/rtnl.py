@@ -4,7 +4,7 @@ pyroute2 encodes every request (its message classes ifinfmsg, ifaddrmsg,
 rtmsg) and decodes every answer (its Marshal: dumps, errors and extended
 ACKs); `Rtnl` only sends and receives, one request at a time, on a blocking
 socket -- any namespace's: a socket belongs to the network namespace it was
-created in (core/nssocket.py opens them inside others).  Not IPRoute, nor
+created in (core/ns/nssocket.py opens them inside others).  Not IPRoute, nor
 IPRSocket: both run through pyroute2's asyncio core (~0.17 ms a request,
 against ~0.05 ms here), and importing them costs ~100 ms.
 

@@ -14,9 +14,9 @@ the parent directory is flock()ed for the whole change, so two shells
 persisting one name at once cannot both win.  Anything half-made is undone.
 
 An unprivileged user cannot mount on the host: their sets are kept by the
-per-user keeper process instead (core/keeper.py).  The walking of paths and the
-mount table are in core/storefs.py, a persisted PID init's holder in
-core/holder.py.
+per-user keeper process instead (core/store/keeper.py).  The walking of paths and the
+mount table are in core/store/storefs.py, a persisted PID init's holder in
+core/store/holder.py.
 
 Persisted sets are found lazily: the resolver installed by `install` looks a
 name up only when the session's own names did not match.
@@ -31,11 +31,11 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from ..errors import KernelError, NotFoundError, NsshellError, UsageError
-from ..kernel import nstypes, syscalls
-from ..kernel.nsfs import open_ns, open_proc_ns, owner_nsid
-from . import spawn
-from .handle import Handle, NsSet
+from ...errors import KernelError, NotFoundError, NsshellError, UsageError
+from ...kernel import nstypes, syscalls
+from ...kernel.nsfs import open_ns, open_proc_ns, owner_nsid
+from ..proc import spawn
+from ..ns.handle import Handle, NsSet
 from .holder import (PersistedInit, proven_init, same_process, start_holder, start_time,
                      stop_proven_holder, take_lifeline)
 from .storefs import (DIR_FLAGS, NETNS_DIR, ROOT_MARK, check_trusted, ensure_netns_dir, ensure_private_root,
@@ -48,7 +48,7 @@ META = "meta.json"
 
 def NAME_OK(name: str) -> bool:
     """A persisted name is one safe path component: the one name rule (nsshell/names.py)."""
-    from .. import names
+    from ... import names
     return names.valid(name) and name != META
 
 

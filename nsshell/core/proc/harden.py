@@ -37,8 +37,8 @@ from __future__ import annotations
 import errno
 import os
 
-from ..errors import KernelError, from_oserror
-from ..kernel import syscalls
+from ...errors import KernelError, from_oserror
+from ...kernel import syscalls
 
 
 def protect() -> None:

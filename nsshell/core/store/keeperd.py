@@ -1,9 +1,9 @@
-"""The per-user keeper process, and its wire format (the client is core/keeper.py).
+"""The per-user keeper process, and its wire format (the client is core/store/keeper.py).
 
 An unprivileged user cannot bind-mount, so `persist` hands a set's fds to this
 small process over a Unix socket with SCM_RIGHTS; it holds them until
 `unpersist` asks for them back, and exits when it holds nothing.  It runs as
-`nsshell-keeper` (`python -m nsshell.core.keeperd DIR [READY_FD]`), detached
+`nsshell-keeper` (`python -m nsshell.core.store.keeperd DIR [READY_FD]`), detached
 from the shell that started it, in the directory the client chose (see
 keeper.py for where, and why that cannot be squatted).
 
@@ -526,9 +526,9 @@ def serve(dirpath: str, ready_fd: int | None = None) -> int:
         return 0
     # Named only once it holds the lock: a keeper that lost the race to start (above)
     # never shows up as one, not even while it exits.
-    from ..kernel.syscalls import set_process_title
-    from .harden import protect
-    protect()  # it holds the user's namespaces: nothing inside one may drive it (core/harden.py)
+    from ...kernel.syscalls import set_process_title
+    from ..proc.harden import protect
+    protect()  # it holds the user's namespaces: nothing inside one may drive it (core/proc/harden.py)
     set_process_title(COMM)
     raise_fd_limit()
     keeper = Keeper()

@@ -17,10 +17,10 @@ import os
 import select
 import signal
 
-from ..errors import NsshellError
-from ..kernel import syscalls
-from . import spawn
-from .handle import InitHolder
+from ...errors import NsshellError
+from ...kernel import syscalls
+from ..proc import spawn
+from ..ns.handle import InitHolder
 
 HOLDER_COMM = "nsshell-holder"
 INIT_COMM = "nsshell-init"
@@ -297,7 +297,7 @@ def start_holder(lifeline: int, init_pidfd: int | None) -> Holder:
     if pid == 0:
         try:
             os.close(r)
-            spawn.harden.protect()  # it holds a PID namespace's init alive (core/harden.py)
+            spawn.harden.protect()  # it holds a PID namespace's init alive (core/proc/harden.py)
             os.close(go_w)
             os.setsid()
             if os.fork():

@@ -29,8 +29,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
-from ..kernel import syscalls
+from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
+from ...kernel import syscalls
 from . import harden, program, spawn
 
 # Commands that leave the runner alive: they are the ones that use it.

@@ -11,7 +11,7 @@ how to read them:
 
 `show` reports every registered key of a namespace's type, and `diff`
 compares them (with `differ(a, b)` when given, otherwise by the generic rule
-in core/diff.py: dicts by key, lists as sets, scalars by value).
+in core/look/diff.py: dicts by key, lists as sets, scalars by value).
 
 Readers run in a child of the shell that has setns()ed into the namespace
 (and, when not root, into the user namespace that owns it, to have the
@@ -28,9 +28,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..kernel import nstypes, syscalls
-from ..kernel.nstypes import NsType
-from . import spawn
+from ...kernel import nstypes, syscalls
+from ...kernel.nstypes import NsType
+from ..proc import spawn
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Context:
 
     def read(self, rel: str) -> str:
         """The text of /proc/REL (e.g. 'self/uid_map'), as the helper sees it now."""
-        from .spawn import read_all
+        from ..proc.spawn import read_all
         fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.procfd)
         try:
             return read_all(fd).decode("utf-8", "replace")
@@ -78,7 +78,7 @@ def register(nstype: str, key: str, reader: Reader, differ: Differ | None = None
 
     reader(ctx) runs inside the namespace and returns JSON-able data;
     differ(a, b) returns a list of changes (dicts with op '+', '-' or '~',
-    key and text; see core/diff.py); summary(value) gives `show`'s text.
+    key and text; see core/look/diff.py); summary(value) gives `show`'s text.
     """
     t = nstypes.get(nstype).name
     _REGISTRY[t][key] = StateKey(t, key, reader, differ, summary, inside)

@@ -11,8 +11,8 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from ..errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
-from ..kernel import syscalls
+from ...errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
+from ...kernel import syscalls
 
 NETNS_DIR = "/run/netns"
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

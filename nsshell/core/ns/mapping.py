@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import KernelError, NsshellError, from_oserror
-from ..kernel import idmap, nstypes, syscalls
-from ..kernel.idmap import IdRange
-from . import harden, spawn
+from ...errors import KernelError, NsshellError, from_oserror
+from ...kernel import idmap, nstypes, syscalls
+from ...kernel.idmap import IdRange
+from ..proc import harden, spawn
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Looking at namespaces: discovery, per-type state readers, diff, rtnetlink."""

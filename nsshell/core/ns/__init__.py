@@ -1,0 +1,1 @@
+"""Namespaces held by the shell: handles, creation, id maps, uts, sockets opened inside."""
