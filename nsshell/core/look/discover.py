@@ -17,13 +17,11 @@ files that cannot be read (rootless) are skipped, never an error.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import os
 from typing import Callable, Iterable
 
-from ...kernel import nsfs, nstypes
+from ...kernel import nsfs, nstypes, syscalls
 from ...kernel.nstypes import NsType
 from ...progress import NULL as NULL_PROGRESS
 from ...progress import Progress, Task
@@ -34,14 +32,6 @@ from ...progress import Progress, Task
 # of (NS_GET_PARENT), which keeps it alive.
 KINDS = ("process", "thread", "children", "fd", "mount", "socket", "session", "owner", "parent")
 RELATION_KINDS = ("owner", "parent")
-
-SIOCGSKNS = 0x894C
-NS_GET_USERNS = 0xB701
-NS_GET_PARENT = 0xB702
-NS_GET_NSTYPE = 0xB703
-NS_GET_OWNER_UID = 0xB704
-_NR_PIDFD_OPEN = 434
-_NR_PIDFD_GETFD = 438          # same number on x86_64 and aarch64
 
 # Extension hook for persisted names (the persist module adds itself here):
 # each callable gets the session (or None) and yields (type name, inode, name) or
@@ -78,7 +68,8 @@ class NsInfo:
         self.parent: int | None = None     # inode of its parent (user and pid)
         self.owner_uid: int | None = None  # a user namespace's creator (NS_GET_OWNER_UID)
         self.owner_creator: int | None = None  # the creator of the user namespace owning it
-        self.via: list[tuple[str, int, int]] = []  # (type, inode, ioctl) that reach it
+        # (type, inode, ioctl_ns call: syscalls.ns_get_userns/ns_get_parent) that reach it
+        self.via: list[tuple[str, int, Callable[[int], int]]] = []
 
     @property
     def label(self) -> str:
@@ -220,35 +211,16 @@ def _parse_ref(text: str) -> tuple[str, int] | None:
         return None
 
 
-_libc = None
-
-
-def _pidfd_getfd(pid: int, fd: int) -> int:
-    """A copy of PID's file descriptor FD (pidfd_getfd(2)); OSError when not allowed."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
-    pidfd = _libc.syscall(_NR_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0))
-    if pidfd < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
+def socket_netns(pid: int, fd: int) -> int:
+    """An fd on the network namespace a socket (fd FD of PID) was created in (a copy of
+    the socket by pidfd_getfd, then SIOCGSKNS); OSError when not allowed."""
+    pidfd = os.pidfd_open(pid)
     try:
-        got = _libc.syscall(_NR_PIDFD_GETFD, ctypes.c_int(pidfd), ctypes.c_int(fd),
-                            ctypes.c_uint(0))
-        if got < 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
-        return got
+        sfd = syscalls.pidfd_getfd(pidfd, fd)
     finally:
         os.close(pidfd)
-
-
-def socket_netns(pid: int, fd: int) -> int:
-    """An fd on the network namespace a socket (fd FD of PID) was created in."""
-    sfd = _pidfd_getfd(pid, fd)
     try:
-        return fcntl.ioctl(sfd, SIOCGSKNS)
+        return syscalls.socket_netns(sfd)
     finally:
         os.close(sfd)
 
@@ -467,30 +439,26 @@ def _follow_relations(result: Scan, names: set[str]) -> None:
 def _relate(result: Scan, info: NsInfo, fd: int, want_user: bool, todo: list,
             pending: dict) -> None:
     if info.type == "user":
-        buf = bytearray(4)
         try:
-            fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
-            info.owner_uid = int.from_bytes(buf, "little")
+            info.owner_uid = syscalls.ns_get_owner_uid(fd)
         except OSError:
             pass
     asks = []
     if want_user or info.type == "user" or info.uid is None:   # uid: lsns's USER fallback
-        asks.append(("owner", NS_GET_USERNS, "user"))
+        asks.append(("owner", syscalls.ns_get_userns, "user"))
     if info.type == "pid":
-        asks.append(("parent", NS_GET_PARENT, "pid"))
+        asks.append(("parent", syscalls.ns_get_parent, "pid"))
     for rel, request, rtype in asks:
         try:
-            rfd = fcntl.ioctl(fd, request)
+            rfd = request(fd)
         except OSError:
             continue   # EPERM: above what we may see (the top)
         try:
             st = os.fstat(rfd)
             if rel == "owner":
                 info.owner = st.st_ino
-                buf = bytearray(4)
                 try:
-                    fcntl.ioctl(rfd, NS_GET_OWNER_UID, buf, True)
-                    info.owner_creator = int.from_bytes(buf, "little")
+                    info.owner_creator = syscalls.ns_get_owner_uid(rfd)
                 except OSError:
                     pass
                 if not want_user:
@@ -537,7 +505,7 @@ def open_found(result: Scan, info: NsInfo, _seen: set | None = None) -> int:
             last = e
             continue
         try:
-            fd = fcntl.ioctl(ofd, request)
+            fd = request(ofd)
         except OSError as e:
             last = e
             continue
@@ -599,7 +567,7 @@ def _nstype_of(path: str, st: os.stat_result) -> str | None:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
             return None
-        t = nstypes.BY_FLAG.get(fcntl.ioctl(fd, NS_GET_NSTYPE))
+        t = nstypes.BY_FLAG.get(syscalls.ns_get_nstype(fd))
         return t.name if t else None
     except OSError:
         return None

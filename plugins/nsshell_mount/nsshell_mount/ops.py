@@ -12,11 +12,8 @@ joined with shared propagation would otherwise reach the host's mount table).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import platform
-import struct
 
 from nsshell.plugin import KernelError, NsshellError, UsageError, from_oserror, syscalls
 
@@ -213,36 +210,20 @@ def umount(procfd: int, host_groups: set[int], path: str, lazy: bool) -> str:
 # 6.8+): the namespace's bottom mount (rootfs, its own parent) carries the root; a
 # root mount whose parent is itself stacked on another mount is an unfinished pivot.
 
-_SYS = {"x86_64": (332, 457), "aarch64": (291, 457)}   # statx, statmount
-_STATX_MNT_ID_UNIQUE = 0x4000
-_STATMOUNT_MNT_BASIC = 0x2
-# looked up at import, in the shell: a helper inside a pivoted root has no library to import
-_SYSCALLS = (_SYS.get(platform.machine()), ctypes.CDLL(None, use_errno=True))
-
-
 def _mount_ids(mnt_id: int) -> tuple[int, int] | None:
     """(mount id, parent mount id) of a mount of this namespace (statmount); None
     when the kernel cannot say."""
-    nums, libc = _SYSCALLS
-    if nums is None:
+    try:
+        return syscalls.statmount_ids(mnt_id)
+    except OSError:
         return None
-    req = ctypes.create_string_buffer(struct.pack("IIQQ", 24, 0, mnt_id, _STATMOUNT_MNT_BASIC))
-    buf = ctypes.create_string_buffer(512)
-    if libc.syscall(nums[1], req, buf, ctypes.c_size_t(512), 0) != 0:
-        return None
-    return struct.unpack_from("QQ", buf, 40)
 
 
 def _root_mount_id() -> int | None:
-    nums, libc = _SYSCALLS
-    if nums is None:
+    try:
+        return syscalls.statx_mnt_id(syscalls.AT_FDCWD, "/", unique=True)
+    except OSError:
         return None
-    buf = ctypes.create_string_buffer(256)
-    if libc.syscall(nums[0], -100, b"/", 0, _STATX_MNT_ID_UNIQUE, buf) != 0:
-        return None
-    if not struct.unpack_from("I", buf, 0)[0] & _STATX_MNT_ID_UNIQUE:
-        return None
-    return struct.unpack_from("Q", buf, 0x90)[0]
 
 
 def unfinished_pivot() -> bool:
