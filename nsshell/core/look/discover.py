@@ -21,7 +21,7 @@ import errno
 import os
 from typing import Callable, Iterable
 
-from ...kernel import nsfs, nstypes, syscalls
+from ...kernel import mountinfo, nsfs, nstypes, syscalls
 from ...kernel.nstypes import NsType
 from ...progress import NULL as NULL_PROGRESS
 from ...progress import Progress, Task
@@ -182,22 +182,6 @@ def command_of(pid: int | None) -> str | None:
     if pid is None:
         return None
     return _proc_text(pid, "cmdline") or _proc_text(pid, "comm")
-
-
-def _unescape(path: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in path:
-        return path
-    out, i = [], 0
-    while i < len(path):
-        c = path[i]
-        if c == "\\" and path[i + 1:i + 4].isdigit():
-            out.append(chr(int(path[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def _parse_ref(text: str) -> tuple[str, int] | None:
@@ -595,25 +579,18 @@ def _scan_socket(result: Scan, pid: int, fd: int, own_net: int | None) -> None:
     info.holders.append({"kind": "socket", "pid": pid, "fd": fd})
 
 
-def _nsfs_mounts(data: bytes) -> Iterable[tuple[int, str, int, int, str]]:
-    """The nsfs bind mounts of a mountinfo text: (mount id, type, inode, st_dev, mount
-    point), in table order."""
-    if b" - nsfs " not in data:
-        return
-    for raw in data.split(b"\n"):
-        if b" - nsfs " not in raw:
-            continue
-        fields = raw.decode("utf-8", "surrogateescape").split(" ")
-        ref = _parse_ref(fields[3])
+def _nsfs_mounts(mounts: list[mountinfo.Mount]) -> Iterable[tuple[int, str, int, int, str]]:
+    """The namespace bind mounts among MOUNTS (nsfs ones): (mount id, type, inode, st_dev,
+    mount point), in table order."""
+    for m in mounts:
+        ref = _parse_ref(m.root)
         if ref is None:
             continue
         try:
-            mnt_id = int(fields[0])
-            major, _, minor = fields[2].partition(":")
-            dev = os.makedev(int(major), int(minor))
+            dev = m.st_dev
         except ValueError:
             continue
-        yield mnt_id, ref[0], ref[1], dev, _unescape(fields[4])
+        yield m.id, ref[0], ref[1], dev, m.target
 
 
 def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
@@ -625,17 +602,16 @@ def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
     # no process is in.  (mnt inode -> (pid, mount id, mount point))
     mnt_routes: dict[int, tuple[int, int, str]] = {}
     for mnt_ino, pids in mnt_pids.items():
-        data = None
+        found = None
         for pid in pids[:4]:
             try:
-                with open(f"/proc/{pid}/mountinfo", "rb") as f:
-                    data = f.read()
+                found = mountinfo.read(f"/proc/{pid}/mountinfo", fstype="nsfs")
                 break
             except OSError:
                 continue
-        if not data:
+        if not found:
             continue
-        for mnt_id, tname, ino, dev, mp in _nsfs_mounts(data):
+        for mnt_id, tname, ino, dev, mp in _nsfs_mounts(found):
             if tname == "mnt" and ino not in mnt_routes:
                 mnt_routes[ino] = (pid, mnt_id, mp)
             if tname not in names:
@@ -686,12 +662,8 @@ def _nsfs_mounts_here(procfd: int, wanted: frozenset, skip: frozenset):
     mnt always) as (type, inode, st_dev, mount id, mount point, index of the fd or None),
     with an fd on each namespace not in SKIP (one per namespace; mnt first)."""
     from ..proc import spawn
-    fdd = os.open("self/mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-    try:
-        text = spawn.read_all(fdd)
-    finally:
-        os.close(fdd)
-    found = [m for m in _nsfs_mounts(text) if m[1] in wanted or m[1] == "mnt"]
+    mounts = mountinfo.read("self/mountinfo", dir_fd=procfd, fstype="nsfs")
+    found = [m for m in _nsfs_mounts(mounts) if m[1] in wanted or m[1] == "mnt"]
     found.sort(key=lambda m: m[1] != "mnt")
     out, fds, opened = [], [], set()
     for mnt_id, tname, ino, dev, mp in found:

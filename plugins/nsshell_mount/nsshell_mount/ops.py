@@ -15,32 +15,25 @@ from __future__ import annotations
 import errno
 import os
 
-from nsshell.plugin import KernelError, NsshellError, UsageError, from_oserror, syscalls
-
-from . import mountinfo
+from nsshell.plugin import KernelError, NsshellError, UsageError, from_oserror, mountinfo, syscalls
 
 NEEDS_CAP = ("needs CAP_SYS_ADMIN in the user namespace that owns the mount namespace; "
              "create them together (`new user+mnt`) and map root (`map root`)")
 
 
-def read_mounts(procfd: int) -> list[dict]:
-    fd = os.open("self/mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-    with os.fdopen(fd) as f:
-        return mountinfo.parse(f.read())
+def read_mounts(procfd: int) -> list[mountinfo.Mount]:
+    """This helper's mount table, read through the shell's /proc."""
+    return mountinfo.read("self/mountinfo", dir_fd=procfd)
 
 
-def _covering(mounts: list[dict], path: str, skip_top: bool = False) -> dict | None:
+def _covering(mounts: list[mountinfo.Mount], path: str,
+              skip_top: bool = False) -> mountinfo.Mount | None:
     """The mount PATH lies on (the last mounted of the deepest target above it).
     With skip_top: the parent of the topmost mount at PATH (what an unmount changes)."""
-    best = None
-    for m in mounts:
-        t = m["target"]
-        if path == t or t == "/" or path.startswith(t.rstrip("/") + "/"):
-            if best is None or len(t) >= len(best["target"]):
-                best = m
-    if skip_top and best is not None and best["target"] == path:
-        by_id = {m["id"]: m for m in mounts}
-        return by_id.get(best["parent"])
+    best = mountinfo.covering(mounts, path)
+    if skip_top and best is not None and best.target == path:
+        by_id = {m.id: m for m in mounts}
+        return by_id.get(best.parent)
     return best
 
 
@@ -51,13 +44,13 @@ def check_private(procfd: int, host_groups: set[int], path: str, skip_top: bool 
     m = _covering(read_mounts(procfd), path, skip_top)
     if m is None:
         return
-    for tag in m["propagation"].split(","):
+    for tag in m.optional:
         kind, _, group = tag.partition(":")
         if kind == "shared" and group.isdigit() and int(group) in host_groups:
             raise NsshellError(
-                f"{m['target']} is shared with the host's mount namespace (peer group {group}): "
+                f"{m.target} is shared with the host's mount namespace (peer group {group}): "
                 f"a mount on {path} would appear on the host too; refusing",
-                f"make it private first (`mount propagation private {m['target']} -r`), "
+                f"make it private first (`mount propagation private {m.target} -r`), "
                 "or give --host if that is what you want")
 
 
@@ -96,7 +89,7 @@ def _locked_flags(path: str) -> int:
 # -- the operations ---------------------------------------------------------------------
 
 def ls(procfd: int) -> list[dict]:
-    return read_mounts(procfd)
+    return [m.to_json() for m in read_mounts(procfd)]
 
 
 def tmpfs(procfd: int, host_groups: set[int], path: str, size: str | None) -> str:
@@ -262,7 +255,7 @@ def root(procfd: int, host_groups: set[int], path: str) -> str:
         raise UsageError(f"{path} is already the root")
     check_private(procfd, host_groups, target)
     bound = False
-    if not mountinfo.is_mount_point(read_mounts(procfd), target):
+    if mountinfo.mount_at(read_mounts(procfd), target) is None:
         try:
             syscalls.mount(target, target, None, syscalls.MS_BIND | syscalls.MS_REC)
         except OSError as err:
