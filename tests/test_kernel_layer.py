@@ -29,6 +29,30 @@ def _python(code: str, *prefix: str, env: dict | None = None) -> subprocess.Comp
                           text=True, env=e, timeout=60)
 
 
+def test_the_kernel_layer_imports_nothing_above_it():
+    import ast
+    kernel = os.path.join(ROOT, "nsshell", "kernel")
+    seen = 0
+    for name in sorted(os.listdir(kernel)):
+        if not name.endswith(".py"):
+            continue
+        with open(os.path.join(kernel, name)) as f:
+            tree = ast.parse(f.read(), name)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                assert node.level <= 1, (name, node.level, mod)   # `from .x`: a sibling
+                assert node.level == 1 or not mod.startswith("nsshell") \
+                    or mod.startswith("nsshell.kernel"), (name, mod)
+                seen += 1
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("nsshell") \
+                        or alias.name.startswith("nsshell.kernel"), (name, alias.name)
+                    seen += 1
+    assert seen > 10
+
+
 # --- the syscall table ---------------------------------------------------------------------
 
 FAKE_ARCH = """
