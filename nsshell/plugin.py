@@ -43,6 +43,8 @@ What a plugin can do (see docs/plugins.md):
 - resources bound to a namespace: `HandleCache` (closed with the handle), and
   `socket_in(handle, family, type)` for a socket created inside a network
   namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces;
+- the kernel layer: `syscalls` (mount, umount2, pivot_root, ioctl_ns, statmount...),
+  `nstypes`, and `mountinfo` (the one parser of /proc/PID/mountinfo);
 - rtnetlink: `rtnl` (nsshell/core/look/rtnl.py), pyroute2's messages over such a
   socket with a small, fast request loop; imported on first use (pyroute2).
 
@@ -61,7 +63,7 @@ from . import guard as _guard
 from .guard import refuse_host
 from .core.look.nsstate import link_record
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
-from .kernel import nstypes, syscalls  # syscalls: mount, umount2, pivot_root, ioctl_ns...
+from .kernel import mountinfo, nstypes, syscalls  # syscalls: mount, umount2, ioctl_ns...
 from .registry import REGISTRY as _REGISTRY
 from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Multi, Node, Record, Status, Table, Tree
@@ -82,7 +84,7 @@ __all__ = [
     "Annotated", "Kw", "Opt", "Rest", "Choice", "Int", "NsType", "NsTypes", "ParamType", "Path",
     "Pid", "Ref", "Seconds", "Word", "complete_path", "Message", "Record", "Table", "Tree", "Node",
     "Diff", "Status", "Multi", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
-    "Handle", "NsSet", "Entry", "Handoff", "call_in", "nstypes", "syscalls",
+    "Handle", "NsSet", "Entry", "Handoff", "call_in", "mountinfo", "nstypes", "syscalls",
     "register_state", "unregister_state", "StateContext", "link_record", "changes_state",
     "refuse_host", "is_host",
 ]

@@ -514,7 +514,7 @@ def test_id_maps_are_written_one_way(nsshell):
     lines = done.out.splitlines()
     assert lines[1].endswith(": uid 0-65535->100000-165535; gid 0-65535->100000-165535"), lines
     assert any(l.startswith("uid map:") and l.endswith(" 0-65535->100000-165535") for l in lines)
-    from nsshell.core.look.nsstate import format_idmap
+    from nsshell.kernel.idmap import format_idmap
     assert format_idmap(["0 0 4294967295"]) == "all (identity)"
     assert format_idmap([(0, 1000, 1), {"inside": 1, "outside": 100000, "count": 10}]) \
         == "0->1000, 1-10->100000-100009"

@@ -172,7 +172,7 @@ def _summary(user_handle, done: dict) -> Message:
     parts = []
     for kind in ("uid", "gid"):
         if kind in done:
-            parts.append(f"{kind} {nsstate.format_idmap(done[kind])}")
+            parts.append(f"{kind} {idmap.format_idmap(done[kind])}")
     if "setgroups" in done:
         parts.append(f"setgroups {done['setgroups']}")
     return Message(f"{user_handle.label}: " + "; ".join(parts))

@@ -124,17 +124,17 @@ def ls(sh, types: Types = None, *, json_: bool = False):
 # --- tree ----------------------------------------------------------------------------
 
 def _map_summary(lines: list[str]) -> str:
-    from ..core.look.nsstate import format_idmap
+    from ..kernel.idmap import format_idmap
     return format_idmap(lines, limit=3)
 
 
 def _read_map(pid: int | None, kind: str) -> list[str] | None:
     if pid is None:
         return None
+    from ..kernel import idmap
     try:
-        with open(f"/proc/{pid}/{kind}_map") as f:
-            return [" ".join(l.split()) for l in f if l.strip()]
-    except OSError:
+        return [str(r) for r in idmap.read_map(pid, kind)]
+    except (OSError, ValueError):
         return None
 
 

@@ -233,19 +233,15 @@ def _environ_of(pid: int) -> dict[str, str]:
 def _cgroup_procs(pid: int) -> tuple[str, ...]:
     """The cgroup.procs files (in the shell's mount namespace) of PID's cgroups, one per
     hierarchy mounted here: v2 (0::PATH) and each v1 hierarchy by its controllers."""
+    from ..kernel import mountinfo
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             lines = f.read().splitlines()
-        with open("/proc/self/mountinfo") as f:
-            mounts = f.read().splitlines()
+        mounts = mountinfo.read()
     except OSError as err:
         raise NsshellError(f"--cgroup: cannot read the cgroups of pid {pid}: {err.strerror}")
-    table = []
-    for m in mounts:
-        left, _, right = m.partition(" - ")
-        f1, f2 = left.split(), right.split()
-        if len(f2) >= 3 and f2[0] in ("cgroup", "cgroup2"):
-            table.append((f2[0], set(f2[2].split(",")), f1[3], f1[4].replace("\\040", " ")))
+    table = [(m.fstype, set(m.super_options.split(",")), m.root, m.target) for m in mounts
+             if m.fstype in ("cgroup", "cgroup2")]
     out = []
     for line in lines:
         hier, _, rest = line.partition(":")

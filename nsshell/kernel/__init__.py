@@ -1,4 +1,6 @@
-"""The syscall layer: thin ctypes wrappers and /proc parsers, no policy, no printing.
+"""The syscall layer: every syscall and ioctl nsshell makes that Python's os module
+lacks (syscalls, nsfs), and the one parser of each kernel text it reads (mountinfo,
+idmap); no policy, no printing.
 
 Nothing here imports from the rest of nsshell.  Failures raise OSError with the
 kernel's errno; callers above turn them into messages.

@@ -73,14 +73,83 @@ def format_map(ranges: list[IdRange]) -> str:
     return "".join(f"{r}\n" for r in ranges)
 
 
-def read_map(path: str) -> list[IdRange]:
-    with open(path) as f:
-        return [IdRange(*map(int, line.split())) for line in f if line.strip()]
+def parse_map(text: str) -> list[IdRange]:
+    """The ranges of a uid_map or gid_map as the kernel shows it (three numbers a line,
+    padded with spaces).  ValueError on a line that is not three numbers."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 3:
+            raise ValueError(f"not an id map line: {line!r}")
+        out.append(IdRange(int(words[0]), int(words[1]), int(words[2])))
+    return out
 
 
-def read_setgroups(pid: int | str) -> str:
-    with open(f"/proc/{pid}/setgroups") as f:
-        return f.read().strip()
+def _read_proc(pid: int | str, name: str, proc_fd: int | None) -> str:
+    rel = f"{pid}/{name}"
+    fd = os.open(rel if proc_fd is not None else f"/proc/{rel}", os.O_RDONLY | os.O_CLOEXEC,
+                 dir_fd=proc_fd)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("ascii")
+    finally:
+        os.close(fd)
+
+
+def read_map(pid: int | str, kind: str, *, proc_fd: int | None = None) -> list[IdRange]:
+    """The KIND ("uid" or "gid") map of the user namespace of process PID ("self" too), as
+    the reader's user namespace sees it; [] when it is not written yet.  PROC_FD: an open
+    /proc to read it under (a helper inside another mount namespace).  OSError when it
+    cannot be read: a map that cannot be read is never taken for an empty one."""
+    return parse_map(_read_proc(pid, f"{kind}_map", proc_fd))
+
+
+def is_identity(ranges: list[IdRange]) -> bool:
+    """Is this the initial user namespace's map (every id to itself)?"""
+    return len(ranges) == 1 and _identity(ranges[0].inside, ranges[0].outside, ranges[0].count)
+
+
+def _identity(inside: int, outside: int, count: int) -> bool:
+    return inside == outside == 0 and count >= MAX_ID + 1
+
+
+def format_idmap(ranges, limit: int | None = None) -> str:
+    """The one way nsshell writes an id map for people (show, tree, map, the toolbar):
+    '0->1000', '0-65535->100000-165535', 'all (identity)' for the initial namespace's,
+    comma-separated; 'unmapped' when empty.  RANGES: uid_map lines ('0 1000 1'), (inside,
+    outside, count) triples, {"inside", "outside", "count"} dicts or IdRange objects."""
+    triples = []
+    for r in ranges or ():
+        if isinstance(r, str):
+            r = r.split()
+        elif isinstance(r, dict):
+            r = (r["inside"], r["outside"], r["count"])
+        elif isinstance(r, IdRange):
+            r = (r.inside, r.outside, r.count)
+        inside, outside, count = (int(x) for x in r)
+        triples.append((inside, outside, count))
+    if not triples:
+        return "unmapped"
+    parts = []
+    for inside, outside, count in triples[:limit]:
+        if _identity(inside, outside, count):
+            parts.append("all (identity)")
+        elif count == 1:
+            parts.append(f"{inside}->{outside}")
+        else:
+            parts.append(f"{inside}-{inside + count - 1}->{outside}-{outside + count - 1}")
+    if limit is not None and len(triples) > limit:
+        parts.append(f"... (+{len(triples) - limit} more)")
+    return ", ".join(parts)
+
+
+def read_setgroups(pid: int | str, *, proc_fd: int | None = None) -> str:
+    """'allow' or 'deny': /proc/PID/setgroups (under PROC_FD when given)."""
+    return _read_proc(pid, "setgroups", proc_fd).strip()
 
 
 def write_setgroups(pid: int | str, value: str) -> None:

@@ -205,10 +205,6 @@ def open_bind_mount(pid: int | str, mountpoint: str, mnt_id: int,
         os.close(root)
 
 
-def proc_ns_path(pid: int | str, t: nstypes.NsType, for_children: bool = False) -> str:
-    return f"/proc/{pid}/ns/{t.for_children if for_children else t.proc}"
-
-
 def owner_userns_fd(fd: int) -> int:
     return syscalls.ns_get_userns(fd)
 

@@ -24,27 +24,35 @@ def _load_libc() -> ctypes.CDLL:
 
 _libc = _load_libc()
 
-# x86_64 / aarch64 syscall numbers of calls glibc 2.36 may not wrap.  On another
-# architecture the table is empty and those wrappers raise OSError(ENOSYS) when called
-# (importing this module must not fail there).
+# Numbers of the calls glibc 2.36 may not wrap, per architecture (uname's machine, for
+# a 64-bit process: a 32-bit one on a 64-bit kernel has other numbers).  Importing this
+# module never fails elsewhere: there the table is empty, and only a call of one of these
+# raises OSError(ENOSYS) naming the call and the machine.
 _NR_BY_ARCH = {
-    "x86_64": {"pidfd_send_signal": 424, "pidfd_open": 434, "close_range": 436,
-               "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-               "fsmount": 432, "mount_setattr": 442, "pivot_root": 155,
-               "openat2": 437, "statx": 332},
-    "aarch64": {"pidfd_send_signal": 424, "pidfd_open": 434, "close_range": 436,
-                "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-                "fsmount": 432, "mount_setattr": 442, "pivot_root": 41,
-                "openat2": 437, "statx": 291},
+    "x86_64": {"pidfd_send_signal": 424, "pidfd_getfd": 438, "close_range": 436,
+               "pivot_root": 155, "openat2": 437, "statx": 332, "statmount": 457},
+    "aarch64": {"pidfd_send_signal": 424, "pidfd_getfd": 438, "close_range": 436,
+                "pivot_root": 41, "openat2": 437, "statx": 291, "statmount": 457},
 }
 
 
 class _Numbers(dict):
     def __missing__(self, name: str):
-        raise OSError(errno.ENOSYS, f"{name}: no syscall number known for {os.uname().machine}")
+        raise OSError(errno.ENOSYS, f"{name}: nsshell knows no syscall number for it on "
+                                    f"{_machine()} ({ctypes.sizeof(ctypes.c_void_p) * 8}-bit)")
 
 
-_NR = _Numbers(_NR_BY_ARCH.get(os.uname().machine, {}))
+def _machine() -> str:
+    return os.uname().machine
+
+
+def _numbers() -> _Numbers:
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        return _Numbers()
+    return _Numbers(_NR_BY_ARCH.get(_machine(), {}))
+
+
+_NR = _numbers()
 
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -93,15 +101,31 @@ def ns_get_nstype(fd: int) -> int:
 
 
 def ns_get_owner_uid(fd: int) -> int:
+    """The uid (in the caller's user namespace) of the creator of user namespace FD."""
     buf = bytearray(4)
     fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
     return struct.unpack("I", buf)[0]
+
+
+SIOCGSKNS = 0x894C   # sockios.h
+
+
+def socket_netns(sockfd: int) -> int:
+    """A new O_CLOEXEC fd on the network namespace socket SOCKFD was created in."""
+    return fcntl.ioctl(sockfd, SIOCGSKNS)
 
 
 # --- processes --------------------------------------------------------------
 
 def pidfd_open(pid: int) -> int:
     return os.pidfd_open(pid)
+
+
+def pidfd_getfd(pidfd: int, fd: int) -> int:
+    """A copy (O_CLOEXEC) of the process PIDFD's file descriptor FD (pidfd_getfd(2), Linux
+    5.6; it takes ptrace rights over that process)."""
+    return _check(_syscall(_NR["pidfd_getfd"], ctypes.c_int(pidfd), ctypes.c_int(fd),
+                           ctypes.c_uint(0)))
 
 
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
@@ -128,10 +152,8 @@ def close_fds_except(keep) -> None:
 
 
 PR_SET_PDEATHSIG = 1
-PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 PR_SET_NAME = 15
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def prctl(option: int, arg2: int = 0) -> int:
@@ -143,10 +165,6 @@ def set_dumpable(on: bool) -> None:
     """prctl(PR_SET_DUMPABLE): 0 gives this process's /proc files to root and closes
     ptrace and /proc/PID/mem to all but CAP_SYS_PTRACE in its mm's user namespace."""
     prctl(PR_SET_DUMPABLE, 1 if on else 0)
-
-
-def get_dumpable() -> int:
-    return prctl(PR_GET_DUMPABLE)
 
 
 def set_comm(name: str) -> None:
@@ -185,11 +203,6 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))))
 
 
-def setdomainname(name: str) -> None:
-    raw = name.encode()
-    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))))
-
-
 # --- mounts -----------------------------------------------------------------
 
 MS_RDONLY = 1
@@ -198,14 +211,12 @@ MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
-MS_MOVE = 8192
 MS_REC = 16384
 MS_UNBINDABLE = 1 << 17
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 
-MNT_FORCE = 1
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
@@ -223,29 +234,11 @@ def pivot_root(new_root, put_old) -> None:
     _check(_syscall(_NR["pivot_root"], _b(new_root), _b(put_old)))
 
 
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-AT_RECURSIVE = 0x8000
+# --- opening safely: openat2(2), statx(2), statmount(2), fstatfs(2) ------------
+
+AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
-MOVE_MOUNT_F_EMPTY_PATH = 0x4
-
-
-def open_tree(dirfd: int, path, flags: int) -> int:
-    return _check(_syscall(_NR["open_tree"], ctypes.c_int(dirfd), _b(path),
-                           ctypes.c_uint(flags)))
-
-
-def move_mount(from_dirfd: int, from_path, to_dirfd: int, to_path, flags: int) -> None:
-    _check(_syscall(_NR["move_mount"], ctypes.c_int(from_dirfd), _b(from_path),
-                    ctypes.c_int(to_dirfd), _b(to_path), ctypes.c_uint(flags)))
-
-
-# --- opening safely: openat2(2), statx(2), fstatfs(2) -------------------------
-
-RESOLVE_NO_XDEV = 0x01
-RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
-RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 
@@ -261,23 +254,40 @@ def openat2(dirfd: int, path, flags: int, resolve: int = 0, mode: int = 0) -> in
                            ctypes.c_size_t(ctypes.sizeof(how))), path)
 
 
-AT_STATX_SYNC_AS_STAT = 0
-AT_SYMLINK_NOFOLLOW = 0x100
 STATX_MNT_ID = 0x1000
+STATX_MNT_ID_UNIQUE = 0x4000   # Linux 6.8: the 64-bit id statmount(2) takes
 _STATX_SIZE = 256
 _STATX_MNT_ID_OFFSET = 0x90  # __u64 stx_mnt_id in struct statx
 
 
-def statx_mnt_id(fd: int) -> int:
-    """The id of the mount FD is on (as field 1 of /proc/PID/mountinfo shows it): statx(2)
-    STATX_MNT_ID on the fd itself (an O_PATH fd does)."""
+def statx_mnt_id(fd: int, path="", *, unique: bool = False) -> int:
+    """The id of the mount PATH (relative to FD; FD itself when PATH is empty: an O_PATH
+    fd does) lies on, as field 1 of /proc/PID/mountinfo shows it (statx(2) STATX_MNT_ID);
+    with UNIQUE, the 64-bit id that statmount takes (STATX_MNT_ID_UNIQUE)."""
+    want = STATX_MNT_ID_UNIQUE if unique else STATX_MNT_ID
     buf = ctypes.create_string_buffer(_STATX_SIZE)
-    _check(_syscall(_NR["statx"], ctypes.c_int(fd), b"", ctypes.c_int(AT_EMPTY_PATH),
-                    ctypes.c_uint(STATX_MNT_ID), buf))
+    _check(_syscall(_NR["statx"], ctypes.c_int(fd), _b(path),
+                    ctypes.c_int(0 if path else AT_EMPTY_PATH), ctypes.c_uint(want), buf))
     mask = struct.unpack_from("I", buf.raw, 0)[0]
-    if not mask & STATX_MNT_ID:
+    if not mask & want:
         raise OSError(errno.ENOSYS, "statx gave no mount id")
     return struct.unpack_from("Q", buf.raw, _STATX_MNT_ID_OFFSET)[0]
+
+
+STATMOUNT_MNT_BASIC = 0x2
+_MNT_ID_REQ = struct.Struct("IIQQ")   # struct mnt_id_req, version 0 (24 bytes)
+_STATMOUNT_IDS = struct.Struct("QQ")  # mnt_id, mnt_parent_id in struct statmount
+_STATMOUNT_IDS_OFFSET = 40
+
+
+def statmount_ids(mnt_id: int) -> tuple[int, int]:
+    """(mount id, parent mount id), unique ids both, of mount MNT_ID (a unique id) of the
+    caller's mount namespace (statmount(2) STATMOUNT_MNT_BASIC, Linux 6.8)."""
+    req = ctypes.create_string_buffer(_MNT_ID_REQ.pack(_MNT_ID_REQ.size, 0, mnt_id,
+                                                       STATMOUNT_MNT_BASIC))
+    buf = ctypes.create_string_buffer(512)
+    _check(_syscall(_NR["statmount"], req, buf, ctypes.c_size_t(len(buf)), ctypes.c_uint(0)))
+    return _STATMOUNT_IDS.unpack_from(buf.raw, _STATMOUNT_IDS_OFFSET)
 
 
 _STATFS_SIZE = 256  # >= sizeof(struct statfs) on every Linux ABI; f_type comes first

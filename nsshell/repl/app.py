@@ -20,6 +20,7 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.styles import Style
 
 from ..errors import ExitRequest
+from ..kernel import idmap
 from .completer import NsCompleter
 
 STYLE = Style.from_dict({
@@ -64,29 +65,18 @@ class UserMapView:
         s = self.session
         try:
             if s.is_host("user"):
-                return "uid " + _format_map(_read_map("/proc/self/uid_map"))
+                return "uid " + idmap.format_idmap(idmap.read_map("self", "uid"), limit=3)
             h = s.context["user"]
             key = h.nsid
             if key not in self._cache:
                 from ..core.ns import mapping
                 maps = mapping.read_maps_in_child(h.fd)
-                ranges = [(r["inside"], r["outside"], r["count"]) for r in maps["uid_map"]]
-                if not ranges:
+                if not maps["uid_map"]:
                     return "uid unmapped (ids show as 65534)"
-                self._cache[key] = "uid " + _format_map(ranges)
+                self._cache[key] = "uid " + idmap.format_idmap(maps["uid_map"], limit=3)
             return self._cache[key]
         except Exception:  # noqa: BLE001 - the toolbar must never break the prompt
             return "uid ?"
-
-
-def _read_map(path: str) -> list[tuple[int, int, int]]:
-    with open(path) as f:
-        return [tuple(int(x) for x in line.split()) for line in f if line.strip()]
-
-
-def _format_map(ranges) -> str:
-    from ..core.look.nsstate import format_idmap   # the one formatter of id maps
-    return format_idmap(ranges, limit=3)
 
 
 class Repl:

@@ -17,13 +17,11 @@ files that cannot be read (rootless) are skipped, never an error.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import os
 from typing import Callable, Iterable
 
-from ...kernel import nsfs, nstypes
+from ...kernel import mountinfo, nsfs, nstypes, syscalls
 from ...kernel.nstypes import NsType
 from ...progress import NULL as NULL_PROGRESS
 from ...progress import Progress, Task
@@ -34,14 +32,6 @@ from ...progress import Progress, Task
 # of (NS_GET_PARENT), which keeps it alive.
 KINDS = ("process", "thread", "children", "fd", "mount", "socket", "session", "owner", "parent")
 RELATION_KINDS = ("owner", "parent")
-
-SIOCGSKNS = 0x894C
-NS_GET_USERNS = 0xB701
-NS_GET_PARENT = 0xB702
-NS_GET_NSTYPE = 0xB703
-NS_GET_OWNER_UID = 0xB704
-_NR_PIDFD_OPEN = 434
-_NR_PIDFD_GETFD = 438          # same number on x86_64 and aarch64
 
 # Extension hook for persisted names (the persist module adds itself here):
 # each callable gets the session (or None) and yields (type name, inode, name) or
@@ -78,7 +68,8 @@ class NsInfo:
         self.parent: int | None = None     # inode of its parent (user and pid)
         self.owner_uid: int | None = None  # a user namespace's creator (NS_GET_OWNER_UID)
         self.owner_creator: int | None = None  # the creator of the user namespace owning it
-        self.via: list[tuple[str, int, int]] = []  # (type, inode, ioctl) that reach it
+        # (type, inode, ioctl_ns call: syscalls.ns_get_userns/ns_get_parent) that reach it
+        self.via: list[tuple[str, int, Callable[[int], int]]] = []
 
     @property
     def label(self) -> str:
@@ -193,22 +184,6 @@ def command_of(pid: int | None) -> str | None:
     return _proc_text(pid, "cmdline") or _proc_text(pid, "comm")
 
 
-def _unescape(path: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in path:
-        return path
-    out, i = [], 0
-    while i < len(path):
-        c = path[i]
-        if c == "\\" and path[i + 1:i + 4].isdigit():
-            out.append(chr(int(path[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
 def _parse_ref(text: str) -> tuple[str, int] | None:
     """'net:[4026532]' -> ('net', 4026532)."""
     head, sep, tail = text.partition(":[")
@@ -220,35 +195,16 @@ def _parse_ref(text: str) -> tuple[str, int] | None:
         return None
 
 
-_libc = None
-
-
-def _pidfd_getfd(pid: int, fd: int) -> int:
-    """A copy of PID's file descriptor FD (pidfd_getfd(2)); OSError when not allowed."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
-    pidfd = _libc.syscall(_NR_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0))
-    if pidfd < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
+def socket_netns(pid: int, fd: int) -> int:
+    """An fd on the network namespace a socket (fd FD of PID) was created in (a copy of
+    the socket by pidfd_getfd, then SIOCGSKNS); OSError when not allowed."""
+    pidfd = os.pidfd_open(pid)
     try:
-        got = _libc.syscall(_NR_PIDFD_GETFD, ctypes.c_int(pidfd), ctypes.c_int(fd),
-                            ctypes.c_uint(0))
-        if got < 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
-        return got
+        sfd = syscalls.pidfd_getfd(pidfd, fd)
     finally:
         os.close(pidfd)
-
-
-def socket_netns(pid: int, fd: int) -> int:
-    """An fd on the network namespace a socket (fd FD of PID) was created in."""
-    sfd = _pidfd_getfd(pid, fd)
     try:
-        return fcntl.ioctl(sfd, SIOCGSKNS)
+        return syscalls.socket_netns(sfd)
     finally:
         os.close(sfd)
 
@@ -467,30 +423,26 @@ def _follow_relations(result: Scan, names: set[str]) -> None:
 def _relate(result: Scan, info: NsInfo, fd: int, want_user: bool, todo: list,
             pending: dict) -> None:
     if info.type == "user":
-        buf = bytearray(4)
         try:
-            fcntl.ioctl(fd, NS_GET_OWNER_UID, buf, True)
-            info.owner_uid = int.from_bytes(buf, "little")
+            info.owner_uid = syscalls.ns_get_owner_uid(fd)
         except OSError:
             pass
     asks = []
     if want_user or info.type == "user" or info.uid is None:   # uid: lsns's USER fallback
-        asks.append(("owner", NS_GET_USERNS, "user"))
+        asks.append(("owner", syscalls.ns_get_userns, "user"))
     if info.type == "pid":
-        asks.append(("parent", NS_GET_PARENT, "pid"))
+        asks.append(("parent", syscalls.ns_get_parent, "pid"))
     for rel, request, rtype in asks:
         try:
-            rfd = fcntl.ioctl(fd, request)
+            rfd = request(fd)
         except OSError:
             continue   # EPERM: above what we may see (the top)
         try:
             st = os.fstat(rfd)
             if rel == "owner":
                 info.owner = st.st_ino
-                buf = bytearray(4)
                 try:
-                    fcntl.ioctl(rfd, NS_GET_OWNER_UID, buf, True)
-                    info.owner_creator = int.from_bytes(buf, "little")
+                    info.owner_creator = syscalls.ns_get_owner_uid(rfd)
                 except OSError:
                     pass
                 if not want_user:
@@ -537,7 +489,7 @@ def open_found(result: Scan, info: NsInfo, _seen: set | None = None) -> int:
             last = e
             continue
         try:
-            fd = fcntl.ioctl(ofd, request)
+            fd = request(ofd)
         except OSError as e:
             last = e
             continue
@@ -599,7 +551,7 @@ def _nstype_of(path: str, st: os.stat_result) -> str | None:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
             return None
-        t = nstypes.BY_FLAG.get(fcntl.ioctl(fd, NS_GET_NSTYPE))
+        t = nstypes.BY_FLAG.get(syscalls.ns_get_nstype(fd))
         return t.name if t else None
     except OSError:
         return None
@@ -627,25 +579,18 @@ def _scan_socket(result: Scan, pid: int, fd: int, own_net: int | None) -> None:
     info.holders.append({"kind": "socket", "pid": pid, "fd": fd})
 
 
-def _nsfs_mounts(data: bytes) -> Iterable[tuple[int, str, int, int, str]]:
-    """The nsfs bind mounts of a mountinfo text: (mount id, type, inode, st_dev, mount
-    point), in table order."""
-    if b" - nsfs " not in data:
-        return
-    for raw in data.split(b"\n"):
-        if b" - nsfs " not in raw:
-            continue
-        fields = raw.decode("utf-8", "surrogateescape").split(" ")
-        ref = _parse_ref(fields[3])
+def _nsfs_mounts(mounts: list[mountinfo.Mount]) -> Iterable[tuple[int, str, int, int, str]]:
+    """The namespace bind mounts among MOUNTS (nsfs ones): (mount id, type, inode, st_dev,
+    mount point), in table order."""
+    for m in mounts:
+        ref = _parse_ref(m.root)
         if ref is None:
             continue
         try:
-            mnt_id = int(fields[0])
-            major, _, minor = fields[2].partition(":")
-            dev = os.makedev(int(major), int(minor))
+            dev = m.st_dev
         except ValueError:
             continue
-        yield mnt_id, ref[0], ref[1], dev, _unescape(fields[4])
+        yield m.id, ref[0], ref[1], dev, m.target
 
 
 def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
@@ -657,17 +602,16 @@ def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
     # no process is in.  (mnt inode -> (pid, mount id, mount point))
     mnt_routes: dict[int, tuple[int, int, str]] = {}
     for mnt_ino, pids in mnt_pids.items():
-        data = None
+        found = None
         for pid in pids[:4]:
             try:
-                with open(f"/proc/{pid}/mountinfo", "rb") as f:
-                    data = f.read()
+                found = mountinfo.read(f"/proc/{pid}/mountinfo", fstype="nsfs")
                 break
             except OSError:
                 continue
-        if not data:
+        if not found:
             continue
-        for mnt_id, tname, ino, dev, mp in _nsfs_mounts(data):
+        for mnt_id, tname, ino, dev, mp in _nsfs_mounts(found):
             if tname == "mnt" and ino not in mnt_routes:
                 mnt_routes[ino] = (pid, mnt_id, mp)
             if tname not in names:
@@ -718,12 +662,8 @@ def _nsfs_mounts_here(procfd: int, wanted: frozenset, skip: frozenset):
     mnt always) as (type, inode, st_dev, mount id, mount point, index of the fd or None),
     with an fd on each namespace not in SKIP (one per namespace; mnt first)."""
     from ..proc import spawn
-    fdd = os.open("self/mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-    try:
-        text = spawn.read_all(fdd)
-    finally:
-        os.close(fdd)
-    found = [m for m in _nsfs_mounts(text) if m[1] in wanted or m[1] == "mnt"]
+    mounts = mountinfo.read("self/mountinfo", dir_fd=procfd, fstype="nsfs")
+    found = [m for m in _nsfs_mounts(mounts) if m[1] in wanted or m[1] == "mnt"]
     found.sort(key=lambda m: m[1] != "mnt")
     out, fds, opened = [], [], set()
     for mnt_id, tname, ino, dev, mp in found:

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ...kernel import nstypes, syscalls
+from ...kernel import idmap, mountinfo, nstypes, syscalls
 from ...kernel.nstypes import NsType
 from ..proc import spawn
 
@@ -426,8 +426,7 @@ register("uts", "domainname", read_domainname)
 # user --------------------------------------------------------------------------------
 
 def _read_map(ctx: Context, kind: str) -> list[str]:
-    return [" ".join(line.split()) for line in ctx.read(f"self/{kind}_map").splitlines()
-            if line.strip()]
+    return [str(r) for r in idmap.read_map("self", kind, proc_fd=ctx.procfd)]
 
 
 def read_uid_map(ctx: Context) -> list[str]:
@@ -439,41 +438,11 @@ def read_gid_map(ctx: Context) -> list[str]:
 
 
 def read_setgroups(ctx: Context) -> str:
-    return ctx.read("self/setgroups").strip()
-
-
-def format_idmap(ranges, limit: int | None = None) -> str:
-    """The one way nsshell writes an id map for people (show, tree, map, the toolbar):
-    '0->1000', '0-65535->100000-165535', 'all (identity)' for the initial namespace's,
-    comma-separated; 'unmapped' when empty.  RANGES: uid_map lines ('0 1000 1'), (inside,
-    outside, count) triples, {"inside", "outside", "count"} dicts or IdRange objects."""
-    triples = []
-    for r in ranges or ():
-        if isinstance(r, str):
-            r = r.split()
-        elif isinstance(r, dict):
-            r = (r["inside"], r["outside"], r["count"])
-        elif hasattr(r, "inside"):
-            r = (r.inside, r.outside, r.count)
-        inside, outside, count = (int(x) for x in r)
-        triples.append((inside, outside, count))
-    if not triples:
-        return "unmapped"
-    parts = []
-    for inside, outside, count in triples[:limit]:
-        if inside == outside == 0 and count >= 4294967295:
-            parts.append("all (identity)")
-        elif count == 1:
-            parts.append(f"{inside}->{outside}")
-        else:
-            parts.append(f"{inside}-{inside + count - 1}->{outside}-{outside + count - 1}")
-    if limit is not None and len(triples) > limit:
-        parts.append(f"... (+{len(triples) - limit} more)")
-    return ", ".join(parts)
+    return idmap.read_setgroups("self", proc_fd=ctx.procfd)
 
 
 def _map_summary(value: list[str]) -> str | list[str]:
-    return format_idmap(value) if value else "(not written)"
+    return idmap.format_idmap(value) if value else "(not written)"
 
 
 register("user", "uid_map", read_uid_map, summary=_map_summary)
@@ -483,39 +452,9 @@ register("user", "setgroups", read_setgroups)
 
 # mnt ---------------------------------------------------------------------------------
 
-from .discover import _unescape  # noqa: E402 - imported before any helper enters a mount ns
-
-
-def parse_mountinfo(text: str) -> list[dict]:
-    """Lines of mountinfo as dicts: mount point, fs root, source, fstype, options,
-    super options, propagation."""
-    out = []
-    for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-")
-        except ValueError:
-            continue
-        optional = fields[6:sep]
-        # as the kernel writes it (and `mount ls` shows it): shared:N, master:N, ...
-        prop = [o for o in optional
-                if o.split(":")[0] in ("shared", "master", "propagate_from", "unbindable")]
-        out.append({
-            "target": _unescape(fields[4]),
-            "root": _unescape(fields[3]),
-            "source": _unescape(fields[sep + 2]) if len(fields) > sep + 2 else "",
-            "fstype": fields[sep + 1],
-            "options": fields[5],
-            "super": fields[sep + 3] if len(fields) > sep + 3 else "",
-            "propagation": ",".join(prop) or "private",
-            "peers": " ".join(optional),
-        })
-    return out
-
-
-def _mountinfo(ctx: Context) -> list[dict]:
+def _mountinfo(ctx: Context) -> list[mountinfo.Mount]:
     if "mountinfo" not in ctx.cache:
-        ctx.cache["mountinfo"] = parse_mountinfo(ctx.read("self/mountinfo"))
+        ctx.cache["mountinfo"] = mountinfo.read("self/mountinfo", dir_fd=ctx.procfd)
     return ctx.cache["mountinfo"]
 
 
@@ -523,18 +462,18 @@ def read_mounts(ctx: Context) -> dict:
     """Mounts keyed by mount point (the topmost of a stack wins)."""
     out = {}
     for m in _mountinfo(ctx):
-        out[m["target"]] = {k: m[k] for k in ("source", "fstype", "root", "options", "super",
-                                               "propagation")}
+        out[m.target] = {"source": m.source, "fstype": m.fstype, "root": m.root,
+                         "options": m.options, "super": m.super_options,
+                         "propagation": m.propagation}
     return out
 
 
 def read_root(ctx: Context) -> str:
-    root = [m for m in _mountinfo(ctx) if m["target"] == "/"]
-    if not root:
+    m = mountinfo.mount_at(_mountinfo(ctx), "/")
+    if m is None:
         return "-"
-    m = root[-1]
-    fsroot = "" if m["root"] == "/" else f"[{m['root']}]"
-    return f"{m['source']}{fsroot} ({m['fstype']}, {m['propagation']})"
+    fsroot = "" if m.root == "/" else f"[{m.root}]"
+    return f"{m.source}{fsroot} ({m.fstype}, {m.propagation})"
 
 
 register("mnt", "root", read_root)

@@ -57,7 +57,7 @@ def _write_from_parent(user_fd: int, label: str, req: MapRequest, privileged: bo
         for kind, ranges in (("uid", req.uid), ("gid", req.gid)):
             if ranges is None:
                 continue
-            if idmap.read_map(f"/proc/{pid}/{kind}_map"):
+            if idmap.read_map(pid, kind):
                 raise NsshellError(f"the {kind} map of {label} is already written",
                                    "the kernel takes a map once; create a new user namespace")
         if req.setgroups is not None:
@@ -112,8 +112,8 @@ def read_maps_in_child(user_fd: int) -> dict:
     """uid_map, gid_map and setgroups of a user namespace, read through a child inside it."""
     def inside():
         return {
-            "uid_map": [r.to_json() for r in idmap.read_map("/proc/self/uid_map")],
-            "gid_map": [r.to_json() for r in idmap.read_map("/proc/self/gid_map")],
+            "uid_map": [r.to_json() for r in idmap.read_map("self", "uid")],
+            "gid_map": [r.to_json() for r in idmap.read_map("self", "gid")],
             "setgroups": idmap.read_setgroups("self"),
         }
     value, _ = spawn.call([spawn.Entry(nstypes.USER, user_fd, "user")], inside, root=False)

@@ -12,7 +12,6 @@ end the init holds, an init that is PID 1 of the persisted PID namespace (its
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import signal
@@ -214,20 +213,6 @@ def stop_unconfirmed(holder: dict | None) -> bool:
         os.close(pidfd)
 
 
-_NR_PIDFD_GETFD = 438  # x86_64 and aarch64 alike
-
-
-def pidfd_getfd(pidfd: int, fd: int) -> int:
-    """A copy of process PIDFD's fd FD (pidfd_getfd(2), Linux 5.6; needs ptrace rights)."""
-    ret = syscalls._syscall(_NR_PIDFD_GETFD, ctypes.c_int(pidfd), ctypes.c_int(fd),
-                            ctypes.c_uint(0))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    os.set_inheritable(ret, False)
-    return ret
-
-
 def take_lifeline(holder: dict | None, init: dict | None, pid_ino: int | None) -> int | None:
     """A lifeline of our own to the persisted init (a copy of its proven holder's), so
     that the namespace outlives `unpersist` while this session uses it; None if the
@@ -237,7 +222,7 @@ def take_lifeline(holder: dict | None, init: dict | None, pid_ino: int | None) -
         return None
     pidfd, fd = got
     try:
-        return pidfd_getfd(pidfd, fd)
+        return syscalls.pidfd_getfd(pidfd, fd)
     except OSError:
         return None
     finally:

@@ -28,8 +28,8 @@ keeper nobody can talk to would hold its sets for ever.  On the way out it
 unlinks its socket first (new clients then start a new keeper instead of
 talking to a dying one), then closes its listening socket.
 
-This module imports nothing from nsshell at start: the daemon must not depend
-on the shell's state (only the process title helper, once it holds the lock).
+This module imports nothing from nsshell at start but the syscall layer
+(nsshell/kernel/syscalls.py): the daemon must not depend on the shell's state.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ import struct
 import sys
 import time
 
+from ...kernel import syscalls
+
 COMM = "nsshell-keeper"
 SOCK = "keeper.sock"
 IDLE_EXIT = 20.0          # seconds a keeper that was never given anything waits before leaving
@@ -59,8 +61,6 @@ CONN_TIMEOUT = 5.0        # seconds a peer has to send its request
 NS_TYPES = ("user", "mnt", "pid", "net", "uts", "ipc", "cgroup", "time")
 _CLONE = {"mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
           "user": 0x10000000, "pid": 0x20000000, "net": 0x40000000, "time": 0x00000080}
-NS_GET_USERNS = 0xB701
-NS_GET_NSTYPE = 0xB703
 
 _HDR = struct.Struct("=I")
 
@@ -276,7 +276,7 @@ class Keeper:
                                 f"{' pidfd' if pidfd else ''}), {len(fds)} received")
         for t, fd in zip(types, fds):
             try:
-                kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+                kind = syscalls.ns_get_nstype(fd)
             except OSError:
                 kind = None
             if kind != _CLONE[t]:
@@ -322,7 +322,7 @@ class Keeper:
         owners = {}
         for t, fd in s["fds"].items():
             try:
-                ufd = fcntl.ioctl(fd, NS_GET_USERNS)
+                ufd = syscalls.ns_get_userns(fd)
             except OSError:
                 continue
             try:
@@ -526,10 +526,9 @@ def serve(dirpath: str, ready_fd: int | None = None) -> int:
         return 0
     # Named only once it holds the lock: a keeper that lost the race to start (above)
     # never shows up as one, not even while it exits.
-    from ...kernel.syscalls import set_process_title
     from ..proc.harden import protect
     protect()  # it holds the user's namespaces: nothing inside one may drive it (core/proc/harden.py)
-    set_process_title(COMM)
+    syscalls.set_process_title(COMM)
     raise_fd_limit()
     keeper = Keeper()
     reserve = _Reserve()

@@ -1128,11 +1128,11 @@ def _stored_elsewhere(name: str, ino: int) -> str | None:
     """The directory of `persist NAME DIR` whose /run/netns/NAME entry is net:[INO]: a bind
     mount DIR/net of that namespace (only root mounts) beside a meta.json of root's (or
     ours) that names NAME, net:[INO] and that entry; None when there is none."""
-    from .storefs import mounts
-    for m in mounts():
-        if m.fstype != "nsfs" or m.root != f"net:[{ino}]" or not m.point.endswith("/net"):
+    from ...kernel import mountinfo
+    for m in mountinfo.read(fstype="nsfs"):
+        if m.root != f"net:[{ino}]" or not m.target.endswith("/net"):
             continue
-        where = m.point[:-len("/net")]
+        where = m.target[:-len("/net")]
         try:
             dfd = walk(where)
         except NsshellError:

@@ -9,10 +9,9 @@ import errno
 import fcntl
 import os
 import stat
-from dataclasses import dataclass, field
 
 from ...errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
-from ...kernel import syscalls
+from ...kernel import idmap, mountinfo, syscalls
 
 NETNS_DIR = "/run/netns"
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -51,8 +50,7 @@ def _overflow_owner(uid: int) -> bool:
     global _OVERFLOW
     if _OVERFLOW is None:
         try:
-            with open("/proc/self/uid_map") as f:
-                initial = f.read().split() == ["0", "0", "4294967295"]
+            initial = idmap.is_identity(idmap.read_map("self", "uid"))
             with open("/proc/sys/kernel/overflowuid") as f:
                 _OVERFLOW = -1 if initial else int(f.read())
         except (OSError, ValueError):
@@ -130,58 +128,6 @@ def fdpath(fd: int, name: str | None = None) -> str:
     return f"/proc/self/fd/{fd}" + (f"/{name}" if name else "")
 
 
-# --- mount table ----------------------------------------------------------------------
-
-@dataclass
-class MountInfo:
-    mount_id: int
-    point: str
-    fstype: str
-    root: str
-    optional: list[str] = field(default_factory=list)
-
-    @property
-    def shared(self) -> str | None:
-        for o in self.optional:
-            if o.startswith("shared:"):
-                return o
-        return None
-
-
-def unescape(s: str) -> str:
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def mounts() -> list[MountInfo]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            out.append(MountInfo(int(fields[0]), unescape(fields[4]), fields[sep + 1],
-                                 unescape(fields[3]), fields[6:sep]))
-    return out
-
-
-def mount_of(path: str, table: list[MountInfo] | None = None) -> MountInfo | None:
-    """The mount PATH (canonical) lies on: the last one mounted on its longest prefix."""
-    best = None
-    for m in table or mounts():
-        p = m.point.rstrip("/") or "/"
-        if path == p or path.startswith(p.rstrip("/") + "/") or p == "/":
-            if best is None or len(p) >= len(best.point.rstrip("/") or "/"):
-                best = m
-    return best
-
-
-def mount_point(path: str, table: list[MountInfo]) -> MountInfo | None:
-    found = None
-    for m in table:
-        if m.point == path:
-            found = m
-    return found
-
-
 ROOT_MARK = ".nsshell-root"
 
 
@@ -235,8 +181,8 @@ def ensure_private_root(path: str, fd: int, step=lambda _name: None) -> None:
     A self-bind nsshell makes is recorded in PATH/.nsshell-root ("pending" before the
     mount, then its mount id), so `release_root` undoes it, and only it, once the root
     is empty again.  FD is PATH opened before (the directory beneath any mount)."""
-    table = mounts()
-    if mount_point(path, table) is None:
+    table = mountinfo.read()
+    if mountinfo.mount_at(table, path) is None:
         _write_mark(fd, "pending", path)
         step("root-intent")
         try:
@@ -248,11 +194,11 @@ def ensure_private_root(path: str, fd: int, step=lambda _name: None) -> None:
                 pass
             raise mount_error(e, f"making {path} a mount of itself", path) from None
         step("root-bind")
-        table = mounts()
-        m = mount_point(path, table)
+        table = mountinfo.read()
+        m = mountinfo.mount_at(table, path)
         if m is not None:
-            _write_mark(fd, str(m.mount_id), path)
-    m = mount_point(path, table)
+            _write_mark(fd, str(m.id), path)
+    m = mountinfo.mount_at(table, path)
     if m is not None and m.shared:
         top = walk(path)  # the fd opened before the bind names the directory beneath it
         try:
@@ -263,13 +209,13 @@ def ensure_private_root(path: str, fd: int, step=lambda _name: None) -> None:
             os.close(top)
 
 
-def _is_self_bind(path: str, m: MountInfo, table: list[MountInfo]) -> bool:
+def _is_self_bind(path: str, m: mountinfo.Mount, table: list[mountinfo.Mount]) -> bool:
     """Is M (mounted on PATH) a bind of the very directory beneath it?"""
     head = path.rpartition("/")[0] or "/"
-    below = mount_of(head, [x for x in table if x.mount_id != m.mount_id])
+    below = mountinfo.covering([x for x in table if x.id != m.id], head)
     if below is None or below.fstype != m.fstype:
         return False
-    point = below.point.rstrip("/")
+    point = below.target.rstrip("/")
     rel = path[len(point):] if point else path
     return m.root == (below.root.rstrip("/") + rel)
 
@@ -299,9 +245,9 @@ def release_root(path: str, step=lambda _name: None) -> bool:
         mark = _read_mark(top)
         if mark is None:
             return False
-        table = mounts()
-        m = mount_point(path, table)
-        ours = m is not None and (mark == str(m.mount_id) or mark == "pending") \
+        table = mountinfo.read()
+        m = mountinfo.mount_at(table, path)
+        ours = m is not None and (mark == str(m.id) or mark == "pending") \
             and _is_self_bind(path, m, table)
         if ours:
             head, _, base = path.rpartition("/")
@@ -339,7 +285,7 @@ def ensure_netns_dir(keep: list[int]) -> int:
     keep.append(lock)
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-        if mount_point(NETNS_DIR, mounts()) is None:
+        if mountinfo.mount_at(mountinfo.read(), NETNS_DIR) is None:
             syscalls.mount(fdpath(lock), fdpath(lock), None, syscalls.MS_BIND | syscalls.MS_REC)
             top = walk(NETNS_DIR)
             try:
@@ -366,12 +312,12 @@ def store_error(err: OSError, what: str, path: str) -> KernelError:
 
 def mount_error(err: OSError, what: str, target: str, nstype: str | None = None) -> KernelError:
     if err.errno == errno.EINVAL:
-        m = mount_of(target)
+        m = mountinfo.covering(mountinfo.read(), target)
         if m is not None and m.shared:
             return KernelError(
-                f"{what}: {target} is on {m.point}, a mount with shared propagation "
+                f"{what}: {target} is on {m.target}, a mount with shared propagation "
                 f"({m.shared}); the kernel refuses to bind a namespace file there (EINVAL)",
-                f"make it private (`mount --make-private {m.point}`) or use the default "
+                f"make it private (`mount --make-private {m.target}`) or use the default "
                 "persist root, which nsshell makes private itself", err.errno)
         if nstype == "mnt":
             return KernelError(

@@ -18,7 +18,7 @@ import os
 import re
 
 from nsshell.plugin import (Annotated, Choice, Entry, Opt, ParamType, Path,
-                            Table, UsageError, call_in, nstypes, syscalls)
+                            Table, UsageError, call_in, mountinfo, nstypes, syscalls)
 
 from . import ops
 
@@ -71,13 +71,8 @@ def _abs(path: str) -> str:
 def _host_groups() -> set[int]:
     """Propagation peer groups the shell's own mount namespace takes part in."""
     groups: set[int] = set()
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            for tag in fields[6:fields.index("-")]:
-                kind, _, n = tag.partition(":")
-                if kind in ("shared", "master") and n.isdigit():
-                    groups.add(int(n))
+    for m in mountinfo.read():
+        groups |= m.peer_groups()
     return groups
 
 

@@ -12,38 +12,28 @@ joined with shared propagation would otherwise reach the host's mount table).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import platform
-import struct
 
-from nsshell.plugin import KernelError, NsshellError, UsageError, from_oserror, syscalls
-
-from . import mountinfo
+from nsshell.plugin import KernelError, NsshellError, UsageError, from_oserror, mountinfo, syscalls
 
 NEEDS_CAP = ("needs CAP_SYS_ADMIN in the user namespace that owns the mount namespace; "
              "create them together (`new user+mnt`) and map root (`map root`)")
 
 
-def read_mounts(procfd: int) -> list[dict]:
-    fd = os.open("self/mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-    with os.fdopen(fd) as f:
-        return mountinfo.parse(f.read())
+def read_mounts(procfd: int) -> list[mountinfo.Mount]:
+    """This helper's mount table, read through the shell's /proc."""
+    return mountinfo.read("self/mountinfo", dir_fd=procfd)
 
 
-def _covering(mounts: list[dict], path: str, skip_top: bool = False) -> dict | None:
+def _covering(mounts: list[mountinfo.Mount], path: str,
+              skip_top: bool = False) -> mountinfo.Mount | None:
     """The mount PATH lies on (the last mounted of the deepest target above it).
     With skip_top: the parent of the topmost mount at PATH (what an unmount changes)."""
-    best = None
-    for m in mounts:
-        t = m["target"]
-        if path == t or t == "/" or path.startswith(t.rstrip("/") + "/"):
-            if best is None or len(t) >= len(best["target"]):
-                best = m
-    if skip_top and best is not None and best["target"] == path:
-        by_id = {m["id"]: m for m in mounts}
-        return by_id.get(best["parent"])
+    best = mountinfo.covering(mounts, path)
+    if skip_top and best is not None and best.target == path:
+        by_id = {m.id: m for m in mounts}
+        return by_id.get(best.parent)
     return best
 
 
@@ -54,13 +44,13 @@ def check_private(procfd: int, host_groups: set[int], path: str, skip_top: bool 
     m = _covering(read_mounts(procfd), path, skip_top)
     if m is None:
         return
-    for tag in m["propagation"].split(","):
+    for tag in m.optional:
         kind, _, group = tag.partition(":")
         if kind == "shared" and group.isdigit() and int(group) in host_groups:
             raise NsshellError(
-                f"{m['target']} is shared with the host's mount namespace (peer group {group}): "
+                f"{m.target} is shared with the host's mount namespace (peer group {group}): "
                 f"a mount on {path} would appear on the host too; refusing",
-                f"make it private first (`mount propagation private {m['target']} -r`), "
+                f"make it private first (`mount propagation private {m.target} -r`), "
                 "or give --host if that is what you want")
 
 
@@ -99,7 +89,7 @@ def _locked_flags(path: str) -> int:
 # -- the operations ---------------------------------------------------------------------
 
 def ls(procfd: int) -> list[dict]:
-    return read_mounts(procfd)
+    return [m.to_json() for m in read_mounts(procfd)]
 
 
 def tmpfs(procfd: int, host_groups: set[int], path: str, size: str | None) -> str:
@@ -213,36 +203,20 @@ def umount(procfd: int, host_groups: set[int], path: str, lazy: bool) -> str:
 # 6.8+): the namespace's bottom mount (rootfs, its own parent) carries the root; a
 # root mount whose parent is itself stacked on another mount is an unfinished pivot.
 
-_SYS = {"x86_64": (332, 457), "aarch64": (291, 457)}   # statx, statmount
-_STATX_MNT_ID_UNIQUE = 0x4000
-_STATMOUNT_MNT_BASIC = 0x2
-# looked up at import, in the shell: a helper inside a pivoted root has no library to import
-_SYSCALLS = (_SYS.get(platform.machine()), ctypes.CDLL(None, use_errno=True))
-
-
 def _mount_ids(mnt_id: int) -> tuple[int, int] | None:
     """(mount id, parent mount id) of a mount of this namespace (statmount); None
     when the kernel cannot say."""
-    nums, libc = _SYSCALLS
-    if nums is None:
+    try:
+        return syscalls.statmount_ids(mnt_id)
+    except OSError:
         return None
-    req = ctypes.create_string_buffer(struct.pack("IIQQ", 24, 0, mnt_id, _STATMOUNT_MNT_BASIC))
-    buf = ctypes.create_string_buffer(512)
-    if libc.syscall(nums[1], req, buf, ctypes.c_size_t(512), 0) != 0:
-        return None
-    return struct.unpack_from("QQ", buf, 40)
 
 
 def _root_mount_id() -> int | None:
-    nums, libc = _SYSCALLS
-    if nums is None:
+    try:
+        return syscalls.statx_mnt_id(syscalls.AT_FDCWD, "/", unique=True)
+    except OSError:
         return None
-    buf = ctypes.create_string_buffer(256)
-    if libc.syscall(nums[0], -100, b"/", 0, _STATX_MNT_ID_UNIQUE, buf) != 0:
-        return None
-    if not struct.unpack_from("I", buf, 0)[0] & _STATX_MNT_ID_UNIQUE:
-        return None
-    return struct.unpack_from("Q", buf, 0x90)[0]
 
 
 def unfinished_pivot() -> bool:
@@ -281,7 +255,7 @@ def root(procfd: int, host_groups: set[int], path: str) -> str:
         raise UsageError(f"{path} is already the root")
     check_private(procfd, host_groups, target)
     bound = False
-    if not mountinfo.is_mount_point(read_mounts(procfd), target):
+    if mountinfo.mount_at(read_mounts(procfd), target) is None:
         try:
             syscalls.mount(target, target, None, syscalls.MS_BIND | syscalls.MS_REC)
         except OSError as err:
