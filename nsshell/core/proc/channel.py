@@ -25,7 +25,7 @@ raises, it has closed every fd it received first:
   BadFrame                     not our magic, a codec the caller does not
                                accept, a payload over MAXSIZE, fds that do not
                                match the header's count, a payload that does
-                               not decode.
+                               not decode (Undecodable, a BadFrame).
 All three are ChannelError.  An OSError of the socket itself (a timeout set
 on it, ECONNRESET) propagates unchanged, the fds closed all the same.
 
@@ -51,6 +51,7 @@ import struct
 from typing import Any, Sequence
 
 __all__ = ["send", "recv", "header", "ChannelError", "PeerGone", "FdsLost", "BadFrame",
+           "Undecodable", "close_all",
            "JSON", "PICKLE", "SCM_MAX_FD", "HEADER_SIZE"]
 
 MAGIC = b"nC"
@@ -78,6 +79,10 @@ class FdsLost(ChannelError):
 
 class BadFrame(ChannelError):
     """Not a frame of ours: bad header, refused codec, oversize, fd count, undecodable."""
+
+
+class Undecodable(BadFrame):
+    """A whole frame whose payload does not decode (not JSON, a broken pickle)."""
 
 
 def header(size: int, nfds: int = 0, codec: int = JSON) -> bytes:
@@ -176,7 +181,7 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
                 import json
                 obj = json.loads(body)
         except Exception as e:  # noqa: BLE001 - any decoding failure is the frame's
-            raise BadFrame(f"the payload does not decode: {type(e).__name__}") from None
+            raise Undecodable(f"the payload does not decode: {type(e).__name__}") from None
         return obj, fds
     except BaseException:
         close_all(fds)

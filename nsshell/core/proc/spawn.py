@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import select
 import signal
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ...errors import InternalError, KernelError, NsshellError, from_oserror
 from ...kernel import nstypes, syscalls
 from ...kernel.nstypes import NsType
-from . import harden
+from . import channel, harden
 
 
 @dataclass(frozen=True)
@@ -109,47 +108,10 @@ def reset_signals() -> None:
         pass
 
 
-# --- the parent/child channel --------------------------------------------------
+# --- the parent/child channel: channel.py, pickled (the shell and its own child) ----
 
-_HDR = struct.Struct("=Q")
-
-
-def _send(sock: socket.socket, obj: Any, fds: Sequence[int] = ()) -> None:
-    import array
-    import pickle
-    import socket
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    hdr = _HDR.pack(len(payload))
-    if fds:
-        sock.sendmsg([hdr], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        sock.sendall(hdr)
-    sock.sendall(payload)
-
-
-def _recv(sock: socket.socket, maxfds: int = 253) -> tuple[Any, list[int]]:
-    import array
-    import pickle
-    import socket
-    fds = array.array("i")
-    hdr, anc, _flags, _addr = sock.recvmsg(_HDR.size, socket.CMSG_SPACE(maxfds * fds.itemsize),
-                                           socket.MSG_CMSG_CLOEXEC)
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
-    if len(hdr) < _HDR.size:
-        for fd in fds:
-            os.close(fd)
-        raise EOFError("the helper exited without an answer")
-    (size,) = _HDR.unpack(hdr)
-    chunks, got = [], 0
-    while got < size:
-        chunk = sock.recv(min(size - got, 1 << 20))
-        if not chunk:
-            raise EOFError("the helper's answer was cut short")
-        chunks.append(chunk)
-        got += len(chunk)
-    return pickle.loads(b"".join(chunks)), list(fds)
+# A helper's answer may be large (a scan of every process): its own child, so trusted.
+MAX_ANSWER = 1 << 30
 
 
 def portable(exc: BaseException) -> BaseException:
@@ -215,8 +177,9 @@ class Pending:
     def result(self) -> tuple[Any, list[int]]:
         """Wait for the helper's answer: (value, fds), or its error raised here."""
         try:
-            (kind, value), fds = _recv(self.sock)
-        except EOFError as e:
+            (kind, value), fds = channel.recv(self.sock, maxfds=channel.SCM_MAX_FD,
+                                              maxsize=MAX_ANSWER, pickle=True)
+        except channel.ChannelError as e:
             _wait(self.pid)
             raise HelperCrash(f"a helper died: {e}") from None
         except BaseException:  # e.g. Ctrl-C while waiting: leave no helper behind
@@ -268,12 +231,12 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
                     os._exit(_wait(grandchild) & 0xFF)
             value = fn(*args)
             if isinstance(value, Handoff):
-                _send(child_sock, ("ok", value.data), value.fds)
+                channel.send(child_sock, ("ok", value.data), value.fds, pickle=True)
             else:
-                _send(child_sock, ("ok", value))
+                channel.send(child_sock, ("ok", value), pickle=True)
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the shell
             try:
-                _send(child_sock, ("err", portable(exc)))
+                channel.send(child_sock, ("err", portable(exc)), pickle=True)
             except BaseException:
                 pass
         finally:
