@@ -123,9 +123,16 @@ def close_all(fds: Sequence[int]) -> None:
             pass
 
 
+# Plain ints: the socket module's flags are enum members, slow to combine per message.
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SCM_RIGHTS = int(socket.SCM_RIGHTS)
+_CTRUNC = int(socket.MSG_CTRUNC)
+_CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
+
+
 def _take_fds(anc, fds: list[int]) -> None:
     for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
             got = array.array("i")
             got.frombytes(data[:len(data) - len(data) % _INT])
             fds.extend(got)
@@ -139,16 +146,18 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
     fds: list[int] = []
     try:
         anc_size = socket.CMSG_SPACE(maxfds * _INT) if maxfds > 0 else 0
-        head = b""
-        while len(head) < _HDR.size:
-            # recvmsg for the header: the fds ride on its first byte.  Exactly the
-            # header's bytes, so a frame queued behind this one is left alone.
-            data, anc, flags, _ = sock.recvmsg(_HDR.size - len(head), anc_size,
-                                               socket.MSG_CMSG_CLOEXEC)
-            _take_fds(anc, fds)
-            if flags & socket.MSG_CTRUNC:
+        # recvmsg for the header: the fds ride on its first byte.  Exactly the header's
+        # bytes, so a frame queued behind this one is left alone.
+        head, anc, flags, _ = sock.recvmsg(_HDR.size, anc_size, _CLOEXEC)
+        while True:
+            if anc:
+                _take_fds(anc, fds)
+            if flags & _CTRUNC:
                 raise FdsLost(f"fds were dropped (more than {maxfds}, or none left to "
                               "receive them)")
+            if len(head) >= _HDR.size:
+                break
+            data, anc, flags, _ = sock.recvmsg(_HDR.size - len(head), anc_size, _CLOEXEC)
             if not data:
                 raise PeerGone("the other end closed" + (" mid-frame" if head else ""))
             head += data
@@ -159,20 +168,23 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
             raise FdsLost(f"a frame with {nfds} fds (at most {maxfds})")
         if len(fds) != nfds:
             raise BadFrame(f"a frame that says {nfds} fds came with {len(fds)}")
-        if codec == PICKLE and not pickle:
-            raise BadFrame("a pickled frame where only JSON is accepted")
-        if codec not in (JSON, PICKLE):
-            raise BadFrame(f"unknown codec {codec}")
+        if codec != JSON and (codec != PICKLE or not pickle):
+            raise BadFrame("a pickled frame where only JSON is accepted" if codec == PICKLE
+                           else f"unknown codec {codec}")
         if size > maxsize:
             raise BadFrame(f"a message of {size} bytes (at most {maxsize})")
         # Plain recv for the payload: fds a peer attached further on are never installed
         # (the kernel releases them when the reader asks for no control data).
-        body = bytearray()
-        while len(body) < size:
-            chunk = sock.recv(min(size - len(body), 1 << 20))
-            if not chunk:
-                raise PeerGone("the other end closed mid-frame")
-            body += chunk
+        body = sock.recv(size) if size else b""
+        if len(body) < size:
+            parts, got = [body], len(body)
+            while got < size:
+                chunk = sock.recv(min(size - got, 1 << 20))
+                if not chunk:
+                    raise PeerGone("the other end closed mid-frame")
+                parts.append(chunk)
+                got += len(chunk)
+            body = b"".join(parts)
         try:
             if codec == PICKLE:
                 import pickle as _pickle
