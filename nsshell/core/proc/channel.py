@@ -44,11 +44,12 @@ without the shell's heavy parts.
 
 from __future__ import annotations
 
-import array
 import os
-import socket
 import struct
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["send", "recv", "header", "ChannelError", "PeerGone", "FdsLost", "BadFrame",
            "Undecodable", "close_all",
@@ -62,7 +63,7 @@ DEFAULT_MAXSIZE = 1 << 24        # 16 MiB unless the caller says otherwise
 
 _HDR = struct.Struct("=2sBBI")
 HEADER_SIZE = _HDR.size
-_INT = array.array("i").itemsize
+_INT = struct.calcsize("i")
 
 
 class ChannelError(Exception):
@@ -107,7 +108,9 @@ def send(sock: socket.socket, obj: Any, fds: Sequence[int] = (), *, pickle: bool
     payload = _encode(obj, pickle)
     data = _HDR.pack(MAGIC, PICKLE if pickle else JSON, len(fds), len(payload)) + payload
     if fds:
-        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+        import array
+        import _socket
+        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                                       array.array("i", fds))])
     else:
         sent = sock.send(data)
@@ -123,16 +126,15 @@ def close_all(fds: Sequence[int]) -> None:
             pass
 
 
-# Plain ints: the socket module's flags are enum members, slow to combine per message.
-_SOL_SOCKET = int(socket.SOL_SOCKET)
-_SCM_RIGHTS = int(socket.SCM_RIGHTS)
-_CTRUNC = int(socket.MSG_CTRUNC)
-_CLOEXEC = int(socket.MSG_CMSG_CLOEXEC)
-
+# Imported where used, not at the top (the shell imports this module at start-up and
+# may never fork a helper).  `_socket`, not `socket`: plain ints, where the socket
+# module's flags are enum members (slow to combine per message) and cost ~2 ms to import.
 
 def _take_fds(anc, fds: list[int]) -> None:
+    import array
+    import _socket
     for level, kind, data in anc:
-        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             got = array.array("i")
             got.frombytes(data[:len(data) - len(data) % _INT])
             fds.extend(got)
@@ -143,21 +145,23 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
     """One frame from SOCK: (obj, fds).  At most MAXFDS fds and MAXSIZE payload bytes;
     a pickled payload only with PICKLE.  Raises PeerGone, FdsLost or BadFrame (all
     ChannelError) with every received fd closed; see the module's docstring."""
+    import _socket
+    ctrunc, cloexec = _socket.MSG_CTRUNC, _socket.MSG_CMSG_CLOEXEC
     fds: list[int] = []
     try:
-        anc_size = socket.CMSG_SPACE(maxfds * _INT) if maxfds > 0 else 0
+        anc_size = _socket.CMSG_SPACE(maxfds * _INT) if maxfds > 0 else 0
         # recvmsg for the header: the fds ride on its first byte.  Exactly the header's
         # bytes, so a frame queued behind this one is left alone.
-        head, anc, flags, _ = sock.recvmsg(_HDR.size, anc_size, _CLOEXEC)
+        head, anc, flags, _ = sock.recvmsg(_HDR.size, anc_size, cloexec)
         while True:
             if anc:
                 _take_fds(anc, fds)
-            if flags & _CTRUNC:
+            if flags & ctrunc:
                 raise FdsLost(f"fds were dropped (more than {maxfds}, or none left to "
                               "receive them)")
             if len(head) >= _HDR.size:
                 break
-            data, anc, flags, _ = sock.recvmsg(_HDR.size - len(head), anc_size, _CLOEXEC)
+            data, anc, flags, _ = sock.recvmsg(_HDR.size - len(head), anc_size, cloexec)
             if not data:
                 raise PeerGone("the other end closed" + (" mid-frame" if head else ""))
             head += data
