@@ -245,3 +245,16 @@ def test_channel_spawn_helper_cut_short_leaks_nothing(some_fds, cut):
     with pytest.raises(spawn.HelperCrash):
         spawn.Pending(pid, parent).result()
     assert not (open_fds() - before)
+
+
+def test_channel_and_keeperd_start_light():
+    """channel.py is stdlib only, and the keeper daemon loads nothing else of nsshell at
+    start (it must not depend on the shell's heavy parts)."""
+    import subprocess
+    import sys
+    code = ("import sys, nsshell.core.store.keeperd; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('nsshell'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["nsshell", "nsshell.core", "nsshell.core.proc", "nsshell.core.proc.channel",
+                   "nsshell.core.store", "nsshell.core.store.keeperd"]
