@@ -552,19 +552,6 @@ def _persist_helper(plan: dict) -> dict:
             os.close(fd)
 
 
-def _ns_pids(pid_ino: int) -> list[int]:
-    """Processes in the PID namespace PID_INO (pids as the host sees them)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.stat(f"/proc/{d}/ns/pid").st_ino == pid_ino:
-                    out.append(int(d))
-            except OSError:
-                continue
-    return sorted(out)
-
-
 def _pipe_holders(pipe_inos: set[int], skip: set[int]) -> list[int]:
     """Processes (other than SKIP) holding an fd on one of the pipes PIPE_INOS."""
     want = {f"pipe:[{i}]" for i in pipe_inos}
@@ -592,7 +579,8 @@ def _pid_users(meta: dict, pid_ino: int | None) -> tuple[list[int], list[int]]:
     init = meta.get("init") if isinstance(meta.get("init"), dict) else None
     if pid_ino is None or not proven_init(init, pid_ino):
         return [], []
-    users = [p for p in _ns_pids(pid_ino) if p != init["pid"]]
+    from ..look.discover import processes_in
+    users = [p for p in processes_in(nstypes.PID, pid_ino) if p != init["pid"]]
     if not users:
         return [], []
     from .holder import _pipes
