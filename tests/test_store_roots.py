@@ -123,3 +123,35 @@ def test_the_scan_names_bind_mounts_under_the_root_it_is_given(store, prefix):
         assert name not in plain.get("uts", ino).names
     finally:
         assert store.run(f"unpersist {name}").rc == 0
+
+
+def _imports(path: str, package: str) -> set[str]:
+    """Every nsshell module PATH imports (at any depth of the file, lazy ones too)."""
+    import ast
+    out = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = ".".join(parts[:len(parts) - node.level + 1]) if node.level else ""
+            mod = ".".join(p for p in (base, node.module) if p)
+            out |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m.split(".")[0] == "nsshell"}
+
+
+def test_the_store_takes_plain_values_and_imports_nothing_above_core():
+    """core/store imports no session, command, render or REPL module (only core, kernel,
+    errors and the name rule), and keeper and persist do not import each other's way back."""
+    import glob
+    import nsshell
+    here = os.path.dirname(nsshell.__file__)
+    allowed = ("nsshell.core.", "nsshell.kernel", "nsshell.errors", "nsshell.names")
+    seen = {}
+    for path in sorted(glob.glob(os.path.join(here, "core", "store", "*.py"))):
+        mod = "nsshell.core.store." + os.path.basename(path)[:-3]
+        seen[mod] = _imports(path, "nsshell.core.store")
+        wrong = sorted(m for m in seen[mod] if not m.startswith(allowed) and m != "nsshell")
+        assert wrong == [], (mod, wrong)
+    assert not any(m.startswith("nsshell.core.store.persist")
+                   for m in seen["nsshell.core.store.keeper"])
