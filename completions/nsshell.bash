@@ -34,7 +34,7 @@ _nsshell() {
             compopt -o nospace 2>/dev/null
             _nsshell_line "$cur"
             return 0 ;;
-        --never--)
+        --persist-root)
             return 0 ;;
     esac
     # after a script FILE, its arguments are its own business
@@ -46,7 +46,7 @@ _nsshell() {
         esac
     done
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "-h --help -c --json -k --keep-going --debug --no-plugins --version --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "-h --help -c --json -k --keep-going --debug --no-plugins --persist-root --version --help" -- "$cur"))
         return 0
     fi
     compopt -o filenames 2>/dev/null

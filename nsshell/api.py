@@ -146,7 +146,11 @@ class Session:
         self.capture = capture
         self._persisted: dict[str, str] = {}
         self._closed = False
+        from .cli import persist_root
+        from .commands.persist import install
+        root = persist_root()  # as the CLI decides it: $NSSHELL_PERSIST_ROOT or the default
         self._session = _Session(interactive=False)
+        install(self._session, root)
         if keep_going:
             self._session.settings["errexit"].value = False
         if not terminal:

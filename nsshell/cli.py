@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--keep-going", action="store_true", help="do not stop a batch at the first failure")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     p.add_argument("--no-plugins", action="store_true", help="load no plugins")
+    p.add_argument("--persist-root", metavar="DIR",
+                   help="where `persist` keeps namespaces and persisted names are found "
+                        "(default: $NSSHELL_PERSIST_ROOT, or /run/nsshell)")
     p.add_argument("--version", action="version", version=f"nsshell {__version__}")
     p.add_argument("--complete", metavar="LINE", help=argparse.SUPPRESS)
     p.add_argument("file", nargs="?", metavar="FILE", help="a script of nsshell commands")
@@ -111,6 +114,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def persist_root(option: str | None = None) -> str:
+    """The persist root, decided once: --persist-root, $NSSHELL_PERSIST_ROOT, /run/nsshell.
+    A bad one is a UsageError naming where it came from."""
+    from .core.store.persist import DEFAULT_ROOT, ENV_ROOT, parse_root
+    from .errors import UsageError
+    text, where = ((option, "--persist-root") if option is not None else
+                   (os.environ.get(ENV_ROOT), f"${ENV_ROOT}"))
+    if not text:
+        return DEFAULT_ROOT
+    try:
+        return parse_root(text)
+    except ValueError as e:
+        raise UsageError(f"{where} {text!r}: {e}", "an absolute path, e.g. /run/nsshell") from None
+
+
 def _main(opts) -> int:
     from . import commands  # noqa: F401 - registers the built-ins
     from .engine import Engine, read_script
@@ -119,9 +137,16 @@ def _main(opts) -> int:
     from .session import Session
 
     interactive = opts.command is None and opts.file is None and sys.stdin.isatty()
+    try:
+        root = persist_root(opts.persist_root)
+    except NsshellError as e:
+        _say(str(e))
+        return e.status
     if not opts.no_plugins:
         _load_plugins()
     session = Session(interactive=interactive)
+    from .commands.persist import install
+    install(session, root)
     if opts.keep_going:
         session.settings["errexit"].value = False
     renderer = Renderer(want_json=opts.json)

@@ -63,8 +63,6 @@ class Session:
                          "stop a batch at the first failing command")
         self.add_setting("root", True, _bool,
                          "become root (if mapped) when entering a user namespace, as nsenter does")
-        from .core.store import persist as _persist  # persisted names, looked up lazily
-        _persist.install(self)
         for hook in INIT_HOOKS:
             hook(self)
 

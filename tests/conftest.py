@@ -201,7 +201,10 @@ class Shell:
         from nsshell.render import Renderer
         from nsshell.session import Session
         self.out, self.err = io.StringIO(), io.StringIO()
+        from nsshell.cli import persist_root
+        from nsshell.commands.persist import install
         self.session = Session()
+        install(self.session, persist_root())  # as the CLI does
         self.engine = Engine(self.session, Renderer(self.out, self.err,
                                                     mode="json" if json else "plain"))
 

@@ -16,6 +16,7 @@ from ..kernel import nsfs, nstypes, syscalls
 from ..registry import Annotated, command
 from ..results import Diff, Multi, Node, Record, Result, Table, Tree
 from ..types import Choice, NsTypes, Pid, Ref
+from .persist import root_of
 
 Types = Annotated[tuple, NsTypes()]
 RefArg = Annotated[NsSet, Ref()]
@@ -48,7 +49,7 @@ class _Many(Multi):
 
 def ls_rows(sh, types=None) -> list[dict]:
     """The data behind `ls` (and its JSON): lsns's keys, then how each is held."""
-    scan = discover.scan(types, session=sh)
+    scan = discover.scan(types, session=sh, persist_root=root_of(sh))
     try:
         own_mnt = f"mnt:[{os.stat('/proc/self/ns/mnt').st_ino}]"
     except OSError:
@@ -232,7 +233,8 @@ def _each_open(scan: discover.Scan, type_name: str | None = None):
 
 
 def _user_tree(sh, scan: discover.Scan | None = None) -> Tree:
-    scan = scan if scan is not None else discover.scan(session=sh)   # top passes its own
+    if scan is None:   # top passes its own
+        scan = discover.scan(session=sh, persist_root=root_of(sh))
     hier = _Hier(scan, nstypes.USER)
     owned: dict[int | None, list[discover.NsInfo]] = {}
     uid_of: dict[int, int | None] = {}
@@ -282,7 +284,7 @@ def _leaf(info: discover.NsInfo) -> Node:
 
 
 def _pid_tree(sh) -> Tree:
-    scan = discover.scan((nstypes.PID,), session=sh)
+    scan = discover.scan((nstypes.PID,), session=sh, persist_root=root_of(sh))
     hier = _Hier(scan, nstypes.PID)
     owners = {}
     for (_t, ino), fd in _each_open(scan, "pid"):
@@ -469,7 +471,8 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     picked = ref.pick(types) if types else ref
     if not picked.handles:
         raise NotFoundError(f"{ref.label} holds no namespaces")
-    scan = discover.scan([h.type for h in picked.handles.values()], session=sh)
+    scan = discover.scan([h.type for h in picked.handles.values()], session=sh,
+                         persist_root=root_of(sh))
     entries = []
     for t in nstypes.ALL:
         h = picked.handles.get(t.name)
@@ -572,7 +575,7 @@ def identify(sh, pid: Annotated[int, Pid()], *, json_: bool = False):
             raise NotFoundError(f"cannot see the namespaces of process {pid}: permission denied",
                                 "a process's namespaces are visible to its owner and root") from None
     scan = discover.scan([nstypes.get(t) for t in inos], session=sh, fds=False, threads=False,
-                         sockets=False, relations=False)
+                         sockets=False, relations=False, persist_root=root_of(sh))
     data = []
     for t, ino in inos.items():
         info = scan.get(t, ino)

@@ -1,27 +1,105 @@
-"""Keeping namespaces beyond the shell: persist, unpersist."""
+"""Keeping namespaces beyond the shell: persist, unpersist, and persisted names.
+
+The store (core/store/persist.py) takes plain values: a root, names, handles.  This is
+where a session meets it, in one place: `install(session, root)` (the CLI calls it with
+the root it decided: --persist-root, $NSSHELL_PERSIST_ROOT or /run/nsshell) adds the
+`persist_root` setting and the one resolver of persisted names (`join foo` finding a
+persisted foo), which also completes them and lists them for `handles`."""
 
 from __future__ import annotations
 
+from .. import names
 from ..core.look import discover
 from ..core.store import persist as store
 from ..core.ns.handle import NsSet
 from ..errors import UsageError
 from ..registry import Annotated, Kw, command
 from ..results import Message
-from ..types import ParamType, Path, Ref, Word
+from ..types import ParamType, Path, Ref
 
 RefArg = Annotated[NsSet, Ref()]
+SETTING = "persist_root"
+
+
+# --- the session's persisted names -------------------------------------------------------
+
+def install(session, root: str) -> None:
+    """Add the persist_root setting (ROOT: what the CLI decided) and the persisted-name
+    resolver to SESSION.  Cheap: nothing is scanned until a name is looked up."""
+    if SETTING not in session.settings:
+        session.add_setting(SETTING, root, store.parse_root,
+                            "where `persist` keeps namespaces (nsshell --persist-root, "
+                            f"${store.ENV_ROOT}, default {store.DEFAULT_ROOT})")
+    if _resolver not in session.resolvers:
+        session.resolvers.insert(0, _resolver)  # persisted names come right after the session's
+
+
+def root_of(session) -> str:
+    """SESSION's persist root: its setting (the default root in a session nothing installed)."""
+    s = session.settings.get(SETTING) if session is not None else None
+    return s.value if s is not None and s.value else store.DEFAULT_ROOT
+
+
+def _resolver(session, text: str) -> NsSet | None:
+    """A persisted set called TEXT, held by SESSION under that name from now on (when the
+    name is one a session may hold: an odd `ip netns` name is usable, but not held)."""
+    found = store.lookup(text, root_of(session))
+    if found is not None and found.name and found.name not in session.sets:
+        try:
+            session.check_new_name(found.name)
+        except ValueError:
+            return found
+        session.add_set(found)
+    return found
+
+
+def _candidates(session, prefix: str) -> list[tuple[str, str]]:
+    seen: dict[str, list[str]] = {}
+    try:
+        rows = store.list_persisted(root_of(session))
+    except Exception:  # noqa: BLE001 - completion never fails
+        return []
+    for r in rows:
+        if r["name"].startswith(prefix):
+            seen.setdefault(r["name"], []).append(r["type"])
+    return [(n, "persisted: " + " ".join(ts)) for n, ts in sorted(seen.items())]
+
+
+def _rows(session) -> list[dict]:
+    """Rows for `handles`: persisted sets this session does not hold yet."""
+    out = []
+    try:
+        found = store.list_persisted(root_of(session))
+    except Exception:  # noqa: BLE001 - a listing of the store never breaks `handles`
+        return out
+    for r in found:
+        if r["name"] in session.sets:
+            continue
+        row = {"name": r["name"], "type": r["type"], "ns": r["nsid"], "inode": r["inode"],
+               "owner": store.owner_of(r["path"]) if r["source"] != "keeper" else r.get("owner"),
+               "origin": r["source"], "persisted": r["path"], "current": False}
+        if "alive" in r:
+            row["alive"] = r["alive"]
+        out.append(row)
+    return out
+
+
+_resolver.candidates = _candidates
+_resolver.rows = _rows
 
 
 def _names_for_ls(session):
     """Persisted names for `ls`/`identify` (discover's hook): (type, inode, name).
     What an interrupted persist or unpersist left is finished or rolled back first, and
-    said (one line each)."""
+    said (one line each).  Without a session there is no persist root: no names."""
+    if session is None:
+        return
+    root = root_of(session)
     engine = getattr(session, "engine", None)
-    for note in store.recover(session):
+    for note in store.recover(root):
         if engine is not None:
             engine.renderer.warn(note)
-    for r in store.list_persisted(session):
+    for r in store.list_persisted(root):
         if "holder" in r:  # the keeper's: /proc does not show its fds
             yield r["type"], r["inode"], r["name"], r["holder"]
         else:
@@ -40,7 +118,7 @@ class PersistedName(ParamType):
         if prefix.startswith("/"):
             from ..types import complete_path
             return complete_path(prefix, dirs_only=True)
-        return store._candidates(session, prefix)
+        return _candidates(session, prefix)
 
     def hint(self, session):
         return "`handles` lists persisted sets"
@@ -50,22 +128,33 @@ class RootDir(ParamType):
     metavar = "DIR"
 
     def parse(self, text, session):
-        return store._parse_root(text)
+        return store.parse_root(text)
 
     def complete(self, prefix, session):
         from ..types import complete_path
         return complete_path(prefix, dirs_only=True)
 
 
+class PersistName(ParamType):
+    """A name to persist under: the one name rule (not the session's: it may be taken)."""
+    metavar = "NAME"
+
+    def parse(self, text, session):
+        return names.check(text)
+
+    def hint(self, session):
+        return names.RULE
+
+
 @command("persist")
 def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = None,
-            name: Annotated[str, Kw("as"), Word("NAME")] = None, *,
+            name: Annotated[str, Kw("as"), PersistName()] = None, *,
             root: Annotated[str, RootDir()] = None):
     """Bind-mount a set's namespaces so they outlive the shell, and can be used by name later.
 
     Each namespace is bound at ROOT/NAME/TYPE (ROOT: --root, the persist_root
-    setting, $NSSHELL_PERSIST_ROOT, or /run/nsshell, which is made a private
-    mount of itself first); a net namespace also at /run/netns/NAME, so
+    setting, nsshell --persist-root, $NSSHELL_PERSIST_ROOT, or /run/nsshell, which
+    is made a private mount of itself first); a net namespace also at /run/netns/NAME, so
     `ip netns exec NAME` works.  A PID namespace keeps its init alive through a
     detached holder process until `unpersist` (and while a session that joined
     it still uses it).  The shell's own mount namespace cannot be bound inside
@@ -98,13 +187,13 @@ def persist(sh, ref: RefArg, dir: Annotated[str, Path("DIR", dirs_only=True)] = 
     pname = name or ref.name
     if not pname:
         raise UsageError(f"{ref.label} has no name to persist it under", "add `as NAME`")
-    if not store.NAME_OK(pname):
-        raise UsageError(f"{pname!r} cannot be a persisted name",
-                         "a letter or _ then letters, digits, _ . - (64 at most)")
     if dir is not None and not dir.startswith("/"):
         import os
         dir = os.path.abspath(dir)
-    done = store.persist(sh, ref, pname, dir, root)
+    done = store.persist(ref, pname, root=root or root_of(sh), dirpath=dir,
+                         host_mnt=sh.host.handles.get("mnt"))  # the name: checked there
+    if ref.name and sh.sets.get(ref.name) is ref:
+        ref.persisted = done.path
     if done.keeper:
         parts = [f"{done.name}: {' '.join(done.types)} kept at {done.path} by the keeper"
                  + (f" (pid {done.holder})" if done.holder else "")]
@@ -151,7 +240,12 @@ def unpersist(sh, ref: Annotated[str, PersistedName()], *,
       unpersist /srv/ns/lab
       unpersist --force box
     """
-    out = store.unpersist(sh, ref, root, force)
+    held = sh.sets.get(ref)
+    out = store.unpersist(ref, root=root or root_of(sh), force=force,
+                          held=held.persisted if held is not None else None)
+    for s in sh.sets.values():  # the session's records of what is gone
+        if s.persisted == out["path"] or (s.name == ref and s.persisted):
+            s.persisted = None
     text = f"unpersisted {ref}: removed " + (", ".join(out["removed"]) or "nothing")
     if out.get("notes"):
         text += " (" + "; ".join(out["notes"]) + ")"

@@ -16,6 +16,7 @@ from ..errors import NsshellError, UsageError
 from ..registry import Annotated, command
 from ..results import Status, Table
 from ..types import Seconds
+from .persist import root_of
 
 COLUMNS = ["namespace", "type", "nprocs", "held", "names", "command"]
 
@@ -48,12 +49,12 @@ class Refresher:
         full = self.n % self.FULL_EVERY == 0
         self.n += 1
         if full:
-            scan = discover.scan(session=self.sh, progress=quiet)
+            scan = discover.scan(session=self.sh, persist_root=root_of(self.sh), progress=quiet)
             self.carry = {k: i for k, i in scan.namespaces.items()
                           if i.kinds & _HEAVY or not i.kinds & _SEEN_LIGHT}
             return scan
         scan = discover.scan(session=self.sh, fds=False, threads=False, sockets=False,
-                             relations=False, progress=quiet)
+                             relations=False, progress=quiet, persist_root=root_of(self.sh))
         for key, old in self.carry.items():
             cur = scan.namespaces.get(key)
             if cur is None:
@@ -115,7 +116,7 @@ def details(sh, row: dict) -> str:
         if h is None:
             return f"{row['label']}: cannot be opened"
         from ..progress import NULL as quiet
-        scan = discover.scan([h.type], session=sh, progress=quiet)
+        scan = discover.scan([h.type], session=sh, persist_root=root_of(sh), progress=quiet)
         d = describe_handle(h, scan.get(h.type.name, h.nsid.ino))
         return sh.engine.renderer.plain(_show_record(d))
     except NsshellError as e:

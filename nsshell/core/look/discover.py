@@ -39,7 +39,6 @@ RELATION_KINDS = ("owner", "parent")
 # when the scan of /proc did not find it.
 NAME_SOURCES: list[Callable[[object], Iterable[tuple[str, int, str]]]] = []
 
-_PERSIST_ROOT = "/run/nsshell/"
 _NETNS_ROOT = "/run/netns/"
 
 
@@ -213,8 +212,12 @@ def socket_netns(pid: int, fd: int) -> int:
 
 def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = True,
          threads: bool = True, mounts: bool = True, sockets: bool = True,
-         relations: bool = True, progress: Progress | None = None) -> Scan:
+         relations: bool = True, progress: Progress | None = None,
+         persist_root: str | None = None) -> Scan:
     """Every namespace of TYPES (default all) on the system, with its holders.
+
+    A bind mount at PERSIST_ROOT/NAME/TYPE (the caller's persist root; none by default)
+    or /run/netns/NAME names its namespace NAME.
 
     With RELATIONS, the owner (NS_GET_USERNS) and parent (NS_GET_PARENT) of every
     namespace found are followed, and what they reach is included: user namespaces
@@ -228,7 +231,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
         types = nstypes.ALL   # a user namespace may be reached only as an owner
     with progress.task("scanning processes") as task:
         result = _scan(types, session, task, fds=fds, threads=threads, mounts=mounts,
-                       sockets=sockets, relations=relations)
+                       sockets=sockets, relations=relations, persist_root=persist_root)
     if len(wanted) != len(nstypes.ALL):
         names = {t.name for t in wanted}
         everything = result.namespaces
@@ -238,7 +241,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
 
 
 def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
-          sockets: bool, relations: bool) -> Scan:
+          sockets: bool, relations: bool, persist_root: str | None = None) -> Scan:
     types = tuple(types) if types is not None else nstypes.ALL
     # Mount namespaces are always looked at: bind mounts are found per mount namespace,
     # and one no process is in is entered through whatever holds it (an fd, a bind
@@ -366,7 +369,7 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
                 info.paths.append(fdbase + fdname)
 
     if mounts:
-        routes, seen = _scan_mounts(result, mnt_pids, names)
+        routes, seen = _scan_mounts(result, mnt_pids, names, persist_root)
     if session is not None:
         _session_holders(result, session, names)
     if mounts:
@@ -593,7 +596,8 @@ def _nsfs_mounts(mounts: list[mountinfo.Mount]) -> Iterable[tuple[int, str, int,
         yield m.id, ref[0], ref[1], dev, m.target
 
 
-def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
+def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str],
+                 persist_root: str | None = None):
     """nsfs bind mounts in every mount namespace a process is in.  Returns the bind
     mounts of mount namespaces (inode -> (pid, mount id, mount point)) and the holders
     recorded, for _scan_unentered."""
@@ -622,7 +626,7 @@ def _scan_mounts(result: Scan, mnt_pids: dict[int, list[int]], names: set[str]):
                 seen.add((ino, mp))
                 info.holders.append({"kind": "mount", "path": mp, "mnt": f"mnt:[{mnt_ino}]",
                                      "pid": pid})
-                _name_from_mount(info, mp)
+                _name_from_mount(info, mp, persist_root)
             # Opened later as that mount (by its id), never as whatever the path leads to.
             info.mounts.append((pid, mnt_id, mp))
     return mnt_routes, seen
@@ -824,14 +828,15 @@ def _take(result: Scan, mnt_ino: int, value: list, fds: list[int], names: set[st
     return nxt
 
 
-def _name_from_mount(info: NsInfo, mp: str) -> None:
-    """Persisted names: /run/netns/NAME (ip netns) and /run/nsshell/NAME/TYPE."""
+def _name_from_mount(info: NsInfo, mp: str, persist_root: str | None) -> None:
+    """Persisted names: /run/netns/NAME (ip netns) and PERSIST_ROOT/NAME/TYPE."""
+    store = persist_root.rstrip("/") + "/" if persist_root else None
     if mp.startswith(_NETNS_ROOT) and info.type == "net":
         rest = mp[len(_NETNS_ROOT):]
         if rest and "/" not in rest:
             info.add_name(rest)
-    elif mp.startswith(_PERSIST_ROOT):
-        rest = mp[len(_PERSIST_ROOT):].split("/")
+    elif store is not None and mp.startswith(store):
+        rest = mp[len(store):].split("/")
         if len(rest) == 2 and rest[0]:
             info.add_name(rest[0])
 

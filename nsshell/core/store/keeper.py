@@ -282,13 +282,13 @@ def request(req: dict, fds=(), start: bool = False):
 
 def persist(nsset, name: str):
     from ...errors import NsshellError
-    from .persist import Persisted, _init_info
+    from .entry import Persisted, init_info
     types = [t for t in nsset.handles]
     fds = [nsset.handles[t].fd for t in types]
     req = {"op": "put", "name": name, "types": types}
     notes = ["no bind mounts without root: ip netns and nsenter do not see it"]
     if "pid" in nsset.handles:
-        lifeline, info, pidfd = _init_info(nsset.handles["pid"])
+        lifeline, info, pidfd = init_info(nsset.handles["pid"])
         req["init"] = info
         if lifeline is not None:
             req["lifeline"] = True

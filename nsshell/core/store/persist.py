@@ -1,6 +1,7 @@
 """Keeping namespaces: the bind-mount store, /run/netns compatibility, reload by name.
 
-Layout (root: the `persist_root` setting, $NSSHELL_PERSIST_ROOT, or /run/nsshell):
+Layout (ROOT: a value the caller gives; the CLI decides it once, from --persist-root,
+$NSSHELL_PERSIST_ROOT or /run/nsshell, and the `persist_root` setting may change it):
 
     ROOT/NAME/TYPE        a bind mount of the namespace file (nsfs), one per type
     ROOT/NAME/meta.json   identities, the /run/netns entry made, the PID init and its holder
@@ -18,8 +19,9 @@ per-user keeper process instead (core/store/keeper.py).  The walking of paths an
 mount table are in core/store/storefs.py, a persisted PID init's holder in
 core/store/holder.py.
 
-Persisted sets are found lazily: the resolver installed by `install` looks a
-name up only when the session's own names did not match.
+Everything here takes plain values (a root path, names, handles), never a session:
+the command layer (nsshell/commands/persist.py) resolves persisted names for a
+session, lazily, and keeps the session's own records.
 """
 
 from __future__ import annotations
@@ -29,41 +31,40 @@ import fcntl
 import os
 import stat
 import time
-from dataclasses import dataclass, field
 
+from ... import names
 from ...errors import KernelError, NotFoundError, NsshellError, UsageError
 from ...kernel import nstypes, syscalls
 from ...kernel.nsfs import open_ns, open_proc_ns, owner_nsid
 from ..proc import spawn
 from ..ns.handle import Handle, NsSet
-from .holder import (PersistedInit, proven_init, same_process, start_holder, start_time,
+from .entry import Persisted, init_info
+from .holder import (PersistedInit, proven_init, same_process, start_holder,
                      stop_proven_holder, take_lifeline)
 from .storefs import (DIR_FLAGS, NETNS_DIR, ROOT_MARK, check_trusted, ensure_netns_dir, ensure_private_root,
                       exists_dir, fdpath, mount_error, normal, release_root, store_error,
                       symlink_error, walk, write_atomic)
 
-DEFAULT_ROOT = "/run/nsshell"
+DEFAULT_ROOT = "/run/nsshell"      # the root when neither --persist-root nor ENV_ROOT says
 ENV_ROOT = "NSSHELL_PERSIST_ROOT"
 META = "meta.json"
 
-def NAME_OK(name: str) -> bool:
-    """A persisted name is one safe path component: the one name rule (nsshell/names.py)."""
-    from ... import names
-    return names.valid(name) and name != META
+# A persisted name is a name like any other: the one rule (nsshell/names.py).
+NAME_OK = names.valid
 
 
-# --- settings ---------------------------------------------------------------------
-
-def default_root() -> str:
-    return os.environ.get(ENV_ROOT) or DEFAULT_ROOT
-
-
-def root_of(session) -> str:
-    s = getattr(session, "settings", {}).get("persist_root") if session is not None else None
-    return (s.value if s is not None and s.value else None) or default_root()
+def check_name(name: str) -> str:
+    """NAME, or the refusal every command gives a name that breaks the rule."""
+    why = names.problem(name)
+    if why is not None:
+        raise UsageError(f"NAME {name!r}: {why}", names.RULE)
+    return name
 
 
-def _parse_root(text: str) -> str:
+# --- the root ---------------------------------------------------------------------
+
+def parse_root(text: str) -> str:
+    """TEXT as a persist root (absolute, no '..', normalised); ValueError saying why not."""
     if "\0" in text:
         raise ValueError("the persist root cannot contain a NUL byte")
     if not text.startswith("/"):
@@ -551,19 +552,6 @@ def _persist_helper(plan: dict) -> dict:
             os.close(fd)
 
 
-def _ns_pids(pid_ino: int) -> list[int]:
-    """Processes in the PID namespace PID_INO (pids as the host sees them)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if os.stat(f"/proc/{d}/ns/pid").st_ino == pid_ino:
-                    out.append(int(d))
-            except OSError:
-                continue
-    return sorted(out)
-
-
 def _pipe_holders(pipe_inos: set[int], skip: set[int]) -> list[int]:
     """Processes (other than SKIP) holding an fd on one of the pipes PIPE_INOS."""
     want = {f"pipe:[{i}]" for i in pipe_inos}
@@ -591,7 +579,8 @@ def _pid_users(meta: dict, pid_ino: int | None) -> tuple[list[int], list[int]]:
     init = meta.get("init") if isinstance(meta.get("init"), dict) else None
     if pid_ino is None or not proven_init(init, pid_ino):
         return [], []
-    users = [p for p in _ns_pids(pid_ino) if p != init["pid"]]
+    from ..look.discover import processes_in
+    users = [p for p in processes_in(nstypes.PID, pid_ino) if p != init["pid"]]
     if not users:
         return [], []
     from .holder import _pipes
@@ -687,18 +676,6 @@ def _recover_helper(root: str) -> list[str]:
 
 # --- the shell side -------------------------------------------------------------------------
 
-@dataclass
-class Persisted:
-    name: str
-    path: str
-    types: list[str]
-    netns: str | None = None
-    holder: int | None = None
-    same: bool = False
-    keeper: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
 def use_keeper() -> bool:
     """No bind mounts possible: not root, or root of a user namespace that does not own the
     shell's mount namespace (e.g. under `unshare -r`).  Then the per-user keeper holds sets."""
@@ -720,27 +697,12 @@ def use_keeper() -> bool:
         os.close(ufd)
 
 
-def _init_info(h: Handle) -> tuple[int | None, dict | None, int | None]:
-    """(lifeline fd, {"pid", "start"} of the init, init pidfd) of a PID handle."""
-    holder = h.holder
-    if holder is None:
-        return None, None, None
-    if isinstance(holder, PersistedInit):
-        info = {"pid": holder.init_pid, "start": holder.start} if holder.init_pid else None
-        if holder.lifeline is not None and holder.lifeline >= 0 and info is not None:
-            # a lifeline of our own (see take_lifeline): this entry gets a holder of its own
-            return holder.lifeline, info, holder.pidfd if holder.pidfd >= 0 else None
-        return None, info, None
-    pid = holder.pid
-    info = {"pid": pid, "start": start_time(pid)} if pid else None
-    lifeline = holder.lifeline if holder.lifeline is not None and holder.lifeline >= 0 else None
-    return lifeline, info, holder.pidfd
-
-
-def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
-            root: str | None = None) -> Persisted:
+def persist(nsset: NsSet, name: str, *, root: str, dirpath: str | None = None,
+            host_mnt: Handle | None = None) -> Persisted:
     """Bind-mount every namespace of NSSET under ROOT/NAME (or DIRPATH); net also at
-    /run/netns/NAME; a PID namespace gets a detached holder of its init."""
+    /run/netns/NAME; a PID namespace gets a detached holder of its init.  HOST_MNT: the
+    caller's own mount namespace, which cannot be bound inside itself."""
+    check_name(name)
     if not nsset.handles:
         raise NsshellError(f"{nsset.label} holds no namespaces")
     for h in nsset.handles.values():
@@ -752,14 +714,13 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
                                f"leave DIR out: the per-user keeper holds it as {name}")
         from . import keeper
         return keeper.persist(nsset, name)
-    host_mnt = session.host.handles.get("mnt") if session is not None else None
     mnt = nsset.handles.get("mnt")
     if mnt is not None and host_mnt is not None and mnt.nsid == host_mnt.nsid:
         raise NsshellError(f"{mnt.label} is the shell's own mount namespace: a mount namespace "
                            "cannot be bind-mounted inside itself, and the shell's is where "
                            "the bind mounts are made",
                            "persist a set without it (e.g. `open pid:N net+uts as x; persist x`)")
-    root = normal(root or root_of(session))
+    root = normal(root)
     path = normal(dirpath) if dirpath else f"{root}/{name}"
     fds = {t: h.fd for t, h in nsset.handles.items()}
     ids = {t: [h.nsid.ino, h.nsid.dev] for t, h in nsset.handles.items()}
@@ -767,7 +728,7 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
             "ids": ids, "netns": "net" in fds}
     notes = []
     if "pid" in nsset.handles:
-        lifeline, info, pidfd = _init_info(nsset.handles["pid"])
+        lifeline, info, pidfd = init_info(nsset.handles["pid"])
         plan["init"] = info
         if lifeline is not None:
             plan["lifeline"] = lifeline
@@ -779,8 +740,6 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
             notes.append(f"its init (pid {info['pid']}) is kept alive by whoever persisted "
                          "it first")
     result, _ = spawn.call([], _persist_helper, plan)
-    if nsset.name and session is not None and session.sets.get(nsset.name) is nsset:
-        nsset.persisted = path
     if result.get("same"):
         notes.append("already persisted there (same namespaces)")
     notes = result.get("notes", []) + notes
@@ -789,26 +748,26 @@ def persist(session, nsset: NsSet, name: str, dirpath: str | None = None,
                      notes=notes)
 
 
-def unpersist(session, text: str, root: str | None = None, force: bool = False) -> dict:
+def unpersist(text: str, *, root: str, force: bool = False, held: str | None = None) -> dict:
     """Remove what `persist` made for TEXT (a name or a directory): the bind mounts,
     the files, the /run/netns entry it made, the holder.  Nothing else: an `ip netns`
     entry nsshell did not make is refused.  A PID namespace that processes run in is
-    refused unless FORCE, or unless sessions keep its init alive (they took a lifeline)."""
-    root = normal(root or root_of(session))
-    held = session.sets.get(text) if session is not None else None
+    refused unless FORCE, or unless sessions keep its init alive (they took a lifeline).
+    HELD: where the caller knows the set TEXT to be persisted (`persist NAME DIR`).
+    The result's "path" is the entry removed."""
+    root = normal(root)
     in_root = False
     if "/" in text:
         path = normal(text)
-    elif held is not None and held.persisted and not held.persisted.startswith("keeper:") \
-            and not held.persisted.startswith(NETNS_DIR + "/"):
-        path = held.persisted
+    elif held and not held.startswith("keeper:") and not held.startswith(NETNS_DIR + "/"):
+        path = held
     else:
         path = f"{root}/{text}"
         in_root = True
     # a user whose sets the keeper holds means their own set by a name first (issue 10.8)
     out = _unpersist_own_first(text)
     # what interrupted changes left in the root is finished or rolled back first
-    recovered = recover(session, root) if in_root and out is None else []
+    recovered = recover(root) if in_root and out is None else []
     if out is not None:
         pass
     elif _entry_exists(path) or (in_root and _half_made_here(root, text)):
@@ -829,10 +788,6 @@ def unpersist(session, text: str, root: str | None = None, force: bool = False) 
         raise NotFoundError(f"nothing is persisted as {text!r}",
                             f"`handles` lists persisted sets (root: {root})")
     out["notes"] = recovered + out["notes"]
-    if session is not None:
-        for s in session.sets.values():
-            if s.persisted == out["path"] or (s.name == text and s.persisted):
-                s.persisted = None
     return out
 
 
@@ -889,12 +844,12 @@ def _half_made_here(root: str, name: str) -> bool:
         os.close(rfd)
 
 
-def recover(session=None, root: str | None = None) -> list[str]:
+def recover(root: str) -> list[str]:
     """Finish or roll back what an interrupted persist or unpersist left under ROOT (`ls`
     calls it): one line per entry.  Cheap when there is nothing to do (a listing)."""
     if use_keeper():
         return []
-    root = normal(root or root_of(session))
+    root = normal(root)
     try:
         rfd = walk(root)
     except NsshellError:
@@ -1010,12 +965,12 @@ def _store_names(root: str) -> list[str]:
         os.close(rfd)
 
 
-def list_persisted(session=None, root: str | None = None) -> list[dict]:
+def list_persisted(root: str) -> list[dict]:
     """Every persisted namespace this user can see: one dict per (name, type) with
     name, type, path, nsid (str, 'net:[4026...]'), inode, source ('nsshell', 'ip netns',
     'keeper') and, for a PID namespace with a known init, alive (bool).  Cheap: a
     directory listing and a stat per file (the `ls` and `handles` commands call it)."""
-    root = normal(root or root_of(session))
+    root = normal(root)
     out: list[dict] = []
     store_net = set()
     for name in _store_names(root):
@@ -1072,8 +1027,10 @@ def _own_first(rows: list[dict]) -> list[dict]:
     return kept + [r for r in rows if r["name"] not in mine]
 
 
-def lookup(session, text: str) -> NsSet | None:
-    """A persisted set called TEXT (or kept in directory TEXT), opened; None if there is none."""
+def lookup(text: str, root: str) -> NsSet | None:
+    """The persisted set called TEXT (under ROOT, in the keeper, or an `ip netns` name), or
+    kept in directory TEXT, opened; None if there is none.  The set comes named (TEXT, for
+    a name) and with .persisted: where it is kept.  The one lookup of persisted names."""
     if "/" in text:
         if not text.startswith("/"):
             return None
@@ -1087,32 +1044,29 @@ def lookup(session, text: str) -> NsSet | None:
         finally:
             os.close(dfd)
         handles, meta = open_dir(text)
-        s = NsSet(None, handles, origin=normal(text))
-        s.persisted = normal(text)
-        return s
+        return _found(None, handles, normal(text), normal(text))
     own_first = use_keeper()
     if own_first:
-        s = _lookup_kept(session, text)
+        s = _lookup_kept(text)
         if s is not None:
             return s
-    root = root_of(session)
     path = f"{normal(root)}/{text}"
     if NAME_OK(text) and exists_dir(path):
         handles, _meta = open_dir(path)
-        return _adopt(session, text, handles, path, "persisted")
+        return _found(text, handles, path, "persisted")
     st = _stat_netns(text)
     if st is not None:
         stored = _stored_elsewhere(text, st.st_ino)
         if stored is not None:   # `persist NAME DIR`: the whole set, not only its net
             handles, _meta = open_dir(stored)
-            return _adopt(session, text, handles, stored, "persisted")
+            return _found(text, handles, stored, "persisted")
         fd = open_ns(f"{NETNS_DIR}/{text}", nstypes.NET)
         h = Handle(fd, nstypes.NET, origin=f"{NETNS_DIR}/{text}")
-        return _adopt(session, text, {"net": h}, f"{NETNS_DIR}/{text}", "ip netns")
-    return None if own_first else _lookup_kept(session, text)
+        return _found(text, {"net": h}, f"{NETNS_DIR}/{text}", "ip netns")
+    return None if own_first else _lookup_kept(text)
 
 
-def _lookup_kept(session, text: str) -> NsSet | None:
+def _lookup_kept(text: str) -> NsSet | None:
     """The set TEXT the user's keeper holds.  Asked first for a user whose sets the keeper
     holds (issue 10.8: root's entries of the same name must not hide it), last for root."""
     from . import keeper
@@ -1121,7 +1075,13 @@ def _lookup_kept(session, text: str) -> NsSet | None:
     handles = keeper.get(text)
     if handles is None:
         return None
-    return _adopt(session, text, handles, f"keeper:{text}", "keeper")
+    return _found(text, handles, f"keeper:{text}", "keeper")
+
+
+def _found(name: str | None, handles: dict[str, Handle], path: str, origin: str) -> NsSet:
+    s = NsSet(name, handles, origin=origin)
+    s.persisted = path
+    return s
 
 
 def _stored_elsewhere(name: str, ino: int) -> str | None:
@@ -1154,56 +1114,8 @@ def _stored_elsewhere(name: str, ino: int) -> str | None:
     return None
 
 
-def _adopt(session, name: str, handles: dict[str, Handle], path: str, origin: str) -> NsSet:
-    s = NsSet(name, handles, origin=origin)
-    s.persisted = path
-    if session is not None and name not in session.sets:
-        try:
-            session.check_new_name(name)
-        except ValueError:
-            return s  # an odd ip netns name: usable, but not held under it
-        session.add_set(s)
-    return s
-
-
-# --- hooking into a session ------------------------------------------------------------------
-
-def _resolver(session, text: str):
-    return lookup(session, text)
-
-
-def _candidates(session, prefix: str) -> list[tuple[str, str]]:
-    seen: dict[str, list[str]] = {}
-    try:
-        rows = list_persisted(session)
-    except Exception:
-        return []
-    for r in rows:
-        if r["name"].startswith(prefix):
-            seen.setdefault(r["name"], []).append(r["type"])
-    return [(n, "persisted: " + " ".join(ts)) for n, ts in sorted(seen.items())]
-
-
-def _rows(session) -> list[dict]:
-    """Rows for `handles`: persisted sets this session does not hold yet."""
-    out = []
-    try:
-        found = list_persisted(session)
-    except Exception:
-        return out
-    for r in found:
-        if r["name"] in session.sets:
-            continue
-        row = {"name": r["name"], "type": r["type"], "ns": r["nsid"], "inode": r["inode"],
-               "owner": _owner_of(r["path"]) if r["source"] != "keeper" else r.get("owner"),
-               "origin": r["source"], "persisted": r["path"], "current": False}
-        if "alive" in r:
-            row["alive"] = r["alive"]
-        out.append(row)
-    return out
-
-
-def _owner_of(path: str) -> str | None:
+def owner_of(path: str) -> str | None:
+    """The owning user namespace of the namespace file PATH ('user:[...]'), if readable."""
     try:
         fd = open_ns(path)
     except OSError:
@@ -1215,17 +1127,3 @@ def _owner_of(path: str) -> str | None:
         return None
     finally:
         os.close(fd)
-
-
-_resolver.candidates = _candidates
-_resolver.rows = _rows
-
-
-def install(session) -> None:
-    """Add the persisted-name resolver and the persist_root setting to SESSION (cheap:
-    nothing is scanned until a name is looked up)."""
-    if _resolver not in session.resolvers:
-        session.resolvers.append(_resolver)
-    if "persist_root" not in session.settings:
-        session.add_setting("persist_root", default_root(), _parse_root,
-                            f"where `persist` keeps namespaces (${ENV_ROOT}, default {DEFAULT_ROOT})")
