@@ -31,7 +31,7 @@ from .errors import UsageError
 from .types import ParamType, is_types_word, type_for
 
 __all__ = ["Opt", "Kw", "Rest", "Param", "Command", "Registry", "REGISTRY", "command",
-           "Annotated"]
+           "CommandName", "Annotated"]
 
 
 @dataclass(frozen=True)
@@ -424,3 +424,12 @@ class Registry:
 
 REGISTRY = Registry()
 command = REGISTRY.command
+
+
+class CommandName(ParamType):
+    """A command's name (`help net veth`): the one parameter type that reads the registry,
+    so it lives here, above types.py, and types.py never imports the registry."""
+    metavar = "COMMAND"
+
+    def complete(self, prefix, session):
+        return [(c.name, c.summary) for c in REGISTRY.visible() if c.name.startswith(prefix)]
