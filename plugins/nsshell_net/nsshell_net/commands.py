@@ -40,6 +40,9 @@ def _default_ifname(other: NsSet, taken: set[str]) -> str:
 
 
 def register(api):
+    """Declare the net commands, and the bridges `show` and `diff` report."""
+    api.state_reader("net", "bridges", summary=_bridges_summary)(read_bridges)
+
     @api.command("net veth", changes="net")
     def net_veth(sh, a: Annotated[tuple, Endpoint()], b: Annotated[tuple, Endpoint()], *,
                  up: bool = False, host: bool = False):
@@ -529,7 +532,3 @@ def read_bridges(ctx) -> dict:
 
 def _bridges_summary(value: dict):
     return [f"{br}: {' '.join(ports) or '(no ports)'}" for br, ports in value.items()] or "-"
-
-
-def register_state(api):
-    api.state_reader("net", "bridges", summary=_bridges_summary)(read_bridges)
