@@ -209,7 +209,7 @@ def _stdin_lines(stream):
 
 def _load_plugins() -> None:
     try:
-        from .plugins import load_all
+        from .plugin_loader import load_all
     except ImportError:
         return
     load_all()

@@ -17,8 +17,8 @@ import inspect
 from dataclasses import dataclass
 
 from . import lexer
-from .registry import REGISTRY, Command, Param, Registry
-from .types import (CommandName, NsTypes, ParamType, Ref, complete_path, complete_pids,
+from .registry import REGISTRY, Command, CommandName, Param, Registry
+from .types import (NsTypes, ParamType, Ref, complete_path, complete_pids,
                     is_types_word)
 
 MAX_CANDIDATES = 200

@@ -36,7 +36,7 @@ def load_registry() -> Registry:
     never a person's own plugin folder: the output must not depend on who runs this."""
     from . import commands  # noqa: F401 - registers the built-ins
     try:
-        from .plugins import load_all
+        from .plugin_loader import load_all
     except ImportError:
         return REGISTRY
     with tempfile.TemporaryDirectory() as empty:

@@ -94,8 +94,12 @@ class PluginAPI:
     """What the loader hands to a plugin's register(api).  Everything it adds is
     recorded, so a plugin that fails half way is removed whole."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, warn: Callable[[str, str], None] | None = None) -> None:
+        """WARN(plugin, reason) reports a failure that comes after loading (a session hook
+        that raises): the loader passes its own, so the API never imports the loader.
+        Without one (a PluginAPI made by hand), such a failure is raised."""
         self.name = name
+        self._warn = warn
         self.commands: list[str] = []
         self._undo: list[Callable[[], None]] = []
 
@@ -119,13 +123,14 @@ class PluginAPI:
         """Run fn(session) for every new session (settings, resolvers); a failure is a
         warning, never a shell that does not start."""
         from . import session as _session
-        plugin = self.name
+        plugin, warn = self.name, self._warn
 
         def hook(sess) -> None:
             try:
                 fn(sess)
             except Exception as e:  # noqa: BLE001
-                from .plugins import warn
+                if warn is None:
+                    raise
                 warn(plugin, f"session set-up failed: {type(e).__name__}: {e}")
         _session.INIT_HOOKS.append(hook)
         self._undo.append(lambda: _session.INIT_HOOKS.remove(hook))
@@ -228,7 +233,7 @@ class PluginAPI:
 
 # -- declaring commands at import time -------------------------------------------------------
 
-_CURRENT: PluginAPI | None = None   # the plugin being loaded (set by nsshell.plugins)
+_CURRENT: PluginAPI | None = None   # the plugin being loaded (set by nsshell.plugin_loader)
 
 
 def command(name: str | None = None, *, aliases: tuple[str, ...] = (), hidden: bool = False,

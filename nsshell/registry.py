@@ -31,7 +31,7 @@ from .errors import UsageError
 from .types import ParamType, is_types_word, type_for
 
 __all__ = ["Opt", "Kw", "Rest", "Param", "Command", "Registry", "REGISTRY", "command",
-           "Annotated"]
+           "CommandName", "Annotated"]
 
 
 @dataclass(frozen=True)
@@ -158,23 +158,13 @@ class Command:
                     scan.used.update(p.flags)
                     if eq:
                         scan.raw[p.name] = inline
-                    elif i + 1 < len(words):
-                        i += 1
-                        scan.raw[p.name] = words[i]
-                    elif strict:
-                        raise UsageError(f"option {name} needs a value ({p.metavar})")
                     else:
-                        scan.pending = p
+                        i = _take_value(scan, p, words, i, strict,
+                                        f"option {name} needs a value ({p.metavar})")
             elif w in kw_params and kw_params[w].name not in scan.raw:
                 p = kw_params[w]
                 scan.used.add(w)
-                if i + 1 < len(words):
-                    i += 1
-                    scan.raw[p.name] = words[i]
-                elif strict:
-                    raise UsageError(f"'{w}' needs a {p.metavar} after it")
-                else:
-                    scan.pending = p
+                i = _take_value(scan, p, words, i, strict, f"'{w}' needs a {p.metavar} after it")
             else:
                 scan.positionals.append(w)
             i += 1
@@ -281,6 +271,20 @@ class Command:
             raise
         except ValueError as e:
             raise UsageError(f"{p.metavar} {raw!r}: {e}", p.type.hint(session)) from None
+
+
+def _take_value(scan: Scan, p: Param, words: list[str], i: int, strict: bool,
+                missing: str) -> int:
+    """P (an option or a keyword, WORDS[I]) takes the next word as its value; returns the
+    index of the last word used.  At the end of WORDS the parser refuses (MISSING), while
+    completion notes P as still waiting for its value."""
+    if i + 1 < len(words):
+        scan.raw[p.name] = words[i + 1]
+        return i + 1
+    if strict:
+        raise UsageError(missing)
+    scan.pending = p
+    return i
 
 
 def _is_number(word: str) -> bool:
@@ -424,3 +428,12 @@ class Registry:
 
 REGISTRY = Registry()
 command = REGISTRY.command
+
+
+class CommandName(ParamType):
+    """A command's name (`help net veth`): the one parameter type that reads the registry,
+    so it lives here, above types.py, and types.py never imports the registry."""
+    metavar = "COMMAND"
+
+    def complete(self, prefix, session):
+        return [(c.name, c.summary) for c in REGISTRY.visible() if c.name.startswith(prefix)]

@@ -254,14 +254,6 @@ def complete_path(prefix: str, dirs_only: bool = False) -> list[tuple[str, str]]
     return out[:200]
 
 
-class CommandName(ParamType):
-    metavar = "COMMAND"
-
-    def complete(self, prefix, session):
-        from .registry import REGISTRY
-        return [(c.name, c.summary) for c in REGISTRY.visible() if c.name.startswith(prefix)]
-
-
 class ProgramName(ParamType):
     """The program of `run`: completes from $PATH."""
     metavar = "CMD"

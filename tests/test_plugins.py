@@ -111,8 +111,8 @@ def test_first_party_plugins_are_found_by_entry_point(nsshell):
 def test_cheap_entry_point_scan_agrees_with_importlib_metadata():
     from importlib.metadata import entry_points
 
-    from nsshell import plugins
-    mine = {(name, value) for name, value, _dist in plugins.entry_points()}
+    from nsshell import plugin_loader
+    mine = {(name, value) for name, value, _dist in plugin_loader.entry_points()}
     theirs = {(ep.name, ep.value) for ep in entry_points(group="nsshell.plugins")}
     assert theirs and mine == theirs
 
@@ -306,6 +306,39 @@ def test_on_session_hook_adds_a_setting(nsshell, xdg):
     '''))
     d = _run(nsshell, xdg, "-c", "knob show")
     assert d.rc == 0 and d.out.strip() == "knob=3", d
+
+
+def test_a_failing_session_hook_warns_once_through_the_loader(nsshell, xdg):
+    # The API reports the failure through the warn the loader gave it (it never imports
+    # the loader): one line, the plugin's commands still work, the shell still starts.
+    (xdg[1] / "sour.py").write_text(textwrap.dedent('''
+        def register(api):
+            def boom(s):
+                raise RuntimeError("no configuration for sour")
+            api.on_session(boom)
+            @api.command("sour taste")
+            def taste(sh):
+                """Taste."""
+                from nsshell.plugin import Message
+                return Message("sour")
+    '''))
+    d = _run(nsshell, xdg, "-c", "sour taste")
+    assert d.rc == 0 and d.out.strip() == "sour", d
+    lines = [l for l in d.err.splitlines() if l.strip()]
+    assert lines == ["nsshell: plugin sour: session set-up failed: RuntimeError: "
+                     "no configuration for sour"], d
+
+
+def test_a_plugin_api_made_by_hand_raises_a_failing_session_hook():
+    from nsshell import session as session_mod
+    from nsshell.plugin import PluginAPI
+    api = PluginAPI("c2handmade")
+    try:
+        api.on_session(lambda s: (_ for _ in ()).throw(RuntimeError("raised, not swallowed")))
+        with pytest.raises(RuntimeError, match="raised, not swallowed"):
+            session_mod.INIT_HOOKS[-1](None)
+    finally:
+        api.rollback()
 
 
 def _my_openers() -> list[int]:

@@ -18,7 +18,7 @@ def plugins(sh):
       plugins
       plugins --json
     """
-    from .. import plugins as loader
+    from .. import plugin_loader as loader
     if not loader.loaded():
         return Message("no plugins loaded (nsshell was started with --no-plugins)")
     infos = list(loader.PLUGINS.values()) + list(loader.FAILED)

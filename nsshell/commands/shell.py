@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..errors import ExitRequest, NotFoundError, NsshellError, UsageError
 from ..helptext import command_help, language_help, overview
-from ..registry import REGISTRY, Annotated, Rest, command
+from ..registry import REGISTRY, Annotated, CommandName, Rest, command
 from ..results import Message, Status, Table
-from ..types import CommandName, Int, Path, ParamType, Word
+from ..types import Int, Path, ParamType, Word
 
 MAX_SOURCE_DEPTH = 32
 

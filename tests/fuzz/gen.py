@@ -220,7 +220,7 @@ def _mutate(line: str, rng: random.Random) -> str:
 def generate(count: int, seed: int = 0, rootless: bool = False) -> list[str]:
     """COUNT command lines (str; may hold any character, NUL included)."""
     import nsshell.commands  # noqa: F401 - registers the built-ins
-    from nsshell.plugins import load_all
+    from nsshell.plugin_loader import load_all
     from nsshell.registry import REGISTRY
     load_all()
     rng = random.Random(seed)

@@ -8,8 +8,6 @@ kept until the namespace's handle closes; no `ip` process is run.
 
 
 def register(api):
-    from . import commands
+    from . import commands, graph   # graph: `net graph`, the topology drawn
     commands.register(api)
-    commands.register_state(api)
-    from . import graph  # net graph: the topology drawn
     graph.register(api)

@@ -1,10 +1,9 @@
 """The net commands: veth, addr, up, down, route, bridge, del, ls.
 
-Every command speaks rtnetlink (pyroute2's messages, conn.Conn) over a socket
-opened inside the target network namespace by a helper (nsshell.plugin.socket_in)
-and kept for that namespace (HandleCache: the socket closes when the
-namespace's handle closes), so a script of hundreds of commands opens one
-socket per namespace and forks no `ip`.  pyroute2 is imported on the first net
+Every command speaks rtnetlink (pyroute2's messages, netlink.Conn) over the
+connection conn.py keeps for the target network namespace (a socket opened
+inside it by a helper, closed when the namespace's handle closes), so a script
+of hundreds of commands opens one socket per namespace and forks no `ip`.  pyroute2 is imported on the first net
 command, never at start-up.
 """
 
@@ -12,89 +11,19 @@ from __future__ import annotations
 
 import errno as E
 
-from nsshell.plugin import (Annotated, Choice, HandleCache, Int, KernelError, Kw, Message, Multi,
-                            NotFoundError, NsSet, Opt, Ref, Table, UsageError, Word,
-                            resolve_handle, socket_in)
+from nsshell.plugin import (Annotated, Choice, Int, KernelError, Kw, Message, Multi, NotFoundError,
+                            NsSet, Opt, Ref, Table, UsageError, Word, resolve_handle)
 
+from .conn import conn_for, connect, fail
 from .types import Cidr, Endpoint, Gateway, IfName, RouteDest
 
 RefArg = Annotated[NsSet, Ref()]
-
-_REASONS = {
-    E.EEXIST: "exists",
-    E.ENODEV: "no such device",
-    E.EPERM: "not permitted",
-    E.EACCES: "not permitted",
-    E.EADDRNOTAVAIL: "address not available",
-    E.ENETUNREACH: "network unreachable",
-    E.ENETDOWN: "network down",
-    E.EHOSTUNREACH: "gateway unreachable",
-    E.EOPNOTSUPP: "not supported",
-    E.EINVAL: "invalid argument",
-    E.EBUSY: "busy",
-    E.ENOENT: "no such object",
-    E.ESRCH: "no such process or object",
-}
-
-_HINTS = {
-    E.EPERM: "this needs CAP_NET_ADMIN in the user namespace that owns the network namespace; "
-             "when rootless, create the namespaces inside one user namespace you own "
-             "(`new user as lab; new net as a; new net as b`)",
-    E.ENETUNREACH: "the gateway must be on a network an address of this namespace is in "
-                   "(`net addr` first)",
-    E.EOPNOTSUPP: "the kernel lacks that link type (is its module loaded?)",
-    E.ENETDOWN: "set the interface up first (`net up REF IF`)",
-}
-_HINTS[E.EHOSTUNREACH] = _HINTS[E.ENETUNREACH]
-
-
-def _fail(err: OSError, what: str, hint: str | None = None) -> KernelError:
-    """One line for a refused request: WHAT, the reason by errno, and the kernel's
-    extended-ACK text when it says more."""
-    reason = _REASONS.get(err.errno, err.strerror or f"errno {err.errno}")
-    detail = getattr(err, "detail", "")
-    if detail and detail.lower().rstrip(".") not in reason:
-        reason += f" ({detail.rstrip('.')})"
-    return KernelError(f"{what}: {reason}", hint or _HINTS.get(err.errno), err.errno or 0)
-
-
-def _open(handle):
-    import socket
-    from .conn import Conn
-    fd = socket_in(handle, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)  # NETLINK_ROUTE
-    return Conn(socket.socket(fileno=fd))
-
-
-SOCKETS = HandleCache(_open, lambda conn: conn.close())
-
-
-def conn_for(sh, ref: NsSet | None):
-    """(handle, label, rtnetlink connection) for REF's network namespace (default: the context's)."""
-    if ref is None:
-        handle = sh.context["net"]
-        label = sh.context_names.get("net") or "host"
-    else:
-        handle = resolve_handle(sh, ref, "net")
-        label = ref.label
-    return handle, label, connect(handle, label)
-
-
-def connect(handle, label: str):
-    """The cached rtnetlink connection of HANDLE's namespace, opened on first use."""
-    try:
-        return SOCKETS.get(handle)
-    except KernelError as e:
-        if e.errno in (E.EPERM, E.EACCES):
-            raise KernelError(f"reaching the network namespace of {label} ({handle.label}): "
-                              "not permitted", _HINTS[E.EPERM], e.errno) from None
-        raise
-
 
 def _index(conn, name: str, label: str, what: str) -> int:
     try:
         index = conn.index(name)
     except OSError as e:
-        raise _fail(e, what) from None
+        raise fail(e, what) from None
     if index is None:
         raise NotFoundError(f"{what}: no such device",
                             f"`net ls {label}` lists its links")
@@ -111,6 +40,9 @@ def _default_ifname(other: NsSet, taken: set[str]) -> str:
 
 
 def register(api):
+    """Declare the net commands, and the bridges `show` and `diff` report."""
+    api.state_reader("net", "bridges", summary=_bridges_summary)(read_bridges)
+
     @api.command("net veth", changes="net")
     def net_veth(sh, a: Annotated[tuple, Endpoint()], b: Annotated[tuple, Endpoint()], *,
                  up: bool = False, host: bool = False):
@@ -126,7 +58,7 @@ def register(api):
 
         Options:
           up: bring both ends up
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net veth red:eth0 blue:eth0
@@ -150,12 +82,12 @@ def register(api):
             if e.errno == E.EEXIST:
                 hint = (f"an interface named {if_a!r} exists in {ref_a.label} or {if_b!r} in "
                         f"{ref_b.label}; pick other names with REF:IF")
-            raise _fail(e, what, hint) from None
+            raise fail(e, what, hint) from None
         if up:
             try:
                 connect(hb, ref_b.label).set_link(if_b, up=True)
             except OSError as e:
-                raise _fail(e, f"setting {if_b} up in {ref_b.label}") from None
+                raise fail(e, f"setting {if_b} up in {ref_b.label}") from None
         return Message(f"veth {ref_a.label}:{if_a} <-> {ref_b.label}:{if_b}" + (" (up)" if up else ""))
 
     @api.command("net addr", changes="net")
@@ -172,7 +104,7 @@ def register(api):
         Options:
           nodad: (IPv6) no duplicate address detection: usable at once
           delete: remove the address instead (as ip addr del)
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net addr red eth0 10.0.0.1/24
@@ -189,7 +121,7 @@ def register(api):
             hint = f"{ifname} in {label} already has {cidr}" if e.errno == E.EEXIST else None
             if delete and e.errno == E.EADDRNOTAVAIL:
                 hint = f"`net ls {label}` lists its addresses"
-            raise _fail(e, what, hint) from None
+            raise fail(e, what, hint) from None
         return Message(f"{label}: {ifname} {cidr}" + (" removed" if delete else ""))
 
     def _set_state(sh, ref, ifnames, up: bool):
@@ -199,7 +131,7 @@ def register(api):
                 conn.set_link(name, up=up)
             except OSError as e:
                 hint = f"`net ls {label}` lists its links" if e.errno == E.ENODEV else None
-                raise _fail(e, f"setting {name} {'up' if up else 'down'} in {label}", hint) from None
+                raise fail(e, f"setting {name} {'up' if up else 'down'} in {label}", hint) from None
         return Message(f"{label}: {' '.join(ifnames)} {'up' if up else 'down'}")
 
     @api.command("net up", changes="net")
@@ -211,7 +143,7 @@ def register(api):
           ifnames: the interfaces
 
         Options:
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net up red lo
@@ -228,7 +160,7 @@ def register(api):
           ifnames: the interfaces
 
         Options:
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net down red eth0
@@ -254,7 +186,7 @@ def register(api):
 
         Options:
           delete: remove the route that matches what is given instead (as ip route del)
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net route red default via 10.0.0.254
@@ -285,7 +217,7 @@ def register(api):
             hint = f"{label} has a {shown} route already" if e.errno == E.EEXIST else None
             if delete and e.errno in (E.ESRCH, E.ENOENT):
                 hint = f"`net ls {label}` lists its routes"
-            raise _fail(e, what, hint) from None
+            raise fail(e, what, hint) from None
         return Message(f"{label}: {spec}" + (" removed" if delete else ""))
 
     @api.command("net bridge", changes="net")
@@ -301,7 +233,7 @@ def register(api):
 
         Options:
           up: bring the bridge (and the ports) up
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net bridge lab br0 --up
@@ -314,7 +246,7 @@ def register(api):
             try:
                 conn.add_bridge(name, up=up)
             except OSError as e:
-                raise _fail(e, f"creating bridge {name} in {label}") from None
+                raise fail(e, f"creating bridge {name} in {label}") from None
             existing = conn.link(name)
             verb = "bridge"
         elif existing["kind"] != "bridge":
@@ -331,7 +263,7 @@ def register(api):
             try:
                 conn.set_link(port, up=True if up else None, master=existing["index"])
             except OSError as e:
-                raise _fail(e, f"adding {port} to bridge {name} in {label}") from None
+                raise fail(e, f"adding {port} to bridge {name} in {label}") from None
         return Message(f"{label}: {verb} {name}" + (f" ports {' '.join(ports)}" if ports else "")
                        + (" (up)" if up else ""))
 
@@ -344,7 +276,7 @@ def register(api):
           ifnames: the interfaces
 
         Options:
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net del red eth0
@@ -354,7 +286,7 @@ def register(api):
             try:
                 conn.del_link(name)
             except OSError as e:
-                raise _fail(e, f"deleting {name} in {label}") from None
+                raise fail(e, f"deleting {name} in {label}") from None
         return Message(f"{label}: deleted {' '.join(ifnames)}")
 
     @api.command("net link", changes="net")
@@ -376,7 +308,7 @@ def register(api):
 
         Options:
           up: bring it up
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net link lab d0 dummy
@@ -415,7 +347,7 @@ def register(api):
                 hint = f"`net ls {label}` lists its links"
             elif e.errno == E.EOPNOTSUPP or "Unknown device type" in getattr(e, "detail", ""):
                 hint = f"the kernel lacks {kind} links (is its module loaded?)"
-            raise _fail(e, what, hint) from None
+            raise fail(e, what, hint) from None
         return Message(f"{label}: {kind} {name}" + (f" on {parent}" if parent else "")
                        + (" (up)" if up else ""))
 
@@ -433,7 +365,7 @@ def register(api):
           address: the MAC address (aa:bb:cc:dd:ee:ff)
 
         Options:
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net set red eth0 mtu 1400
@@ -456,7 +388,7 @@ def register(api):
         try:
             conn.set_attrs(ifname, mtu=mtu, address=address)
         except OSError as e:
-            raise _fail(e, what) from None
+            raise fail(e, what) from None
         return Message(f"{label}: {ifname} {spec}")
 
     @api.command("net move", changes="net")
@@ -472,7 +404,7 @@ def register(api):
           to: the namespace set to move it into
 
         Options:
-      host: allow changing the host's own network namespace (by default refused)
+          host: allow changing the host's own network namespace (by default refused)
 
         Examples:
           net move red eth1 to blue
@@ -485,7 +417,7 @@ def register(api):
             conn.set_attrs(ifname, netns_fd=target.fd)
         except OSError as e:
             hint = (f"{to.label} has a link named {ifname} already" if e.errno == E.EEXIST else None)
-            raise _fail(e, what, hint) from None
+            raise fail(e, what, hint) from None
         return Message(f"{ifname}: {label} -> {to.label}")
 
     @api.command("net ls")
@@ -504,7 +436,7 @@ def register(api):
         try:
             links, addrs, routes = conn.links(), conn.addrs(), conn.routes()
         except OSError as e:
-            raise _fail(e, f"listing the links of {label}") from None
+            raise fail(e, f"listing the links of {label}") from None
         if any(link.get("peer_netnsid") is not None for link in links):
             names = _nsid_names(sh, conn)
             for link in links:
@@ -591,7 +523,7 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
 
 def read_bridges(ctx) -> dict:
     """Runs in a helper inside the namespace: each bridge and its ports."""
-    from .conn import links_here
+    from .netlink import links_here
     links = links_here()
     names = {link["index"]: link["name"] for link in links}
     return {link["name"]: sorted(names.get(x["index"]) for x in links if x["master"] == link["index"])
@@ -600,7 +532,3 @@ def read_bridges(ctx) -> dict:
 
 def _bridges_summary(value: dict):
     return [f"{br}: {' '.join(ports) or '(no ports)'}" for br, ports in value.items()] or "-"
-
-
-def register_state(api):
-    api.state_reader("net", "bridges", summary=_bridges_summary)(read_bridges)

@@ -19,6 +19,8 @@ import os
 
 from nsshell.plugin import Annotated, Message, Multi, NotFoundError, NsshellError, Path, Ref
 
+from .conn import connect, fail
+
 
 class GraphView(Multi):
     """The drawing for the screen; JSON {"namespaces": [...], "edges": [...]}."""
@@ -54,7 +56,6 @@ def _targets(sh, refs: list | None) -> list[tuple[str, object]]:
 
 def collect(sh, refs: list | None) -> dict:
     """The topology as data: namespaces (label, ns, links) and edges (veth, port)."""
-    from .commands import _fail, connect
     targets = _targets(sh, refs)
     host = sh.host.handles.get("net")
     nodes, conns = [], []
@@ -63,7 +64,7 @@ def collect(sh, refs: list | None) -> dict:
         try:
             links, addrs = conn.links(), conn.addrs()
         except OSError as e:
-            raise _fail(e, f"listing the links of {label}") from None
+            raise fail(e, f"listing the links of {label}") from None
         names = {link["index"]: link["name"] for link in links}
         for link in links:
             link["addresses"] = [a["cidr"] for a in addrs if a["index"] == link["index"]]

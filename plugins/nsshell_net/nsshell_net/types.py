@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from nsshell.plugin import NsshellError, ParamType, Ref
 
+from .conn import conn_for
+
 IFNAMSIZ = 16
 
 
@@ -19,7 +21,6 @@ def check_ifname(text: str) -> str:
 def link_names(session, ref_text: str | None) -> list[tuple[str, str]]:
     """(name, description) of the links of REF_TEXT's network namespace (the context's when
     None); nothing when it cannot be read (completion must never fail)."""
-    from .commands import conn_for
     try:
         ref = session.resolve(ref_text) if ref_text else None
         _, _, conn = conn_for(session, ref)

@@ -18,7 +18,9 @@ import stat
 import sys
 from dataclasses import dataclass, field
 
-GROUP = "nsshell.plugins"
+from . import plugin as api_mod   # the API this loader hands out; it never imports the loader
+
+GROUP = "nsshell.plugins"         # a public contract: plugins' pyproject.toml name it
 
 
 @dataclass
@@ -38,6 +40,7 @@ _STATE = {"loaded": False}
 
 
 def warn(name: str, reason: str) -> None:
+    """The one line a plugin's failure gives (at load, or later through its PluginAPI)."""
     sys.stderr.write(f"nsshell: plugin {name}: {reason}\n")
     sys.stderr.flush()
 
@@ -383,13 +386,12 @@ def _import_opened(name: str, opened: _Opened):
 
 def load(name: str, source: str, importer, attr: str = "") -> PluginInfo:
     """Import and register one plugin; on any failure undo what it added and warn once."""
-    from . import plugin as api_mod
     info = PluginInfo(name, source)
     if name in PLUGINS:
         return _fail(info, f"a plugin named {name!r} is already loaded from {PLUGINS[name].source}")
     if not _valid_name(name):
         return _fail(info, "a plugin name is letters, digits, _ and - (starting with a letter)")
-    api = api_mod.PluginAPI(name)
+    api = api_mod.PluginAPI(name, warn=warn)
     previous = api_mod._CURRENT
     api_mod._CURRENT = api
     try:
