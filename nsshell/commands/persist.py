@@ -17,7 +17,7 @@ def _names_for_ls(session):
     """Persisted names for `ls`/`identify` (discover's hook): (type, inode, name).
     What an interrupted persist or unpersist left is finished or rolled back first, and
     said (one line each)."""
-    engine = getattr(session, "engine", None)
+    engine = session.engine
     for note in store.recover(session):
         if engine is not None:
             engine.renderer.warn(note)

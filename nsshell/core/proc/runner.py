@@ -33,9 +33,6 @@ from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserr
 from ...kernel import syscalls
 from . import harden, program, spawn
 
-# Commands that leave the runner alive: they are the ones that use it.
-KEEP = frozenset({"run", "sh", "fg"})
-
 _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
                     signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
                     signal.SIGXFSZ, signal.SIGHUP)
