@@ -72,7 +72,7 @@ def echo(sh, words: Annotated[list, Rest(), Word("TEXT")] = None):
     """
     words = list(words or [])
     renderer = sh.engine.renderer
-    if words[:1] == ["-n"] and getattr(renderer, "mode", "") in ("plain", "rich"):
+    if words[:1] == ["-n"] and renderer.mode in ("plain", "rich"):
         renderer.out.write(" ".join(words[1:]))   # as typed: no newline (nor JSON) after it
         renderer.out.flush()
         return None

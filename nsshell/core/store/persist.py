@@ -59,7 +59,7 @@ def default_root() -> str:
 
 
 def root_of(session) -> str:
-    s = getattr(session, "settings", {}).get("persist_root") if session is not None else None
+    s = session.settings.get("persist_root") if session is not None else None
     return (s.value if s is not None and s.value else None) or default_root()
 
 
