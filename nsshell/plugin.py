@@ -135,7 +135,6 @@ class PluginAPI:
             try:
                 fn(sess)
             except Exception as e:  # noqa: BLE001
-                from .plugins import warn
                 warn(plugin, f"session set-up failed: {type(e).__name__}: {e}")
         self._hook(_session.INIT_HOOKS, hook)
         return fn
@@ -258,6 +257,13 @@ class PluginAPI:
                 pass
         self._undo.clear()
         self.commands.clear()
+
+
+def warn(plugin: str, reason: str) -> None:
+    """A plugin's one warning line on stderr (it failed to load, or a hook of it failed)."""
+    import sys
+    sys.stderr.write(f"nsshell: plugin {plugin}: {reason}\n")
+    sys.stderr.flush()
 
 
 # -- declaring commands at import time -------------------------------------------------------

@@ -37,11 +37,6 @@ FAILED: list[PluginInfo] = []
 _STATE = {"loaded": False}
 
 
-def warn(name: str, reason: str) -> None:
-    sys.stderr.write(f"nsshell: plugin {name}: {reason}\n")
-    sys.stderr.flush()
-
-
 def loaded() -> bool:
     """Whether load_all ran in this process (False with --no-plugins)."""
     return _STATE["loaded"]
@@ -431,6 +426,7 @@ def _reason(e: BaseException) -> str:
 
 
 def _fail(info: PluginInfo, reason: str) -> PluginInfo:
+    from .plugin import warn
     info.status, info.reason = "failed", reason
     FAILED.append(info)
     warn(info.name, f"not loaded: {reason}" if not reason.startswith("not loaded") else reason)
