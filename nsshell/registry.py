@@ -17,6 +17,11 @@ Positional-or-keyword parameters are positional words; keyword-only parameters
 `Annotated[...]` adds the parameter type and markers (Opt, Kw, Rest).  From
 this one declaration come parsing, `help`, completion, the man page and the
 shell completion scripts.
+
+What the engine must know of a command is declared here too, never by its name:
+`data=False` (it never shows data: no --json; every other command without a Rest
+parameter takes the generic --json, json_flag), `runner=True` (it uses the batch
+`run` helper, which the engine ends before any other command).
 """
 
 from __future__ import annotations

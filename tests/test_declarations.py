@@ -282,3 +282,21 @@ def test_a_plugin_that_fails_is_rolled_back_whole(tmp_path):
             s.close_all()
     finally:
         plugins.FAILED.remove(info)
+
+
+def test_top_json_on_a_terminal_prints_data_not_the_view(tmp_path):
+    # the command is told of its own --json (Engine.wants_json), not only of `nsshell --json`
+    import pexpect
+    from conftest import _env, nsshell_argv
+    argv = nsshell_argv() + ["-c", "top --json"]
+    env = _env({"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", "HOME": str(tmp_path)})
+    child = pexpect.spawn(argv[0], argv[1:], env=env, encoding="utf-8", timeout=20,
+                          dimensions=(40, 160))
+    try:
+        child.expect(pexpect.EOF)     # the full-screen view would wait for `q`
+        out = child.before
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, out
+    doc = json.loads(out)   # on a terminal one indented document
+    assert doc["namespaces"] and "\x1b[" not in out
