@@ -302,11 +302,7 @@ def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
                 if p.kind == "opt":
                     meta = f"{p.metavar}: {meta}" if meta else p.metavar
                 out.append(Candidate(f, meta))
-    # the engine takes --json after any command that has no rest of words and no --json
-    if (cmd.rest_param() is None and cmd.option("--json") is None
-            and "--json".startswith(current) and "--json" not in scan.used):
-        out.append(Candidate("--json", "JSON output of this command"))
-    return out
+    return out   # a data command's --json is one of its params (registry.json_flag)
 
 
 # -- the hidden `nsshell --complete LINE` ---------------------------------------------------------

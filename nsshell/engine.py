@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 from . import lexer
-from .core.proc import runner as _runner
 from .errors import (RESOURCE_ERRNOS, ExitRequest, NsshellError, UsageError,
                      from_oserror, internal, one_line)
 from .registry import REGISTRY, Registry
@@ -58,7 +57,8 @@ class Engine:
         self.vars: dict[str, str] = {}     # a for loop's NAME
         self._failure = 0
         self._where = lambda n: None
-        session.engine = self
+        self._json = False                 # the running command was given --json
+        session.attach(self)
 
     # -- variables ($1, $?, $HOME, a for loop's NAME) -----------------------------------
 
@@ -98,8 +98,13 @@ class Engine:
             return fn(*args)
         finally:
             self._level -= 1
-            if self._level == 0 and getattr(self.session, "runner", None) is not None:
-                _runner.drop(self.session)
+            if self._level == 0:
+                self.session.drop_runner()
+
+    def wants_json(self) -> bool:
+        """Whether the running command's result is shown as JSON (`nsshell --json`, or
+        `CMD --json`): a command that would draw on the terminal itself prints data."""
+        return self._json or self.renderer.mode == "json"
 
     def run_line(self, line: str, where: str | None = None) -> int:
         """Run the commands of LINE (all of it is one text: quotes and blocks may span its
@@ -245,18 +250,18 @@ class Engine:
             if found is None:
                 raise self._unknown(words)
             cmd, used = found
-            if cmd.name not in _runner.KEEP and getattr(self.session, "runner", None) is not None:
-                _runner.drop(self.session)  # no other command may see the `run` helper
-            if cmd.params == [] and len(words) > used and self.registry.subcommands(cmd.name):
+            if not cmd.runner:
+                self.session.drop_runner()  # no other command may see the `run` helper
+            if len(words) > used and all(p.generic for p in cmd.params) \
+                    and self.registry.subcommands(cmd.name):
                 raise self._unknown(words)
-            args = words[used:]
-            as_json = False
-            if cmd.rest_param() is None and "--json" in args and cmd.option("--json") is None:
-                # `--json` after any command that shows data: JSON for this one command
-                args = [a for a in args if a != "--json"]
-                as_json = True
-            kwargs = cmd.parse(args, self.session)
-            result = cmd.func(self.session, **kwargs)
+            kwargs, generic = cmd.parse_all(words[used:], self.session)
+            as_json = bool(generic.get("json"))   # `CMD --json`: JSON for this one command
+            saved, self._json = self._json, as_json
+            try:
+                result = cmd.func(self.session, **kwargs)
+            finally:
+                self._json = saved
             status = self._status(result)
             if result is not None and not isinstance(result, Status):
                 self.renderer.show(result if isinstance(result, Result) else _wrap(result),

@@ -58,7 +58,7 @@ from typing import Any, Callable
 from .core.ns.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.ns.handle import Handle, NsSet
 from .core.proc.spawn import Entry, Handoff, call as call_in
-from .core.look.nsstate import Context as StateContext, register as register_state, unregister as unregister_state
+from .core.look.nsstate import Context as StateContext, register as _register_state, unregister as unregister_state
 from . import guard as _guard
 from .guard import refuse_host
 from .core.look.nsstate import link_record
@@ -91,8 +91,9 @@ __all__ = [
 
 
 class PluginAPI:
-    """What the loader hands to a plugin's register(api).  Everything it adds is
-    recorded, so a plugin that fails half way is removed whole."""
+    """What the loader hands to a plugin's register(api).  Everything it adds (commands,
+    hooks, state readers, REF schemes, name sources, handle caches) is added through
+    it and recorded, so a plugin that fails half way is removed whole (rollback)."""
 
     def __init__(self, name: str, warn: Callable[[str, str], None] | None = None) -> None:
         """WARN(plugin, reason) reports a failure that comes after loading (a session hook
@@ -103,17 +104,28 @@ class PluginAPI:
         self.commands: list[str] = []
         self._undo: list[Callable[[], None]] = []
 
+    def _hook(self, hooks, fn: Callable) -> Callable:
+        """Add FN to HOOKS (a nsshell.hooks.Hooks) until rollback."""
+        hooks.add(fn)
+        self._undo.append(lambda: hooks.remove(fn))
+        return fn
+
     # -- commands ----------------------------------------------------------------------
 
     def command(self, name: str | None = None, *, aliases: tuple[str, ...] = (),
-                hidden: bool = False, changes: str | None = None) -> Callable:
+                hidden: bool = False, changes: str | None = None,
+                data: bool | None = None) -> Callable:
         """Declare a command exactly as a built-in (@command); its group is the plugin.
         changes=TYPE: the command changes the state of a namespace of TYPE (see
-        `changes_state`): it refuses the host's own unless given --host."""
+        `changes_state`): it refuses the host's own unless given --host.  data=False:
+        it never shows data, so it takes no --json (registry.Registry.command)."""
         def deco(func: Callable) -> Callable:
             target = changes_state(changes)(func) if changes else func
-            _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden)(target)
-            self.commands.append(target.command.name)
+            _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden,
+                              data=data)(target)
+            cname = target.command.name
+            self.commands.append(cname)
+            self._undo.append(lambda: _REGISTRY.remove(cname))
             return target
         return deco
 
@@ -132,15 +144,12 @@ class PluginAPI:
                 if warn is None:
                     raise
                 warn(plugin, f"session set-up failed: {type(e).__name__}: {e}")
-        _session.INIT_HOOKS.append(hook)
-        self._undo.append(lambda: _session.INIT_HOOKS.remove(hook))
+        self._hook(_session.INIT_HOOKS, hook)
         return fn
 
     def on_handle_close(self, fn: Callable[[Handle], None]) -> Callable[[Handle], None]:
         """Run fn(handle) just before any namespace handle closes."""
-        _CLOSE_HOOKS.append(fn)
-        self._undo.append(lambda: _CLOSE_HOOKS.remove(fn))
-        return fn
+        return self._hook(_CLOSE_HOOKS, fn)
 
     # -- REF forms and names ------------------------------------------------------------
 
@@ -188,9 +197,19 @@ class PluginAPI:
             return []
         resolver.candidates = candidates
 
+        import weakref
+        installed: weakref.WeakSet = weakref.WeakSet()
+
         def install(session) -> None:
             if resolver not in session.resolvers:
                 session.resolvers.append(resolver)
+                installed.add(session)
+
+        def uninstall() -> None:   # from the sessions made while the plugin was loading
+            for session in list(installed):
+                if resolver in session.resolvers:
+                    session.resolvers.remove(resolver)
+        self._undo.append(uninstall)
         self.on_session(install)
 
     def add_name_source(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -198,8 +217,9 @@ class PluginAPI:
         it names; `ls`, `tree`, `show`, `identify` print those names.  It runs on every
         scan, so it must be cheap when it has nothing to say (a failure is ignored)."""
         from .core.look import discover
-        discover.NAME_SOURCES.append(fn)
-        self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))
+        if fn not in discover.NAME_SOURCES:
+            discover.NAME_SOURCES.append(fn)
+            self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))
         return fn
 
     # -- what show and diff report ----------------------------------------------------
@@ -215,17 +235,33 @@ class PluginAPI:
         """
         def deco(fn: Callable) -> Callable:
             k = key or fn.__name__
-            register_state(nstype, k, fn, differ, summary=summary, inside=inside)
-            self._undo.append(lambda: unregister_state(nstype, k))
+            self.register_state(nstype, k, fn, differ, summary=summary, inside=inside)
             return fn
         return deco
 
+    def register_state(self, nstype: str, key: str, reader: Callable, differ: Callable | None = None,
+                       **kwargs) -> None:
+        """nsshell.core.look.nsstate.register, undone by rollback (the module-level
+        `register_state` calls this while a plugin loads)."""
+        from .core.look import nsstate
+        before = nsstate.spec(nstype, key)   # a replaced reader comes back on rollback
+        _register_state(nstype, key, reader, differ, **kwargs)
+
+        def undo() -> None:
+            if before is None:
+                unregister_state(nstype, key)
+            else:
+                _register_state(nstype, key, before.reader, before.differ,
+                                summary=before.summary, inside=before.inside)
+        self._undo.append(undo)
+
     def rollback(self) -> None:
+        """Remove everything this plugin added (last first)."""
         _REGISTRY.remove_group(self.name)
         for undo in reversed(self._undo):
             try:
                 undo()
-            except ValueError:
+            except (ValueError, KeyError):
                 pass
         self._undo.clear()
         self.commands.clear()
@@ -237,13 +273,34 @@ _CURRENT: PluginAPI | None = None   # the plugin being loaded (set by nsshell.pl
 
 
 def command(name: str | None = None, *, aliases: tuple[str, ...] = (), hidden: bool = False,
-            group: str | None = None, changes: str | None = None) -> Callable:
+            group: str | None = None, changes: str | None = None,
+            data: bool | None = None) -> Callable:
     """@command for plugin modules: the same registry as built-ins, grouped under the
-    plugin being loaded (or GROUP); changes=TYPE as in PluginAPI.command."""
+    plugin being loaded (or GROUP); changes=TYPE and data as in PluginAPI.command.
+    Declared while a plugin loads, it is that plugin's (removed if the load fails)."""
     if _CURRENT is not None and group in (None, _CURRENT.name):
-        return _CURRENT.command(name, aliases=aliases, hidden=hidden, changes=changes)
-    reg = _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden)
-    return (lambda func: reg(changes_state(changes)(func))) if changes else reg
+        return _CURRENT.command(name, aliases=aliases, hidden=hidden, changes=changes, data=data)
+    reg = _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden,
+                            data=data)
+    loading = _CURRENT
+
+    def deco(func: Callable) -> Callable:
+        target = reg(changes_state(changes)(func) if changes else func)
+        if loading is not None:   # another group, but this plugin's all the same
+            cname = target.command.name
+            loading._undo.append(lambda: _REGISTRY.remove(cname))
+        return target
+    return deco
+
+
+def register_state(nstype: str, key: str, reader: Callable, differ: Callable | None = None,
+                   **kwargs) -> None:
+    """Add a piece of namespace state for `show`/`diff` (nsshell.core.look.nsstate.register);
+    called while a plugin loads, it is that plugin's (removed if the load fails)."""
+    if _CURRENT is not None:
+        _CURRENT.register_state(nstype, key, reader, differ, **kwargs)
+    else:
+        _register_state(nstype, key, reader, differ, **kwargs)
 
 
 # -- the host's own namespaces: nothing changes them without --host ----------------------------
@@ -314,7 +371,10 @@ class HandleCache:
         self._open = open
         self._close = close
         self._items: dict[Any, Any] = {}
-        _CLOSE_HOOKS.append(self._handle_closing)
+        if _CURRENT is not None:   # made while a plugin loads: gone with it if the load fails
+            _CURRENT._hook(_CLOSE_HOOKS, self._handle_closing)
+        else:
+            _CLOSE_HOOKS.add(self._handle_closing)
 
     def get(self, handle: Handle) -> Any:
         handle.check_usable()

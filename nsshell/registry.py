@@ -17,6 +17,11 @@ Positional-or-keyword parameters are positional words; keyword-only parameters
 `Annotated[...]` adds the parameter type and markers (Opt, Kw, Rest).  From
 this one declaration come parsing, `help`, completion, the man page and the
 shell completion scripts.
+
+What the engine must know of a command is declared here too, never by its name:
+`data=False` (it never shows data: no --json; every other command without a Rest
+parameter takes the generic --json, json_flag), `runner=True` (it uses the batch
+`run` helper, which the engine ends before any other command).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class Param:
     help: str = ""
     flags: tuple[str, ...] = ()   # option spellings ('--no-join', '-u')
     keyword: str | None = None    # for kind 'kw'
+    generic: bool = False         # the registry's (--json), not a parameter of the function
 
     @property
     def metavar(self) -> str:
@@ -107,6 +113,8 @@ class Command:
     group: str = "core"
     aliases: tuple[str, ...] = ()
     hidden: bool = False
+    data: bool = False                # returns data: takes the generic --json (JSON_FLAG)
+    runner: bool = False              # uses the batch `run` helper (others must not see it)
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -205,6 +213,17 @@ class Command:
 
     def parse(self, words: list[str], session) -> dict[str, Any]:
         """Words after the command name -> keyword arguments for func."""
+        return self.parse_all(words, session)[0]
+
+    def parse_all(self, words: list[str], session) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Words after the command name -> (keyword arguments for func, the values of the
+        registry's generic options: {'json': bool} for a data command)."""
+        values = self._parse(words, session)
+        generic = {p.name for p in self.params if p.generic}
+        return ({k: v for k, v in values.items() if k not in generic},
+                {k: v for k, v in values.items() if k in generic})
+
+    def _parse(self, words: list[str], session) -> dict[str, Any]:
         scan = self.scan(words)
         values: dict[str, Any] = {}
         by_name = {p.name: p for p in self.params}
@@ -366,20 +385,39 @@ def _build_params(func: Callable) -> list[Param]:
     return params
 
 
+def json_flag() -> Param:
+    """The one --json: every data command takes it (help, the man page and completion
+    show it as any option); the engine renders that command's result as JSON."""
+    return Param("json", "flag", type_for(bool), False, False,
+                 "print JSON (the shapes are in docs/json.md)", flags=("--json",), generic=True)
+
+
 class Registry:
     def __init__(self) -> None:
         self.commands: dict[str, Command] = {}
         self._aliases: dict[str, str] = {}
 
     def command(self, name: str | None = None, *, group: str = "core",
-                aliases: tuple[str, ...] = (), hidden: bool = False):
+                aliases: tuple[str, ...] = (), hidden: bool = False,
+                data: bool | None = None, runner: bool = False):
+        """Declare a command.  DATA: it returns data to show, so it takes --json (default:
+        every command without a Rest parameter; data=False for one that never shows
+        data).  RUNNER: it uses the batch `run` helper (core/proc/runner.py); the engine
+        ends that helper before any command that does not declare it."""
         def deco(func: Callable) -> Callable:
             cname = name or func.__name__.rstrip("_").replace("_", "-")
             summary, desc, helps, examples = _parse_doc(func.__doc__ or "")
             params = _build_params(func)
             for p in params:
                 p.help = helps.get(p.name, helps.get(p.name.rstrip("_"), ""))
-            cmd = Command(cname, func, params, summary, desc, examples, group, aliases, hidden)
+            takes_json = data if data is not None else not any(p.kind == "rest" for p in params)
+            if takes_json:
+                if any(p.name == "json" or "--json" in p.flags for p in params):
+                    raise ValueError(f"command {cname!r} declares its own --json: a data command "
+                                     "takes the registry's (drop the parameter)")
+                params.append(json_flag())
+            cmd = Command(cname, func, params, summary, desc, examples, group, aliases, hidden,
+                          data=bool(takes_json), runner=runner)
             self.add(cmd)
             func.command = cmd
             return func
@@ -391,6 +429,13 @@ class Registry:
         self.commands[cmd.name] = cmd
         for a in cmd.aliases:
             self._aliases[a] = cmd.name
+
+    def remove(self, name: str) -> None:
+        """Forget command NAME and its aliases (nothing happens when it is not there)."""
+        cmd = self.commands.pop(name, None)
+        if cmd is not None:
+            for a in cmd.aliases:
+                self._aliases.pop(a, None)
 
     def remove_group(self, group: str) -> None:
         for name in [n for n, c in self.commands.items() if c.group == group]:

@@ -10,20 +10,26 @@ from __future__ import annotations
 import os
 import re
 import signal
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import names, progress
+from .hooks import Hooks
 from .core.proc import program, spawn
 from .core.ns.handle import Handle, NsSet, open_process
 from .errors import NotFoundError, UsageError
 from .kernel import nstypes
 from .kernel.nstypes import NsType
 
+if TYPE_CHECKING:
+    from .core.proc.runner import Runner
+    from .engine import Engine
+
 Resolver = Callable[["Session", str], "NsSet | None"]
 
-# Called with every new Session at the end of its __init__ (plugins add settings and
-# resolvers here; the loader wraps each so that none raises); see nsshell/plugin.py.
-INIT_HOOKS: list[Callable[["Session"], None]] = []
+# Run with every new Session at the end of its __init__ (built-ins and plugins add
+# settings and resolvers here; PluginAPI.on_session wraps a plugin's so that none
+# raises); see nsshell/plugin.py.
+INIT_HOOKS = Hooks("session init")
 
 NAME_RE = names.PATTERN      # the one name rule: nsshell/names.py
 RESERVED = names.RESERVED
@@ -59,12 +65,28 @@ class Session:
         self.progress = progress.NULL
         self._counter = 0
         self.settings: dict[str, Setting] = {}
+        # the engine that runs this session's commands (Engine.__init__ calls attach)
+        self.engine: Engine | None = None
+        # the batch `run` helper (core/proc/runner.py): made by the commands declared
+        # runner=True, ended by drop_runner (the engine calls it before any other command
+        # and when a batch ends)
+        self.runner: Runner | None = None
         self.add_setting("errexit", not interactive, _bool,
                          "stop a batch at the first failing command")
         self.add_setting("root", True, _bool,
                          "become root (if mapped) when entering a user namespace, as nsenter does")
-        for hook in INIT_HOOKS:
-            hook(self)
+        INIT_HOOKS.run(self)
+
+    def attach(self, engine: "Engine") -> None:
+        """ENGINE runs this session's commands from now on."""
+        self.engine = engine
+
+    def drop_runner(self, everything: bool = False) -> None:
+        """End the batch `run` helper, if there is one (a stopped program it started keeps
+        it, unless EVERYTHING: then those go too)."""
+        if self.runner is not None or (everything and self.jobs):
+            from .core.proc import runner
+            runner.drop(self, everything=everything)
 
     # -- settings ---------------------------------------------------------------
 
@@ -163,6 +185,15 @@ class Session:
             if t in self.context and not self.is_host(t):
                 out.append(self.context[t].entry())
         return out
+
+    def uid_map(self) -> list:
+        """The uid map of the context's user namespace, as idmap.format_idmap takes it ([]
+        when unmapped), read by a helper inside it; the shell's own read directly."""
+        from .kernel import idmap
+        if self.is_host("user"):
+            return idmap.read_map("self", "uid")
+        from .core.ns import mapping
+        return mapping.read_maps_in_child(self.context["user"].fd)["uid_map"]
 
     def needs_fork_after(self, types: Iterable[str] | None = None) -> bool:
         wanted = set(types) if types is not None else set(self.context)
@@ -307,9 +338,7 @@ class Session:
         return None
 
     def close_all(self) -> None:
-        if getattr(self, "runner", None) is not None or self.jobs:
-            from .core.proc import runner
-            runner.drop(self, everything=True)  # the `run` helper and the programs it holds
+        self.drop_runner(everything=True)  # the `run` helper and the programs it holds
         for job in self.jobs:  # stopped programs: hang up and continue them, as bash does
             for sig in (signal.SIGHUP, signal.SIGCONT):
                 try:

@@ -11,11 +11,8 @@ imports under `if TYPE_CHECKING:` are left out (they never run).  Then:
 - nsshell/core imports no upper module (no session, screen, REPL, command, engine,
   registry, completion, CLI, Python API or plugin module);
 - a plugin imports of nsshell only the plugin API, nsshell.plugin;
-- no import runs from a lower floor to a higher one (FLOORS below).
-
-What another helper of #15 fixes at the same time is listed in KNOWN_*: the checks
-skip those and an xfail(strict=False) check says whether they are gone; after the
-merge, empty the KNOWN_* entry and the xfail passes (then drop its mark).
+- no import runs from a lower floor to a higher one (FLOORS below);
+- the REPL and the live view reach core only through the session.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +32,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("kernel", ("nsshell.kernel",)),
     # leaves everyone may use; `nsshell` itself loads the API by name on first use
     ("leaves", ("nsshell", "nsshell.errors", "nsshell.results", "nsshell.progress",
-                "nsshell.names")),
+                "nsshell.names", "nsshell.hooks")),
     ("core", ("nsshell.core",)),
     # the session and what words become; drawing (render, and the `top` view it opens)
     ("model", ("nsshell.session", "nsshell.types", "nsshell.lexer", "nsshell.guard",
@@ -56,17 +52,6 @@ CORE_MAY_NOT = ("nsshell.session", "nsshell.render", "nsshell.repl", "nsshell.tu
                 "nsshell.types", "nsshell.helptext", "nsshell.docgen", "nsshell.lexer",
                 "nsshell.guard", "nsshell.pytest_plugin")
 
-# Fixed by other helpers of issue #15 at the same time (see the module's docstring).
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"nsshell.core.store.keeper", "nsshell.core.store.persist"}):
-        "#15: the store helper splits core/store keeper (client) from persist",
-}
-KNOWN_REPL_CORE: dict[tuple[str, str], str] = {
-    ("nsshell.repl.app", "nsshell.core.ns.mapping"):
-        "#15: repl/app reads id maps through core (the REPL's owner moves it behind the session)",
-    ("nsshell.repl.app", "nsshell.core.look.nsstate"):
-        "#15: repl/app formats id maps with core's formatter (likewise)",
-}
 
 
 @dataclass(frozen=True)
@@ -264,13 +249,7 @@ def test_no_circle_among_module_level_imports():
     assert found == [], "import circles:\n" + "\n".join(_describe(c) for c in found)
 
 
-def test_no_circle_counting_imports_inside_functions_but_the_known_ones():
-    found = [c for c in circles(function_level=True) if c not in KNOWN_CIRCLES]
-    assert found == [], "import circles:\n" + "\n".join(_describe(c) for c in found)
-
-
-@pytest.mark.xfail(strict=False, reason="; ".join(KNOWN_CIRCLES.values()) or "none known")
-def test_the_known_circles_are_gone_too():
+def test_no_circle_counting_imports_inside_functions():
     found = circles(function_level=True)
     assert found == [], "import circles:\n" + "\n".join(_describe(c) for c in found)
 
@@ -315,16 +294,10 @@ def test_no_import_runs_from_a_lower_floor_to_a_higher_one():
     assert bad == [], "\n".join(bad)
 
 
-def test_repl_and_tui_reach_core_only_through_the_session_but_the_known_ones():
+def test_repl_and_tui_reach_core_only_through_the_session():
     bad = [str(e) for e in edges()
            if (_under(e.src, "nsshell.repl") or _under(e.src, "nsshell.tui"))
-           and _under(e.dst, "nsshell.core") and (e.src, e.dst) not in KNOWN_REPL_CORE]
-    assert bad == [], "\n".join(bad)
-
-
-@pytest.mark.xfail(strict=False, reason="; ".join(KNOWN_REPL_CORE.values()) or "none known")
-def test_the_known_repl_imports_of_core_are_gone_too():
-    bad = [str(e) for e in edges() if (e.src, e.dst) in KNOWN_REPL_CORE]
+           and _under(e.dst, "nsshell.core")]
     assert bad == [], "\n".join(bad)
 
 

@@ -14,24 +14,12 @@ from ..core.ns.handle import NsSet
 from ..errors import NotFoundError, UsageError
 from ..kernel import nsfs, nstypes, syscalls
 from ..registry import Annotated, command
-from ..results import Diff, Multi, Node, Record, Result, Table, Tree
+from ..results import Diff, Multi, Node, Record, Table, Tree
 from ..types import Choice, NsTypes, Pid, Ref
 from .persist import root_of
 
 Types = Annotated[tuple, NsTypes()]
 RefArg = Annotated[NsSet, Ref()]
-
-
-def _maybe_json(sh, result: Result, as_json: bool) -> Result:
-    """`CMD --json`: the JSON of RESULT even when the shell is not in --json mode."""
-    if not as_json:
-        return result
-    renderer = getattr(getattr(sh, "engine", None), "renderer", None)
-    if renderer is not None and getattr(renderer, "mode", None) == "json":
-        return result
-    import json
-    from ..results import Message, jsonable
-    return Message(json.dumps(jsonable(result.json()), indent=2))
 
 
 class _Many(Multi):
@@ -93,7 +81,7 @@ def _names_cell(r: dict) -> str | None:
 
 
 @command("ls")
-def ls(sh, types: Types = None, *, json_: bool = False):
+def ls(sh, types: Types = None):
     """Every namespace on the system, like lsns, plus those only an fd, a thread,
     a bind mount or a socket keeps alive, with session and persisted names.
 
@@ -106,9 +94,6 @@ def ls(sh, types: Types = None, *, json_: bool = False):
     Arguments:
       types: only these types (user+net, all)
 
-    Options:
-      json: print JSON (the shape is in docs/json.md)
-
     Examples:
       ls
       ls net
@@ -119,7 +104,7 @@ def ls(sh, types: Types = None, *, json_: bool = False):
              _names_cell(r), r["command"]] for r in data]
     table = Table(["ns", "type", "nprocs", "pid", "user", "held", "names", "command"], rows,
                   key="namespaces", data=data)
-    return _maybe_json(sh, table, json_)
+    return table
 
 
 # --- tree ----------------------------------------------------------------------------
@@ -309,8 +294,7 @@ def _pid_tree(sh) -> Tree:
 @command("tree")
 def tree(sh, kind: Annotated[str, Choice("user", "pid", metavar="user|pid",
                                          help={"user": "user namespaces and what each owns",
-                                               "pid": "PID namespaces"})] = "user",
-         *, json_: bool = False):
+                                               "pid": "PID namespaces"})] = "user"):
     """The user-namespace hierarchy with the namespaces each owns, or the PID-namespace
     hierarchy.
 
@@ -322,16 +306,13 @@ def tree(sh, kind: Annotated[str, Choice("user", "pid", metavar="user|pid",
     Arguments:
       kind: user (default) or pid
 
-    Options:
-      json: print JSON (docs/json.md)
-
     Examples:
       tree
       tree pid
       tree --json
     """
     result = _user_tree(sh) if kind == "user" else _pid_tree(sh)
-    return _maybe_json(sh, result, json_)
+    return result
 
 
 # --- show ----------------------------------------------------------------------------
@@ -445,7 +426,7 @@ def _holder_text(h: dict) -> str:
 
 
 @command("show")
-def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
+def show(sh, ref: RefArg, types: Types = None):
     """One namespace or a set: ids, owner, parent, holders, processes, and its state.
 
     State is read from inside by a forked helper and never changed: net links,
@@ -457,9 +438,6 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     Arguments:
       ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
-
-    Options:
-      json: print JSON (docs/json.md)
 
     Examples:
       show box
@@ -480,7 +458,7 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
             continue
         entries.append(describe_handle(h, scan.get(t.name, h.nsid.ino)))
     data = {"ref": ref.label, "namespaces": entries}
-    return _maybe_json(sh, _Many([_show_record(d) for d in entries], data), json_)
+    return _Many([_show_record(d) for d in entries], data)
 
 
 # --- pids, identify -----------------------------------------------------------------------
@@ -522,7 +500,7 @@ def nspid_chain(pid: int) -> list[int] | None:
 
 
 @command("pids")
-def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
+def pids(sh, ref: RefArg, types: Types = None):
     """The processes in a namespace (in every namespace of a set).
 
     NSPID is the process's id inside the set's PID namespace; NSPIDS its id in
@@ -531,9 +509,6 @@ def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     Arguments:
       ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
-
-    Options:
-      json: print JSON (docs/json.md)
 
     Examples:
       pids box
@@ -546,19 +521,15 @@ def pids(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
     data = pids_of(picked)
     rows = [[r["pid"], r["nspid"], "/".join(map(str, r["nspids"] or [])) or None, r["user"],
              r["command"]] for r in data]
-    return _maybe_json(sh, Table(["pid", "nspid", "nspids", "user", "command"], rows,
-                                 key="processes", data=data), json_)
+    return Table(["pid", "nspid", "nspids", "user", "command"], rows, key="processes", data=data)
 
 
 @command("identify")
-def identify(sh, pid: Annotated[int, Pid()], *, json_: bool = False):
+def identify(sh, pid: Annotated[int, Pid()]):
     """Which known namespaces a process is in: session names, persisted names, host.
 
     Arguments:
       pid: a process id (or pid:N)
-
-    Options:
-      json: print JSON (docs/json.md)
 
     Examples:
       identify 1234
@@ -588,13 +559,13 @@ def identify(sh, pid: Annotated[int, Pid()], *, json_: bool = False):
     table = Table(["type", "ns", "names", "host"], rows, key="namespaces",
                   data=data)
     result = _Many([table], {"pid": pid, "namespaces": data})
-    return _maybe_json(sh, result, json_)
+    return result
 
 
 # --- diff ----------------------------------------------------------------------------
 
 @command("diff")
-def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
+def diff(sh, a: RefArg, b: RefArg, types: Types = None):
     """What differs between two namespaces of each type.
 
     For each type both sides have (or TYPES): network links (state, mtu,
@@ -608,9 +579,6 @@ def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
       a: the first REF (TYPE REF: those types of it)
       b: the second REF (TYPE REF: those types of it)
       types: only these types
-
-    Options:
-      json: print JSON (docs/json.md)
 
     Examples:
       diff box host
@@ -644,4 +612,4 @@ def diff(sh, a: RefArg, b: RefArg, types: Types = None, *, json_: bool = False):
             sections.append((f"{t} {key.replace('_', ' ')}", [(" ", f"cannot compare: {err}")]))
     data = {"a": a.label, "b": b.label, "equal": all(r["equal"] for r in results),
             "types": results}
-    return _maybe_json(sh, Diff(sections, title=f"diff {a.label} {b.label}", data=data), json_)
+    return Diff(sections, title=f"diff {a.label} {b.label}", data=data)

@@ -95,7 +95,7 @@ def _names_for_ls(session):
     if session is None:
         return
     root = root_of(session)
-    engine = getattr(session, "engine", None)
+    engine = session.engine
     for note in store.recover(root):
         if engine is not None:
             engine.renderer.warn(note)

@@ -72,7 +72,7 @@ def _defaults(sh, opts: "RunOptions") -> "RunOptions":
     return out
 
 
-_session_mod.INIT_HOOKS.append(_install_settings)
+_session_mod.INIT_HOOKS.add(_install_settings)
 
 
 def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
@@ -299,7 +299,7 @@ def _cwd() -> str | None:
         return None
 
 
-@command("run", aliases=("!",))
+@command("run", aliases=("!",), runner=True)
 def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
         gid: Annotated[int, Int("N", minimum=0)] = None,
         groups: Annotated[str, Word("LIST")] = None,
@@ -361,7 +361,7 @@ def run(sh, *, uid: Annotated[int, Int("N", minimum=0)] = None,
     return _run(sh, argv, opts)
 
 
-@command("sh")
+@command("sh", runner=True, data=False)
 def sh_(sh, program: Annotated[str, Path("PROGRAM")] = None):
     """Start an interactive shell ($SHELL, else /bin/sh) in the current context
     (/bin/sh also when $SHELL is not there in the context's mount namespace).
@@ -385,7 +385,7 @@ def sh_(sh, program: Annotated[str, Path("PROGRAM")] = None):
         return _run(sh, ["/bin/sh"])
 
 
-@command("fg")
+@command("fg", runner=True, data=False)
 def fg(sh):
     """Resume the program most recently stopped with Ctrl-Z, in the foreground.
 

@@ -72,7 +72,7 @@ def echo(sh, words: Annotated[list, Rest(), Word("TEXT")] = None):
     """
     words = list(words or [])
     renderer = sh.engine.renderer
-    if words[:1] == ["-n"] and getattr(renderer, "mode", "") in ("plain", "rich"):
+    if words[:1] == ["-n"] and renderer.mode in ("plain", "rich"):
         renderer.out.write(" ".join(words[1:]))   # as typed: no newline (nor JSON) after it
         renderer.out.flush()
         return None
@@ -81,7 +81,7 @@ def echo(sh, words: Annotated[list, Rest(), Word("TEXT")] = None):
     return Message(" ".join(words))
 
 
-@command("true")
+@command("true", data=False)
 def true_(sh):
     """Do nothing, successfully (status 0): `while`-less loops and conditions use it.
 
@@ -91,7 +91,7 @@ def true_(sh):
     return None
 
 
-@command("false")
+@command("false", data=False)
 def false_(sh):
     """Do nothing, and fail (status 1).
 
@@ -158,7 +158,7 @@ def help_(sh, topic: Annotated[list, CommandName()] = None):
     return Message(command_help(found[0], REGISTRY))
 
 
-@command("exit", aliases=("quit",))
+@command("exit", aliases=("quit",), data=False)
 def exit_(sh, status: Annotated[int, Int("STATUS", minimum=0)] = None):
     """Leave the shell (handles are closed; persisted namespaces stay).
 

@@ -136,8 +136,7 @@ def plain_table(rows: list[dict]) -> Table:
 
 
 def _on_a_terminal(sh) -> bool:
-    renderer = getattr(getattr(sh, "engine", None), "renderer", None)
-    if renderer is not None and getattr(renderer, "mode", None) == "json":
+    if sh.engine is not None and sh.engine.wants_json():   # `top --json`, `nsshell --json`
         return False
     try:
         return sys.stdin.isatty() and sys.stdout.isatty()

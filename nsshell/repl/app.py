@@ -65,15 +65,13 @@ class UserMapView:
         s = self.session
         try:
             if s.is_host("user"):
-                return "uid " + idmap.format_idmap(idmap.read_map("self", "uid"), limit=3)
-            h = s.context["user"]
-            key = h.nsid
+                return "uid " + idmap.format_idmap(s.uid_map(), limit=3)
+            key = s.context["user"].nsid
             if key not in self._cache:
-                from ..core.ns import mapping
-                maps = mapping.read_maps_in_child(h.fd)
-                if not maps["uid_map"]:
+                ranges = s.uid_map()
+                if not ranges:
                     return "uid unmapped (ids show as 65534)"
-                self._cache[key] = "uid " + idmap.format_idmap(maps["uid_map"], limit=3)
+                self._cache[key] = "uid " + idmap.format_idmap(ranges, limit=3)
             return self._cache[key]
         except Exception:  # noqa: BLE001 - the toolbar must never break the prompt
             return "uid ?"

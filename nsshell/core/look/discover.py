@@ -225,7 +225,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
     namespace, and PID namespaces alive only as a parent (lxkns's hidden namespaces).
     Reports each process read to PROGRESS (default: the session's)."""
     if progress is None:
-        progress = getattr(session, "progress", NULL_PROGRESS)
+        progress = session.progress if session is not None else NULL_PROGRESS
     wanted = tuple(types) if types is not None else nstypes.ALL
     if relations and nstypes.USER in wanted:
         types = nstypes.ALL   # a user namespace may be reached only as an owner
@@ -844,10 +844,7 @@ def _name_from_mount(info: NsInfo, mp: str, persist_root: str | None) -> None:
 def _session_holders(result: Scan, session, names: set[str]) -> None:
     """The session's own handles, named sets and persisted names."""
     seen: set[tuple[str, int, str | None]] = set()
-    host = getattr(session, "host", None)
-    held = list(session.held())
-    if host is not None:
-        held += [("host", h) for h in host.handles.values()]
+    held = list(session.held()) + [("host", h) for h in session.host.handles.values()]
     for setname, h in held:
         if h.closed or h.type.name not in names:
             continue
@@ -862,7 +859,7 @@ def _session_holders(result: Scan, session, names: set[str]) -> None:
         if setname and (setname in session.sets or setname == "host"):
             info.add_name(setname)
     for setname, s in session.sets.items():
-        persisted = getattr(s, "persisted", None)
+        persisted = s.persisted
         if persisted:
             for t, h in s.handles.items():
                 info = result.get(t, h.nsid.ino)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ...errors import StaleError
+from ...hooks import Hooks
 from ...kernel import nstypes
 from ...kernel.nsfs import NsId, nsid_of_fd, open_ns, open_proc_ns, type_of_fd
 from ...kernel.nstypes import NsType
@@ -41,9 +42,10 @@ class InitHolder:
         self.lifeline = self.pidfd = -1
 
 
-# Called with a Handle just before its fd closes (plugin caches of resources bound to a
+# Run with a Handle just before its fd closes (plugin caches of resources bound to a
 # namespace, e.g. a netlink socket opened inside it, drop them here); see nsshell/plugin.py.
-CLOSE_HOOKS: list = []
+# A hook that fails is passed over: it must not keep a handle open.
+CLOSE_HOOKS = Hooks("handle close", on_error=lambda hook, exc: None)
 
 
 class Handle:
@@ -96,11 +98,7 @@ class Handle:
             self.holder.close()
             self.holder = None
         if self.fd >= 0:
-            for hook in CLOSE_HOOKS:
-                try:
-                    hook(self)
-                except Exception:  # noqa: BLE001 - a plugin's hook must not keep a handle open
-                    pass
+            CLOSE_HOOKS.run(self)
             try:
                 os.close(self.fd)
             except OSError:

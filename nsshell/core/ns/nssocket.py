@@ -162,7 +162,7 @@ def _userns_closing(handle) -> None:
         _close_opener(handle.nsid)
 
 
-CLOSE_HOOKS.append(_userns_closing)
+CLOSE_HOOKS.add(_userns_closing)
 
 
 def _open_in_helper(family: int, type_: int, proto: int) -> spawn.Handoff:

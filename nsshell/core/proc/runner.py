@@ -32,9 +32,6 @@ from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserr
 from ...kernel import syscalls
 from . import channel, harden, program, spawn
 
-# Commands that leave the runner alive: they are the ones that use it.
-KEEP = frozenset({"run", "sh", "fg"})
-
 _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
                     signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
                     signal.SIGXFSZ, signal.SIGHUP)
@@ -394,7 +391,7 @@ def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str]
         cwd: str | None, root: bool,
         setup: program.Setup = program.NO_SETUP) -> tuple[int, program.Job | None]:
     """Run ARGV through the session's runner for ENTRIES and SETUP (starting one if needed)."""
-    r: Runner | None = getattr(sh, "runner", None)
+    r: Runner | None = sh.runner
     key = _key(entries, root, setup)
     if setup.sets_cwd:
         cwd = None  # the runner went there once, strictly (program.after_enter)
@@ -407,27 +404,27 @@ def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str]
     if r is None:
         r = Runner(entries, root, setup)
         sh.runner = r
-    exit_after = getattr(getattr(sh, "terminal", None), "exit_after", program.EXIT_AFTER)
+    exit_after = sh.terminal.exit_after
     try:
         status, job = r.run(argv, env, cwd, exit_after)
     except _Gone:
         drop(sh)
         r = sh.runner = Runner(entries, root, setup)
         status, job = r.run(argv, env, cwd, exit_after)
-    if r.sock is None and getattr(sh, "runner", None) is r:
+    if r.sock is None and sh.runner is r:
         sh.runner = None
     return status, job
 
 
 def drop(sh, everything: bool = False) -> None:
     """End the session's runner (kept while a stopped job needs it, unless EVERYTHING)."""
-    r: Runner | None = getattr(sh, "runner", None)
+    r: Runner | None = sh.runner
     if r is not None:
         sh.runner = None
         if not r.stopped:
             r.close()
     if everything:
-        for job in getattr(sh, "jobs", []):
+        for job in sh.jobs:
             if isinstance(job, RunnerJob) and job.runner is not None:
                 job.runner.close()
 
@@ -435,5 +432,5 @@ def drop(sh, everything: bool = False) -> None:
 def finished(sh, job: RunnerJob) -> None:
     """After `fg`: a runner that is no longer the session's closes with its last job."""
     r = job.runner
-    if r is not None and r is not getattr(sh, "runner", None) and not r.stopped:
+    if r is not None and r is not sh.runner and not r.stopped:
         r.close()
