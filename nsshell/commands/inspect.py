@@ -33,17 +33,6 @@ def _maybe_json(sh, result: Result, as_json: bool) -> Result:
     return Message(json.dumps(jsonable(result.json()), indent=2))
 
 
-class _Many(Multi):
-    """Several parts for the screen, one documented object for JSON."""
-
-    def __init__(self, parts, data):
-        super().__init__(parts)
-        self.data = data
-
-    def json(self):
-        return self.data
-
-
 # --- ls ------------------------------------------------------------------------------
 
 def ls_rows(sh, types=None) -> list[dict]:
@@ -477,7 +466,7 @@ def show(sh, ref: RefArg, types: Types = None, *, json_: bool = False):
             continue
         entries.append(describe_handle(h, scan.get(t.name, h.nsid.ino)))
     data = {"ref": ref.label, "namespaces": entries}
-    return _maybe_json(sh, _Many([_show_record(d) for d in entries], data), json_)
+    return _maybe_json(sh, Multi([_show_record(d) for d in entries], data), json_)
 
 
 # --- pids, identify -----------------------------------------------------------------------
@@ -584,7 +573,7 @@ def identify(sh, pid: Annotated[int, Pid()], *, json_: bool = False):
             for d in data]
     table = Table(["type", "ns", "names", "host"], rows, key="namespaces",
                   data=data)
-    result = _Many([table], {"pid": pid, "namespaces": data})
+    result = Multi([table], {"pid": pid, "namespaces": data})
     return _maybe_json(sh, result, json_)
 
 
