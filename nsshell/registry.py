@@ -30,7 +30,7 @@ from typing import Annotated, Any, Callable
 from .errors import UsageError
 from .types import ParamType, is_types_word, type_for
 
-__all__ = ["Opt", "Kw", "Rest", "Param", "Command", "Registry", "REGISTRY", "command",
+__all__ = ["Opt", "Kw", "Rest", "Needs", "Param", "Command", "Registry", "REGISTRY", "command",
            "Annotated"]
 
 
@@ -54,6 +54,19 @@ class Rest:
     """Every remaining word, verbatim (options included): `run CMD ARG...`."""
 
 
+@dataclass(frozen=True)
+class Needs:
+    """An option that means something only when another parameter's value includes
+    these: Needs("types", "pid", "mnt") for `new --mount-proc` (completion offers it
+    only then)."""
+    param: str
+    values: frozenset
+
+    def __init__(self, param: str, *values: str):
+        object.__setattr__(self, "param", param)
+        object.__setattr__(self, "values", frozenset(values))
+
+
 @dataclass
 class Param:
     name: str                 # Python name
@@ -64,6 +77,7 @@ class Param:
     help: str = ""
     flags: tuple[str, ...] = ()   # option spellings ('--no-join', '-u')
     keyword: str | None = None    # for kind 'kw'
+    needs: Needs | None = None    # an option meaningful only with some values of another
 
     @property
     def metavar(self) -> str:
@@ -358,6 +372,7 @@ def _build_params(func: Callable) -> list[Param]:
             p = Param(name, "var", ptype, not has_default, default)
         else:
             p = Param(name, "pos", ptype, not has_default, default)
+        p.needs = next((m for m in meta if isinstance(m, Needs)), None)
         params.append(p)
     return params
 
