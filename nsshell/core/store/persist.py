@@ -1219,6 +1219,9 @@ def _owner_of(path: str) -> str | None:
 
 _resolver.candidates = _candidates
 _resolver.rows = _rows
+_resolver.form = "NAME"     # its place in the REF order (session.REF_ORDER; the man page)
+_resolver.what = (f"a persisted name: a set kept under the persist root (default {DEFAULT_ROOT}/NAME/), "
+                  f"or for net an `ip netns` name ({NETNS_DIR}/NAME)")
 
 
 def install(session) -> None:
