@@ -79,22 +79,23 @@ def ref_forms() -> list[tuple[str, str]]:
         s.close_all()
 
 
+def _setenv(values: dict[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextlib.contextmanager
 def _env(**values: str | None):
+    """The environment with VALUES (None: unset), as it was afterwards."""
     old = {k: os.environ.get(k) for k in values}
+    _setenv(values)
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _setenv(old)
 
 
 def _templated(fn, var: str) -> tuple[str, str]:
