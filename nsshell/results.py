@@ -94,7 +94,7 @@ class Diff(Result):
 
     def json(self) -> Any:
         if self.data is not None:
-            return _jsonable(self.data)
+            return self.data
         return {name: [{"op": s, "text": t} for s, t in lines] for name, lines in self.sections}
 
 
@@ -116,7 +116,7 @@ class Multi(Result):
     data: Any
 
     def json(self) -> Any:
-        return _jsonable(self.data)
+        return self.data
 
 
 jsonable = _jsonable
