@@ -94,7 +94,7 @@ class Diff(Result):
 
     def json(self) -> Any:
         if self.data is not None:
-            return self.data
+            return _jsonable(self.data)
         return {name: [{"op": s, "text": t} for s, t in lines] for name, lines in self.sections}
 
 
