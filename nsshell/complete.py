@@ -1,34 +1,26 @@
 """Completion from the command registry: one logic for the REPL and the shell scripts.
 
 `complete_line(session, text)` looks at the text before the cursor, finds the
-command being typed and the parameter the last word belongs to, and asks that
-parameter's type for candidates (names, types, pids, interface names, paths).
-The REPL adapts the result to prompt_toolkit (repl/completer.py); the hidden
-`nsshell --complete LINE` prints it for the bash/zsh/fish scripts.
-
-A type's `complete(prefix, session)` may take a keyword `args`: it then gets the
-words already typed for the command, by parameter name (e.g. the REF before an
-interface name), so a candidate list can depend on them.
+command being typed and the parameter the word under the cursor belongs to, and
+asks that parameter's TYPE for candidates (names, types, pids, interface names,
+paths): `ptype.complete(prefix, session, ctx)`, where ctx (types.Ctx) holds the
+words already typed by parameter name.  Nothing here knows a command or a type
+by name.  The REPL adapts the result to prompt_toolkit (repl/completer.py); the
+hidden `nsshell --complete LINE` prints it for the bash/zsh/fish scripts.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 from . import lexer
-from .registry import REGISTRY, Command, CommandName, Param, Registry
-from .types import (NsTypes, ParamType, Ref, complete_path, complete_pids,
-                    is_types_word)
+from .registry import REGISTRY, Command, Param, Registry
+from .types import Candidate, Ctx, ParamType, is_types_word
+
+__all__ = ["Candidate", "Completions", "complete_line", "type_candidates", "split_partial",
+           "word_start", "names_made_earlier", "print_completions"]
 
 MAX_CANDIDATES = 200
-
-
-@dataclass(frozen=True)
-class Candidate:
-    text: str            # what replaces the word being typed
-    meta: str = ""       # a one-line description shown beside it
-    suffix: str = " "    # appended when accepted ('' when the word may go on: dirs, TYPES)
 
 
 @dataclass
@@ -55,70 +47,29 @@ def word_start(text: str) -> int:
 
 # -- asking the parameter types ---------------------------------------------------------------
 
-_TAKES_ARGS: dict[type, bool] = {}
+def as_candidate(item, fallback: str = "") -> Candidate:
+    """A type's answer as a Candidate: a Candidate, a (text, description) pair or a text.
+    A directory (text ending in '/') takes no space after it."""
+    if isinstance(item, Candidate):
+        return item if item.meta or not fallback else Candidate(item.text, fallback, item.suffix)
+    text, meta = (item, "") if isinstance(item, str) else (item[0], item[1] if len(item) > 1 else "")
+    return Candidate(text, meta or fallback, "" if text.endswith("/") else " ")
 
 
-def type_candidates(ptype: ParamType, prefix: str, session, args: dict | None = None,
+def type_candidates(ptype: ParamType, prefix: str, session, ctx: Ctx | None = None,
                     fallback: str = "") -> list[Candidate]:
-    """Candidates from a parameter type (errors in a type's completer give none)."""
-    cls = type(ptype)
-    if cls not in _TAKES_ARGS:
-        try:
-            _TAKES_ARGS[cls] = "args" in inspect.signature(ptype.complete).parameters
-        except (TypeError, ValueError):
-            _TAKES_ARGS[cls] = False
+    """Candidates from a parameter type (errors in a type's completer give none: Tab must
+    never break the prompt; tests/test_completion.py asks every type directly)."""
     try:
-        if _TAKES_ARGS[cls]:
-            pairs = ptype.complete(prefix, session, args=args or {})
-        else:
-            pairs = ptype.complete(prefix, session)
+        found = ptype.complete(prefix, session, ctx if ctx is not None else Ctx())
+        return [as_candidate(c, fallback) for c in found or ()]
     except Exception:  # noqa: BLE001 - a completer must never break the prompt
         return []
-    if isinstance(ptype, Ref):
-        sets = getattr(session, "sets", {})
-        pairs = [(t, f"held set: {' '.join(sets[t].handles)}" if t in sets else m)
-                 for t, m in (p if isinstance(p, tuple) else (p, "") for p in pairs)]
-        pairs += _ref_extras(prefix, session, {p[0] for p in pairs})
-    out = []
-    for pair in pairs or ():
-        text, meta = (pair, "") if isinstance(pair, str) else (pair[0], pair[1] if len(pair) > 1 else "")
-        out.append(Candidate(text, meta or fallback, _suffix_for(ptype, text)))
-    return out
 
 
 def _fallback(p: Param) -> str:
     text = p.help or p.metavar
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _suffix_for(ptype: ParamType, text: str) -> str:
-    if text.endswith("/") or (isinstance(ptype, Ref) and text.endswith(":")):
-        return ""   # a directory, or a REF scheme (pid:, podman:) the word goes on after
-    if isinstance(ptype, NsTypes) and text != "all":
-        return ""  # user+mnt may go on: +net
-    return " "
-
-
-def _ref_extras(prefix: str, session, seen: set[str]) -> list[tuple[str, str]]:
-    """What a REF may also be: pid:N (with the command), a path, TYPE:[INODE] of held handles."""
-    out: list[tuple[str, str]] = []
-    if prefix.startswith("pid:") or (prefix.isdigit() and prefix):
-        digits = prefix[4:] if prefix.startswith("pid:") else prefix
-        lead = "pid:" if prefix.startswith("pid:") else ""
-        out += [(lead + pid, comm) for pid, comm in complete_pids(digits)]
-    elif "pid:".startswith(prefix) and prefix:
-        out.append(("pid:", "the namespaces of a process"))
-    elif "/" in prefix or prefix.startswith("~") or prefix.startswith("."):
-        out += complete_path(prefix)
-    elif ":" in prefix or "[" in prefix or prefix in ("user", "mnt", "net", "pid", "uts",
-                                                            "ipc", "cgroup", "time"):
-        try:
-            held = {str(h.nsid): (name or "held") for name, h in session.held()}
-        except Exception:  # noqa: BLE001
-            held = {}
-        out += [(label, f"held by {name}") for label, name in sorted(held.items())
-                if label.startswith(prefix)]
-    return [c for c in out if c[0] not in seen]
 
 
 # -- which parameter is being typed ------------------------------------------------------------
@@ -127,9 +78,9 @@ def _ref_extras(prefix: str, session, seen: set[str]) -> list[tuple[str, str]]:
 class _Scan:
     positionals: list[str]
     used: set[str]                 # option spellings and keywords already typed
-    args: dict[str, str]           # parameter -> the word typed for it (first one of a list)
+    args: dict                     # parameter -> the word typed for it (a list for several)
     pending: Param | None          # an option or keyword whose value is being typed
-    rest_index: int | None         # the index within the rest param's words, if there
+    rest: list[str] | None         # the rest param's words so far, once reached
 
 
 def _scan(cmd: Command, words: list[str]) -> _Scan:
@@ -139,14 +90,13 @@ def _scan(cmd: Command, words: list[str]) -> _Scan:
     plan, _ = cmd.plan_positionals(found.positionals)
     for p, raw in plan:
         if isinstance(raw, list):
-            if raw:
-                args.setdefault(p.name, raw[0])
+            args.setdefault(p.name, [r[1] if isinstance(r, tuple) else r for r in raw])
         elif isinstance(raw, tuple):   # `TYPE REF`: the REF
             args.setdefault(p.name, raw[1])
         else:
             args.setdefault(p.name, raw)
-    rest_index = len(found.rest) if found.rest is not None else None
-    return _Scan(found.positionals, found.used, args, found.pending, rest_index)
+    rest = list(found.rest) if found.rest is not None else None
+    return _Scan(found.positionals, found.used, args, found.pending, rest)
 
 
 def _next_slots(slots: list[Param], n: int) -> list[Param]:
@@ -230,17 +180,19 @@ def _subcommand_words(registry: Registry, words: list[str], current: str) -> lis
 def _complete_params(session, registry: Registry, cmd: Command, words: list[str],
                      current: str) -> list[Candidate]:
     scan = _scan(cmd, words)
+
+    def ask(p: Param, fallback: str) -> list[Candidate]:
+        own = scan.rest if p.kind == "rest" else scan.args.get(p.name) if p.kind == "var" else []
+        ctx = Ctx(scan.args, own if isinstance(own, list) else [], registry)
+        return type_candidates(p.type, current, session, ctx, fallback)
+
     if scan.pending is not None:
-        return type_candidates(scan.pending.type, current, session, scan.args,
-                               _fallback(scan.pending))
+        return ask(scan.pending, _fallback(scan.pending))
     rest = cmd.rest_param()
-    if scan.rest_index is not None and rest is not None:
-        if scan.rest_index == 0:
-            return type_candidates(rest.type, current, session, scan.args,
-                                   "program" if current else "")
-        return [Candidate(t, m, "" if t.endswith("/") else " ") for t, m in complete_path(current)]
+    if scan.rest is not None and rest is not None:
+        return ask(rest, "program" if current and not scan.rest else "")
     if current.startswith("-"):
-        return _options(cmd, scan, current)
+        return _options(cmd, scan, current, session)
     out: list[Candidate] = []
     slots = [p for p in cmd.params if p.kind in ("pos", "var")]
     nxt = _next_slots(slots, len(scan.positionals))
@@ -249,52 +201,38 @@ def _complete_params(session, registry: Registry, cmd: Command, words: list[str]
         refs = [p for p in _next_slots(slots, len(scan.positionals) - 1) if p.type.type_prefix]
         nxt = refs + [p for p in nxt if p not in refs]
     for p in nxt:
-        if isinstance(p.type, CommandName):
-            out += _command_name_words(registry, words, current)
-        else:
-            out += type_candidates(p.type, current, session, scan.args, _fallback(p))
+        out += ask(p, _fallback(p))
     for p in cmd.params:
         if p.kind == "kw" and p.keyword not in scan.used and p.keyword.startswith(current):
             out.append(Candidate(p.keyword, f"{p.keyword} {p.metavar}: {p.help}".rstrip(": ")))
     if not out and not current:
-        out = _options(cmd, scan, current)   # nothing else may come: what options are left
+        out = _options(cmd, scan, current, session)   # nothing else may come: what options are left
     return out
 
 
-def _command_name_words(registry: Registry, words: list[str], current: str) -> list[Candidate]:
-    """`help net v` -> veth: complete command names word by word."""
-    typed = [w for w in words if not w.startswith("-")]
-    if not typed:
-        return _command_words(registry, "", current)
-    return _subcommand_words(registry, typed, current)
+def _meaningful(p: Param, cmd: Command, scan: _Scan, session) -> bool:
+    """Whether option P means something with the words typed so far (its declared Needs:
+    `new net --<Tab>` does not offer --mount-proc, which needs pid and mnt)."""
+    if p.needs is None:
+        return True
+    typed = scan.args.get(p.needs.param)
+    other = next((q for q in cmd.params if q.name == p.needs.param), None)
+    if not typed or other is None or isinstance(typed, list):
+        return True
+    try:
+        value = other.type.parse(typed, session)
+    except Exception:  # noqa: BLE001 - not (yet) a valid word: offer everything
+        return True
+    values = value if isinstance(value, (tuple, list, set, frozenset)) else (value,)
+    return p.needs.values <= {getattr(v, "name", str(v)) for v in values}
 
 
-# Options of `new` that mean something only with some types: `new net --<Tab>` does not
-# offer --mount-proc.  (option -> the types it needs, all of them)
-NEEDS_TYPES = {("new", "--mount-proc"): {"pid", "mnt"}, ("new", "--propagation"): {"mnt"},
-               ("new", "--monotonic"): {"time"}, ("new", "--boottime"): {"time"}}
-
-
-def _types_given(scan: _Scan) -> set[str] | None:
-    text = scan.args.get("types")
-    if not text:
-        return None
-    names = set(text.split("+"))
-    if "all" in names:
-        return None
-    return {"mnt" if n == "mount" else n for n in names}
-
-
-def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
+def _options(cmd: Command, scan: _Scan, current: str, session) -> list[Candidate]:
     out = []
-    given = _types_given(scan)
     for p in cmd.params:
         if p.kind not in ("opt", "flag"):
             continue
-        if set(p.flags) & scan.used:
-            continue
-        needs = NEEDS_TYPES.get((cmd.name, p.flags[0]))
-        if needs and given is not None and not needs <= given:
+        if set(p.flags) & scan.used or not _meaningful(p, cmd, scan, session):
             continue
         for f in p.flags:
             if f.startswith(current):
@@ -307,10 +245,11 @@ def _options(cmd: Command, scan: _Scan, current: str) -> list[Candidate]:
 
 # -- the hidden `nsshell --complete LINE` ---------------------------------------------------------
 
-def names_made_earlier(text: str) -> list[str]:
-    """Names an earlier command of TEXT gives (`new ... as NAME`, `open ... as NAME`,
-    `name REF NEWNAME`): in `nsshell -c 'new net as lab; join l<Tab>` no session knows
-    `lab` yet, but the line will."""
+def names_made_earlier(text: str, registry: Registry = REGISTRY) -> list[str]:
+    """Names the earlier commands of TEXT give, read by the parser (the words typed for a
+    parameter whose type gives a name: `new ... as NAME`, `open ... as NAME`, `name REF
+    NEWNAME`): in `nsshell -c 'new net as lab; join l<Tab>` no session knows `lab` yet,
+    but the line will."""
     from .errors import NsshellError
     commands = None
     for tail in ("", "'", '"'):
@@ -321,10 +260,18 @@ def names_made_earlier(text: str) -> list[str]:
             continue
     out = []
     for words in (commands or [])[:-1]:
-        if words[0] in ("new", "open") and "as" in words[1:-1]:
-            out.append(words[words.index("as", 1) + 1])
-        elif words[0] == "name" and len(words) >= 3:
-            out.append(words[2])
+        found = registry.lookup(words) if words else None
+        if found is None:
+            continue
+        cmd, used = found
+        try:
+            scan = _scan(cmd, words[used:])
+        except NsshellError:
+            continue
+        for p in cmd.params:
+            given = scan.args.get(p.name)
+            if p.type.gives_name and given:
+                out += given if isinstance(given, list) else [given]
     return out
 
 

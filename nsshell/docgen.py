@@ -11,6 +11,7 @@ declarations, so the documentation cannot drift from the code: a test runs the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -63,6 +64,70 @@ def _ordered_groups(registry: Registry) -> list[tuple[str, list[Command]]]:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# -- facts taken from the code, never restated ------------------------------------------------
+
+def ref_forms() -> list[tuple[str, str]]:
+    """(form, description) of each REF form in the order the session resolves them
+    (session.REF_ORDER, with the forms the store and the loaded plugins add)."""
+    from .commands.persist import install
+    from .core.store.persist import DEFAULT_ROOT
+    from .session import Session
+    s = Session()
+    install(s, DEFAULT_ROOT)   # as the CLI does
+    try:
+        return s.ref_forms()
+    finally:
+        s.close_all()
+
+
+def _setenv(values: dict[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _env(**values: str | None):
+    """The environment with VALUES (None: unset), as it was afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    _setenv(values)
+    try:
+        yield
+    finally:
+        _setenv(old)
+
+
+def _templated(fn, var: str) -> tuple[str, str]:
+    """The path FN computes from $VAR, as a template ($VAR/...), and its default (~/...):
+    the code's own function is asked, with $VAR set to its own name, then unset."""
+    with _env(**{var: "$" + var}):
+        with_var = fn()
+    with _env(**{var: None, "HOME": "~"}):
+        default = fn()
+    return with_var, default
+
+
+def paths() -> dict[str, str]:
+    """The paths nsshell uses, from the constants and functions that use them."""
+    from .core.store import keeper, persist, storefs
+    from .plugin_loader import GROUP, user_dir
+    from .repl.app import history_path
+    out = {"persist_root": persist.DEFAULT_ROOT, "persist_env": persist.ENV_ROOT,
+           "netns": storefs.NETNS_DIR,
+           "keeper_tmp": os.path.join(keeper.TMP, keeper._tmp_base("UID")),
+           "keeper_numbered": str(keeper.NUMBERED), "entry_points": GROUP}
+    out["history"], out["history_default"] = _templated(history_path, "XDG_STATE_HOME")
+    out["plugins"], out["plugins_default"] = _templated(user_dir, "XDG_CONFIG_HOME")
+    with tempfile.TemporaryDirectory() as run:     # a private runtime directory, as the
+        os.chmod(run, 0o700)                       # keeper wants it, named by its variable
+        with _env(XDG_RUNTIME_DIR=run):
+            found = keeper._xdg_dir(os.getuid()) or os.path.join(run, "?")
+        out["keeper_xdg"] = "$XDG_RUNTIME_DIR" + found[len(run):]
+    return out
 
 
 # -- roff ----------------------------------------------------------------------------------
@@ -182,6 +247,8 @@ def _language_roff() -> list[str]:
 
 def man_page(registry: Registry | None = None) -> str:
     registry = registry or load_registry()
+    from .kernel import nstypes
+    where = paths()
     L: list[str] = []
     add = L.extend
     add([
@@ -239,19 +306,15 @@ def man_page(registry: Registry | None = None) -> str:
         ".SH \"THE COMMAND LANGUAGE\"",
         "How namespaces are named and which ones commands act in.",
         ".SS \"Namespace types\"",
-        "\\fITYPES\\fR is one or more of \\fBuser mnt pid net uts ipc cgroup time\\fR "
-        "(\\fBmount\\fR is \\fBmnt\\fR), joined with \\fB+\\fR (\\fBuser+mnt+net\\fR), or \\fBall\\fR.",
+        f"\\fITYPES\\fR is one or more of \\fB{' '.join(nstypes.NAMES)}\\fR ("
+        + ", ".join(f"\\fB{a}\\fR is \\fB{t}\\fR" for a, t in nstypes.ALIASES.items())
+        + "), joined with \\fB+\\fR (\\fBuser+mnt+net\\fR), or \\fBall\\fR.",
         ".SS \"References (REF)\"",
         "A \\fIREF\\fR names namespaces, and is resolved in this order:",
-        ".IP \\(bu 2", "a session name (\\fBbox\\fR): a named set holding one handle per type;",
-        ".IP \\(bu 2", "a persisted name: a set kept under the persist root "
-        "(\\fI/run/nsshell/NAME/\\fR), or for \\fBnet\\fR an \\fBip netns\\fR name "
-        "(\\fI/run/netns/NAME\\fR);",
-        ".IP \\(bu 2", "\\fBpid:\\fR\\fIN\\fR (or a bare number): the namespaces of process \\fIN\\fR;",
-        ".IP \\(bu 2", "\\fBhost\\fR: the namespaces the shell started in;",
-        ".IP \\(bu 2", "a path: a bind-mounted namespace file, or \\fI/proc/PID/ns/TYPE\\fR;",
-        ".IP \\(bu 2", "\\fITYPE\\fB:[\\fIINODE\\fB]\\fR as listings show it "
-        "(\\fBnet:[4026532179]\\fR).",
+    ])
+    for form, what in ref_forms():
+        add([".TP", f"\\fB{_code(form)}\\fR", _esc(_one_line(what))])
+    add([
         ".PP",
         "\\fITYPE REF\\fR picks one namespace of a set (\\fBnet box\\fR), wherever a \\fIREF\\fR "
         "is taken (\\fBshow user box\\fR, \\fBclose net box\\fR).",
@@ -290,10 +353,13 @@ def man_page(registry: Registry | None = None) -> str:
         "(https://no\\-color.org).",
         ".TP", ".B TERM",
         "\\fBdumb\\fR gives plain text and no progress display.",
+        ".TP", f".B {where['persist_env']}",
+        f"The persist root (default \\fI{_code(where['persist_root'])}\\fR; the "
+        "\\fBpersist_root\\fR setting and \\fBpersist \\-\\-root\\fR change it too).",
         ".TP", ".B XDG_STATE_HOME",
-        "Where the history is kept (default \\fI~/.local/state\\fR).",
+        f"Where the history is kept (default \\fI{_code(where['history_default'])}\\fR).",
         ".TP", ".B XDG_CONFIG_HOME",
-        "Where the plugin folder is (default \\fI~/.config\\fR).",
+        f"Where the plugin folder is (default \\fI{_code(where['plugins_default'])}\\fR).",
         ".TP", ".B XDG_RUNTIME_DIR",
         "Where an unprivileged user's keeper socket is (when it is a private directory).",
         ".TP", ".B SHELL",
@@ -301,23 +367,24 @@ def man_page(registry: Registry | None = None) -> str:
         ".TP", ".B PATH",
         "Searched by \\fBrun\\fR, inside the context.",
         ".SH FILES",
-        ".TP", ".I $XDG_STATE_HOME/nsshell/history",
-        "The interactive history (default \\fI~/.local/state/nsshell/history\\fR).",
-        ".TP", ".I /run/nsshell/NAME/",
+        ".TP", f".I {_code(where['history'])}",
+        f"The interactive history (default \\fI{_code(where['history_default'])}\\fR).",
+        ".TP", f".I {_code(where['persist_root'])}/NAME/",
         "The persist root: bind mounts of persisted namespaces, one file per type.",
-        ".TP", ".I /run/netns/NAME",
+        ".TP", f".I {_code(where['netns'])}/NAME",
         "A persisted network namespace, also under the name \\fBip netns\\fR uses.",
-        ".TP", ".I $XDG_RUNTIME_DIR/nsshell/", "(or \\fI/tmp/nsshell\\-keeper\\-UID/\\fR)",
+        ".TP", f".I {_code(where['keeper_xdg'])}/", f"(or \\fI{_code(where['keeper_tmp'])}/\\fR)",
         "The socket of the per-user keeper: an unprivileged user cannot bind-mount, so "
         "\\fBpersist\\fR hands the namespaces' file descriptors to a small process that holds "
         "them for later shells of the same user.  Only a directory the user owns, mode 0700, "
-        "is used: when another user has taken that name in /tmp, the keeper lives in "
-        "\\fI/tmp/nsshell\\-keeper\\-UID.N/\\fR (N = 1..8) or a random "
-        "\\fI/tmp/nsshell\\-keeper\\-UID.XXXXXXXX/\\fR, found by its owner.",
-        ".TP", ".I $XDG_CONFIG_HOME/nsshell/plugins/",
+        f"is used: when another user has taken that name in {_code(os.path.dirname(where['keeper_tmp']))}, "
+        f"the keeper lives in \\fI{_code(where['keeper_tmp'])}.N/\\fR "
+        f"(N = 1..{where['keeper_numbered']}) or a random "
+        f"\\fI{_code(where['keeper_tmp'])}.XXXXXXXX/\\fR, found by its owner.",
+        ".TP", f".I {_code(where['plugins'])}/",
         "The plugin folder: Python files or packages with a \\fBregister(api)\\fR function "
-        "(default \\fI~/.config/nsshell/plugins/\\fR).  Installed packages register through "
-        "the entry-point group \\fBnsshell.plugins\\fR.",
+        f"(default \\fI{_code(where['plugins_default'])}/\\fR).  Installed packages register "
+        f"through the entry-point group \\fB{_code(where['entry_points'])}\\fR.",
         ".SH EXAMPLES",
     ])
     for i, (text, lines) in enumerate(_EXAMPLES):

@@ -120,10 +120,13 @@ def overview(registry: Registry, total: int | None = None) -> str:
         lines.append("Commands:" if group == "core" else f"{group.capitalize()} commands (plugin {group}):")
         lines += _columns([(c.name, c.summary) for c in cmds], total)
         lines.append("")
+    from .kernel.nstypes import NAMES
+    from .session import REF_ORDER      # the order Session.resolve tries, never restated
+    refs = ", ".join(step.form for step in REF_ORDER)
+    lines += textwrap.wrap(f"References (REF), tried in this order: {refs}; `TYPE REF` picks "
+                           "that type of it (net box).", max(40, total))
     lines += [
-        "References (REF): a session name, a persisted name, pid:N, host, a path to a",
-        "namespace file, or TYPE:[INODE]; `TYPE REF` picks that type of it (net box).",
-        "TYPES: user mnt pid net uts ipc cgroup time, joined with + (user+mnt+net), or all.",
+        f"TYPES: {' '.join(NAMES)}, joined with + (user+mnt+net), or all.",
         "",
         "`help COMMAND` shows its options and examples; `help language` the grammar (for, if,",
         "&&, ||, quotes, $VAR); Tab completes; `man nsshell` tells all.",

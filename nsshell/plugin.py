@@ -30,9 +30,9 @@ What a plugin can do (see docs/plugins.md):
   namespace's state declares it, `api.command(NAME, changes="net")`, takes a
   `host: bool = False` flag, and then refuses the host's own namespace unless
   given --host (`changes_state`, one rule for every plugin);
-- parameter types: subclass `ParamType` (parse + complete); `complete` may take
-  a keyword `args` (the words typed so far, by parameter name) to complete from
-  the namespace named earlier on the line;
+- parameter types: subclass `ParamType` (parse + complete); `complete(prefix,
+  session, ctx)` gets in ctx the words typed so far, by parameter name, to complete
+  from the namespace named earlier on the line, and returns pairs or `Candidate`s;
 - sessions: `api.on_session(fn)` runs fn(session) for every new session (add a
   setting with `session.add_setting`, a REF resolver to `session.resolvers`);
 - namespace state for `show`/`diff`: `api.state_reader(TYPE, KEY)(fn)`;
@@ -67,8 +67,8 @@ from .kernel import mountinfo, nstypes, syscalls  # syscalls: mount, umount2, io
 from .registry import REGISTRY as _REGISTRY
 from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Multi, Node, Record, Status, Table, Tree
-from .types import (Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Seconds, Word,
-                    complete_path)
+from .types import (Candidate, Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Seconds,
+                    Word, complete_path)
 
 API_VERSION = 1
 
@@ -81,7 +81,7 @@ def socket_in(*args, **kwargs):
 
 __all__ = [
     "API_VERSION", "PluginAPI", "command", "HandleCache", "socket_in", "resolve_handle",
-    "Annotated", "Kw", "Opt", "Rest", "Choice", "Int", "NsType", "NsTypes", "ParamType", "Path",
+    "Annotated", "Kw", "Opt", "Rest", "Choice", "Int", "NsType", "NsTypes", "ParamType", "Candidate", "Path",
     "Pid", "Ref", "Seconds", "Word", "complete_path", "Message", "Record", "Table", "Tree", "Node",
     "Diff", "Status", "Multi", "NsshellError", "UsageError", "NotFoundError", "KernelError", "from_oserror",
     "Handle", "NsSet", "Entry", "Handoff", "call_in", "mountinfo", "nstypes", "syscalls",
@@ -196,6 +196,7 @@ class PluginAPI:
                 return [(lead, what or f"a {scheme} name")]
             return []
         resolver.candidates = candidates
+        resolver.form, resolver.what = f"{scheme}:NAME", what or f"a {scheme} name"
 
         import weakref
         installed: weakref.WeakSet = weakref.WeakSet()

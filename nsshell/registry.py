@@ -35,7 +35,7 @@ from typing import Annotated, Any, Callable
 from .errors import UsageError
 from .types import ParamType, is_types_word, type_for
 
-__all__ = ["Opt", "Kw", "Rest", "Param", "Command", "Registry", "REGISTRY", "command",
+__all__ = ["Opt", "Kw", "Rest", "Needs", "Param", "Command", "Registry", "REGISTRY", "command",
            "CommandName", "Annotated"]
 
 
@@ -59,6 +59,19 @@ class Rest:
     """Every remaining word, verbatim (options included): `run CMD ARG...`."""
 
 
+@dataclass(frozen=True)
+class Needs:
+    """An option that means something only when another parameter's value includes
+    these: Needs("types", "pid", "mnt") for `new --mount-proc` (completion offers it
+    only then)."""
+    param: str
+    values: frozenset
+
+    def __init__(self, param: str, *values: str):
+        object.__setattr__(self, "param", param)
+        object.__setattr__(self, "values", frozenset(values))
+
+
 @dataclass
 class Param:
     name: str                 # Python name
@@ -70,6 +83,7 @@ class Param:
     flags: tuple[str, ...] = ()   # option spellings ('--no-join', '-u')
     keyword: str | None = None    # for kind 'kw'
     generic: bool = False         # the registry's (--json), not a parameter of the function
+    needs: Needs | None = None    # an option meaningful only with some values of another
 
     @property
     def metavar(self) -> str:
@@ -381,6 +395,7 @@ def _build_params(func: Callable) -> list[Param]:
             p = Param(name, "var", ptype, not has_default, default)
         else:
             p = Param(name, "pos", ptype, not has_default, default)
+        p.needs = next((m for m in meta if isinstance(m, Needs)), None)
         params.append(p)
     return params
 
@@ -480,5 +495,19 @@ class CommandName(ParamType):
     so it lives here, above types.py, and types.py never imports the registry."""
     metavar = "COMMAND"
 
-    def complete(self, prefix, session):
-        return [(c.name, c.summary) for c in REGISTRY.visible() if c.name.startswith(prefix)]
+    def complete(self, prefix, session, ctx=None):
+        """Word by word, as typed: `help n<Tab>` -> net, new; `help net v<Tab>` -> veth."""
+        registry = getattr(ctx, "registry", None) or REGISTRY
+        typed = list(getattr(ctx, "own", []))
+        out: dict[str, str] = {}
+        for c in registry.visible():
+            if list(c.words[:len(typed)]) != typed or len(c.words) <= len(typed):
+                continue
+            word = c.words[len(typed)]
+            if word.startswith(prefix):
+                more = len(c.words) > len(typed) + 1
+                group = " ".join(typed + [word])
+                out.setdefault(word, f"{group} commands" if more else c.summary)
+                if not more:
+                    out[word] = c.summary
+        return sorted(out.items())

@@ -109,10 +109,14 @@ class Status(Result):
 
 @dataclass
 class Multi(Result):
+    """Several results: PARTS for the screen (drawn one after the other), and DATA, the
+    one documented object `--json` prints for them all (`show` of a set, `identify`,
+    `net ls`, `net graph`)."""
     parts: list[Result]
+    data: Any
 
     def json(self) -> Any:
-        return [p.json() for p in self.parts]
+        return self.data
 
 
 jsonable = _jsonable

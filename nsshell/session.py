@@ -1,8 +1,7 @@
 """Session state: the handles the shell holds, their names, the current context, settings.
 
-References (COMMANDS.md) resolve in this order: a session name, a persisted
-name (resolvers added by extensions), `pid:N` or a bare number, `host`, a path,
-`TYPE:[INODE]`.
+References (COMMANDS.md) resolve in the order of REF_ORDER below (the man page
+lists it from there): `Session.resolve` tries each step in turn.
 """
 
 from __future__ import annotations
@@ -221,13 +220,35 @@ class Session:
     # -- resolving references ----------------------------------------------------------
 
     def resolve(self, text: str) -> NsSet:
-        if text in self.sets:
-            return self.sets[text]
+        for step in REF_ORDER:
+            found = step.resolve(self, text)
+            if found is not None:
+                return found
+        raise NotFoundError(f"no namespace set named {text!r}",
+                            self._names_hint())
+
+    def ref_forms(self) -> list[tuple[str, str]]:
+        """(form, one-line description) of every REF form, in the order `resolve` tries
+        them, the forms extensions add (persisted names, plugins' schemes) in their place."""
+        out = []
+        for step in REF_ORDER:
+            if step.resolve is RefStep.EXTENSIONS:
+                out += [(r.form, r.what) for r in self.resolvers if getattr(r, "form", None)]
+            else:
+                out.append((step.form, step.what))
+        return out
+
+    def _by_name(self, text: str) -> NsSet | None:
+        return self.sets.get(text)
+
+    def _by_extension(self, text: str) -> NsSet | None:
         for resolver in self.resolvers:
             found = resolver(self, text)
             if found is not None:
                 return found
-        # TYPE:[INODE] before pid:N: `pid:[4026531836]` is a label, not a process id.
+        return None
+
+    def _by_inode(self, text: str) -> NsSet | None:
         m = INODE_REF.fullmatch(text)
         if m:
             return self.find_inode(m.group(1), int(m.group(2)))
@@ -235,14 +256,16 @@ class Session:
             raise UsageError(f"{text!r} is not a TYPE:[INODE] reference",
                              "the inode is a number, as lsns and /proc/PID/ns show it: "
                              "net:[4026531840]")
-        if text.startswith("pid:") or text.isdigit():
-            return self.open_pid(text)
-        if text == "host":
-            return self.host
-        if "/" in text:
-            return self.open_path(text)
-        raise NotFoundError(f"no namespace set named {text!r}",
-                            self._names_hint())
+        return None
+
+    def _by_pid(self, text: str) -> NsSet | None:
+        return self.open_pid(text) if text.startswith("pid:") or text.isdigit() else None
+
+    def _by_host(self, text: str) -> NsSet | None:
+        return self.host if text == "host" else None
+
+    def _by_path(self, text: str) -> NsSet | None:
+        return self.open_path(text) if "/" in text else None
 
     def _names_hint(self) -> str:
         names = sorted(self.sets)
@@ -351,3 +374,27 @@ class Session:
         self.leave()
         for h in self.host.handles.values():
             h.close()
+
+
+class RefStep:
+    """One way a REF resolves: FORM as the man page shows it, WHAT in one line, and the
+    Session method that returns the set or None (not this form)."""
+    EXTENSIONS = Session._by_extension   # the step of session.resolvers (persisted names, ...)
+
+    def __init__(self, form: str, what: str, resolve: Callable[[Session, str], NsSet | None]):
+        self.form, self.what, self.resolve = form, what, resolve
+
+
+# The order in which a REF is resolved (`Session.resolve`; `help`, the man page and
+# COMMANDS.md list it from here).  TYPE:[INODE] comes before pid:N: `pid:[4026531836]`
+# is a label, not a process id.
+REF_ORDER: list[RefStep] = [
+    RefStep("NAME", "a session name: a named set holding one handle per type", Session._by_name),
+    RefStep("persisted NAME, SCHEME:NAME", "the forms extensions add (the store's persisted "
+            "names, plugins' schemes), in the order they were added", Session._by_extension),
+    RefStep("TYPE:[INODE]", "a namespace as listings show it (net:[4026532179]); every label "
+            "nsshell prints is accepted back", Session._by_inode),
+    RefStep("pid:N", "the namespaces of process N (a bare number too)", Session._by_pid),
+    RefStep("host", "the namespaces the shell started in", Session._by_host),
+    RefStep("PATH", "a namespace file: a bind mount of one, or /proc/PID/ns/TYPE", Session._by_path),
+]

@@ -1,13 +1,18 @@
 """Parameter types: each parses a word and offers completions for it.
 
 A type's `parse(text, session)` returns the value handed to the command (or
-raises ValueError with a short reason); `complete(prefix, session)` returns
-(candidate, description) pairs; `hint(session)` says what would have been valid.
+raises ValueError with a short reason); `complete(prefix, session, ctx)` returns
+its candidates for a word starting with PREFIX, as (candidate, description) pairs
+or `Candidate`s (which also say what follows an accepted candidate); `hint(session)`
+says what would have been valid.  Completion asks only the type of the parameter
+under the cursor (nsshell/complete.py): what a parameter offers is its type's business.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from .core.ns.handle import NsSet
@@ -15,18 +20,66 @@ from .errors import NotFoundError, UsageError
 from .kernel import nstypes
 
 
+@dataclass(frozen=True)
+class Candidate:
+    text: str            # what replaces the word being typed
+    meta: str = ""       # a one-line description shown beside it
+    suffix: str = " "    # appended when accepted ('' when the word may go on: dirs, TYPES)
+
+
+class Ctx(dict):
+    """What a type's `complete` knows of the line: the words already typed for the command,
+    by parameter name (a list for a parameter that takes several words, e.g. the REF
+    before an interface name is `ctx["ref"]`); OWN, the words already typed for the
+    parameter being completed (`run cat /e<Tab>`: ["cat"]); REGISTRY, the commands."""
+
+    def __init__(self, words: dict | None = None, own: list[str] | None = None,
+                 registry=None):
+        super().__init__(words or {})
+        self.own = list(own or [])
+        self.registry = registry
+
+
 class ParamType:
     metavar = ""
     type_prefix = False   # True: `TYPE VALUE` may fill this one parameter (Ref)
+    gives_name = False    # True: the word is a name the command gives (`new ... as NAME`)
 
     def parse(self, text: str, session) -> Any:
         return text
 
-    def complete(self, prefix: str, session) -> list[tuple[str, str]]:
+    def complete(self, prefix: str, session, ctx: Ctx) -> list:
+        """Candidates for a word starting with PREFIX; none by default (a number, an
+        address, a free word: nothing to offer)."""
         return []
+
+    def __init_subclass__(cls, **kwargs):
+        """A type written for the older forms, `complete(prefix, session)` or
+        `complete(prefix, session, *, args=None)`, is given the one form here, once."""
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("complete")
+        if fn is None:
+            return
+        params = list(inspect.signature(fn).parameters.values())[1:]
+        if "args" in {p.name for p in params}:
+            def complete(self, prefix, session, ctx=None, _fn=fn):
+                return _fn(self, prefix, session, args=ctx)
+        elif len(params) == 2:
+            def complete(self, prefix, session, ctx=None, _fn=fn):
+                return _fn(self, prefix, session)
+        else:
+            return
+        complete.__doc__ = fn.__doc__
+        cls.complete = complete
 
     def hint(self, session) -> str | None:
         return None
+
+    @property
+    def completes(self) -> bool:
+        """Whether this type offers candidates at all (False: deliberately none, as a
+        number or a new name); a test asks every declared parameter's type."""
+        return type(self).complete is not ParamType.complete
 
 
 class Word(ParamType):
@@ -80,7 +133,7 @@ class Choice(ParamType):
             raise ValueError(f"not one of {', '.join(self.choices)}")
         return text
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         return [(c, self.help.get(c, "")) for c in self.choices if c.startswith(prefix)]
 
 
@@ -102,13 +155,14 @@ class NsTypes(ParamType):
             raise ValueError(f"unknown namespace type {str(e)!r} "
                              f"(valid: {' '.join(nstypes.NAMES)}, all)") from None
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         head, _, last = prefix.rpartition("+")
         done = set(head.split("+")) if head else set()
-        out = [((head + "+" if head else "") + n, TYPE_HELP[n])
+        # no space after a type: `user+mnt` may go on with +net
+        out = [Candidate((head + "+" if head else "") + n, TYPE_HELP[n], "")
                for n in nstypes.NAMES if n.startswith(last) and n not in done]
         if not head and "all".startswith(last):
-            out.append(("all", "all eight types"))
+            out.append(Candidate("all", f"all {len(nstypes.NAMES)} types"))
         return out
 
 
@@ -122,7 +176,7 @@ class NsType(ParamType):
         except KeyError:
             raise ValueError(f"unknown namespace type (valid: {' '.join(nstypes.NAMES)})") from None
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         return [(n, TYPE_HELP[n]) for n in nstypes.NAMES if n.startswith(prefix)]
 
 
@@ -172,15 +226,41 @@ class Ref(ParamType):
         ref = self.parse(text, session)
         return Picked(getattr(ref, "whole", ref), types)
 
-    def complete(self, prefix, session):
-        return session.ref_candidates(prefix)
+    def complete(self, prefix, session, ctx=None):
+        """Every REF form that can start with PREFIX: the session's names and `host`, the
+        forms extensions add (persisted names, a plugin's `podman:`...), `pid:N` or a bare
+        number, a path (/proc/PID/ns/TYPE, a bind mount), `TYPE:[INODE]` of held handles."""
+        sets = session.sets
+        out = []
+        for text, meta in session.ref_candidates(prefix):
+            if text in sets:
+                meta = f"held set: {' '.join(sets[text].handles)}"
+            # a REF scheme (pid:, podman:) goes on after its colon
+            out.append(Candidate(text, meta, "" if text.endswith(":") else " "))
+        if prefix.startswith("pid:") or prefix.isdigit():
+            lead = "pid:" if prefix.startswith("pid:") else ""
+            out += [Candidate(lead + pid, comm) for pid, comm in complete_pids(prefix[len(lead):])]
+        elif prefix and "pid:".startswith(prefix):
+            out.append(Candidate("pid:", "the namespaces of a process", ""))
+        if "/" in prefix or prefix[:1] in ("~", "."):
+            out += [Candidate(t, m, "" if t.endswith("/") else " ")
+                    for t, m in complete_path(prefix)]
+        elif ":" in prefix or "[" in prefix or any(n.startswith(prefix) for n in nstypes.NAMES):
+            if prefix:
+                held = {str(h.nsid): name or "held" for name, h in session.held()}
+                out += [Candidate(label, f"held by {name}") for label, name in sorted(held.items())
+                        if label.startswith(prefix)]
+        return out
 
     def hint(self, session):
         return "`handles` lists the names this session knows"
 
 
 class NewName(ParamType):
+    """A name the command gives (`new ... as NAME`, `name REF NEWNAME`): nothing to offer,
+    but an earlier command of the same line makes it known (complete.names_made_earlier)."""
     metavar = "NAME"
+    gives_name = True
 
     def parse(self, text, session):
         return session.check_new_name(text)
@@ -202,7 +282,7 @@ class Pid(ParamType):
             raise ValueError("no such process")
         return pid
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         return complete_pids(prefix)
 
 
@@ -231,7 +311,7 @@ class Path(ParamType):
         self.metavar = metavar
         self.dirs_only = dirs_only
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         return complete_path(prefix, self.dirs_only)
 
 
@@ -258,9 +338,9 @@ class ProgramName(ParamType):
     """The program of `run`: completes from $PATH."""
     metavar = "CMD"
 
-    def complete(self, prefix, session):
-        if "/" in prefix:
-            return complete_path(prefix)
+    def complete(self, prefix, session, ctx=None):
+        if getattr(ctx, "own", None) or "/" in prefix:
+            return complete_path(prefix)    # the program's arguments, or a program by path
         seen = set()
         for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"):
             try:

@@ -243,3 +243,112 @@ def test_fish_parses_and_completes(tmp_path):
     assert fish("nsshell --js") == ["--json"]
     # with no helper to ask, the command names still come (from the script itself)
     assert "join" in fish("/nonexistent/nsshell -c 'jo")
+
+
+# -- completion driven by the parameter types only ---------------------------------------------
+
+@pytest.fixture
+def plugged():
+    """A session with the first-party plugins loaded (their commands, types and REF schemes),
+    as the installed nsshell has them."""
+    from nsshell.docgen import load_registry
+    from nsshell.session import Session
+    registry = load_registry()
+    if registry.lookup(["net", "veth"]) is None:
+        pytest.skip("the net plugin is not installed")
+    s = Session()
+    yield s
+    s.close_all()
+
+
+def _repl(session, text: str) -> list[str]:
+    """What Tab offers at the end of TEXT in the REPL (its prompt_toolkit completer)."""
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+    from nsshell.repl.completer import NsCompleter
+    got = NsCompleter(session).get_completions(Document(text), CompleteEvent(completion_requested=True))
+    return [c.text for c in got]
+
+
+def _helper(nsshell, line: str) -> list[str]:
+    r = nsshell("--complete", line)
+    assert r.rc == 0 and not r.err, r
+    return [x.split("\t")[0] for x in r.out.splitlines()]
+
+
+def test_refs_complete_everywhere_a_ref_is_taken(plugged, nsshell):
+    """pid:N, paths, names and TYPE:[INODE] complete for a plugin's REF-taking type
+    (net veth's REF[:IF]) as for the built-ins' REF: in the REPL and through the helper."""
+    me = str(os.getpid())
+    repl = _repl(plugged, f"net veth pid:{me}")
+    assert f"pid:{me} " in repl
+    assert _repl(plugged, "net veth /proc/se") == ["/proc/self/"]          # a directory goes on
+    assert f"pid:{me} " in _repl(plugged, f"open pid:{me}")
+    assert "pid:1 " in _repl(plugged, "open pid:")
+    assert "pid:" in _repl(plugged, "join pi")                            # the scheme, no space
+    assert _repl(plugged, "new us") == ["user"]                            # +mnt may follow
+    assert "host " in _repl(plugged, "name ")
+    net = str(plugged.host.handles["net"].nsid)
+    assert net + " " in _repl(plugged, "net veth net:[")
+    assert "/proc/self/" in _helper(nsshell, "net veth /proc/se")
+    assert "pid:1" in _helper(nsshell, "net veth pid:1")
+    assert "pid:1" in _helper(nsshell, "open pid:")
+    assert _helper(nsshell, "new us") == ["user"]
+    assert "host" in _helper(nsshell, "name ")
+    # the plugin's own schemes (podman:, docker:) come through the same Ref completion
+    assert {"podman:", "pid:"} <= set(_repl(plugged, "net veth p"))
+    assert "docker:" in _repl(plugged, "net veth d")
+    assert "docker:" in _helper(nsshell, "net veth d")
+
+
+def test_bash_completes_plugin_refs():
+    assert "net veth pid:1" in _bash(["nsshell", "-c", "'net veth pid:1"])
+    assert _bash(["nsshell", "-c", "'net veth /proc/se"]) == ["net veth /proc/self/"]
+
+
+def test_every_parameter_type_completes_or_says_it_does_not(plugged):
+    """The class, not the example: every parameter of every registered command (the
+    plugins' included) is asked for candidates directly (errors are not swallowed here).
+    A type that completes offers something for some start of a word; one that
+    deliberately does not (a number, a new name) offers nothing."""
+    from nsshell.complete import as_candidate
+    from nsshell.registry import REGISTRY
+    from nsshell.types import Ctx
+    cwd = os.getcwd()
+    os.chdir(ROOT)                       # a Path type has something to offer here
+    try:
+        asked = 0
+        for cmd in REGISTRY.commands.values():
+            for p in cmd.params:
+                ctx = Ctx({}, [], REGISTRY)
+                got = {prefix: [as_candidate(c) for c in p.type.complete(prefix, plugged, ctx)]
+                       for prefix in ("", "/", "pid:", "l")}
+                for prefix, cands in got.items():
+                    for c in cands:
+                        assert isinstance(c.text, str) and c.text.startswith(prefix), \
+                            (cmd.name, p.name, prefix, c)
+                        assert isinstance(c.meta, str) and c.suffix in ("", " ")
+                if p.type.completes:
+                    assert any(got.values()), (cmd.name, p.name, type(p.type).__name__)
+                else:
+                    assert not any(got.values()), (cmd.name, p.name, got)
+                asked += 1
+        assert asked > 50
+    finally:
+        os.chdir(cwd)
+
+
+def test_new_names_of_a_line_come_from_the_types(plugged):
+    """The names earlier commands of a -c text will make are read by the parser from the
+    parameters whose type gives a name, whatever the command."""
+    from nsshell.complete import names_made_earlier
+    line = "new net as n1 --no-join; open pid:1 net as n2; name n1 n3; echo as n4; join "
+    assert names_made_earlier(line) == ["n1", "n2", "n3"]
+
+
+def test_options_offered_by_their_declared_needs(plugged):
+    """`new --mount-proc` needs pid and mnt (declared with the option): offered only then."""
+    assert "--mount-proc" not in texts(plugged, "new net --")
+    assert "--mount-proc" in texts(plugged, "new pid+mount --")
+    assert "--monotonic" in texts(plugged, "new all --")
+    assert "--propagation" not in texts(plugged, "new time --")

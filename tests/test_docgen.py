@@ -177,3 +177,33 @@ def test_pip_install_puts_the_man_page_where_man_finds_it(tmp_path):
     env["PATH"] = f"{prefix}/bin:/usr/bin:/bin"
     p = subprocess.run(["man", "-w", "nsshell"], capture_output=True, text=True, env=env)
     assert p.stdout.strip() == f"{prefix}/share/man/man1/nsshell.1", (p.stdout, p.stderr)
+
+
+def test_man_page_takes_ref_order_and_paths_from_the_code():
+    """The REF forms appear in the order Session.resolve tries them (session.REF_ORDER,
+    with the store's and the plugins' forms in their place), each with its description;
+    every path the code uses appears as the code's constant gives it."""
+    code = ("import json; from nsshell import docgen; docgen.load_registry(); "
+            "from nsshell.session import REF_ORDER; "
+            "print(json.dumps([docgen.ref_forms(), docgen.paths(), [s.form for s in REF_ORDER]]))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    forms, paths, steps = json.loads(p.stdout)
+    assert [f for f, _ in forms][:1] == steps[:1] and [f for f, _ in forms][-4:] == steps[-4:]
+    assert any(w.startswith("a persisted name") for _, w in forms)
+    with open(MAN) as f:
+        man = f.read()
+    section = man[man.index('.SS "References (REF)"'):man.index('.SS "The context"')]
+    at = 0
+    for form, what in forms:
+        entry = f".TP\n\\fB{docgen._code(form)}\\fR\n{docgen._esc(docgen._one_line(what))}\n"
+        found = section.find(entry, at)
+        assert found >= 0, (form, what, "missing or out of order")
+        at = found + len(entry)
+    for key, value in paths.items():
+        assert docgen._code(value) in man, (key, value)
+    # the overview of `help` lists the same order
+    from nsshell.helptext import overview
+    from nsshell.registry import REGISTRY
+    text = " ".join(overview(REGISTRY, 200).split())
+    assert "tried in this order: " + ", ".join(steps) in text

@@ -14,7 +14,7 @@ from ..errors import NsshellError, UsageError
 from ..guard import refuse_host
 from .. import names
 from ..kernel import idmap, nsfs, nstypes
-from ..registry import Annotated, Kw, Opt, command
+from ..registry import Annotated, Kw, Needs, Opt, command
 from ..results import Message, Table
 from ..types import Choice, Int, NewName, NsTypes, Ref, Seconds, Word
 
@@ -26,10 +26,10 @@ RefArg = Annotated[NsSet, Ref()]
 def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
         no_join: bool = False,
         propagation: Annotated[str, Choice("private", "shared", "slave", "unchanged",
-                                           metavar="MODE")] = "private",
-        monotonic: Annotated[float, Seconds()] = None,
-        boottime: Annotated[float, Seconds()] = None,
-        mount_proc: bool = False,
+                                           metavar="MODE"), Needs("types", "mnt")] = "private",
+        monotonic: Annotated[float, Seconds(), Needs("types", "time")] = None,
+        boottime: Annotated[float, Seconds(), Needs("types", "time")] = None,
+        mount_proc: Annotated[bool, Needs("types", "pid", "mnt")] = False,
         count: Annotated[int, Int("N", minimum=1)] = 1):
     """Create namespaces inside the current context, hold them, name the set, and join it.
 

@@ -22,15 +22,6 @@ Types = Annotated[tuple, NsTypes()]
 RefArg = Annotated[NsSet, Ref()]
 
 
-class _Many(Multi):
-    """Several parts for the screen, one documented object for JSON."""
-
-    def __init__(self, parts, data):
-        super().__init__(parts)
-        self.data = data
-
-    def json(self):
-        return self.data
 
 
 # --- ls ------------------------------------------------------------------------------
@@ -458,7 +449,7 @@ def show(sh, ref: RefArg, types: Types = None):
             continue
         entries.append(describe_handle(h, scan.get(t.name, h.nsid.ino)))
     data = {"ref": ref.label, "namespaces": entries}
-    return _Many([_show_record(d) for d in entries], data)
+    return Multi([_show_record(d) for d in entries], data)
 
 
 # --- pids, identify -----------------------------------------------------------------------
@@ -558,8 +549,7 @@ def identify(sh, pid: Annotated[int, Pid()]):
             for d in data]
     table = Table(["type", "ns", "names", "host"], rows, key="namespaces",
                   data=data)
-    result = _Many([table], {"pid": pid, "namespaces": data})
-    return result
+    return Multi([table], {"pid": pid, "namespaces": data})
 
 
 # --- diff ----------------------------------------------------------------------------

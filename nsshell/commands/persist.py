@@ -86,6 +86,10 @@ def _rows(session) -> list[dict]:
 
 _resolver.candidates = _candidates
 _resolver.rows = _rows
+_resolver.form = "NAME"     # its place in the REF order (session.REF_ORDER; the man page)
+_resolver.what = (f"a persisted name: a set kept under the persist root (default "
+                  f"{store.DEFAULT_ROOT}/NAME/), or for net an `ip netns` name "
+                  f"({store.NETNS_DIR}/NAME)")
 
 
 def _names_for_ls(session):

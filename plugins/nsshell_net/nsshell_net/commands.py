@@ -487,18 +487,6 @@ def _state(link: dict) -> str:
     return link["state"] or "-"   # the kernel's operstate, as `ip link` and `show` print it
 
 
-class NetView(Multi):
-    """`net ls`: a table of links (with their addresses) and one of routes; JSON
-    {"ns", "links": [...], "routes": [...]}."""
-
-    def __init__(self, parts, data):
-        super().__init__(parts)
-        self.data = data
-
-    def json(self):
-        return self.data
-
-
 def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes: list[dict]):
     names = {link["index"]: link["name"] for link in links}
     for link in links:
@@ -516,7 +504,9 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
                    link_rows, title=f"{label} {nsid}: links", key="links"),
              Table(["dst", "via", "dev", "proto", "scope", "src"], route_rows,
                    title=f"{label}: routes", key="routes")]
-    return NetView(parts, {"ns": nsid, "name": label, "links": links, "routes": routes})
+    # `net ls`: a table of links (with their addresses) and one of routes; JSON
+    # {"ns", "name", "links": [...], "routes": [...]}
+    return Multi(parts, {"ns": nsid, "name": label, "links": links, "routes": routes})
 
 
 # -- what `show` and `diff` report (besides nsshell's own links, addresses, routes) ---------

@@ -22,17 +22,6 @@ from nsshell.plugin import Annotated, Message, Multi, NotFoundError, NsshellErro
 from .conn import connect, fail
 
 
-class GraphView(Multi):
-    """The drawing for the screen; JSON {"namespaces": [...], "edges": [...]}."""
-
-    def __init__(self, parts, data):
-        super().__init__(parts)
-        self.data = data
-
-    def json(self):
-        return self.data
-
-
 def _targets(sh, refs: list | None) -> list[tuple[str, object]]:
     """(label, net handle) of each namespace to draw: REFS, or the session's sets that
     hold a network namespace (each namespace once)."""
@@ -271,9 +260,9 @@ def register(api):
         g = collect(sh, refs)
         if svg:
             write_svg(dot_drawing(g), svg)
-            return GraphView([Message(f"net graph: {len(g['namespaces'])} namespaces "
-                                      f"written to {svg}")], g)
+            return Multi([Message(f"net graph: {len(g['namespaces'])} namespaces "
+                                 f"written to {svg}")], g)
         if dot:
-            return GraphView([Message(dot_drawing(g).rstrip("\n"))], g)
-        return GraphView([Message(text_drawing(g))], g)
+            return Multi([Message(dot_drawing(g).rstrip("\n"))], g)
+        return Multi([Message(text_drawing(g))], g)
 

@@ -43,10 +43,14 @@ class IfName(ParamType):
     def parse(self, text, session):
         return check_ifname(text)
 
-    def complete(self, prefix, session, args=None):
+    @property
+    def completes(self) -> bool:
+        return self.existing     # a new link's name: nothing to offer
+
+    def complete(self, prefix, session, ctx=None):
         if not self.existing:
             return []
-        ref = (args or {}).get(self.ref_param)
+        ref = (ctx or {}).get(self.ref_param)
         return [c for c in link_names(session, ref) if c[0].startswith(prefix)]
 
 
@@ -67,14 +71,14 @@ class Endpoint(ParamType):
                 raise whole from None
             return session.resolve(ref), ifname
 
-    def complete(self, prefix, session, args=None):
+    def complete(self, prefix, session, ctx=None):
         if ":" in prefix:
             ref, _, part = prefix.rpartition(":")
             found = [(f"{ref}:{name}", d) for name, d in link_names(session, ref)
                      if name.startswith(part)]
             if found or ref in session.sets:
                 return found
-        return Ref().complete(prefix, session)
+        return Ref().complete(prefix, session, ctx)
 
 
 class Cidr(ParamType):
@@ -106,7 +110,7 @@ class RouteDest(ParamType):
                                  f"(e.g. {ipaddress.ip_interface(text).network})") from None
             raise ValueError("not `default` nor a network (e.g. 10.1.0.0/16)") from None
 
-    def complete(self, prefix, session, args=None):
+    def complete(self, prefix, session, ctx=None):
         return [("default", "the default route")] if "default".startswith(prefix) else []
 
 
