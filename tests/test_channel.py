@@ -259,3 +259,40 @@ def test_channel_and_keeperd_start_light():
     assert out == ["nsshell", "nsshell.core", "nsshell.core.proc", "nsshell.core.proc.channel",
                    "nsshell.core.store", "nsshell.core.store.keeperd", "nsshell.kernel",
                    "nsshell.kernel.syscalls"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the socket opener serves root")
+def test_channel_socket_opener_both_ends():
+    """The opener (core/ns/nssocket.py) over the channel, for real: a socket made in a
+    network namespace comes back; a file that is no namespace is an OSError and the opener
+    serves on; a frame it cannot read ends it (no fd left open on either side)."""
+    from nsshell.core.ns import nssocket
+    before = open_fds()
+    opener = nssocket._Opener()
+    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = opener.open(home, socket.AF_UNIX, socket.SOCK_DGRAM, 0)
+        with socket.socket(fileno=fd) as made:
+            assert made.type == socket.SOCK_DGRAM
+        with pytest.raises(OSError):
+            opener.open(null, socket.AF_UNIX, socket.SOCK_DGRAM, 0)   # setns: EINVAL
+        fd2 = opener.open(home, socket.AF_UNIX, socket.SOCK_STREAM, 0)  # it serves on
+        os.close(fd2)
+        # A request without its fd: EINVAL, and it serves on; then a pickled frame (refused
+        # unread): EINVAL, and it ends, its socket closed (with our bytes unread: a reset).
+        raw_send(opener.sock, channel.header(2, 0) + b"[]")
+        reply, fds = channel.recv(opener.sock, maxfds=1)
+        assert reply == {"errno": 22} and fds == []
+        body = pickle.dumps([1, 1, 0])
+        raw_send(opener.sock, channel.header(len(body), 1, channel.PICKLE) + body, [home])
+        reply, fds = channel.recv(opener.sock, maxfds=1)
+        assert reply == {"errno": 22} and fds == []
+        with pytest.raises((PeerGone, ConnectionResetError)):
+            channel.recv(opener.sock, maxfds=1)
+    finally:
+        opener.close()
+        os.close(home)
+        os.close(null)
+    leaked = open_fds() - before
+    assert not leaked, leaked
