@@ -93,10 +93,13 @@ class PluginAPI:
     hooks, state readers, REF schemes, name sources, handle caches) is added through
     it and recorded, so a plugin that fails half way is removed whole (rollback)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, warn: Callable[[str, str], None] | None = None) -> None:
         self.name = name
         self.commands: list[str] = []
         self._undo: list[Callable[[], None]] = []
+        # warn(plugin, reason): the loader's one warning line (the loader hands it over,
+        # so that this API never imports the loader)
+        self._warn = warn
 
     def _hook(self, hooks, fn: Callable) -> Callable:
         """Add FN to HOOKS (a nsshell.hooks.Hooks) until rollback."""
@@ -129,12 +132,14 @@ class PluginAPI:
         """Run fn(session) for every new session (settings, resolvers); a failure is a
         warning, never a shell that does not start."""
         from . import session as _session
-        plugin = self.name
+        plugin, warn = self.name, self._warn
 
         def hook(sess) -> None:
             try:
                 fn(sess)
             except Exception as e:  # noqa: BLE001
+                if warn is None:     # not loaded by the loader: nobody to warn
+                    raise
                 warn(plugin, f"session set-up failed: {type(e).__name__}: {e}")
         self._hook(_session.INIT_HOOKS, hook)
         return fn
@@ -257,13 +262,6 @@ class PluginAPI:
                 pass
         self._undo.clear()
         self.commands.clear()
-
-
-def warn(plugin: str, reason: str) -> None:
-    """A plugin's one warning line on stderr (it failed to load, or a hook of it failed)."""
-    import sys
-    sys.stderr.write(f"nsshell: plugin {plugin}: {reason}\n")
-    sys.stderr.flush()
 
 
 # -- declaring commands at import time -------------------------------------------------------

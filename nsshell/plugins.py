@@ -37,6 +37,11 @@ FAILED: list[PluginInfo] = []
 _STATE = {"loaded": False}
 
 
+def warn(name: str, reason: str) -> None:
+    sys.stderr.write(f"nsshell: plugin {name}: {reason}\n")
+    sys.stderr.flush()
+
+
 def loaded() -> bool:
     """Whether load_all ran in this process (False with --no-plugins)."""
     return _STATE["loaded"]
@@ -384,7 +389,7 @@ def load(name: str, source: str, importer, attr: str = "") -> PluginInfo:
         return _fail(info, f"a plugin named {name!r} is already loaded from {PLUGINS[name].source}")
     if not _valid_name(name):
         return _fail(info, "a plugin name is letters, digits, _ and - (starting with a letter)")
-    api = api_mod.PluginAPI(name)
+    api = api_mod.PluginAPI(name, warn=warn)
     previous = api_mod._CURRENT
     api_mod._CURRENT = api
     try:
@@ -426,7 +431,6 @@ def _reason(e: BaseException) -> str:
 
 
 def _fail(info: PluginInfo, reason: str) -> PluginInfo:
-    from .plugin import warn
     info.status, info.reason = "failed", reason
     FAILED.append(info)
     warn(info.name, f"not loaded: {reason}" if not reason.startswith("not loaded") else reason)
