@@ -76,7 +76,8 @@ class Engine:
 
     def expand(self, words: list) -> list[str]:
         """The fields of a simple command's words: values are data, never code
-        (lexer.expand_word); `!CMD` (as typed, not from a value) is `run CMD`."""
+        (lexer.expand_word); `!CMD` (as typed, not from a value) is `! CMD`: the command
+        whose alias is `!` (`run`) runs CMD."""
         out: list[str] = []
         for w in words:
             out.extend(lexer.expand_word(w, self.lookup, self.argv[1:]))
@@ -85,7 +86,7 @@ class Engine:
         first = words[0].parts[0] if words and words[0].parts else None
         if out and first is not None and first.kind == "lit" and not first.quoted \
                 and first.text.startswith("!") and out[0].startswith("!") and len(out[0]) > 1:
-            out = ["run", out[0][1:]] + out[1:]
+            out = ["!", out[0][1:]] + out[1:]
         return out
 
     # -- running -------------------------------------------------------------------

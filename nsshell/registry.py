@@ -127,7 +127,7 @@ class Command:
     group: str = "core"
     aliases: tuple[str, ...] = ()
     hidden: bool = False
-    data: bool = False                # returns data: takes the generic --json (JSON_FLAG)
+    data: bool = False                # returns data: takes the generic --json (json_flag)
     runner: bool = False              # uses the batch `run` helper (others must not see it)
 
     @property

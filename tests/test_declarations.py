@@ -300,3 +300,24 @@ def test_top_json_on_a_terminal_prints_data_not_the_view(tmp_path):
     assert child.exitstatus == 0, out
     doc = json.loads(out)   # on a terminal one indented document
     assert doc["namespaces"] and "\x1b[" not in out
+
+
+def test_a_failing_session_hook_is_one_warning_and_the_shell_starts(tmp_path):
+    # the loader hands its warn to the API (plugin.py imports no loader)
+    folder = tmp_path / "nsshell" / "plugins"
+    folder.mkdir(parents=True)
+    os.chmod(tmp_path, 0o755)
+    (folder / "c1hook.py").write_text(textwrap.dedent('''
+        def register(api):
+            def broken(session):
+                raise OSError("c1 hook broke")
+            api.on_session(broken)
+            @api.command("c1hook ok")
+            def ok(sh):
+                """Still here."""
+                from nsshell.plugin import Message
+                return Message("ok")
+    '''))
+    d = run_nsshell("-c", "c1hook ok", env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert d.rc == 0 and d.out == "ok\n", d
+    assert d.err == "nsshell: plugin c1hook: session set-up failed: OSError: c1 hook broke\n", d
