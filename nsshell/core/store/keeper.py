@@ -227,8 +227,9 @@ def _start(d: str) -> str:
     from ...errors import NsshellError
     r, w = os.pipe()
     env = dict(os.environ)
-    import nsshell  # the directory that holds the package, for the daemon's -m
-    root = os.path.dirname(os.path.dirname(os.path.abspath(nsshell.__file__)))
+    root = os.path.abspath(__file__)   # the directory that holds the package, for -m
+    for _ in range(__name__.count(".") + 1):
+        root = os.path.dirname(root)
     env["PYTHONPATH"] = root + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         p = subprocess.Popen([sys.executable, "-m", "nsshell.core.store.keeperd", d, str(w)],
