@@ -2,8 +2,8 @@
 
 Written by `python -m nsshell.docgen` from the declarations in nsshell/commands/;
 tests/test_command_index.py fails when it is stale.  The registry imports a
-module on the first use of one of its commands; EAGER modules add settings
-when imported and are imported at start-up."""
+module on the first use of one of its commands; EAGER modules add to an
+extension point (settings, names for ls...) and are imported at start-up."""
 
 COMMANDS = {
     'close': 'nsshell.commands.handles',
@@ -48,5 +48,6 @@ ALIASES = {
 }
 
 EAGER = (
+    'nsshell.commands.persist',
     'nsshell.commands.run',
 )

@@ -126,6 +126,34 @@ def test_settings_of_a_lazily_loaded_module_exist_from_the_start():
     assert "run_uid" in d.out
 
 
+def test_a_module_imported_late_adds_to_no_extension_point():
+    # What a built-in module adds when imported (settings, names for `ls`, state readers,
+    # close hooks) must be there from the start: such a module is EAGER.  Each other
+    # module, imported late, changes none of them.
+    out = _fresh(
+        "import json\n"
+        "from nsshell import command_index as ix, commands\n"
+        "def sizes():\n"
+        "    return {k: len(v) for k, v in commands.extension_points().items()}\n"
+        "changed = {}\n"
+        "for module in sorted(set(ix.COMMANDS.values()) - set(ix.EAGER)):\n"
+        "    before = sizes()\n"
+        "    __import__(module)\n"
+        "    if sizes() != before:\n"
+        "        changed[module] = [k for k in before if sizes()[k] != before[k]]\n"
+        "print(json.dumps(changed))\n")
+    assert json.loads(out) == {}
+
+
+def test_persisted_names_are_in_ls_without_a_persist_command_first():
+    # commands/persist.py adds the persisted names to `ls` when imported (EAGER).
+    out = _fresh("import json\n"
+                 "from nsshell import commands\n"
+                 "from nsshell.core.look import discover\n"
+                 "print(json.dumps([f.__module__ for f in discover.NAME_SOURCES]))\n")
+    assert "nsshell.commands.persist" in json.loads(out)
+
+
 # -- the command line without argparse -------------------------------------------------------
 
 ARGVS = [

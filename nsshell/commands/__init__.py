@@ -4,8 +4,9 @@ Start-up imports none of the modules here: the registry knows every built-in
 command by name from nsshell/command_index.py (generated, with the man page and
 the completion scripts, by `python -m nsshell.docgen`; a test fails when it is
 stale) and imports a command's module on the first lookup of one of its
-commands.  A module that adds session settings when imported (an INIT_HOOK) is
-imported here, so that `set` knows its settings from the start.
+commands.  A module that adds to an extension point when imported (session
+settings, names for `ls`: extension_points) is imported here, so that what it
+adds is there from the start.
 """
 
 from __future__ import annotations
@@ -36,19 +37,34 @@ def load_all() -> None:
     REGISTRY.load_all()
 
 
+def extension_points() -> dict[str, list]:
+    """What a module may add to when imported, beside commands: session settings and
+    resolvers (INIT_HOOKS), names for `ls` (NAME_SOURCES), what runs when a handle
+    closes (CLOSE_HOOKS), state readers for `show`/`diff`.  A built-in module that adds
+    to one of them must be imported at start-up (EAGER): otherwise what it adds would
+    be missing until one of its commands ran."""
+    from ..core.look import discover, nsstate
+    from ..core.ns import handle
+    from ..session import INIT_HOOKS
+    readers = [k.reader for keys in nsstate._REGISTRY.values() for k in keys.values()]  # noqa: SLF001
+    return {"INIT_HOOKS": list(INIT_HOOKS), "NAME_SOURCES": list(discover.NAME_SOURCES),
+            "CLOSE_HOOKS": list(handle.CLOSE_HOOKS), "state readers": readers}
+
+
 def render_index(registry: Registry = REGISTRY) -> str:
     """The text of nsshell/command_index.py for the built-ins declared now (load_all first)."""
-    from ..session import INIT_HOOKS
     builtin = sorted((c for c in registry.commands.values()
                       if getattr(c.func, "__module__", "").startswith(__name__ + ".")),
                      key=lambda c: c.name)
-    eager = sorted({h.__module__ for h in INIT_HOOKS if h.__module__.startswith(__name__ + ".")})
+    eager = sorted({m for added in extension_points().values() for f in added
+                    for m in [getattr(f, "__module__", None) or ""]
+                    if m.startswith(__name__ + ".")})
     lines = ['"""Every built-in command -> the module that declares it (GENERATED: do not edit).',
              "",
              "Written by `python -m nsshell.docgen` from the declarations in nsshell/commands/;",
              "tests/test_command_index.py fails when it is stale.  The registry imports a",
-             "module on the first use of one of its commands; EAGER modules add settings",
-             'when imported and are imported at start-up."""',
+             "module on the first use of one of its commands; EAGER modules add to an",
+             'extension point (settings, names for ls...) and are imported at start-up."""',
              "",
              "COMMANDS = {"]
     lines += [f"    {c.name!r}: {c.func.__module__!r}," for c in builtin]
