@@ -12,7 +12,7 @@ The API (nsshell.api) is imported on first use of one of its names, so that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (~6 ms with re, enum)
 
 __version__ = "0.1.0"
 
@@ -26,12 +26,14 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # for type checkers and editors; nothing is imported at run time
+    from typing import Any
+
     from .api import CommandFailed, Completed, InternalError, Session
     from .errors import (KernelError, NotFoundError, NsshellError, ProgramNotFound,
                          StaleError, UsageError)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nsshell' has no attribute {name!r}")

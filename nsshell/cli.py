@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -21,13 +20,17 @@ nsshell FILE [ARGS]          run a script
 ... | nsshell                commands from a pipe"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, as every usage error
-        sys.stderr.write(f"nsshell: {message}; hint: nsshell --help\n")
-        sys.exit(EXIT_USAGE)
+def build_parser():
+    """The command line's parser: its --help, its errors and docgen's option list.  An
+    ordinary command line is read by parse_simple, without it (argparse, with the shutil,
+    bz2 and lzma its help formatter imports, costs ~5 ms of every start)."""
+    import argparse
 
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # one line, exit 2, as every usage error
+            sys.stderr.write(f"nsshell: {message}; hint: nsshell --help\n")
+            sys.exit(EXIT_USAGE)
 
-def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nsshell", usage=USAGE,
                 description="An interactive shell and scripting language for Linux namespaces.")
     p.add_argument("-c", dest="command", metavar="TEXT", help="run TEXT (commands separated by ; or newlines)")
@@ -43,6 +46,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", metavar="FILE", help="a script of nsshell commands")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments of the script ($1, $2, ...)")
     return p
+
+
+class Options:
+    """What the command line asks for (the attributes build_parser's parse_args gives)."""
+
+    def __init__(self) -> None:
+        self.command: str | None = None
+        self.json = False
+        self.keep_going = False
+        self.debug = False
+        self.no_plugins = False
+        self.complete: str | None = None
+        self.file: str | None = None
+        self.args: list[str] = []
+
+
+_FLAGS = {"--json": "json", "-k": "keep_going", "--keep-going": "keep_going",
+          "--debug": "debug", "--no-plugins": "no_plugins"}
+_VALUED = {"-c": "command", "--complete": "complete"}
+
+
+def parse_simple(argv: list[str]) -> Options | None:
+    """ARGV read as build_parser reads it, for the ordinary forms only: the options each
+    spelled out whole, `-c TEXT`, then FILE and its arguments.  None for anything else
+    (--help, --version, `-cTEXT`, `--`, an abbreviation, a value that looks like an
+    option, an unknown option): the parser answers those, with its messages."""
+    opts = Options()
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in _FLAGS:
+            setattr(opts, _FLAGS[word], True)
+        elif word in _VALUED:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            i += 1
+            setattr(opts, _VALUED[word], argv[i])
+        elif word.startswith("-"):
+            return None
+        else:
+            opts.file, opts.args = word, list(argv[i + 1:])
+            if "--" in opts.args:   # argparse drops it from the script's arguments
+                return None
+            break
+        i += 1
+    return opts
+
+
+def parse_args(argv: list[str] | None = None):
+    words = sys.argv[1:] if argv is None else list(argv)
+    return parse_simple(words) or build_parser().parse_args(words)
 
 
 def entry() -> None:
@@ -87,7 +141,7 @@ def _fd_limit_problem() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = build_parser().parse_args(argv)
+    opts = parse_args(argv)
     problem = _fd_limit_problem()
     if problem:
         _say(problem)

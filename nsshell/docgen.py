@@ -1,6 +1,6 @@
 """The man page and the bash/zsh/fish completion scripts, generated from the registry.
 
-    python -m nsshell.docgen            # rewrite man/nsshell.1 and completions/*
+    python -m nsshell.docgen            # rewrite man/nsshell.1, completions/*, nsshell/command_index.py
     python -m nsshell.docgen --check    # exit 1 (and say which) when a committed file is stale
 
 Every command (plugins' included), its options and examples come from the
@@ -27,6 +27,7 @@ OUTPUTS = {
     "completions/nsshell.bash": "bash_completion",
     "completions/_nsshell": "zsh_completion",
     "completions/nsshell.fish": "fish_completion",
+    "nsshell/command_index.py": "command_index",   # the registry's lazy index (start-up)
 }
 
 
@@ -35,7 +36,8 @@ OUTPUTS = {
 def load_registry() -> Registry:
     """The built-in commands and the first-party plugins' (installed through entry points),
     never a person's own plugin folder: the output must not depend on who runs this."""
-    from . import commands  # noqa: F401 - registers the built-ins
+    from . import commands
+    commands.load_all()  # every built-in module, also one the index does not know yet
     try:
         from .plugin_loader import load_all
     except ImportError:
@@ -606,6 +608,11 @@ def fish_completion(registry: Registry | None = None) -> str:
     lines.append("complete -c nsshell -n 'not __fish_seen_subcommand_from -c' -F "
                  "-d 'script of nsshell commands'")
     return "\n".join(lines) + "\n"
+
+
+def command_index(registry: Registry) -> str:
+    from .commands import render_index
+    return render_index(registry)
 
 
 # -- writing and checking ------------------------------------------------------------------------

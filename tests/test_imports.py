@@ -100,3 +100,30 @@ def test_pyroute2_stays_whole_for_other_code_after_the_lean_load():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:2] == ["IPRoute", "IPRSocket"]
     assert out.stdout.split()[3] == "pyroute2.config"
+
+
+def test_a_batch_imports_only_the_command_modules_it_uses():
+    # The registry knows the built-ins from nsshell/command_index.py and imports a
+    # command's module on its first use (run.py adds settings: imported from the start).
+    from nsshell import command_index
+    mods = imported("-c", "ctx")
+    builtin = set(command_index.COMMANDS.values())
+    assert builtin & mods == {"nsshell.commands.context", *command_index.EAGER}
+    mods = imported("-c", "ctx; handles; help new")
+    assert builtin & mods == {"nsshell.commands.context", "nsshell.commands.handles",
+                              "nsshell.commands.shell", *command_index.EAGER}
+
+
+def test_an_ordinary_command_line_is_read_without_argparse():
+    # argparse's help formatter imports shutil (and with it bz2, lzma, fnmatch): ~5 ms.
+    for args in (("-c", "ctx"), ("--json", "-k", "-c", "ctx")):
+        mods = imported(*args)
+        assert {"argparse", "shutil", "bz2", "lzma"} & mods == set(), args
+
+
+def test_import_nsshell_is_cheap():
+    # `import nsshell` (the version, the lazy API names) pulls in no typing, re or enum.
+    code = "import sys, nsshell; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert {"typing", "re", "enum", "dataclasses", "argparse"} & set(out) == set()

@@ -269,104 +269,95 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     except OSError:
         nsfs_dev = None
 
-    # Plain paths, no directory fds: fewer system calls per process, which is what
-    # counts with thousands of them.  stat (not readlink) of ns/TYPE, as lsns does:
-    # where stat is refused, lsns does not count the process, and nor do we.
+    # One pass over /proc (_read_procs: readlink of each ns link, plain paths, no
+    # directory fds), split with a forked reader where it pays; then what was read is
+    # sorted into namespaces here.  readlink (not stat) of ns/TYPE: the same permission
+    # check as stat (where it is refused, lsns does not count the process, and nor do
+    # we) without the kernel opening the namespace's nsfs file for each link.
     try:
         entries = listdir("/proc")
     except OSError:
         return result
     entries = [name for name in entries if name.isdigit()]
     task.total = len(entries)
-    advance = task.advance
-    for name in entries:
-        advance()
-        pid = int(name)
-        base = "/proc/" + name
-        try:
-            uid = stat(base).st_uid
-        except OSError:
-            continue  # exited
+    links = tuple(rel for _, rel in wanted) + tuple(rel for _, rel in children_rel)
+    nwanted = len(wanted)
+    dev = nsfs_dev or _nsfs_dev()
+    for pid, targets, nthreads, fdlinks in _read_all(entries, links, threads, fds, me,
+                                                     task.advance):
         own: dict[str, int] = {}
-        for tname, rel in wanted:
-            try:
-                st = stat(base + rel)
-            except OSError:
-                continue  # EACCES (not ours), ENOENT (exited, or no such type)
-            ino = st.st_ino
-            own[tname] = ino
-            key = (tname, ino)
-            info = nss.get(key)
-            if info is None:
-                info = nss[key] = NsInfo(tname, ino, st.st_dev)
-            info.nprocs += 1
-            info.pids.append(pid)
-            if info.pid is None or pid < info.pid:
-                info.pid = pid
-                info.uid = uid
-            info.kinds.add("process")
+        if targets is not None:
+            for (tname, _), target in zip(wanted, targets):
+                if target is None:
+                    continue  # EACCES (not ours), or no such type
+                ino = int(target[target.index("[") + 1:-1])
+                own[tname] = ino
+                key = (tname, ino)
+                info = nss.get(key)
+                if info is None:
+                    info = nss[key] = NsInfo(tname, ino, dev)
+                info.nprocs += 1
+                info.pids.append(pid)
+                if info.pid is None or pid < info.pid:
+                    info.pid = pid
+                info.kinds.add("process")
         if not own:
             result.skipped += 1
-        for tname, rel in children_rel:
+        for (tname, rel), target in zip(children_rel, targets[nwanted:] if targets else ()):
             # after unshare(CLONE_NEWPID/NEWTIME), before the fork: only this link holds it
-            try:
-                st = stat(base + rel)
-            except OSError:
+            if target is None:
                 continue
-            if own.get(tname, st.st_ino) == st.st_ino:
+            ino = int(target[target.index("[") + 1:-1])
+            if own.get(tname, ino) == ino:
                 continue
-            info = add(tname, st.st_ino, st.st_dev)
+            info = add(tname, ino, dev)
             info.kinds.add("children")
             info.holders.append({"kind": "children", "pid": pid, "link": rel[4:]})
-            info.paths.append(base + rel)
+            info.paths.append(f"/proc/{pid}{rel}")
         if mounts:
             mnt = own.get("mnt")
             if mnt is None and need_mnt_stat:
                 try:
-                    mnt = stat(base + "/ns/mnt").st_ino
+                    mnt = stat(f"/proc/{pid}/ns/mnt").st_ino
                 except OSError:
                     mnt = None
             if mnt is not None:
                 mnt_pids.setdefault(mnt, []).append(pid)
-        if threads and own:
-            try:
-                nthreads = stat(base + "/task").st_nlink - 2
-            except OSError:
-                nthreads = 1
-            if nthreads > 1:
-                _scan_threads(result, pid, wanted, own)
-        if fds and pid != me:
-            fdbase = base + "/fd/"
-            try:
-                fdnames = listdir(fdbase)
-            except OSError:
-                fdnames = ()
-            for fdname in fdnames:
+        if threads and own and nthreads > 1:
+            _scan_threads(result, pid, wanted, own)
+        if not fdlinks:
+            continue
+        fdbase = f"/proc/{pid}/fd/"
+        for fdname, target in fdlinks:
+            if target[:1] == "/":
+                # A file, or a namespace opened through a bind mount of it (the link
+                # reads as that path, or "/" once it is unmounted): nsfs decides.
+                if nsfs_dev is not None:
+                    _scan_path_fd(result, pid, fdbase + fdname, nsfs_dev, names)
+                continue
+            if target.startswith("socket:["):
+                if want_net_sockets and target not in sockets_seen:
+                    sockets_seen.add(target)
+                    _scan_socket(result, pid, int(fdname), own.get("net"))
+                continue
+            ref = _parse_ref(target)
+            if ref is None or ref[0] not in names:
+                continue
+            info = add(ref[0], ref[1])
+            info.kinds.add("fd")
+            info.holders.append({"kind": "fd", "pid": pid, "fd": int(fdname)})
+            info.paths.append(fdbase + fdname)
+    # lsns's UID: the owner of /proc/PID of the lowest process in the namespace (read
+    # once per such process, not for every process)
+    uids: dict[int, int | None] = {}
+    for info in nss.values():
+        if info.pid is not None and info.uid is None:
+            if info.pid not in uids:
                 try:
-                    target = readlink(fdbase + fdname)
+                    uids[info.pid] = stat(f"/proc/{info.pid}").st_uid
                 except OSError:
-                    continue
-                c = target[:1]
-                if c == "a" or (c == "p" and target.startswith("pipe:")):
-                    continue   # pipe:[...], anon_inode:... (pid:[...] is a namespace)
-                if c == "/":
-                    # A file, or a namespace opened through a bind mount of it (the link
-                    # reads as that path, or "/" once it is unmounted): nsfs decides.
-                    if nsfs_dev is not None:
-                        _scan_path_fd(result, pid, fdbase + fdname, nsfs_dev, names)
-                    continue
-                if target.startswith("socket:["):
-                    if want_net_sockets and target not in sockets_seen:
-                        sockets_seen.add(target)
-                        _scan_socket(result, pid, int(fdname), own.get("net"))
-                    continue
-                ref = _parse_ref(target)
-                if ref is None or ref[0] not in names:
-                    continue
-                info = add(ref[0], ref[1])
-                info.kinds.add("fd")
-                info.holders.append({"kind": "fd", "pid": pid, "fd": int(fdname)})
-                info.paths.append(fdbase + fdname)
+                    uids[info.pid] = None   # exited since: the owner's creator stands in
+            info.uid = uids[info.pid]
 
     if mounts:
         routes, seen = _scan_mounts(result, mnt_pids, names, persist_root)
@@ -395,6 +386,143 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
         except Exception:  # noqa: BLE001 - a broken hook must not break ls
             continue
     return result
+
+
+def _nsfs_dev() -> int:
+    try:
+        return os.stat("/proc/self/ns/user").st_dev
+    except OSError:
+        return 0
+
+
+def _read_procs(entries: list[str], links: tuple[str, ...], threads: bool, fds: bool,
+                me: int, advance: Callable[[], None] | None = None) -> list[tuple]:
+    """What the scan needs of each process in ENTRIES (pid directory names), read in the
+    fewest system calls and nothing else: (pid, targets, nthreads, fdlinks) with targets
+    the readlink of each of LINKS (None where refused or missing; targets None when
+    none could be read), nthreads from the task directory's link count (only when
+    asked, for a process whose links could be read), and fdlinks the (fd, link) pairs
+    of its open files that may be namespaces (ns links, paths, sockets).  A process
+    that has exited is left out."""
+    readlink, listdir, stat = os.readlink, os.listdir, os.stat
+    out = []
+    for name in entries:
+        if advance is not None:
+            advance()
+        base = "/proc/" + name
+        targets: list[str | None] | None = []
+        for rel in links:
+            try:
+                targets.append(readlink(base + rel))
+            except OSError:
+                targets.append(None)
+        if not any(targets):
+            try:
+                stat(base)
+            except OSError:
+                continue   # exited
+            targets = None  # not ours (rootless), or a zombie
+        nthreads = 1
+        if threads and targets is not None:
+            try:
+                nthreads = stat(base + "/task").st_nlink - 2
+            except OSError:
+                pass
+        fdlinks = []
+        if fds and int(name) != me:
+            fdbase = base + "/fd/"
+            try:
+                fdnames = listdir(fdbase)
+            except OSError:
+                fdnames = ()
+            for fdname in fdnames:
+                try:
+                    target = readlink(fdbase + fdname)
+                except OSError:
+                    continue
+                c = target[:1]
+                if c == "a" or (c == "p" and target.startswith("pipe:")):
+                    continue   # pipe:[...], anon_inode:... (pid:[...] is a namespace)
+                fdlinks.append((fdname, target))
+        out.append((int(name), targets, nthreads, fdlinks))
+    return out
+
+
+# A forked reader takes half of /proc when there are at least this many processes and
+# a CPU to spare: reading /proc is mostly the kernel's path walk, which two CPUs do at once.
+SPLIT_AT = 400
+
+
+def _read_all(entries: list[str], links: tuple[str, ...], threads: bool, fds: bool, me: int,
+              advance: Callable[[], None]) -> list[tuple]:
+    """_read_procs over ENTRIES, half of them in a forked reader when that pays: the
+    reader only reads /proc (no namespace entered, every fd but its pipe closed) and
+    sends its list back marshalled; whatever goes wrong with it, its half is read here."""
+    if len(entries) < SPLIT_AT or not _cpu_to_spare() or not _may_fork():
+        return _read_procs(entries, links, threads, fds, me, advance)
+    import marshal
+    half, rest = entries[:len(entries) // 2], entries[len(entries) // 2:]
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        child = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return _read_procs(entries, links, threads, fds, me, advance)
+    if child == 0:   # the reader
+        status = 1
+        try:
+            os.closerange(3, w)
+            os.closerange(w + 1, 1 << 20)
+            data = memoryview(marshal.dumps(_read_procs(half, links, threads, fds, me)))
+            while data:
+                data = data[os.write(w, data):]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(w)
+    try:
+        mine = _read_procs(rest, links, threads, fds, me, advance)
+        chunks = []
+        while True:
+            b = os.read(r, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(r)
+        try:
+            _, status = os.waitpid(child, 0)
+        except ChildProcessError:   # reaped by someone else: trust the data if whole
+            status = 0
+    try:
+        theirs = marshal.loads(b"".join(chunks)) if status == 0 else None
+    except (EOFError, ValueError, TypeError):
+        theirs = None
+    if theirs is None:
+        theirs = _read_procs(half, links, threads, fds, me)
+    for _ in half:
+        advance()
+    return theirs + mine
+
+
+def _cpu_to_spare() -> bool:
+    """A second CPU, and on average one idle (the load average over the last minute):
+    on a machine already busy the reader only adds the cost of a fork."""
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return False
+    return cpus >= 2 and load <= cpus - 1
+
+
+def _may_fork() -> bool:
+    """Only a process with one thread forks a Python reader (a lock another thread holds
+    would stay held in the child)."""
+    import sys
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
 
 
 def _follow_relations(result: Scan, names: set[str]) -> None:
