@@ -14,7 +14,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (~6 ms with re, enum)
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # name -> module that defines it; loaded on first access (PEP 562)
 _LAZY = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import __version__
+from .version import __version__
 from .errors import EXIT_FAILURE, EXIT_INTERNAL, EXIT_USAGE, ExitRequest
 
 # The open files nsshell needs to start and do ordinary work: its own handles (one per
@@ -58,13 +58,14 @@ class Options:
         self.debug = False
         self.no_plugins = False
         self.complete: str | None = None
+        self.persist_root: str | None = None
         self.file: str | None = None
         self.args: list[str] = []
 
 
 _FLAGS = {"--json": "json", "-k": "keep_going", "--keep-going": "keep_going",
           "--debug": "debug", "--no-plugins": "no_plugins"}
-_VALUED = {"-c": "command", "--complete": "complete"}
+_VALUED = {"-c": "command", "--complete": "complete", "--persist-root": "persist_root"}
 
 
 def parse_simple(argv: list[str]) -> Options | None:

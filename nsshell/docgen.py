@@ -17,7 +17,7 @@ import re
 import sys
 import tempfile
 
-from . import __version__
+from .version import __version__
 from .helptext import param_help
 from .registry import REGISTRY, Command, Param, Registry
 

@@ -161,6 +161,7 @@ ARGVS = [
     ["--debug", "--no-plugins", "-c", "ctx; ls"], ["script.nss"], ["script.nss", "a", "b"],
     ["script.nss", "--json", "-c", "x"], ["-c", "ctx", "file", "x"], ["--complete", "new n"],
     ["-c", "a", "-c", "b"], ["--json", "--json", "f"], ["f", "--", "-x"],
+    ["--persist-root", "/tmp/r", "-c", "ls"],
     # these go to argparse (None from the quick reading): the same answer either way
     ["f", "a", "--", "b", "--"],
     ["-cctx"], ["--js", "-c", "ctx"], ["-c", "-1"], ["--", "f"], ["-kc", "ctx"],
@@ -175,6 +176,18 @@ def test_the_quick_reading_agrees_with_the_parser(argv):
     if quick is not None:
         assert vars(quick) == full
     assert vars(cli.parse_args(argv)) == full
+
+
+def test_the_quick_reading_knows_every_option_of_the_parser():
+    """An option added to build_parser and not to parse_simple's tables is caught here."""
+    parser = cli.build_parser()
+    dests = {a.dest for a in parser._actions if a.dest not in ("help", "version")}
+    assert dests == set(vars(cli.Options())), dests ^ set(vars(cli.Options()))
+    for a in parser._actions:
+        for flag in a.option_strings:
+            if a.dest in ("help", "version"):
+                continue
+            assert flag in cli._FLAGS or flag in cli._VALUED, flag
 
 
 @pytest.mark.parametrize("argv", [["-c"], ["--bogus"], ["-c", "-x"], ["--complete"]])

@@ -51,7 +51,7 @@ NOT_RUN = {"map auto": "needs subordinate ids of the caller in /etc/subuid"}
 def _registry_in_a_fresh_process() -> list[dict]:
     """Every command (built-ins and the installed plugins') as a fresh nsshell sees it."""
     code = ("import json, nsshell.commands; from nsshell.plugin_loader import load_all; load_all(); "
-            "from nsshell.registry import REGISTRY; "
+            "from nsshell.registry import REGISTRY; REGISTRY.load_all(); "
             "print(json.dumps([{'name': c.name, 'group': c.group, 'data': c.data, "
             "'runner': c.runner, 'usage': c.usage(), "
             "'rest': c.rest_param() is not None} for c in REGISTRY.commands.values()]))")

@@ -32,7 +32,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("kernel", ("nsshell.kernel",)),
     # leaves everyone may use; `nsshell` itself loads the API by name on first use
     ("leaves", ("nsshell", "nsshell.errors", "nsshell.results", "nsshell.progress",
-                "nsshell.names", "nsshell.hooks")),
+                "nsshell.names", "nsshell.hooks", "nsshell.version",
+                "nsshell.command_index")),
     ("core", ("nsshell.core",)),
     # the session and what words become; drawing (render, and the `top` view it opens)
     ("model", ("nsshell.session", "nsshell.types", "nsshell.lexer", "nsshell.guard",
