@@ -10,6 +10,7 @@ import os
 
 from . import lexer
 from .core.proc import runner as _runner
+from .core.ns import creator as _creator
 from .errors import (RESOURCE_ERRNOS, ExitRequest, NsshellError, UsageError,
                      from_oserror, internal, one_line)
 from .registry import REGISTRY, Registry
@@ -100,6 +101,8 @@ class Engine:
             self._level -= 1
             if self._level == 0 and getattr(self.session, "runner", None) is not None:
                 _runner.drop(self.session)
+            if self._level == 0 and _creator.running():
+                _creator.drop()  # the `new` helper (core/ns/creator.py) too
 
     def run_line(self, line: str, where: str | None = None) -> int:
         """Run the commands of LINE (all of it is one text: quotes and blocks may span its
@@ -247,6 +250,8 @@ class Engine:
             cmd, used = found
             if cmd.name not in _runner.KEEP and getattr(self.session, "runner", None) is not None:
                 _runner.drop(self.session)  # no other command may see the `run` helper
+            if cmd.name not in _creator.KEEP and _creator.running():
+                _creator.drop()  # nor the `new` one: nothing stale after `map`, `join` ...
             if cmd.params == [] and len(words) > used and self.registry.subcommands(cmd.name):
                 raise self._unknown(words)
             args = words[used:]

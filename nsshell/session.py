@@ -309,6 +309,8 @@ class Session:
         return None
 
     def close_all(self) -> None:
+        from .core.ns import creator
+        creator.drop()  # the `new` helper: it sits in the context
         if getattr(self, "runner", None) is not None or self.jobs:
             from .core.proc import runner
             runner.drop(self, everything=True)  # the `run` helper and the programs it holds
