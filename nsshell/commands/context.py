@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ..core.ns import create as create_ops
-from ..core.ns import mapping, uts
+from ..core.ns import creator, mapping, uts
 from ..core.look import nsstate
 from ..core.proc import spawn
 from ..core.ns.handle import NsSet
@@ -69,6 +69,7 @@ def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
     handles = create_ops.create(entries, types, opts, fork_after=sh.needs_fork_after())
     nsset = sh.add_set(NsSet(name or sh.next_name(), handles, origin="new"))
     if not no_join:
+        creator.drop()  # it sits in the context being left
         sh.join(nsset)
     return Message(f"{nsset.name}: " + " ".join(str(h.nsid) for h in handles.values()))
 
