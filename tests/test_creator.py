@@ -233,3 +233,16 @@ def test_rootless_creator_is_not_dumpable_and_serves_its_user_namespace(rootless
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def test_run_sees_the_shell_environment_as_it_is_now(shell, monkeypatch):
+    """`run` decodes the environment once and again only when it changed (commands/run.py)."""
+    monkeypatch.setenv("CRTEST_ENV", "one")
+    assert shell("run sh -c 'test \"$CRTEST_ENV\" = one'").rc == 0
+    monkeypatch.setenv("CRTEST_ENV", "two")
+    assert shell("run sh -c 'test \"$CRTEST_ENV\" = two'").rc == 0
+    assert shell("run --env CRTEST_ENV=three sh -c 'test \"$CRTEST_ENV\" = three'").rc == 0
+    assert shell("run sh -c 'test \"$CRTEST_ENV\" = two'").rc == 0  # --env did not stick
+    monkeypatch.delenv("CRTEST_ENV")
+    assert shell("run sh -c 'test -z \"${CRTEST_ENV+set}\"'").rc == 0
+    assert shell("set run_cwd /proc; run sh -c 'test \"$PWD\" = /proc'").rc == 0
