@@ -246,3 +246,37 @@ def test_run_sees_the_shell_environment_as_it_is_now(shell, monkeypatch):
     monkeypatch.delenv("CRTEST_ENV")
     assert shell("run sh -c 'test -z \"${CRTEST_ENV+set}\"'").rc == 0
     assert shell("set run_cwd /proc; run sh -c 'test \"$PWD\" = /proc'").rc == 0
+
+
+def test_made_ahead_only_for_the_same_request_and_each_is_new_and_empty(shell, nocreator):
+    """From the second alike `new net` on, the creator makes the next one ahead: it is
+    handed out only for the same request, and is what a request would make."""
+    for n in range(1, 5):
+        _new(shell, f"new net as crP{n} --no-join")
+    pid = creator.pid()
+    _new(shell, "new ipc as crQ --no-join")  # another request: the net made ahead is dropped
+    _new(shell, "new net+uts as crR --no-join")
+    assert creator.pid() == pid
+    sets = shell.session.sets
+    assert list(sets["crQ"].handles) == ["ipc"] and sorted(sets["crR"].handles) == ["net", "uts"]
+    nets = [sets[f"crP{n}"].handles["net"].nsid for n in range(1, 5)] + \
+        [sets["crR"].handles["net"].nsid]
+    assert len(set(nets)) == 5
+    # nothing handed out stays with the helper (it closes its copies right after the
+    # answer, while the shell goes on: wait for that)
+    end = time.monotonic() + 5
+    while True:
+        held = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                pass
+        if not {str(n) for n in nets} & held or time.monotonic() > end:
+            break
+        time.sleep(0.01)
+    assert not {str(n) for n in nets} & held
+    for n in (1, 3, 4):  # made on request, and made ahead: only lo, down
+        r = shell(f"join crP{n}; run sh -c 'test \"$(ip -o link | wc -l)\" = 1 && "
+                  f"ip -o link | grep -q \"lo:.*state DOWN\"'; leave")
+        assert r.rc == 0, r.err

@@ -66,7 +66,8 @@ def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
     if mount_proc and not (nstypes.PID in types and nstypes.MNT in types):
         raise UsageError("--mount-proc needs new pid and mnt namespaces", "e.g. `new user+pid+mnt --mount-proc`")
     entries = sh.entries()
-    handles = create_ops.create(entries, types, opts, fork_after=sh.needs_fork_after())
+    handles = create_ops.create(entries, types, opts, fork_after=sh.needs_fork_after(),
+                                more_likely=no_join)
     nsset = sh.add_set(NsSet(name or sh.next_name(), handles, origin="new"))
     if not no_join:
         creator.drop()  # it sits in the context being left

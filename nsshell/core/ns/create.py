@@ -155,14 +155,17 @@ def _unshare_error(err: OSError, types: Sequence[NsType]) -> KernelError:
 
 
 def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
-           opts: CreateOptions, fork_after: bool = False) -> dict[str, Handle]:
-    """New namespaces of TYPES inside the context ENTRIES; handles keyed by type name."""
+           opts: CreateOptions, fork_after: bool = False,
+           more_likely: bool = True) -> dict[str, Handle]:
+    """New namespaces of TYPES inside the context ENTRIES; handles keyed by type name.
+    MORE_LIKELY: more `new`s in this context may follow (not when this one is joined):
+    worth starting the context's creator (core/ns/creator.py) if none runs."""
     if opts.propagation not in PROPAGATION:
         raise UsageError(f"unknown propagation {opts.propagation!r}",
                          f"valid: {', '.join(PROPAGATION)}")
     if (opts.monotonic or opts.boottime) and nstypes.TIME not in types:
         raise UsageError("clock offsets need a new time namespace", "add time to the types")
-    fds = _by_creator(entries, types, opts)
+    fds = _by_creator(entries, types, opts, more_likely)
     if fds is not None:
         return _handles([t.name for t in types], fds, None)
     lifeline_r = lifeline_w = None
@@ -191,13 +194,14 @@ def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
 
 
 def _by_creator(entries: Sequence[spawn.Entry], types: Sequence[NsType],
-                opts: CreateOptions) -> list[int] | None:
+                opts: CreateOptions, start: bool) -> list[int] | None:
     """fds on new namespaces of TYPES made by the context's creator (core/ns/creator.py),
-    or None when it does not make such (user, pid, time) or refused: the caller forks."""
+    or None when it does not make such (user, pid, time), none runs and START is false,
+    or it refused: the caller forks a helper."""
     if not all(t.name in creator.TYPES for t in types):
         return None
-    c = creator.creator_for(entries, root=True)
-    if not c.can(types):
+    c = creator.creator_for(entries, root=True, start=start)
+    if c is None or not c.can(types):
         return None
     return c.make(types, PROPAGATION[opts.propagation] if nstypes.MNT in types else 0)
 

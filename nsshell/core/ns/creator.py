@@ -94,40 +94,72 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
     # Hold nothing of the shell's: its channel, the shell's /proc and the home fds only.
     syscalls.close_fds_except({sock.fileno(), proc, *home.values()})
     channel.send(sock, ["ok", sorted(home)])
-    by_flag = nstypes.BY_FLAG
+    fresh = 0
+    for name in FRESH:
+        fresh |= nstypes.BY_NAME[name].flag
+    spare = None  # (request, fds): made ahead while the shell reads the last answer
+    served = 0
     while True:
         try:
-            (flags, order, propagation), _ = channel.recv(sock, maxsize=4096)
+            request, _ = channel.recv(sock, maxsize=4096)
         except EOFError:
             return  # the shell closed its end (or is gone)
-        fds: list[int] = []
-        err = 0
-        lost = False
-        try:
-            syscalls.unshare(flags)
-        except OSError as e:
-            err = e.errno or 22
+        flags, order, propagation = request
+        if spare is not None and spare[0] == request:
+            err, lost, fds = 0, False, spare[1]
         else:
-            try:
-                if flags & nstypes.CLONE_NEWNS and propagation:
-                    syscalls.mount("none", "/", None, syscalls.MS_REC | propagation)
-                for flag in order:
-                    fds.append(nsfs.open_proc_ns("self", by_flag[flag], proc_fd=proc))
-            except OSError as e:
-                err = e.errno or 22
-                channel.close_all(fds)
-                fds = []
-            for flag in order:
-                try:
-                    syscalls.setns(home[flag], flag)
-                except OSError:
-                    lost = True  # not home: answer, then end (never stay in a new one)
+            if spare is not None:
+                channel.close_all(spare[1])
+            err, lost, fds = _make(flags, order, propagation, home, proc)
+        spare = None
         try:
             channel.send(sock, [err, lost], fds)
         finally:
             channel.close_all(fds)
         if lost:
             return
+        served += 1
+        if not err and not flags & ~fresh and served > 1:
+            # After two alike, the next `new` of a batch is most likely the same: make it
+            # now, on the other CPU, while the shell reads this answer.  Only for types whose new namespace
+            # copies nothing (net: only lo; ipc: empty), so one made ahead is exactly the
+            # one made on request; dropped unused with the creator.
+            err, lost, fds = _make(flags, order, propagation, home, proc)
+            if lost:
+                channel.close_all(fds)
+                return
+            if not err:
+                spare = (request, fds)
+
+
+def _make(flags: int, order: list[int], propagation: int, home: dict[int, int],
+          proc: int) -> tuple[int, bool, list[int]]:
+    """unshare FLAGS, open the new namespaces (ORDER: their flags) and go home:
+    (errno or 0, whether it could not go home, the fds)."""
+    fds: list[int] = []
+    err = 0
+    lost = False
+    try:
+        syscalls.unshare(flags)
+    except OSError as e:
+        return e.errno or 22, False, fds
+    try:
+        if flags & nstypes.CLONE_NEWNS and propagation:
+            # As unshare(1): nothing mounted in the new namespace may reach the host.
+            syscalls.mount("none", "/", None, syscalls.MS_REC | propagation)
+        for flag in order:
+            fds.append(nsfs.open_proc_ns("self", nstypes.BY_FLAG[flag], proc_fd=proc))
+    except OSError as e:
+        err = e.errno or 22
+        for fd in fds:
+            os.close(fd)
+        fds = []
+    for flag in order:
+        try:
+            syscalls.setns(home[flag], flag)
+        except OSError:
+            lost = True  # not home: answer, then end (never stay in a new one)
+    return err, lost, fds
 
 
 def _own_home(t: nstypes.NsType, proc: int) -> int | None:
@@ -224,14 +256,17 @@ class Creator:
 _CURRENT: list[Creator] = []  # at most one: the creator of the context of the last `new`
 
 
-def creator_for(entries: Sequence[spawn.Entry], root: bool) -> Creator:
-    """The creator of the context ENTRIES (one started, any other one ended)."""
+def creator_for(entries: Sequence[spawn.Entry], root: bool, start: bool = True) -> Creator | None:
+    """The creator of the context ENTRIES (one started unless not START: None then; any
+    other one ended)."""
     key = _key(entries, root)
     if _CURRENT:
         c = _CURRENT[0]
         if c.owner == os.getpid() and c.key == key and (c.sock is not None or c.useless):
             return c
         drop()
+    if not start:
+        return None
     c = Creator(entries, root)
     _CURRENT.append(c)
     return c
