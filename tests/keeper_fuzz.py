@@ -18,20 +18,35 @@ import json
 import os
 import random
 import socket
-import struct
 import sys
 import time
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nsshell.core.proc import channel  # noqa: E402
 from nsshell.core.store import keeper, keeperd  # noqa: E402
 
-HDR = struct.Struct("=I")
+
+class HDR:
+    """The channel's frame header (core/proc/channel.py); NFDS is set to the number of fds
+    sent with it by `fit` unless a case is about that count."""
+    size = channel.HEADER_SIZE
+
+    @staticmethod
+    def pack(size: int, nfds: int = 0) -> bytes:
+        return channel.header(size, nfds)
 
 
 def frame(body: bytes) -> bytes:
     return HDR.pack(len(body)) + body
+
+
+def fit(data: bytes, nfds: int) -> bytes:
+    """DATA with its header's fd count set to NFDS (when it starts with a header)."""
+    if len(data) >= HDR.size and data[:2] == channel.MAGIC:
+        return data[:3] + bytes([min(nfds, 255)]) + data[4:]
+    return data
 
 
 def jframe(obj) -> bytes:
@@ -146,6 +161,10 @@ def structured(fds: Fds):
     yield "fds-mismatch", "refused", jframe({"op": "ping"}), ["net"] * 70, True   # more than MAX_FDS
     yield "fds-extra", "ok", jframe({"op": "ping"}), ["net", "pipe"], True
     yield "fds-extra", "ok", jframe({"op": "list"}), ["dir"], True
+    yield "fds-count", "refused", jframe({"op": "ping"}), ["net"], "keep"     # says 0, has 1
+    yield "fds-count", "refused", HDR.pack(2, 2) + b"{}", ["net"], "keep"     # says 2, has 1
+    yield "pickled", "refused", channel.header(4, 0, channel.PICKLE) + b"\x80\x04N.", [], True
+    yield "bad-magic", "refused", b"XY" + HDR.pack(2)[2:] + b"{}", [], True
     yield "truncated", "silent", HDR.pack(100) + b'{"op"', [], True
     yield "truncated", "silent", HDR.pack(100)[:2], [], True
     yield "truncated", "silent", b"", [], True
@@ -240,6 +259,10 @@ def fuzz(name: str, seed: int, count: int) -> dict:
     cases = list(structured(fds)) + list(randomized(rng, count, name))
     wrong = []
     for i, (kind, expect, data, fkinds, shut) in enumerate(cases):
+        if shut == "keep":  # a case about the header's fd count: sent as it is
+            shut = True
+        else:
+            data = fit(data, len(fkinds))
         sent = fds.make(fkinds)
         try:
             reply = exchange(path, data, sent, shut)

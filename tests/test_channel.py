@@ -221,3 +221,40 @@ def test_channel_send_refuses_too_many_fds(pair):
     a, _ = pair
     with pytest.raises(ValueError):
         channel.send(a, None, [0] * (channel.SCM_MAX_FD + 1))
+
+
+@pytest.mark.parametrize("cut", ["header", "payload", "garbage"])
+def test_channel_spawn_helper_cut_short_leaks_nothing(some_fds, cut):
+    """spawn's own reader (Pending.result): a helper that dies mid-answer with fds attached
+    is a HelperCrash, and none of its fds stays open in the shell (the defect of the old
+    spawn._recv)."""
+    from nsshell.core.proc import spawn
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    body = pickle.dumps(("ok", 1)) if cut != "garbage" else b"\x80\x05junk"
+    frame = channel.header(len(body), 3, channel.PICKLE) + body
+    frame = {"header": frame[:5], "payload": frame[:-3], "garbage": frame}[cut]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent.close()
+            raw_send(child, frame, some_fds)
+        finally:
+            os._exit(0)
+    child.close()
+    before = open_fds()
+    with pytest.raises(spawn.HelperCrash):
+        spawn.Pending(pid, parent).result()
+    assert not (open_fds() - before)
+
+
+def test_channel_and_keeperd_start_light():
+    """channel.py is stdlib only, and the keeper daemon loads nothing else of nsshell at
+    start (it must not depend on the shell's heavy parts)."""
+    import subprocess
+    import sys
+    code = ("import sys, nsshell.core.store.keeperd; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('nsshell'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["nsshell", "nsshell.core", "nsshell.core.proc", "nsshell.core.proc.channel",
+                   "nsshell.core.store", "nsshell.core.store.keeperd"]

@@ -14,7 +14,7 @@ from ...kernel import nsfs, nstypes, syscalls
 from ...kernel.nstypes import NsType
 from ...progress import NULL as NULL_PROGRESS
 from ...progress import Progress
-from ..proc import harden, program, spawn
+from ..proc import harden, program, reaper, spawn
 from . import creator
 from .handle import Handle, InitHolder
 
@@ -117,7 +117,7 @@ def _create_in_child(early: tuple[int, int | None, int], types: Sequence[NsType]
     pidfd = None
     # pid_for_children can be opened only once the init exists.
     if nstypes.PID in types:
-        pidfd = spawn.start_init(lifeline, mount_proc=opts.mount_proc and nstypes.MNT in types)
+        pidfd = reaper.start_init(lifeline, mount_proc=opts.mount_proc and nstypes.MNT in types)
     for t in types:
         fds.append(nsfs.open_proc_ns("self", t, for_children=True, proc_fd=proc))
         names.append(t.name)

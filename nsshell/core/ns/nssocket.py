@@ -20,25 +20,27 @@ Two ways to get one:
 
 from __future__ import annotations
 
-import array
 import atexit
+import errno
 import os
 import signal
 import socket
-import struct
 
 from ...errors import KernelError, from_oserror
 from ...kernel import nsfs, nstypes, syscalls
-from ..proc import harden, spawn
+from ..proc import channel, harden, spawn
 from .handle import CLOSE_HOOKS
 
-_REQ = struct.Struct("=iii")   # family, type, proto (+ the namespace fd)
-_REP = struct.Struct("=i")     # errno, 0 when the socket is attached
+# The wire (core/proc/channel.py, JSON: the opener sits in namespaces it serves, so the
+# shell decodes nothing that could run code): [family, type, proto] with the namespace fd;
+# the answer {"errno": 0} with the socket, or {"errno": N}.
+_MAX = 4096
 
 
 class _Opener:
     def __init__(self, userns_fd: int | None = None) -> None:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        import array, json  # noqa: E401,F401 - what the channel loads, before the opener closes fds
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the opener: never returns
             try:
@@ -60,25 +62,19 @@ class _Opener:
 
     def open(self, nsfd: int, family: int, type_: int, proto: int) -> int:
         try:
-            self.sock.sendmsg([_REQ.pack(family, type_, proto)],
-                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [nsfd]))])
-            data, anc, _, _ = self.sock.recvmsg(_REP.size, socket.CMSG_SPACE(4),
-                                                socket.MSG_CMSG_CLOEXEC)
+            channel.send(self.sock, [family, type_, proto], [nsfd])
+            reply, fds = channel.recv(self.sock, maxfds=1, maxsize=_MAX)
         except BaseException:
             # Interrupted half way (Ctrl-C), the answer could reach the next request: end
             # this opener; the next call starts a fresh one.
             self.close()
             raise
-        if len(data) < _REP.size:
-            raise EOFError("the socket opener exited")
-        fds = array.array("i")
-        for level, kind, raw in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(raw[:len(raw) - len(raw) % 4])
-        (err,) = _REP.unpack(data)
+        err = reply.get("errno") if isinstance(reply, dict) else None
+        if not isinstance(err, int) or (err == 0) != (len(fds) == 1):
+            channel.close_all(fds)
+            self.close()
+            raise channel.BadFrame(f"the socket opener answered {reply!r}")
         if err:
-            for fd in fds:
-                os.close(fd)
             raise OSError(err, os.strerror(err))
         return fds[0]
 
@@ -103,31 +99,28 @@ def _serve(sock: socket.socket) -> None:
     # Back home after each socket: sitting in a namespace would keep it alive after `close`.
     home = nsfs.open_proc_ns("self", nstypes.NET)
     while True:
-        fds = array.array("i")
         try:
-            data, anc, _, _ = sock.recvmsg(_REQ.size, socket.CMSG_SPACE(4))
+            req, fds = channel.recv(sock, maxfds=1, maxsize=_MAX)
         except InterruptedError:
             continue
-        if not data:
+        except channel.PeerGone:
             return  # the shell closed its end
-        for level, kind, raw in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(raw[:len(raw) - len(raw) % 4])
-        if not fds:
-            sock.send(_REP.pack(22))
-            continue
-        family, type_, proto = _REQ.unpack(data)
+        except channel.ChannelError:
+            channel.send(sock, {"errno": errno.EINVAL})
+            return  # out of step with the shell: end, it starts another opener
         made = None
         try:
+            if (len(fds) != 1 or not isinstance(req, list) or len(req) != 3
+                    or not all(type(v) is int for v in req)):
+                raise OSError(errno.EINVAL, "a bad request")
+            family, type_, proto = req
             syscalls.setns(fds[0], nstypes.CLONE_NEWNET)
             made = socket.socket(family, type_ | socket.SOCK_CLOEXEC, proto)
-            sock.sendmsg([_REP.pack(0)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                            array.array("i", [made.fileno()]))])
+            channel.send(sock, {"errno": 0}, [made.fileno()])
         except OSError as e:
-            sock.send(_REP.pack(e.errno or 22))
+            channel.send(sock, {"errno": e.errno or errno.EINVAL})
         finally:
-            for fd in fds:
-                os.close(fd)
+            channel.close_all(fds)
             if made is not None:
                 made.close()
             try:
@@ -239,7 +232,7 @@ def _via_opener(key, userns_fd: int | None, handle, family: int, type_: int, pro
         return _opener(key, userns_fd).open(handle.fd, family, type_, proto)
     except PermissionError:
         return None  # owned by a user namespace whose root we must become
-    except (EOFError, BrokenPipeError, ConnectionResetError):
+    except (channel.ChannelError, BrokenPipeError, ConnectionResetError):
         _close_opener(key)  # it died (or could not start): the next call starts another
         return None
     except OSError as e:

@@ -25,7 +25,7 @@ raises, it has closed every fd it received first:
   BadFrame                     not our magic, a codec the caller does not
                                accept, a payload over MAXSIZE, fds that do not
                                match the header's count, a payload that does
-                               not decode.
+                               not decode (Undecodable, a BadFrame).
 All three are ChannelError.  An OSError of the socket itself (a timeout set
 on it, ECONNRESET) propagates unchanged, the fds closed all the same.
 
@@ -44,13 +44,15 @@ without the shell's heavy parts.
 
 from __future__ import annotations
 
-import array
 import os
-import socket
 import struct
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["send", "recv", "header", "ChannelError", "PeerGone", "FdsLost", "BadFrame",
+           "Undecodable", "close_all",
            "JSON", "PICKLE", "SCM_MAX_FD", "HEADER_SIZE"]
 
 MAGIC = b"nC"
@@ -61,7 +63,7 @@ DEFAULT_MAXSIZE = 1 << 24        # 16 MiB unless the caller says otherwise
 
 _HDR = struct.Struct("=2sBBI")
 HEADER_SIZE = _HDR.size
-_INT = array.array("i").itemsize
+_INT = struct.calcsize("i")
 
 
 class ChannelError(Exception):
@@ -78,6 +80,10 @@ class FdsLost(ChannelError):
 
 class BadFrame(ChannelError):
     """Not a frame of ours: bad header, refused codec, oversize, fd count, undecodable."""
+
+
+class Undecodable(BadFrame):
+    """A whole frame whose payload does not decode (not JSON, a broken pickle)."""
 
 
 def header(size: int, nfds: int = 0, codec: int = JSON) -> bytes:
@@ -102,7 +108,9 @@ def send(sock: socket.socket, obj: Any, fds: Sequence[int] = (), *, pickle: bool
     payload = _encode(obj, pickle)
     data = _HDR.pack(MAGIC, PICKLE if pickle else JSON, len(fds), len(payload)) + payload
     if fds:
-        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+        import array
+        import _socket
+        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                                       array.array("i", fds))])
     else:
         sent = sock.send(data)
@@ -118,9 +126,15 @@ def close_all(fds: Sequence[int]) -> None:
             pass
 
 
+# Imported where used, not at the top (the shell imports this module at start-up and
+# may never fork a helper).  `_socket`, not `socket`: plain ints, where the socket
+# module's flags are enum members (slow to combine per message) and cost ~2 ms to import.
+
 def _take_fds(anc, fds: list[int]) -> None:
+    import array
+    import _socket
     for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             got = array.array("i")
             got.frombytes(data[:len(data) - len(data) % _INT])
             fds.extend(got)
@@ -131,19 +145,23 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
     """One frame from SOCK: (obj, fds).  At most MAXFDS fds and MAXSIZE payload bytes;
     a pickled payload only with PICKLE.  Raises PeerGone, FdsLost or BadFrame (all
     ChannelError) with every received fd closed; see the module's docstring."""
+    import _socket
+    ctrunc, cloexec = _socket.MSG_CTRUNC, _socket.MSG_CMSG_CLOEXEC
     fds: list[int] = []
     try:
-        anc_size = socket.CMSG_SPACE(maxfds * _INT) if maxfds > 0 else 0
-        head = b""
-        while len(head) < _HDR.size:
-            # recvmsg for the header: the fds ride on its first byte.  Exactly the
-            # header's bytes, so a frame queued behind this one is left alone.
-            data, anc, flags, _ = sock.recvmsg(_HDR.size - len(head), anc_size,
-                                               socket.MSG_CMSG_CLOEXEC)
-            _take_fds(anc, fds)
-            if flags & socket.MSG_CTRUNC:
+        anc_size = _socket.CMSG_SPACE(maxfds * _INT) if maxfds > 0 else 0
+        # recvmsg for the header: the fds ride on its first byte.  Exactly the header's
+        # bytes, so a frame queued behind this one is left alone.
+        head, anc, flags, _ = sock.recvmsg(_HDR.size, anc_size, cloexec)
+        while True:
+            if anc:
+                _take_fds(anc, fds)
+            if flags & ctrunc:
                 raise FdsLost(f"fds were dropped (more than {maxfds}, or none left to "
                               "receive them)")
+            if len(head) >= _HDR.size:
+                break
+            data, anc, flags, _ = sock.recvmsg(_HDR.size - len(head), anc_size, cloexec)
             if not data:
                 raise PeerGone("the other end closed" + (" mid-frame" if head else ""))
             head += data
@@ -154,20 +172,23 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
             raise FdsLost(f"a frame with {nfds} fds (at most {maxfds})")
         if len(fds) != nfds:
             raise BadFrame(f"a frame that says {nfds} fds came with {len(fds)}")
-        if codec == PICKLE and not pickle:
-            raise BadFrame("a pickled frame where only JSON is accepted")
-        if codec not in (JSON, PICKLE):
-            raise BadFrame(f"unknown codec {codec}")
+        if codec != JSON and (codec != PICKLE or not pickle):
+            raise BadFrame("a pickled frame where only JSON is accepted" if codec == PICKLE
+                           else f"unknown codec {codec}")
         if size > maxsize:
             raise BadFrame(f"a message of {size} bytes (at most {maxsize})")
         # Plain recv for the payload: fds a peer attached further on are never installed
         # (the kernel releases them when the reader asks for no control data).
-        body = bytearray()
-        while len(body) < size:
-            chunk = sock.recv(min(size - len(body), 1 << 20))
-            if not chunk:
-                raise PeerGone("the other end closed mid-frame")
-            body += chunk
+        body = sock.recv(size) if size else b""
+        if len(body) < size:
+            parts, got = [body], len(body)
+            while got < size:
+                chunk = sock.recv(min(size - got, 1 << 20))
+                if not chunk:
+                    raise PeerGone("the other end closed mid-frame")
+                parts.append(chunk)
+                got += len(chunk)
+            body = b"".join(parts)
         try:
             if codec == PICKLE:
                 import pickle as _pickle
@@ -176,7 +197,7 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
                 import json
                 obj = json.loads(body)
         except Exception as e:  # noqa: BLE001 - any decoding failure is the frame's
-            raise BadFrame(f"the payload does not decode: {type(e).__name__}") from None
+            raise Undecodable(f"the payload does not decode: {type(e).__name__}") from None
         return obj, fds
     except BaseException:
         close_all(fds)

@@ -25,13 +25,12 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ...kernel import syscalls
-from . import harden, program, spawn
+from . import channel, harden, program, spawn
 
 # Commands that leave the runner alive: they are the ones that use it.
 KEEP = frozenset({"run", "sh", "fg"})
@@ -66,37 +65,18 @@ def _exec_error(err: int, prog: str) -> NsshellError:
     return ProgramNotFound(f"cannot execute {prog}: {os.strerror(err)}", None, 126)
 
 
-# --- the channel: one message is one write, so the reader wakes once ------------------
+# --- the channel: channel.py, pickled (the shell and its own child) --------------------
+# One message is one write, so the reader wakes once; strictly one request, one answer.
 
-_HDR = struct.Struct("=I")
+MAX_MESSAGE = 1 << 26   # argv and environment of a program, with room to spare
 
 
 def _send(sock, obj: Any) -> None:
-    import pickle  # here: a batch that runs nothing does not pay for it
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HDR.pack(len(payload)) + payload)
+    channel.send(sock, obj, pickle=True)
 
 
 def _recv(sock) -> Any:
-    """One message (the protocol is strictly one request, one answer: never two queued)."""
-    import pickle
-    data = sock.recv(65536)
-    if len(data) < _HDR.size:
-        while data and len(data) < _HDR.size:
-            more = sock.recv(_HDR.size - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) < _HDR.size:
-            raise EOFError("the helper exited without an answer")
-    (size,) = _HDR.unpack_from(data)
-    body = data[_HDR.size:]
-    while len(body) < size:
-        chunk = sock.recv(size - len(body))
-        if not chunk:
-            raise EOFError("the answer was cut short")
-        body += chunk
-    return pickle.loads(body)
+    return channel.recv(sock, maxsize=MAX_MESSAGE, pickle=True)[0]
 
 
 # --- inside the helper ---------------------------------------------------------------
@@ -188,7 +168,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
         while True:
             try:
                 msg = _recv(sock)
-            except EOFError:
+            except channel.ChannelError:  # the shell closed its end (or spoke nonsense)
                 return
             # blocked until `current` names the program: a forwarded signal is never lost
             signal.pthread_sigmask(signal.SIG_BLOCK, program.FORWARD)
@@ -310,7 +290,7 @@ class Runner:
     def _recv(self):
         try:
             msg = _recv(self.sock)
-        except EOFError as e:
+        except channel.ChannelError as e:
             raise spawn.HelperCrash(f"the run helper (nsshell-run) died: {e}",
                                     "it was killed from outside; the next `run` starts another") from None
         return msg

@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import select
 import signal
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ...errors import InternalError, KernelError, NsshellError, from_oserror
 from ...kernel import nstypes, syscalls
 from ...kernel.nstypes import NsType
-from . import harden
+from . import channel, harden
 
 
 @dataclass(frozen=True)
@@ -109,47 +108,10 @@ def reset_signals() -> None:
         pass
 
 
-# --- the parent/child channel --------------------------------------------------
+# --- the parent/child channel: channel.py, pickled (the shell and its own child) ----
 
-_HDR = struct.Struct("=Q")
-
-
-def _send(sock: socket.socket, obj: Any, fds: Sequence[int] = ()) -> None:
-    import array
-    import pickle
-    import socket
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    hdr = _HDR.pack(len(payload))
-    if fds:
-        sock.sendmsg([hdr], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        sock.sendall(hdr)
-    sock.sendall(payload)
-
-
-def _recv(sock: socket.socket, maxfds: int = 253) -> tuple[Any, list[int]]:
-    import array
-    import pickle
-    import socket
-    fds = array.array("i")
-    hdr, anc, _flags, _addr = sock.recvmsg(_HDR.size, socket.CMSG_SPACE(maxfds * fds.itemsize),
-                                           socket.MSG_CMSG_CLOEXEC)
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
-    if len(hdr) < _HDR.size:
-        for fd in fds:
-            os.close(fd)
-        raise EOFError("the helper exited without an answer")
-    (size,) = _HDR.unpack(hdr)
-    chunks, got = [], 0
-    while got < size:
-        chunk = sock.recv(min(size - got, 1 << 20))
-        if not chunk:
-            raise EOFError("the helper's answer was cut short")
-        chunks.append(chunk)
-        got += len(chunk)
-    return pickle.loads(b"".join(chunks)), list(fds)
+# A helper's answer may be large (a scan of every process): its own child, so trusted.
+MAX_ANSWER = 1 << 30
 
 
 def portable(exc: BaseException) -> BaseException:
@@ -215,8 +177,9 @@ class Pending:
     def result(self) -> tuple[Any, list[int]]:
         """Wait for the helper's answer: (value, fds), or its error raised here."""
         try:
-            (kind, value), fds = _recv(self.sock)
-        except EOFError as e:
+            (kind, value), fds = channel.recv(self.sock, maxfds=channel.SCM_MAX_FD,
+                                              maxsize=MAX_ANSWER, pickle=True)
+        except channel.ChannelError as e:
             _wait(self.pid)
             raise HelperCrash(f"a helper died: {e}") from None
         except BaseException:  # e.g. Ctrl-C while waiting: leave no helper behind
@@ -268,12 +231,12 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
                     os._exit(_wait(grandchild) & 0xFF)
             value = fn(*args)
             if isinstance(value, Handoff):
-                _send(child_sock, ("ok", value.data), value.fds)
+                channel.send(child_sock, ("ok", value.data), value.fds, pickle=True)
             else:
-                _send(child_sock, ("ok", value))
+                channel.send(child_sock, ("ok", value), pickle=True)
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the shell
             try:
-                _send(child_sock, ("err", portable(exc)))
+                channel.send(child_sock, ("err", portable(exc)), pickle=True)
             except BaseException:
                 pass
         finally:
@@ -282,83 +245,7 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
     return Pending(pid, parent_sock)
 
 
-# --- the PID-namespace init holder ------------------------------------------------
-
-def _reaper(lifeline: int) -> None:
-    """PID 1 of a namespace: reap orphans until the shell's end of LIFELINE closes."""
-    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    poller = select.poll()
-    poller.register(lifeline, select.POLLIN | select.POLLHUP)
-    poller.register(wake_r, select.POLLIN)
-    while True:
-        try:
-            events = poller.poll()
-        except InterruptedError:
-            events = []
-        for fd, ev in events:
-            if fd == lifeline and ev & (select.POLLHUP | select.POLLIN | select.POLLERR):
-                return
-            if fd == wake_r:
-                try:
-                    os.read(wake_r, 512)
-                except BlockingIOError:
-                    pass
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-
-
-def start_init(lifeline: int, mount_proc: bool = False, name: str = "nsshell-init") -> int:
-    """Fork the init (reaper) of a PID namespace just unshared; return its pidfd.
-
-    The init keeps only LIFELINE: it leaves when the holder of the other end
-    closes it (handle closed, shell gone), and the kernel then ends the namespace.
-    With MOUNT_PROC it mounts the namespace's proc on /proc first, and this
-    returns only once that is done, so the next `run` already sees it.
-    """
-    ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if mount_proc else (-1, -1)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            harden.protect()  # PID 1 of the namespace: its root must not ptrace it
-            devnull = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            syscalls.close_fds_except({lifeline, ready_w})
-            os.setsid()  # no terminal: Ctrl-C at the shell's terminal must not reach it
-            syscalls.set_process_title(name)
-            if mount_proc:
-                try:
-                    syscalls.mount("proc", "/proc", "proc",
-                                   syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
-                except OSError as err:
-                    os.write(ready_w, str(err.errno).encode())
-                    os._exit(1)
-                os.close(ready_w)
-            _reaper(lifeline)
-        finally:
-            os._exit(0)
-    pidfd = syscalls.pidfd_open(pid)
-    if mount_proc:
-        os.close(ready_w)
-        with os.fdopen(ready_r, "rb") as ready:
-            failure = ready.read()
-        if failure:
-            os.close(pidfd)
-            code = int(failure)
-            raise from_oserror(OSError(code, os.strerror(code)),
-                               "mounting proc on /proc in the new PID namespace")
-    return pidfd
-
+# --- pidfds and pipes --------------------------------------------------------------
 
 def pidfd_alive(pidfd: int) -> bool:
     """A pidfd polls readable once its process has exited."""

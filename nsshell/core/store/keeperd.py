@@ -7,9 +7,9 @@ small process over a Unix socket with SCM_RIGHTS; it holds them until
 from the shell that started it, in the directory the client chose (see
 keeper.py for where, and why that cannot be squatted).
 
-Wire format: a 4-byte length (native order), then that many bytes of JSON (one
-object); the fds ride on the first sendmsg of the frame.  One request and one
-answer per connection.
+Wire format: core/proc/channel.py's frame, JSON only (a pickled frame is
+refused: the keeper is no child of the shell), the fds on its first sendmsg.
+One request and one answer per connection.
 
 What the keeper promises (issue 11.3): no request, however malformed, ends it
 or changes what it holds.  A request that is not a frame (cut short, oversize),
@@ -28,16 +28,15 @@ keeper nobody can talk to would hold its sets for ever.  On the way out it
 unlinks its socket first (new clients then start a new keeper instead of
 talking to a dying one), then closes its listening socket.
 
-This module imports nothing from nsshell at start: the daemon must not depend
-on the shell's state (only the process title helper, once it holds the lock).
+This module imports nothing from nsshell at start but core/proc/channel.py
+(stdlib only): the daemon must not depend on the shell's state (only the
+process title helper, once it holds the lock).
 """
 
 from __future__ import annotations
 
-import array
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
@@ -46,6 +45,8 @@ import stat
 import struct
 import sys
 import time
+
+from ..proc import channel  # stdlib only: the daemon starts light
 
 COMM = "nsshell-keeper"
 SOCK = "keeper.sock"
@@ -62,85 +63,20 @@ _CLONE = {"mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x0
 NS_GET_USERNS = 0xB701
 NS_GET_NSTYPE = 0xB703
 
-_HDR = struct.Struct("=I")
+# The wire is core/proc/channel.py's frame, JSON only (the keeper is not the shell's own
+# child: a pickled frame is refused).  Its errors keep the names the keeper has used.
+ProtocolError = channel.ChannelError   # a frame answered with an error (fds already closed)
+FdsLost = channel.FdsLost              # the kernel dropped some fds (MSG_CTRUNC), or too many
+_close_all = channel.close_all
 
-
-class ProtocolError(Exception):
-    """A request the keeper answers with an error (its fds already closed)."""
-
-
-class FdsLost(ProtocolError):
-    """The kernel dropped some of a request's fds (MSG_CTRUNC)."""
-
-
-# --- the wire --------------------------------------------------------------------------
 
 def send(sock: socket.socket, obj, fds=()) -> None:
-    payload = json.dumps(obj).encode()
-    data = _HDR.pack(len(payload)) + payload
-    if fds:
-        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                      array.array("i", list(fds)))])
-        data = data[sent:]
-    if data:
-        sock.sendall(data)
-
-
-def _close_all(fds) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-def recv_frame(sock: socket.socket, maxfds: int = MAX_FDS, maxsize: int = MAX_REQUEST):
-    """(the frame's JSON text as bytes, its fds).  EOFError when the peer closed before a
-    whole frame (no answer is possible); ProtocolError (fds closed) for a frame that is
-    too big or whose fds the kernel dropped."""
-    fds = array.array("i")
-    first, anc, flags, _ = sock.recvmsg(65536, socket.CMSG_SPACE(maxfds * fds.itemsize),
-                                        socket.MSG_CMSG_CLOEXEC)
-    for level, kind, data in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
-    fds = list(fds)
-    try:
-        if flags & socket.MSG_CTRUNC:
-            raise FdsLost("fds were dropped")
-        buf = first
-        if not buf:
-            raise EOFError("the other end closed")
-        while len(buf) < _HDR.size:
-            more = sock.recv(_HDR.size - len(buf))
-            if not more:
-                raise EOFError("the other end closed")
-            buf += more
-        (size,) = _HDR.unpack(buf[:_HDR.size])
-        if size > maxsize:
-            raise ProtocolError(f"a message of {size} bytes (at most {maxsize})")
-        body = buf[_HDR.size:]
-        while len(body) < size:
-            more = sock.recv(min(size - len(body), 1 << 20))
-            if not more:
-                raise EOFError("message cut short")
-            body += more
-        if len(body) > size:
-            raise ProtocolError("bytes after the message (one request per connection)")
-        return body, fds
-    except BaseException:
-        _close_all(fds)
-        raise
+    channel.send(sock, obj, fds)
 
 
 def recv(sock: socket.socket, maxfds: int = MAX_FDS, maxsize: int = MAX_REPLY):
-    """(decoded JSON, fds) of one frame; fds are closed on every error."""
-    body, fds = recv_frame(sock, maxfds, maxsize)
-    try:
-        return json.loads(body), fds
-    except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        _close_all(fds)
-        raise ProtocolError("not JSON") from None
+    """(decoded JSON, fds) of one frame; fds are closed on every error (channel.recv)."""
+    return channel.recv(sock, maxfds=maxfds, maxsize=maxsize)
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -486,7 +422,12 @@ def _serve_one(keeper: Keeper, conn: socket.socket, uid: int) -> None:
     if peer_uid(conn) != uid:
         return  # another user: not a word
     try:
-        body, fds = recv_frame(conn)
+        req, fds = channel.recv(conn, maxfds=MAX_FDS, maxsize=MAX_REQUEST)
+    except channel.PeerGone:
+        return  # cut short: no answer is possible
+    except channel.Undecodable:
+        send(conn, _bad("a request is one JSON object (this is not JSON)"))
+        return
     except FdsLost:
         n, limit = fd_limit()
         msg = (out_of_fds_error() if n < 0 or n >= limit - 8 else
@@ -496,14 +437,25 @@ def _serve_one(keeper: Keeper, conn: socket.socket, uid: int) -> None:
     except ProtocolError as e:
         send(conn, _bad(str(e)))
         return
-    try:
-        req = json.loads(body)
-    except (ValueError, RecursionError):
+    if _more_waiting(conn):
         _close_all(fds)
-        send(conn, _bad("a request is one JSON object (this is not JSON)"))
+        send(conn, _bad("bytes after the message (one request per connection)"))
         return
     reply, out = keeper.handle(req, fds)
     send(conn, reply, out)
+
+
+def _more_waiting(conn: socket.socket) -> bool:
+    """Bytes already there after the request's frame (the socket has a timeout: poll
+    first, so this never waits)."""
+    p = select.poll()
+    p.register(conn.fileno(), select.POLLIN)
+    if not p.poll(0):
+        return False
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK))
+    except OSError:
+        return False
 
 
 def _open_fds() -> int | None:
