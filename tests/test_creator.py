@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from busybox_rootfs import rootfs  # noqa: F401 - a fixture
 from conftest import NOBODY, _env, nsshell_argv, processes_named, run_nsshell
 from nsshell.core.ns import create, creator
 from nsshell.kernel import nsfs, nstypes
@@ -280,3 +281,23 @@ def test_made_ahead_only_for_the_same_request_and_each_is_new_and_empty(shell, n
         r = shell(f"join crP{n}; run sh -c 'test \"$(ip -o link | wc -l)\" = 1 && "
                   f"ip -o link | grep -q \"lo:.*state DOWN\"'; leave")
         assert r.rc == 0, r.err
+
+
+def test_in_a_pivoted_container_without_python(rootless, rootfs, open_tmpdir):
+    """The creator enters a mount namespace whose root is a busybox rootfs (no Python
+    library to import from): what it needs was imported before it entered."""
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "examples", "container.nss")
+    script = os.path.join(open_tmpdir, "crbox.nss")
+    with open(example) as f:
+        text = f.read()
+    with open(script, "w") as f:
+        f.write(text + "new net as crIn1 --no-join\nnew uts as crIn2 --no-join\n"
+                       "new net as crIn3 --no-join\nnew net as crIn4 --no-join\n"
+                       "join crIn2; run hostname\n")
+    os.chmod(script, 0o644)
+    d = rootless(script, rootfs)
+    assert d.rc == 0, d
+    assert [l.split(":")[0] for l in d.out.splitlines() if l.startswith("crIn")] == \
+        ["crIn1", "crIn2", "crIn3", "crIn4"]
+    assert d.out.splitlines()[-1] == "box"  # the new uts copied the container's name

@@ -69,8 +69,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> Non
         return  # the shell died before the line above: nothing to serve
     os.setsid()  # Ctrl-C at the shell's terminal is not for it
     syscalls.set_process_title("nsshell-create")
-    import json  # noqa: F401 - the channel's codec, imported before entering anything
-    from ..proc import channel
+    from ..proc import channel  # (its imports were made before the fork)
     # The shell's /proc, opened before entering: the context's mount namespace may have
     # another proc on /proc (a PID namespace's, without this process), or none.
     proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -184,6 +183,10 @@ class Creator:
     root when it maps one)."""
 
     def __init__(self, entries: Sequence[spawn.Entry], root: bool) -> None:
+        # What the channel imports where used, imported before the fork: after entering,
+        # a pivoted mount namespace may have no Python library to import from.
+        import _socket  # noqa: F401
+        import array  # noqa: F401
         import json  # noqa: F401 - the channel's codec
         import socket
         from ..proc import channel
