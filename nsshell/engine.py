@@ -100,7 +100,7 @@ class Engine:
         finally:
             self._level -= 1
             if self._level == 0:
-                self.session.drop_runner()
+                self.session.drop_helpers()
 
     def wants_json(self) -> bool:
         """Whether the running command's result is shown as JSON (`nsshell --json`, or
@@ -251,8 +251,9 @@ class Engine:
             if found is None:
                 raise self._unknown(words)
             cmd, used = found
-            if not cmd.runner:
-                self.session.drop_runner()  # no other command may see the `run` helper
+            # no other command may see the `run` or the `new` helper: nothing stale after
+            # `map`, `join` ...
+            self.session.drop_helpers(keep_runner=cmd.runner, keep_creator=cmd.creator)
             if len(words) > used and all(p.generic for p in cmd.params) \
                     and self.registry.subcommands(cmd.name):
                 raise self._unknown(words)

@@ -20,8 +20,9 @@ shell completion scripts.
 
 What the engine must know of a command is declared here too, never by its name:
 `data=False` (it never shows data: no --json; every other command without a Rest
-parameter takes the generic --json, json_flag), `runner=True` (it uses the batch
-`run` helper, which the engine ends before any other command).
+parameter takes the generic --json, json_flag), `runner=True` and `creator=True`
+(it uses the batch `run` helper or the `new` helper, which the engine ends before
+any other command).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class Command:
     hidden: bool = False
     data: bool = False                # returns data: takes the generic --json (json_flag)
     runner: bool = False              # uses the batch `run` helper (others must not see it)
+    creator: bool = False             # uses the `new` helper, core/ns/creator.py (likewise)
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -440,11 +442,12 @@ class Registry:
 
     def command(self, name: str | None = None, *, group: str = "core",
                 aliases: tuple[str, ...] = (), hidden: bool = False,
-                data: bool | None = None, runner: bool = False):
+                data: bool | None = None, runner: bool = False, creator: bool = False):
         """Declare a command.  DATA: it returns data to show, so it takes --json (default:
         every command without a Rest parameter; data=False for one that never shows
-        data).  RUNNER: it uses the batch `run` helper (core/proc/runner.py); the engine
-        ends that helper before any command that does not declare it."""
+        data).  RUNNER: it uses the batch `run` helper (core/proc/runner.py); CREATOR: it
+        uses the `new` helper (core/ns/creator.py); the engine ends each helper before any
+        command that does not declare it (Session.drop_helpers)."""
         def deco(func: Callable) -> Callable:
             cname = name or func.__name__.rstrip("_").replace("_", "-")
             summary, desc, helps, examples = _parse_doc(func.__doc__ or "")
@@ -458,7 +461,7 @@ class Registry:
                                      "takes the registry's (drop the parameter)")
                 params.append(json_flag())
             cmd = Command(cname, func, params, summary, desc, examples, group, aliases, hidden,
-                          data=bool(takes_json), runner=runner)
+                          data=bool(takes_json), runner=runner, creator=creator)
             self.add(cmd)
             func.command = cmd
             return func

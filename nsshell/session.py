@@ -67,7 +67,7 @@ class Session:
         # the engine that runs this session's commands (Engine.__init__ calls attach)
         self.engine: Engine | None = None
         # the batch `run` helper (core/proc/runner.py): made by the commands declared
-        # runner=True, ended by drop_runner (the engine calls it before any other command
+        # runner=True, ended by drop_helpers (the engine calls it before any other command
         # and when a batch ends)
         self.runner: Runner | None = None
         self.add_setting("errexit", not interactive, _bool,
@@ -80,12 +80,18 @@ class Session:
         """ENGINE runs this session's commands from now on."""
         self.engine = engine
 
-    def drop_runner(self, everything: bool = False) -> None:
-        """End the batch `run` helper, if there is one (a stopped program it started keeps
-        it, unless EVERYTHING: then those go too)."""
-        if self.runner is not None or (everything and self.jobs):
+    def drop_helpers(self, *, keep_runner: bool = False, keep_creator: bool = False,
+                     everything: bool = False) -> None:
+        """End the long-lived helpers that sit in the context: the batch `run` helper (a
+        stopped program it started keeps it, unless EVERYTHING: then those go too) and
+        the `new` helper, but those KEEP_* names."""
+        if not keep_runner and (self.runner is not None or (everything and self.jobs)):
             from .core.proc import runner
             runner.drop(self, everything=everything)
+        if not keep_creator:
+            from .core.ns import creator
+            if creator.running():
+                creator.drop()
 
     # -- settings ---------------------------------------------------------------
 
@@ -361,7 +367,7 @@ class Session:
         return None
 
     def close_all(self) -> None:
-        self.drop_runner(everything=True)  # the `run` helper and the programs it holds
+        self.drop_helpers(everything=True)  # the `run` helper and the programs it holds
         for job in self.jobs:  # stopped programs: hang up and continue them, as bash does
             for sig in (signal.SIGHUP, signal.SIGCONT):
                 try:

@@ -24,7 +24,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_MARK = uuid.uuid4().hex[:12]
 NOBODY = 65534
-HELPER_COMMS = ("nsshell-init", "nsshell-keeper", "nsshell-holder")
+HELPER_COMMS = ("nsshell-init", "nsshell-keeper", "nsshell-holder", "nsshell-create")
 
 
 def nsshell_argv() -> list[str]:

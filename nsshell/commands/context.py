@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ..core.ns import create as create_ops
-from ..core.ns import mapping, uts
+from ..core.ns import creator, mapping, uts
 from ..core.look import nsstate
 from ..core.proc import spawn
 from ..core.ns.handle import NsSet
@@ -22,7 +22,7 @@ Types = Annotated[tuple, NsTypes()]
 RefArg = Annotated[NsSet, Ref()]
 
 
-@command("new")
+@command("new", creator=True)
 def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
         no_join: bool = False,
         propagation: Annotated[str, Choice("private", "shared", "slave", "unchanged",
@@ -66,9 +66,11 @@ def new(sh, types: Types, name: Annotated[str, Kw("as"), NewName()] = None, *,
     if mount_proc and not (nstypes.PID in types and nstypes.MNT in types):
         raise UsageError("--mount-proc needs new pid and mnt namespaces", "e.g. `new user+pid+mnt --mount-proc`")
     entries = sh.entries()
-    handles = create_ops.create(entries, types, opts, fork_after=sh.needs_fork_after())
+    handles = create_ops.create(entries, types, opts, fork_after=sh.needs_fork_after(),
+                                more_likely=no_join)
     nsset = sh.add_set(NsSet(name or sh.next_name(), handles, origin="new"))
     if not no_join:
+        creator.drop()  # it sits in the context being left
         sh.join(nsset)
     return Message(f"{nsset.name}: " + " ".join(str(h.nsid) for h in handles.values()))
 

@@ -52,8 +52,15 @@ def _opt_text(text: str):
     return None if text.lower() in ("", "none") else text
 
 
+_SETTINGS = ("uid", "gid", "groups", "cwd", "root", "env_from_target", "keep_caps",
+             "cgroup", "pid1")
+
+
 def _defaults(sh, opts: "RunOptions") -> "RunOptions":
     """OPTS, with what `set run_*` gives for what the command line left unset."""
+    settings = sh.settings
+    if not any(getattr(settings.get(f"run_{n}"), "value", None) for n in _SETTINGS):
+        return opts  # no `set run_*` (the usual case): nothing to add, no copy to make
     def get(name):
         try:
             return sh.get(f"run_{name}")
@@ -75,9 +82,21 @@ def _defaults(sh, opts: "RunOptions") -> "RunOptions":
 _session_mod.INIT_HOOKS.add(_install_settings)
 
 
+# The shell's environment as a plain dict, decoded once: `dict(os.environ)` decodes
+# every variable again (~40 us a `run`).  Rebuilt whenever os.environ's bytes change.
+_ENV: list = [None, None]
+
+
+def _environ() -> dict[str, str]:
+    data = os.environ._data  # what os.environ keeps (bytes): compared, not decoded
+    if _ENV[0] != data:
+        _ENV[0], _ENV[1] = dict(data), dict(os.environ)
+    return dict(_ENV[1])
+
+
 def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     opts = _defaults(sh, opts or RunOptions())
-    env = dict(os.environ)
+    env = _environ()
     setup = program.Setup(uid=opts.uid, gid=opts.gid, groups=opts.groups, cwd=opts.cwd,
                           root_dir=opts.root_dir, keep_caps=opts.keep_caps, pid1=opts.pid1)
     if opts.env_from_target or opts.cgroup:

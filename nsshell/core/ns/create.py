@@ -15,6 +15,7 @@ from ...kernel.nstypes import NsType
 from ...progress import NULL as NULL_PROGRESS
 from ...progress import Progress
 from ..proc import harden, program, reaper, spawn
+from . import creator
 from .handle import Handle, InitHolder
 
 PROPAGATION = {
@@ -154,13 +155,19 @@ def _unshare_error(err: OSError, types: Sequence[NsType]) -> KernelError:
 
 
 def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
-           opts: CreateOptions, fork_after: bool = False) -> dict[str, Handle]:
-    """New namespaces of TYPES inside the context ENTRIES; handles keyed by type name."""
+           opts: CreateOptions, fork_after: bool = False,
+           more_likely: bool = True) -> dict[str, Handle]:
+    """New namespaces of TYPES inside the context ENTRIES; handles keyed by type name.
+    MORE_LIKELY: more `new`s in this context may follow (not when this one is joined):
+    worth starting the context's creator (core/ns/creator.py) if none runs."""
     if opts.propagation not in PROPAGATION:
         raise UsageError(f"unknown propagation {opts.propagation!r}",
                          f"valid: {', '.join(PROPAGATION)}")
     if (opts.monotonic or opts.boottime) and nstypes.TIME not in types:
         raise UsageError("clock offsets need a new time namespace", "add time to the types")
+    fds = _by_creator(entries, types, opts, more_likely)
+    if fds is not None:
+        return _handles([t.name for t in types], fds, None)
     lifeline_r = lifeline_w = None
     try:
         if nstypes.PID in types:
@@ -180,11 +187,29 @@ def create(entries: Sequence[spawn.Entry], types: Sequence[NsType],
     finally:
         if lifeline_r is not None:
             os.close(lifeline_r)
-    if fds and max(fds) + 64 >= _soft_nofile():
-        _grow_soft_nofile()  # thousands of `new`s: grow the fd limit before one fails
     holder = None
     if lifeline_w is not None:
         holder = InitHolder(fds.pop(), lifeline_w)
+    return _handles(names, fds, holder)
+
+
+def _by_creator(entries: Sequence[spawn.Entry], types: Sequence[NsType],
+                opts: CreateOptions, start: bool) -> list[int] | None:
+    """fds on new namespaces of TYPES made by the context's creator (core/ns/creator.py),
+    or None when it does not make such (user, pid, time), none runs and START is false,
+    or it refused: the caller forks a helper."""
+    if not all(t.name in creator.TYPES for t in types):
+        return None
+    c = creator.creator_for(entries, root=True, start=start)
+    if c is None or not c.can(types):
+        return None
+    return c.make(types, PROPAGATION[opts.propagation] if nstypes.MNT in types else 0)
+
+
+def _handles(names: Sequence[str], fds: list[int],
+             holder: InitHolder | None) -> dict[str, Handle]:
+    if fds and max(fds) + 64 >= _soft_nofile():
+        _grow_soft_nofile()  # thousands of `new`s: grow the fd limit before one fails
     handles: dict[str, Handle] = {}
     for name, fd in zip(names, fds):
         handles[name] = Handle(fd, nstypes.BY_NAME[name], origin="new",
