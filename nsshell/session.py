@@ -80,6 +80,15 @@ class Session:
         """ENGINE runs this session's commands from now on."""
         self.engine = engine
 
+    def run_in_helper(self, argv: list[str], env: dict[str, str], cwd: str | None,
+                      root: bool, setup) -> tuple[int, "program.Job | None"]:
+        """Run ARGV in the context through the batch `run` helper (core/proc/runner.py),
+        kept for the next `run` in the same context."""
+        from .core.proc import runner
+        self.runner, status, job = runner.run(self.runner, self.entries(), argv, env, cwd,
+                                              root, self.terminal.exit_after, setup)
+        return status, job
+
     def drop_helpers(self, *, keep_runner: bool = False, keep_creator: bool = False,
                      everything: bool = False) -> None:
         """End the long-lived helpers that sit in the context: the batch `run` helper (a
@@ -87,7 +96,10 @@ class Session:
         the `new` helper, but those KEEP_* names."""
         if not keep_runner and (self.runner is not None or (everything and self.jobs)):
             from .core.proc import runner
-            runner.drop(self, everything=everything)
+            current, self.runner = self.runner, None
+            runner.close(current)
+            if everything:
+                runner.close_jobs(self.jobs)
         if not keep_creator:
             from .core.ns import creator
             if creator.running():

@@ -84,10 +84,40 @@ class Proc:
             rc = self.popen.wait(timeout=max(deadline - time.monotonic(), 1))
             self.popen.stdout.close()
         else:
-            _, status = os.waitpid(self.pid, 0)
-            rc = os.waitstatus_to_exitcode(status)
+            rc = self._reap(max(deadline - time.monotonic(), 1))
             os.close(self.fd)
         return rc, self.buf.decode(errors="replace")
+
+    def _reap(self, timeout: float) -> int:
+        """The exit code of the nsshell on the terminal; one that is still there after
+        TIMEOUT is killed with its session and the test fails (never hangs the suite)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                for victim in _session_of(self.pid):
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                    except OSError:
+                        pass
+                os.waitpid(self.pid, 0)
+                raise AssertionError(f"nsshell still running after {timeout:.0f} s: {self.buf!r}")
+            time.sleep(0.05)
+
+
+def _session_of(sid: int) -> list[int]:
+    """Every process of session SID (pty.fork made the nsshell a session leader)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.getsid(int(name)) == sid:
+                    out.append(int(name))
+            except OSError:
+                pass
+    return out
 
 
 def _ours(pid: int) -> bool:

@@ -113,8 +113,7 @@ def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     if sh.terminal.fd is None and not setup.pid1:
         # A batch: no terminal to hand over, so a pre-entered helper starts the
         # program (core/proc/runner.py) -- much faster for many runs in one context.
-        status, job = runner.run(sh, sh.entries(), argv, env=env, cwd=_cwd(),
-                                 root=sh.get("root"), setup=setup)
+        status, job = sh.run_in_helper(argv, env, _cwd(), sh.get("root"), setup)
     else:
         status, job = program.run_program(
             sh.entries(), argv, env=env, cwd=_cwd(),
@@ -418,7 +417,7 @@ def fg(sh):
     if isinstance(job, runner.RunnerJob):
         status, again = job.runner.resume(job)
         if again is None:
-            runner.finished(sh, job)
+            runner.finished(sh.runner, job)
     else:
         status, again = program.resume(job, sh.terminal)
     if again is not None:

@@ -385,52 +385,47 @@ class Runner:
             self.pid = None
 
 
-# --- the session's runner ------------------------------------------------------------
+# --- the session's runner (Session holds it; these take and return plain values) -----
 
-def run(sh, entries: Sequence[spawn.Entry], argv: list[str], env: dict[str, str],
-        cwd: str | None, root: bool,
-        setup: program.Setup = program.NO_SETUP) -> tuple[int, program.Job | None]:
-    """Run ARGV through the session's runner for ENTRIES and SETUP (starting one if needed)."""
-    r: Runner | None = sh.runner
+def run(current: Runner | None, entries: Sequence[spawn.Entry], argv: list[str],
+        env: dict[str, str], cwd: str | None, root: bool, exit_after: bool,
+        setup: program.Setup = program.NO_SETUP
+        ) -> tuple[Runner | None, int, program.Job | None]:
+    """Run ARGV through CURRENT when it serves ENTRIES and SETUP, else through a new
+    runner (CURRENT ended).  Returns (the runner to keep, or None; status; job)."""
+    r = current
     key = _key(entries, root, setup)
     if setup.sets_cwd:
         cwd = None  # the runner went there once, strictly (program.after_enter)
-    if r is not None and (r.key != key or r.sock is None):  # another context, or it died
-        drop(sh)
-        r = None
-    if r is not None and not r.alive():
-        drop(sh)  # killed between two runs: nothing was started, start afresh
+    if r is not None and (r.key != key or r.sock is None or not r.alive()):
+        close(r)  # another context, it died, or it was killed between two runs
         r = None
     if r is None:
         r = Runner(entries, root, setup)
-        sh.runner = r
-    exit_after = sh.terminal.exit_after
     try:
         status, job = r.run(argv, env, cwd, exit_after)
     except _Gone:
-        drop(sh)
-        r = sh.runner = Runner(entries, root, setup)
+        close(r)
+        r = Runner(entries, root, setup)
         status, job = r.run(argv, env, cwd, exit_after)
-    if r.sock is None and sh.runner is r:
-        sh.runner = None
-    return status, job
+    return (r if r.sock is not None else None), status, job
 
 
-def drop(sh, everything: bool = False) -> None:
-    """End the session's runner (kept while a stopped job needs it, unless EVERYTHING)."""
-    r: Runner | None = sh.runner
-    if r is not None:
-        sh.runner = None
-        if not r.stopped:
-            r.close()
-    if everything:
-        for job in sh.jobs:
-            if isinstance(job, RunnerJob) and job.runner is not None:
-                job.runner.close()
+def close(r: Runner | None) -> None:
+    """End runner R, unless a stopped job still needs it."""
+    if r is not None and not r.stopped:
+        r.close()
 
 
-def finished(sh, job: RunnerJob) -> None:
+def close_jobs(jobs) -> None:
+    """End the runners of JOBS (stopped programs too: the shell is ending)."""
+    for job in jobs:
+        if isinstance(job, RunnerJob) and job.runner is not None:
+            job.runner.close()
+
+
+def finished(current: Runner | None, job: RunnerJob) -> None:
     """After `fg`: a runner that is no longer the session's closes with its last job."""
     r = job.runner
-    if r is not None and r is not sh.runner and not r.stopped:
+    if r is not None and r is not current and not r.stopped:
         r.close()
