@@ -12,7 +12,7 @@ import os
 from ..core.look import discover
 from ..core.ns.handle import NsSet
 from ..errors import NotFoundError, UsageError
-from ..kernel import nsfs, nstypes, syscalls
+from ..kernel import nsfs, nstypes, procfs, syscalls
 from ..registry import Annotated, command
 from ..results import Diff, Multi, Node, Record, Table, Tree
 from ..types import Choice, NsTypes, Pid, Ref
@@ -480,14 +480,7 @@ def pids_of(nsset: NsSet) -> list[dict]:
 def nspid_chain(pid: int) -> list[int] | None:
     """PID's id in every PID namespace from ours down to its own (NSpid of
     /proc/PID/status, as lxkns's pidtree shows them); None when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return [int(x) for x in line.split()[1:]]
-    except (OSError, ValueError):
-        pass
-    return None
+    return procfs.nspids(pid)
 
 
 @command("pids")

@@ -17,7 +17,7 @@ import select
 import signal
 
 from ...errors import NsshellError
-from ...kernel import syscalls
+from ...kernel import procfs, syscalls
 from ..proc import spawn
 from ..ns.handle import InitHolder
 
@@ -25,33 +25,17 @@ HOLDER_COMM = "nsshell-holder"
 INIT_COMM = "nsshell-init"
 
 
-def stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/PID/stat after the command name: [state, ppid, ...] (field 3 on), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2:].split()
-
-
 def start_time(pid: int) -> int | None:
-    fields = stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (IndexError, ValueError):
-        return None
+    st = procfs.stat(pid)
+    return st.starttime if st else None
 
 
 def same_process(pid: int | None, start: int | None) -> bool:
     """Is PID still the process that started at START, and not a zombie?"""
     if not isinstance(pid, int) or pid <= 0 or not isinstance(start, int):
         return False
-    fields = stat_fields(pid)
-    try:
-        return bool(fields) and fields[0] not in (b"Z", b"X") and int(fields[19]) == start
-    except (IndexError, ValueError):
-        return False
+    st = procfs.stat(pid)
+    return st is not None and st.alive and st.starttime == start
 
 
 def _wait_exit(pidfd: int, timeout: float) -> bool:
@@ -73,14 +57,9 @@ def _comm(pid: int) -> str | None:
 
 
 def _uid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """PID's real uid (Uid of /proc/PID/status)."""
+    uids = procfs.ints((procfs.status(pid) or {}).get("Uid"))
+    return uids[0] if uids else None
 
 
 def _pipes(pid: int) -> dict[int, int]:
@@ -103,17 +82,6 @@ def _pipes(pid: int) -> dict[int, int]:
     return out
 
 
-def _nspid_last(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def proven_init(init: dict | None, pid_ino: int | None) -> bool:
     """Is INIT ({"pid", "start"}) a running nsshell init, PID 1 of the PID namespace PID_INO?"""
     if not isinstance(init, dict) or not isinstance(pid_ino, int):
@@ -126,7 +94,8 @@ def proven_init(init: dict | None, pid_ino: int | None) -> bool:
             return False
     except OSError:
         return False
-    return _nspid_last(pid) == 1
+    nspids = procfs.nspids(pid)
+    return bool(nspids) and nspids[-1] == 1
 
 
 def open_proven_holder(holder: dict | None, init: dict | None,
