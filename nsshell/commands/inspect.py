@@ -416,6 +416,14 @@ def _holder_text(h: dict) -> str:
     return str(h)
 
 
+def _picked(ref: NsSet, types) -> NsSet:
+    """REF, or only TYPES of it; NotFoundError when that holds no namespace."""
+    picked = ref.pick(types) if types else ref
+    if not picked.handles:
+        raise NotFoundError(f"{ref.label} holds no namespaces")
+    return picked
+
+
 @command("show")
 def show(sh, ref: RefArg, types: Types = None):
     """One namespace or a set: ids, owner, parent, holders, processes, and its state.
@@ -437,9 +445,7 @@ def show(sh, ref: RefArg, types: Types = None):
       show pid:1234 net+uts
       show box --json
     """
-    picked = ref.pick(types) if types else ref
-    if not picked.handles:
-        raise NotFoundError(f"{ref.label} holds no namespaces")
+    picked = _picked(ref, types)
     scan = discover.scan([h.type for h in picked.handles.values()], session=sh,
                          persist_root=root_of(sh))
     entries = []
@@ -499,9 +505,7 @@ def pids(sh, ref: RefArg, types: Types = None):
       pids net box
       pids net:[4026532179]
     """
-    picked = ref.pick(types) if types else ref
-    if not picked.handles:
-        raise NotFoundError(f"{ref.label} holds no namespaces")
+    picked = _picked(ref, types)
     data = pids_of(picked)
     rows = [[r["pid"], r["nspid"], "/".join(map(str, r["nspids"] or [])) or None, r["user"],
              r["command"]] for r in data]

@@ -98,11 +98,9 @@ def proven_init(init: dict | None, pid_ino: int | None) -> bool:
     return bool(nspids) and nspids[-1] == 1
 
 
-def open_proven_holder(holder: dict | None, init: dict | None,
-                       pid_ino: int | None) -> tuple[int, int] | None:
-    """(pidfd, lifeline fd number in the holder) of the holder HOLDER ({"pid", "start"}),
-    only if it is provably nsshell's holder of INIT's lifeline (see the module's doc);
-    else None.  The caller closes the pidfd."""
+def _open_holder(holder: dict | None) -> tuple[int, int] | None:
+    """(pid, pidfd) of HOLDER ({"pid", "start"}) if it is that process, named
+    nsshell-holder and run by the caller (or root); else None.  The caller closes the pidfd."""
     if not isinstance(holder, dict):
         return None
     pid, start = holder.get("pid"), holder.get("start")
@@ -112,12 +110,24 @@ def open_proven_holder(holder: dict | None, init: dict | None,
         pidfd = os.pidfd_open(pid)
     except OSError:
         return None
+    # checked after the pidfd is open: from here on it names this process, whatever
+    # happens to the pid number
+    if start_time(pid) != start or _comm(pid) != HOLDER_COMM or _uid(pid) not in (0, os.geteuid()):
+        os.close(pidfd)
+        return None
+    return pid, pidfd
+
+
+def open_proven_holder(holder: dict | None, init: dict | None,
+                       pid_ino: int | None) -> tuple[int, int] | None:
+    """(pidfd, lifeline fd number in the holder) of the holder HOLDER ({"pid", "start"}),
+    only if it is provably nsshell's holder of INIT's lifeline (see the module's doc);
+    else None.  The caller closes the pidfd."""
+    got = _open_holder(holder)
+    if got is None:
+        return None
+    pid, pidfd = got
     try:
-        # checked after the pidfd is open: from here on it names this process, whatever
-        # happens to the pid number
-        if start_time(pid) != start or _comm(pid) != HOLDER_COMM \
-                or _uid(pid) not in (0, os.geteuid()):
-            raise LookupError
         if not proven_init(init, pid_ino):
             raise LookupError
         mine = _pipes(pid)
@@ -146,40 +156,26 @@ def stop(pidfd: int, timeout: float = 3.0) -> None:
         _wait_exit(pidfd, timeout)
 
 
-def stop_proven_holder(holder: dict | None, init: dict | None, pid_ino: int | None) -> bool:
-    """Stop HOLDER if it is provably nsshell's holder of INIT (see open_proven_holder)."""
-    got = open_proven_holder(holder, init, pid_ino)
-    if got is None:
-        return False
-    pidfd, _ = got
+def _stop_and_close(pidfd: int) -> bool:
     try:
         stop(pidfd)
         return True
     finally:
         os.close(pidfd)
+
+
+def stop_proven_holder(holder: dict | None, init: dict | None, pid_ino: int | None) -> bool:
+    """Stop HOLDER if it is provably nsshell's holder of INIT (see open_proven_holder)."""
+    got = open_proven_holder(holder, init, pid_ino)
+    return got is not None and _stop_and_close(got[0])
 
 
 def stop_unconfirmed(holder: dict | None) -> bool:
     """Stop a holder recorded by a persist that was interrupted before binding its PID
     namespace: it is known by pid, start time, comm and uid only (it has not been told
     to stay, so it is on its way out by itself anyway)."""
-    if not isinstance(holder, dict):
-        return False
-    pid, start = holder.get("pid"), holder.get("start")
-    if not same_process(pid, start):
-        return False
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        if start_time(pid) != start or _comm(pid) != HOLDER_COMM \
-                or _uid(pid) not in (0, os.geteuid()):
-            return False
-        stop(pidfd)
-        return True
-    finally:
-        os.close(pidfd)
+    got = _open_holder(holder)
+    return got is not None and _stop_and_close(got[1])
 
 
 def take_lifeline(holder: dict | None, init: dict | None, pid_ino: int | None) -> int | None:
