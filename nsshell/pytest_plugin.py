@@ -21,6 +21,8 @@ import time
 
 import pytest
 
+from .kernel import procfs
+
 HELPER_NAMES = ("nsshell",)
 # process-wide helpers that outlive a session by design (the socket opener, ended at exit)
 SHARED = ("nsshell-sockets",)
@@ -40,27 +42,15 @@ def _children() -> dict[int, str]:
         except OSError:
             continue
         for pid in pids:
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            state = data[data.rfind(b")") + 2:].split()[0]
-            if state in (b"Z", b"X"):
-                continue
-            out[pid] = data[data.find(b"(") + 1:data.rfind(b")")].decode(errors="replace")
+            if (name := _comm(pid)) is not None:
+                out[pid] = name
     return out
 
 
 def _comm(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    if data[data.rfind(b")") + 2:].split()[0] in (b"Z", b"X"):
-        return None
-    return data[data.find(b"(") + 1:data.rfind(b")")].decode(errors="replace")
+    """The name of process PID; None when it is gone or a zombie."""
+    st = procfs.stat(pid)
+    return st.comm if st is not None and st.alive else None
 
 
 def _inits(s) -> set[int]:

@@ -258,7 +258,8 @@ def test_channel_and_keeperd_start_light():
                          check=True).stdout.split()
     assert out == ["nsshell", "nsshell.core", "nsshell.core.proc", "nsshell.core.proc.channel",
                    "nsshell.core.store", "nsshell.core.store.keeperd", "nsshell.kernel",
-                   "nsshell.kernel.syscalls", "nsshell.version"]
+                   "nsshell.kernel.nstypes", "nsshell.kernel.procfs", "nsshell.kernel.syscalls",
+                   "nsshell.version"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the socket opener serves root")

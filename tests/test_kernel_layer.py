@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -245,7 +246,6 @@ def userns(procs):
     for _ in range(500):
         if os.stat(f"/proc/{p.pid}/ns/user").st_ino != mine:
             break
-        import time
         time.sleep(0.01)
     else:
         pytest.fail("unshare -U did not start")
@@ -296,3 +296,145 @@ def test_read_map_never_takes_a_missing_map_for_an_empty_one():
         idmap.read_map(0, "uid")            # no /proc/0: an error, not "unmapped"
     with pytest.raises(ValueError):
         idmap.parse_map("0 1000\n")
+
+
+# --- procfs: /proc/PID/stat and the "Key:\tvalue" files ------------------------------------
+
+# Names a process may give itself that break a parser splitting stat at the first ')' or
+# at spaces: the one the issue names, one ending in ')' with fake fields, one with a newline.
+KX_COMMS = ["a) b (c", "kx) S 1 2 3 )", "kx)\n R 9 ("]
+
+_NAMED_CHILD = """
+import ctypes, sys, time
+ctypes.CDLL("libc.so.6").prctl(15, ctypes.c_char_p(sys.argv[1].encode()), 0, 0, 0)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _named_child(comm: str) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-c", _NAMED_CHILD, comm], stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline() == "ready\n"
+    return p
+
+
+def _end(p: subprocess.Popen) -> None:
+    p.kill()
+    p.wait()
+    p.stdout and p.stdout.close()
+
+
+def _check_stat_of(p: subprocess.Popen, comm: str) -> None:
+    from nsshell.kernel import procfs
+    with open(f"/proc/{p.pid}/comm", "rb") as f:
+        assert f.read() == comm.encode() + b"\n"          # the kernel took the name as is
+    st = procfs.stat(p.pid)
+    assert st is not None
+    assert (st.pid, st.comm, st.alive) == (p.pid, comm, True)
+    assert st.state in ("R", "S")                          # about to sleep, or asleep
+    assert st.ppid == os.getpid()                          # field 4, read past the name
+    status = procfs.status(p.pid)
+    assert int(status["PPid"]) == st.ppid and int(status["Pid"]) == p.pid
+    assert procfs.nspids(p.pid)[-1] == int(status["NSpid"].split()[-1])
+    # the start time is field 22: a later process has a later one, ours an earlier one
+    assert procfs.stat().starttime <= st.starttime
+    assert st.field(22) == st.starttime and st.field(4) == st.ppid
+
+
+@pytest.mark.parametrize("comm", KX_COMMS)
+def test_procfs_stat_of_a_process_named_with_parens_spaces_newlines(comm):
+    p = _named_child(comm)
+    try:
+        _check_stat_of(p, comm)
+    finally:
+        _end(p)
+
+
+def test_procfs_stat_of_a_script_exec_named_a_paren_b_paren_c():
+    """A script's file name becomes its comm at exec."""
+    d = tempfile.mkdtemp(prefix="kx-procfs-")
+    script = os.path.join(d, "a) b (c")
+    try:
+        # the script waits on a pipe that is never written (a builtin: no child to name)
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho ready\nread x\n")
+        os.chmod(script, 0o755)
+        p = subprocess.Popen([script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout.readline() == "ready\n"
+            _check_stat_of(p, "a) b (c")
+        finally:
+            p.stdin.close()
+            _end(p)
+    finally:
+        shutil.rmtree(d)
+
+
+def test_procfs_stat_of_a_zombie_and_of_a_gone_process():
+    from nsshell.core.store import holder
+    from nsshell.kernel import procfs
+    p = subprocess.Popen(["true"])
+    # a zombie until reaped: stat reads it, and says it is not alive
+    for _ in range(200):
+        st = procfs.stat(p.pid)
+        if st is not None and st.state == "Z":
+            break
+        time.sleep(0.01)
+    assert st is not None and st.state == "Z" and not st.alive
+    assert not holder.same_process(p.pid, st.starttime)
+    p.wait()
+    assert procfs.stat(p.pid) is None and procfs.status(p.pid) is None
+    assert holder.start_time(p.pid) is None
+
+
+def test_procfs_parse_stat_refuses_what_is_not_a_stat_line():
+    from nsshell.kernel import procfs
+    for bad in (b"", b"12", b"12 (x", b"(x) S 1", b"12 (x) S 1 2 3", b"x (y) " + b"1 " * 30):
+        with pytest.raises(ValueError):
+            procfs.parse_stat(bad)
+
+
+def test_procfs_status_of_self_and_relative_to_a_proc_dir_fd():
+    from nsshell.kernel import procfs
+    from nsshell.core.look import nsstate
+    status = procfs.status()
+    st = procfs.stat()
+    assert status["Name"] == st.comm and int(status["Pid"]) == os.getpid() == st.pid
+    assert procfs.ints(status["Uid"])[:2] == [os.getuid(), os.geteuid()]
+    assert procfs.ints(status["Gid"])[:2] == [os.getgid(), os.getegid()]
+    assert procfs.nspids()[-1] == os.getpid() or len(procfs.nspids()) > 1
+    # the tests run as root: CAP_SYS_ADMIN is in CapEff
+    assert nsstate.privileged() is (os.geteuid() == 0)
+    procfd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        rel = procfs.status(os.getpid(), procfd)
+        assert rel["Pid"] == status["Pid"] and rel["NSpid"] == status["NSpid"]
+        assert procfs.stat(os.getpid(), procfd).starttime == st.starttime
+        assert procfs.stat("kx-no-such", procfd) is None
+    finally:
+        os.close(procfd)
+    assert procfs.parse_keyed("A:\t1\nName:\tx: y\nnot a pair\nE:\n") == \
+        {"A": "1", "Name": "x: y", "E": ""}
+    assert procfs.ints("1\t2 3") == [1, 2, 3] and procfs.ints("1 x") is None \
+        and procfs.ints(None) is None
+
+
+def test_procfs_fdinfo_of_a_pidfd():
+    from nsshell.core.proc import spawn
+    from nsshell.kernel import procfs
+    p = subprocess.Popen(["sleep", "60"])
+    fd = os.pidfd_open(p.pid)
+    try:
+        info = procfs.fdinfo(fd)
+        assert int(info["Pid"]) == p.pid and "flags" in info and "pos" in info
+        assert spawn.pidfd_pid(fd) == p.pid
+        p.kill()
+        p.wait()
+        assert procfs.fdinfo(fd)["Pid"] == "-1" and spawn.pidfd_pid(fd) is None
+    finally:
+        os.close(fd)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert procfs.fdinfo(fd) is None and spawn.pidfd_pid(fd) is None

@@ -12,7 +12,7 @@ import os
 from ..core.look import discover
 from ..core.ns.handle import NsSet
 from ..errors import NotFoundError, UsageError
-from ..kernel import nsfs, nstypes, syscalls
+from ..kernel import nsfs, nstypes, procfs, syscalls
 from ..registry import Annotated, command
 from ..results import Diff, Multi, Node, Record, Table, Tree
 from ..types import Choice, NsTypes, Pid, Ref
@@ -416,6 +416,14 @@ def _holder_text(h: dict) -> str:
     return str(h)
 
 
+def _picked(ref: NsSet, types) -> NsSet:
+    """REF, or only TYPES of it; NotFoundError when that holds no namespace."""
+    picked = ref.pick(types) if types else ref
+    if not picked.handles:
+        raise NotFoundError(f"{ref.label} holds no namespaces")
+    return picked
+
+
 @command("show")
 def show(sh, ref: RefArg, types: Types = None):
     """One namespace or a set: ids, owner, parent, holders, processes, and its state.
@@ -437,9 +445,7 @@ def show(sh, ref: RefArg, types: Types = None):
       show pid:1234 net+uts
       show box --json
     """
-    picked = ref.pick(types) if types else ref
-    if not picked.handles:
-        raise NotFoundError(f"{ref.label} holds no namespaces")
+    picked = _picked(ref, types)
     scan = discover.scan([h.type for h in picked.handles.values()], session=sh,
                          persist_root=root_of(sh))
     entries = []
@@ -480,14 +486,7 @@ def pids_of(nsset: NsSet) -> list[dict]:
 def nspid_chain(pid: int) -> list[int] | None:
     """PID's id in every PID namespace from ours down to its own (NSpid of
     /proc/PID/status, as lxkns's pidtree shows them); None when it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return [int(x) for x in line.split()[1:]]
-    except (OSError, ValueError):
-        pass
-    return None
+    return procfs.nspids(pid)
 
 
 @command("pids")
@@ -506,9 +505,7 @@ def pids(sh, ref: RefArg, types: Types = None):
       pids net box
       pids net:[4026532179]
     """
-    picked = ref.pick(types) if types else ref
-    if not picked.handles:
-        raise NotFoundError(f"{ref.label} holds no namespaces")
+    picked = _picked(ref, types)
     data = pids_of(picked)
     rows = [[r["pid"], r["nspid"], "/".join(map(str, r["nspids"] or [])) or None, r["user"],
              r["command"]] for r in data]

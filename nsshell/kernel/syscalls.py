@@ -11,6 +11,8 @@ import fcntl
 import os
 import struct
 
+from . import procfs
+
 
 def _load_libc() -> ctypes.CDLL:
     # Not ctypes.util.find_library first: it runs `ldconfig -p` in a subprocess,
@@ -178,12 +180,10 @@ def set_process_title(name: str) -> None:
     is overwritten, as setproctitle(3) does.  Only for forked helpers (the shell's
     own command line stays); Python keeps copies of argv, not the area itself."""
     set_comm(name)
+    st = procfs.stat()
     try:
-        with open("/proc/self/stat", "rb") as f:
-            after_comm = f.read().rsplit(b")", 1)[1].split()
-        # proc(5): arg_start and arg_end are fields 48 and 49; after_comm starts at 3
-        start, end = int(after_comm[45]), int(after_comm[46])
-    except (OSError, IndexError, ValueError):
+        start, end = st.field(48), st.field(49)   # proc(5): arg_start, arg_end
+    except (AttributeError, IndexError, ValueError):
         return
     size = end - start
     if size <= 1:

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ...kernel import idmap, mountinfo, nstypes, syscalls
+from ...kernel import idmap, mountinfo, nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
 from ..proc import spawn
 
@@ -46,12 +46,7 @@ class Context:
 
     def read(self, rel: str) -> str:
         """The text of /proc/REL (e.g. 'self/uid_map'), as the helper sees it now."""
-        from ..proc.spawn import read_all
-        fd = os.open(rel, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.procfd)
-        try:
-            return read_all(fd).decode("utf-8", "replace")
-        finally:
-            os.close(fd)
+        return procfs.read(rel, self.procfd).decode("utf-8", "replace")
 
 
 Reader = Callable[[Context], Any]
@@ -131,13 +126,9 @@ def privileged() -> bool:
     """Whether this process has CAP_SYS_ADMIN in its own user namespace (root), which
     lets it enter any namespace owned by that user namespace or below it."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.geteuid() == 0
+        return bool(int((procfs.status() or {})["CapEff"], 16) >> CAP_SYS_ADMIN & 1)
+    except (KeyError, ValueError):
+        return os.geteuid() == 0
 
 
 def entry_refusal(fd: int, t: NsType, label: str | None = None) -> str | None:
@@ -492,16 +483,13 @@ def read_processes(ctx: Context) -> dict:
         try:
             if os.stat(f"{name}/{rel}", dir_fd=ctx.procfd).st_ino != ctx.ino:
                 continue
-            status = ctx.read(f"{name}/status")
         except OSError:
             continue
-        inner, comm = name, "?"
-        for line in status.splitlines():
-            if line.startswith("NSpid:"):
-                inner = line.split()[-1]
-            elif line.startswith("Name:"):
-                comm = line.split(None, 1)[1] if len(line.split(None, 1)) > 1 else ""
-        out[inner] = comm
+        status = procfs.status(name, ctx.procfd)
+        if status is None:
+            continue
+        nspids = procfs.ints(status.get("NSpid"))
+        out[str(nspids[-1]) if nspids else name] = status.get("Name", "?")
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 

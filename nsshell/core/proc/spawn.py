@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ...errors import InternalError, KernelError, NsshellError, from_oserror
-from ...kernel import nstypes, syscalls
+from ...kernel import nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
 from . import channel, harden
 
@@ -257,15 +257,8 @@ def pidfd_alive(pidfd: int) -> bool:
 
 def pidfd_pid(pidfd: int) -> int | None:
     """The pid (in the shell's PID namespace) of a pidfd's process; None once it is gone."""
-    try:
-        with open(f"/proc/self/fdinfo/{pidfd}") as f:
-            for line in f:
-                if line.startswith("Pid:"):
-                    pid = int(line.split()[1])
-                    return pid if pid > 0 else None
-    except OSError:
-        return None
-    return None
+    pid = procfs.ints((procfs.fdinfo(pidfd) or {}).get("Pid"))
+    return pid[0] if pid and pid[0] > 0 else None
 
 
 def read_all(fd: int) -> bytes:

@@ -17,7 +17,7 @@ import select
 import signal
 
 from ...errors import NsshellError
-from ...kernel import syscalls
+from ...kernel import procfs, syscalls
 from ..proc import spawn
 from ..ns.handle import InitHolder
 
@@ -25,33 +25,17 @@ HOLDER_COMM = "nsshell-holder"
 INIT_COMM = "nsshell-init"
 
 
-def stat_fields(pid: int) -> list[bytes] | None:
-    """/proc/PID/stat after the command name: [state, ppid, ...] (field 3 on), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 2:].split()
-
-
 def start_time(pid: int) -> int | None:
-    fields = stat_fields(pid)
-    try:
-        return int(fields[19]) if fields else None
-    except (IndexError, ValueError):
-        return None
+    st = procfs.stat(pid)
+    return st.starttime if st else None
 
 
 def same_process(pid: int | None, start: int | None) -> bool:
     """Is PID still the process that started at START, and not a zombie?"""
     if not isinstance(pid, int) or pid <= 0 or not isinstance(start, int):
         return False
-    fields = stat_fields(pid)
-    try:
-        return bool(fields) and fields[0] not in (b"Z", b"X") and int(fields[19]) == start
-    except (IndexError, ValueError):
-        return False
+    st = procfs.stat(pid)
+    return st is not None and st.alive and st.starttime == start
 
 
 def _wait_exit(pidfd: int, timeout: float) -> bool:
@@ -73,14 +57,9 @@ def _comm(pid: int) -> str | None:
 
 
 def _uid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """PID's real uid (Uid of /proc/PID/status)."""
+    uids = procfs.ints((procfs.status(pid) or {}).get("Uid"))
+    return uids[0] if uids else None
 
 
 def _pipes(pid: int) -> dict[int, int]:
@@ -103,17 +82,6 @@ def _pipes(pid: int) -> dict[int, int]:
     return out
 
 
-def _nspid_last(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def proven_init(init: dict | None, pid_ino: int | None) -> bool:
     """Is INIT ({"pid", "start"}) a running nsshell init, PID 1 of the PID namespace PID_INO?"""
     if not isinstance(init, dict) or not isinstance(pid_ino, int):
@@ -126,14 +94,13 @@ def proven_init(init: dict | None, pid_ino: int | None) -> bool:
             return False
     except OSError:
         return False
-    return _nspid_last(pid) == 1
+    nspids = procfs.nspids(pid)
+    return bool(nspids) and nspids[-1] == 1
 
 
-def open_proven_holder(holder: dict | None, init: dict | None,
-                       pid_ino: int | None) -> tuple[int, int] | None:
-    """(pidfd, lifeline fd number in the holder) of the holder HOLDER ({"pid", "start"}),
-    only if it is provably nsshell's holder of INIT's lifeline (see the module's doc);
-    else None.  The caller closes the pidfd."""
+def _open_holder(holder: dict | None) -> tuple[int, int] | None:
+    """(pid, pidfd) of HOLDER ({"pid", "start"}) if it is that process, named
+    nsshell-holder and run by the caller (or root); else None.  The caller closes the pidfd."""
     if not isinstance(holder, dict):
         return None
     pid, start = holder.get("pid"), holder.get("start")
@@ -143,12 +110,24 @@ def open_proven_holder(holder: dict | None, init: dict | None,
         pidfd = os.pidfd_open(pid)
     except OSError:
         return None
+    # checked after the pidfd is open: from here on it names this process, whatever
+    # happens to the pid number
+    if start_time(pid) != start or _comm(pid) != HOLDER_COMM or _uid(pid) not in (0, os.geteuid()):
+        os.close(pidfd)
+        return None
+    return pid, pidfd
+
+
+def open_proven_holder(holder: dict | None, init: dict | None,
+                       pid_ino: int | None) -> tuple[int, int] | None:
+    """(pidfd, lifeline fd number in the holder) of the holder HOLDER ({"pid", "start"}),
+    only if it is provably nsshell's holder of INIT's lifeline (see the module's doc);
+    else None.  The caller closes the pidfd."""
+    got = _open_holder(holder)
+    if got is None:
+        return None
+    pid, pidfd = got
     try:
-        # checked after the pidfd is open: from here on it names this process, whatever
-        # happens to the pid number
-        if start_time(pid) != start or _comm(pid) != HOLDER_COMM \
-                or _uid(pid) not in (0, os.geteuid()):
-            raise LookupError
         if not proven_init(init, pid_ino):
             raise LookupError
         mine = _pipes(pid)
@@ -177,40 +156,26 @@ def stop(pidfd: int, timeout: float = 3.0) -> None:
         _wait_exit(pidfd, timeout)
 
 
-def stop_proven_holder(holder: dict | None, init: dict | None, pid_ino: int | None) -> bool:
-    """Stop HOLDER if it is provably nsshell's holder of INIT (see open_proven_holder)."""
-    got = open_proven_holder(holder, init, pid_ino)
-    if got is None:
-        return False
-    pidfd, _ = got
+def _stop_and_close(pidfd: int) -> bool:
     try:
         stop(pidfd)
         return True
     finally:
         os.close(pidfd)
+
+
+def stop_proven_holder(holder: dict | None, init: dict | None, pid_ino: int | None) -> bool:
+    """Stop HOLDER if it is provably nsshell's holder of INIT (see open_proven_holder)."""
+    got = open_proven_holder(holder, init, pid_ino)
+    return got is not None and _stop_and_close(got[0])
 
 
 def stop_unconfirmed(holder: dict | None) -> bool:
     """Stop a holder recorded by a persist that was interrupted before binding its PID
     namespace: it is known by pid, start time, comm and uid only (it has not been told
     to stay, so it is on its way out by itself anyway)."""
-    if not isinstance(holder, dict):
-        return False
-    pid, start = holder.get("pid"), holder.get("start")
-    if not same_process(pid, start):
-        return False
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        if start_time(pid) != start or _comm(pid) != HOLDER_COMM \
-                or _uid(pid) not in (0, os.geteuid()):
-            return False
-        stop(pidfd)
-        return True
-    finally:
-        os.close(pidfd)
+    got = _open_holder(holder)
+    return got is not None and _stop_and_close(got[1])
 
 
 def take_lifeline(holder: dict | None, init: dict | None, pid_ino: int | None) -> int | None:

@@ -28,8 +28,8 @@ keeper nobody can talk to would hold its sets for ever.  On the way out it
 unlinks its socket first (new clients then start a new keeper instead of
 talking to a dying one), then closes its listening socket.
 
-This module imports nothing from nsshell at start but the syscall layer
-(nsshell/kernel/syscalls.py) and core/proc/channel.py (stdlib only): the daemon
+This module imports nothing from nsshell at start but the kernel layer
+(nsshell/kernel: syscalls, procfs, nstypes) and core/proc/channel.py (stdlib only): the daemon
 must not depend on the shell's state.
 """
 
@@ -46,7 +46,7 @@ import struct
 import sys
 import time
 
-from ...kernel import syscalls
+from ...kernel import nstypes, syscalls
 from ..proc import channel  # stdlib only: the daemon starts light
 
 COMM = "nsshell-keeper"
@@ -58,9 +58,7 @@ MAX_REPLY = 1 << 28       # bytes of JSON a client accepts (a `list` of many set
 MAX_FDS = 64              # fds one request may carry (8 namespaces + lifeline + pidfd)
 CONN_TIMEOUT = 5.0        # seconds a peer has to send its request
 
-NS_TYPES = ("user", "mnt", "pid", "net", "uts", "ipc", "cgroup", "time")
-_CLONE = {"mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
-          "user": 0x10000000, "pid": 0x20000000, "net": 0x40000000, "time": 0x00000080}
+NS_TYPES = nstypes.NAMES
 
 # The wire is core/proc/channel.py's frame, JSON only (the keeper is not the shell's own
 # child: a pickled frame is refused).  Its errors keep the names the keeper has used.
@@ -214,7 +212,7 @@ class Keeper:
                 kind = syscalls.ns_get_nstype(fd)
             except OSError:
                 kind = None
-            if kind != _CLONE[t]:
+            if kind != nstypes.BY_NAME[t].flag:
                 raise ProtocolError(f"put: the fd given for {t} is not a {t} namespace")
         return name, types, lifeline, pidfd, init
 

@@ -124,19 +124,20 @@ def register(api):
             raise fail(e, what, hint) from None
         return Message(f"{label}: {ifname} {cidr}" + (" removed" if delete else ""))
 
-    def _set_state(sh, ref, ifnames, up: bool):
-        _, label, conn = conn_for(sh, ref)
-        for name in ifnames:
-            try:
-                conn.set_link(name, up=up)
-            except OSError as e:
-                hint = f"`net ls {label}` lists its links" if e.errno == E.ENODEV else None
-                raise fail(e, f"setting {name} {'up' if up else 'down'} in {label}", hint) from None
-        return Message(f"{label}: {' '.join(ifnames)} {'up' if up else 'down'}")
+    def _links_command(word: str, summary: str, examples: str, change, doing: str, done: str):
+        """Declare `net WORD REF IF...`: CHANGE(conn, IF) for each link in turn."""
+        def net_links(sh, ref: RefArg, ifnames: Annotated[list, IfName()], *, host: bool = False):
+            _, label, conn = conn_for(sh, ref)
+            for name in ifnames:
+                try:
+                    change(conn, name)
+                except OSError as e:
+                    hint = f"`net ls {label}` lists its links" if e.errno == E.ENODEV else None
+                    raise fail(e, doing.format(name=name, label=label), hint) from None
+            return Message(done.format(label=label, names=" ".join(ifnames)))
 
-    @api.command("net up", changes="net")
-    def net_up(sh, ref: RefArg, ifnames: Annotated[list, IfName()], *, host: bool = False):
-        """Set links up (`lo` included).
+        net_links.__name__ = f"net_{word}"
+        net_links.__doc__ = f"""{summary}
 
         Arguments:
           ref: the namespace set whose network namespace to change
@@ -146,26 +147,17 @@ def register(api):
           host: allow changing the host's own network namespace (by default refused)
 
         Examples:
+{examples}
+        """
+        return api.command(f"net {word}", changes="net")(net_links)
+
+    _links_command("up", "Set links up (`lo` included).", """\
           net up red lo
-          net up red lo eth0
-        """
-        return _set_state(sh, ref, ifnames, True)
-
-    @api.command("net down", changes="net")
-    def net_down(sh, ref: RefArg, ifnames: Annotated[list, IfName()], *, host: bool = False):
-        """Set links down.
-
-        Arguments:
-          ref: the namespace set whose network namespace to change
-          ifnames: the interfaces
-
-        Options:
-          host: allow changing the host's own network namespace (by default refused)
-
-        Examples:
-          net down red eth0
-        """
-        return _set_state(sh, ref, ifnames, False)
+          net up red lo eth0""", lambda conn, name: conn.set_link(name, up=True),
+                   "setting {name} up in {label}", "{label}: {names} up")
+    _links_command("down", "Set links down.", """\
+          net down red eth0""", lambda conn, name: conn.set_link(name, up=False),
+                   "setting {name} down in {label}", "{label}: {names} down")
 
     @api.command("net route", changes="net")
     def net_route(sh, ref: RefArg, dest: Annotated[object, RouteDest()],
@@ -267,27 +259,9 @@ def register(api):
         return Message(f"{label}: {verb} {name}" + (f" ports {' '.join(ports)}" if ports else "")
                        + (" (up)" if up else ""))
 
-    @api.command("net del", changes="net")
-    def net_del(sh, ref: RefArg, ifnames: Annotated[list, IfName()], *, host: bool = False):
-        """Delete links (deleting one end of a veth pair deletes both).
-
-        Arguments:
-          ref: the namespace set whose network namespace to change
-          ifnames: the interfaces
-
-        Options:
-          host: allow changing the host's own network namespace (by default refused)
-
-        Examples:
-          net del red eth0
-        """
-        _, label, conn = conn_for(sh, ref)
-        for name in ifnames:
-            try:
-                conn.del_link(name)
-            except OSError as e:
-                raise fail(e, f"deleting {name} in {label}") from None
-        return Message(f"{label}: deleted {' '.join(ifnames)}")
+    _links_command("del", "Delete links (deleting one end of a veth pair deletes both).", """\
+          net del red eth0""", lambda conn, name: conn.del_link(name),
+                   "deleting {name} in {label}", "{label}: deleted {names}")
 
     @api.command("net link", changes="net")
     def net_link(sh, ref: RefArg, name: Annotated[str, IfName(existing=False)],

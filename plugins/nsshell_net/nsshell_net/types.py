@@ -81,17 +81,24 @@ class Endpoint(ParamType):
         return Ref().complete(prefix, session, ctx)
 
 
-class Cidr(ParamType):
-    """An address with its prefix length: 10.0.0.1/24, fd00::1/64."""
-    metavar = "CIDR"
+class _IpType(ParamType):
+    """An ipaddress value: FACTORY (an ipaddress function's name) of the text, or WRONG."""
+    factory = "ip_address"
+    wrong = "not an IP address"
 
     def parse(self, text, session):
         import ipaddress
         try:
-            return ipaddress.ip_interface(text)
+            return getattr(ipaddress, self.factory)(text)
         except ValueError:
-            raise ValueError("not an address with a prefix length (e.g. 10.0.0.1/24 "
-                             "or fd00::1/64)") from None
+            raise ValueError(self.wrong) from None
+
+
+class Cidr(_IpType):
+    """An address with its prefix length: 10.0.0.1/24, fd00::1/64."""
+    metavar = "CIDR"
+    factory = "ip_interface"
+    wrong = "not an address with a prefix length (e.g. 10.0.0.1/24 or fd00::1/64)"
 
 
 class RouteDest(ParamType):
@@ -114,12 +121,6 @@ class RouteDest(ParamType):
         return [("default", "the default route")] if "default".startswith(prefix) else []
 
 
-class Gateway(ParamType):
+class Gateway(_IpType):
+    """An IP address: 10.0.0.254, fd00::1."""
     metavar = "GW"
-
-    def parse(self, text, session):
-        import ipaddress
-        try:
-            return ipaddress.ip_address(text)
-        except ValueError:
-            raise ValueError("not an IP address") from None
