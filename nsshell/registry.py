@@ -453,7 +453,7 @@ class Registry:
             summary, desc, helps, examples = _parse_doc(func.__doc__ or "")
             params = _build_params(func)
             for p in params:
-                p.help = helps.get(p.name, helps.get(p.name.rstrip("_"), ""))
+                p.help = helps.get(p.name, helps.get(p.name.rstrip("_"), "")) or p.type.help
             takes_json = data if data is not None else not any(p.kind == "rest" for p in params)
             if takes_json:
                 if any(p.name == "json" or "--json" in p.flags for p in params):

@@ -44,6 +44,7 @@ class ParamType:
     metavar = ""
     type_prefix = False   # True: `TYPE VALUE` may fill this one parameter (Ref)
     gives_name = False    # True: the word is a name the command gives (`new ... as NAME`)
+    help = ""             # what a word of this type is, where a docstring says nothing else
 
     def parse(self, text: str, session) -> Any:
         return text
@@ -209,6 +210,7 @@ class Ref(ParamType):
     to spare (registry.Command.plan_positionals)."""
     metavar = "REF"
     type_prefix = True
+    help = "a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)"
 
     def parse(self, text, session):
         try:

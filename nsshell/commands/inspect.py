@@ -397,23 +397,26 @@ def _show_record(d: dict) -> Record:
     return Record(fields, title=d["label"])
 
 
+_HOLDER_TEXT = {   # how a holder of each kind reads (discover.NsInfo.holders)
+    "fd": "fd {fd} of pid {pid}",
+    "thread": "thread {tid} of pid {pid}",
+    "mount": "mount {path} in {mnt}",
+    "socket": "socket fd {fd} of pid {pid}",
+    "owner": "owner of {of}",
+    "parent": "parent of {of}",
+}
+
+
 def _holder_text(h: dict) -> str:
     k = h["kind"]
-    if k == "fd":
-        return f"fd {h['fd']} of pid {h['pid']}"
-    if k == "thread":
-        return f"thread {h['tid']} of pid {h['pid']}"
-    if k == "mount":
-        return f"mount {h['path']} in {h['mnt']}"
-    if k == "socket":
-        return f"socket fd {h['fd']} of pid {h['pid']}"
     if k == "session":
         return f"session {h['name'] or '(context)'}"
     if k == "children":
         return f"for the children of pid {h['pid']} (ns/{h.get('link', 'pid_for_children')})"
-    if k in ("owner", "parent"):
-        return f"{k} of {h['of']}"
-    return str(h)
+    try:
+        return _HOLDER_TEXT[k].format(**h)
+    except KeyError:
+        return str(h)
 
 
 def _picked(ref: NsSet, types) -> NsSet:
@@ -435,7 +438,6 @@ def show(sh, ref: RefArg, types: Types = None):
     (register_state in the plugin API).
 
     Arguments:
-      ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
 
     Examples:
@@ -497,7 +499,6 @@ def pids(sh, ref: RefArg, types: Types = None):
     every PID namespace from the shell's down to its own (NSpid in /proc/PID/status).
 
     Arguments:
-      ref: a name, pid:N, host, a path or TYPE:[INODE] (TYPE REF: those types of it)
       types: only these types of the set
 
     Examples:
