@@ -247,13 +247,15 @@ def test_exit_n(term):
 
 def test_a_long_batch_shows_progress_on_a_terminal_only(tmp_path, nsshell):
     script = tmp_path / "many.nss"
-    script.write_text("".join("new uts --no-join\n" for _ in range(300)) + "echo fin''ished\n")
+    # long by the clock, whatever one `new` costs: a pause half way
+    lines = ["new uts --no-join\n"] * 150 + ["run sleep 0.5\n"] + ["new uts --no-join\n"] * 150
+    script.write_text("".join(lines) + "echo fin''ished\n")
     env = _env({"HOME": str(tmp_path), "TERM": "xterm"})
     argv = nsshell_argv()
     child = pexpect.spawn(argv[0], argv[1:] + [str(script)], env=env, encoding="utf-8",
                           timeout=60, dimensions=(24, 100))
     try:
-        child.expect(r"many\.nss: \d+/301 \(\d+%\)")
+        child.expect(r"many\.nss: \d+/302 \(\d+%\)")
         child.expect("finished")
         child.expect(pexpect.EOF)
     finally:
@@ -261,7 +263,7 @@ def test_a_long_batch_shows_progress_on_a_terminal_only(tmp_path, nsshell):
     assert child.exitstatus == 0
     piped = nsshell(str(script))              # stdout and stderr are pipes: no progress
     assert piped.rc == 0 and "finished" in piped.out
-    assert "301" not in piped.err and "\r" not in piped.out + piped.err
+    assert "302" not in piped.err and "\r" not in piped.out + piped.err
 
 
 def test_ctrl_c_of_a_program_is_not_glued_to_the_prompt(term):

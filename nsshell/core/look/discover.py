@@ -940,9 +940,11 @@ def _take(result: Scan, mnt_ino: int, value: list, fds: list[int], names: set[st
                     # it either (a name must be a reference the shell accepts).
                     info.holders.append({"kind": "mount", "path": mp,
                                          "mnt": f"mnt:[{mnt_ino}]", "pid": None})
-                if fd >= 0 and not info.pids and not info.paths and not info.mounts:
+                # Kept where no process is in it, even when another process's fd holds
+                # it too: that fd may be closed before the namespace is opened.
+                if fd >= 0 and not info.pids and not info.mounts and not info.keep:
                     info.keep.append(_KeptFd(fd))
-                    info.paths.append(f"/proc/self/fd/{fd}")
+                    info.paths.insert(0, f"/proc/self/fd/{fd}")
                     used.add(fd)
                     kept = True
             if tname == "mnt" and fd >= 0 and ino not in visited:
