@@ -501,6 +501,9 @@ def _pty_latency(line: str, runs: int, env: dict[str, str], setup: str, label: s
         penv.pop("NO_COLOR", None)
         child = pexpect.spawn(NSSHELL, [], env=penv, encoding="utf-8", timeout=30,
                               dimensions=(40, 160))
+        # pexpect sleeps 50 ms before every send by default: inside the timed span, it
+        # was most of what this row measured
+        child.delaybeforesend = None
         try:
             child.expect("host" + esc + ">")
             child.send(setup + "\r")
