@@ -424,6 +424,20 @@ def case_lab(runs: int, tmp: Path) -> list[Row]:
             count: [NSSHELL, write(tmp / "lab-count.nss", _lab_nsshell(LAB_N, count=True))],
             "bash: the same with ip": ["bash", write(tmp / "lab.sh", _lab_ip(LAB_N, prefix))]}
 
+    t, left = _alternate_netns(cmds, runs, env, prefix)
+    rows = []
+    for subject in (lines, count):
+        row = compare("bridge-lab", t, subject, "bash: the same with ip", "nsshell >= 5x faster",
+                      None, "build and tear down" + (f"; LEFT BEHIND: {left}" if left else ""))
+        row.ok = row.ratio is not None and row.ratio <= 0.2 and not left
+        rows.append(row)
+    return rows
+
+
+def _alternate_netns(cmds: dict, runs: int, env: dict, prefix: str) -> tuple[dict, list[str]]:
+    """alternate() over CMDS, whose peer makes `ip netns` names starting with PREFIX: those
+    are deleted (and the kernel's teardown waited for) between runs and at the end, and
+    /run/netns is left as it was.  Returns the times and the names left behind."""
     def clean() -> None:
         for name in _netns_left(prefix):
             subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
@@ -436,14 +450,7 @@ def case_lab(runs: int, tmp: Path) -> list[Row]:
     finally:
         clean()
         _undo_netns_dir(netns_was_mount, netns_existed)
-    left = _netns_left(prefix)
-    rows = []
-    for subject in (lines, count):
-        row = compare("bridge-lab", t, subject, "bash: the same with ip", "nsshell >= 5x faster",
-                      None, "build and tear down" + (f"; LEFT BEHIND: {left}" if left else ""))
-        row.ok = row.ratio is not None and row.ratio <= 0.2 and not left
-        rows.append(row)
-    return rows
+    return t, _netns_left(prefix)
 
 
 NEW_N = 100
@@ -465,19 +472,7 @@ def case_new(runs: int, tmp: Path) -> list[Row]:
             peer: ["bash", write(tmp / "new.sh", ip)],
             "nsshell: ctx": [NSSHELL, write(tmp / "ctx.nss", "ctx\n")]}
 
-    def clean() -> None:
-        for name in _netns_left(prefix):
-            subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
-        _wait_net_teardown()
-
-    netns_was_mount = "/run/netns" in _mount_points()
-    netns_existed = os.path.isdir("/run/netns")
-    try:
-        t = alternate(cmds, runs, env, between=clean)
-    finally:
-        clean()
-        _undo_netns_dir(netns_was_mount, netns_existed)
-    left = _netns_left(prefix)
+    t, left = _alternate_netns(cmds, runs, env, prefix)
     each = (statistics.median(t[subject]) - statistics.median(t["nsshell: ctx"])) / NEW_N
     row = compare("new", t, subject, peer, "nsshell >= 3x faster", None,
                   f"one `new net` + `close` ~{ms(each)} ms after start-up (goal: `new` <= 1 ms)"
