@@ -17,6 +17,7 @@ itself: processes, namespaces, /run/netns entries.  See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -238,16 +239,25 @@ def case_run_time(runs: int, tmp: Path) -> list[Row]:
                      ["-U", "-m", "-p", "-n", "-u", "-i", "-C", "-T"], runs, tmp)
 
 
+@contextlib.contextmanager
+def _crowd():
+    """1,000 extra processes over 300 namespaces (bench/crowd.py) while the block runs."""
+    crowd = subprocess.Popen([PYTHON, str(HERE / "crowd.py"), "1000", "300"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if not crowd.stdout.readline().startswith("ready"):
+            raise Failed("the crowd of 1,000 processes did not start")
+        yield
+    finally:
+        crowd.stdin.close()
+        crowd.wait()
+
+
 def case_discovery(runs: int, tmp: Path) -> list[Row]:
     if not has_command("ls"):
         raise Skip("nsshell has no `ls` command yet")
     env = run_env()
-    crowd = subprocess.Popen([PYTHON, str(HERE / "crowd.py"), "1000", "300"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        line = crowd.stdout.readline()
-        if not line.startswith("ready"):
-            raise Failed("the crowd of 1,000 processes did not start")
+    with _crowd():
         cmds = {"nsshell --json -c ls": [NSSHELL, "--json", "-c", "ls"],
                 "lsns -J": ["lsns", "-J"]}
         # Both must see the crowd: count what each reports once.
@@ -256,9 +266,6 @@ def case_discovery(runs: int, tmp: Path) -> list[Row]:
         _, out = run_once(cmds["lsns -J"], env, capture=True)
         lsns_ns = len(json.loads(out)["namespaces"])
         t = alternate(cmds, runs, env)
-    finally:
-        crowd.stdin.close()
-        crowd.wait()
     row = compare("discovery", t, *cmds, "<= 1.0x lsns (a superset)", None,
                   f"1,000 extra processes over 300 namespaces; nsshell listed {seen_ns}, "
                   f"lsns {lsns_ns} namespaces")
@@ -273,17 +280,9 @@ def case_top(runs: int, tmp: Path) -> list[Row]:
     if not has_command("top"):
         raise Skip("nsshell has no `top` command yet")
     env = run_env()
-    crowd = subprocess.Popen([PYTHON, str(HERE / "crowd.py"), "1000", "300"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        line = crowd.stdout.readline()
-        if not line.startswith("ready"):
-            raise Failed("the crowd of 1,000 processes did not start")
+    with _crowd():
         _, out = run_once([str(VENV / "bin" / "python"), str(HERE / "top_refresh.py"), str(runs)],
                           env, capture=True)
-    finally:
-        crowd.stdin.close()
-        crowd.wait()
     data = json.loads(out)
     cpu = statistics.mean(data["cpu_ms"])    # what the view costs over time: full and light
     full = [c for c, f in zip(data["cpu_ms"], data["full"]) if f]

@@ -56,30 +56,28 @@ class Proc:
         while text.encode() not in self.buf:
             left = deadline - time.monotonic()
             assert left > 0, f"no {text!r} in {self.buf!r}"
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    break
-                self.buf += chunk
+            if not self._read_some(left):
+                break
         assert text.encode() in self.buf, self.buf
         return self.buf.decode(errors="replace")
+
+    def _read_some(self, timeout: float) -> bool:
+        """Add what the program wrote within TIMEOUT to buf; False once its output ended."""
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return True
+        try:
+            chunk = os.read(self.fd, 4096)
+        except OSError:
+            chunk = b""
+        self.buf += chunk
+        return bool(chunk)
 
     def finish(self, timeout: float = 20) -> tuple[int, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            r, _, _ = select.select([self.fd], [], [], 0.2)
-            if r:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    break
-                self.buf += chunk
+            if not self._read_some(0.2):
+                break
         if self.popen is not None:
             rc = self.popen.wait(timeout=max(deadline - time.monotonic(), 1))
             self.popen.stdout.close()

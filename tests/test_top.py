@@ -16,22 +16,9 @@ import pytest
 pexpect = pytest.importorskip("pexpect")
 
 from conftest import run_nsshell  # noqa: E402
-from test_repl_pty import Term, strip  # noqa: E402
+from test_repl_pty import strip, term  # noqa: E402,F401 - term: the fixture
 
 FOOTER_END = "q quit"
-
-
-@pytest.fixture
-def term(tmp_path):
-    terms = []
-
-    def start(**env):
-        t = Term(tmp_path, env)
-        terms.append(t)
-        return t
-    yield start
-    for t in terms:
-        t.close()
 
 
 @pytest.fixture
