@@ -274,3 +274,21 @@ def test_persist_into_a_directory_killed_then_put_right(store, prefix):
             assert store.run(f"unpersist {target}").rc == 0
         assert os.listdir(where) == [] and nsfs_under(where) == [], step
         assert wait_gone(helpers(), 5) == []
+
+
+def test_a_process_named_like_the_holder_with_a_space_is_not_it():
+    """The holder's proof compares the kernel's comm exactly: "nsshell-holder " (a name any
+    process may take with PR_SET_NAME) is not nsshell's holder."""
+    import sys
+    from nsshell.core.store import holder
+    code = ("import ctypes, sys; ctypes.CDLL(None).prctl(15, b'nsshell-holder ', 0, 0, 0); "
+            "print('ok', flush=True); sys.stdin.read()")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ok\n"
+        assert holder._comm(p.pid) == "nsshell-holder "
+        assert holder._comm(p.pid) != holder.HOLDER_COMM
+    finally:
+        p.stdin.close()
+        p.wait(timeout=10)

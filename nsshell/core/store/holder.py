@@ -49,11 +49,10 @@ def _wait_exit(pidfd: int, timeout: float) -> bool:
 
 
 def _comm(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return None
+    """PID's command name exactly as the kernel keeps it (no stripping: a process named
+    "nsshell-holder " is not nsshell's)."""
+    st = procfs.stat(pid)
+    return st.comm if st is not None else None
 
 
 def _uid(pid: int) -> int | None:
