@@ -17,7 +17,7 @@ from typing import Any
 
 from .core.ns.handle import NsSet
 from .errors import NotFoundError, UsageError
-from .kernel import nstypes
+from .kernel import nstypes, procfs
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ class ParamType:
         return []
 
     def __init_subclass__(cls, **kwargs):
-        """A type written for the older forms, `complete(prefix, session)` or
-        `complete(prefix, session, *, args=None)`, is given the one form here, once."""
+        """A third-party plugin's type written for the older forms, `complete(prefix,
+        session)` or `complete(prefix, session, *, args=None)`, is given the one form here,
+        once (the plugin API keeps working for them; nsshell's own types use the one form)."""
         super().__init_subclass__(**kwargs)
         fn = cls.__dict__.get("complete")
         if fn is None:
@@ -297,11 +298,9 @@ def complete_pids(prefix: str) -> list[tuple[str, str]]:
         return out
     for entry in entries:
         if entry.isdigit() and entry.startswith(prefix):
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    out.append((entry, f.read().strip()))
-            except OSError:
-                continue
+            st = procfs.stat(entry)
+            if st is not None:
+                out.append((entry, st.comm))
     out.sort(key=lambda c: int(c[0]))
     return out[:200]
 

@@ -241,3 +241,23 @@ def test_namespace_held_only_by_a_thread(nsshell, procs):
     row = _ls(nsshell, "net")[("net", ino)]
     assert row["held"] == ["thread"] and row["nprocs"] == 0
     assert row["holders"] == [{"kind": "thread", "pid": keeper.pid, "tid": tid}]
+
+
+def test_a_process_named_like_a_helper_with_a_space_is_not_called_one(nsshell):
+    """`ls` names nsshell's own helpers by the kernel's comm, compared exactly: a process
+    in a network namespace of its own named "nsshell-init " (PR_SET_NAME, open to
+    anyone) is not shown as nsshell's PID-namespace init."""
+    code = ("import ctypes, sys; ctypes.CDLL(None).prctl(15, b'nsshell-init ', 0, 0, 0); "
+            "print('ok', flush=True); sys.stdin.read()")
+    p = subprocess.Popen(["unshare", "-n", sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ok\n"
+        net = os.stat(f"/proc/{p.pid}/ns/net").st_ino
+        done = nsshell("--json", "-c", "ls net")
+        assert done.rc == 0, done
+        [row] = [r for r in json_docs(done.out)[-1]["namespaces"] if r["ns"] == net]
+        assert row["helper"] is None, row
+    finally:
+        p.stdin.close()
+        p.wait(timeout=10)

@@ -118,7 +118,7 @@ class PersistedName(ParamType):
     """A persisted name (or the directory of a persisted set)."""
     metavar = "REF"
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         if prefix.startswith("/"):
             from ..types import complete_path
             return complete_path(prefix, dirs_only=True)
@@ -134,7 +134,7 @@ class RootDir(ParamType):
     def parse(self, text, session):
         return store.parse_root(text)
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         from ..types import complete_path
         return complete_path(prefix, dirs_only=True)
 

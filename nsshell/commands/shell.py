@@ -19,7 +19,7 @@ class SettingName(ParamType):
             raise ValueError(f"no such option (options: {', '.join(sorted(session.settings))})")
         return text
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         return [(n, s.help) for n, s in sorted(session.settings.items()) if n.startswith(prefix)]
 
 

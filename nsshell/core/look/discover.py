@@ -21,7 +21,7 @@ import errno
 import os
 from typing import Callable, Iterable
 
-from ...kernel import mountinfo, nsfs, nstypes, syscalls
+from ...kernel import mountinfo, nsfs, nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
 from ...progress import NULL as NULL_PROGRESS
 from ...progress import Progress, Task
@@ -169,7 +169,8 @@ def helper_of(info: NsInfo) -> str | None:
     whose it is; None when another process is in it, or none."""
     found = None
     for pid in info.pids[:16]:
-        comm = (_proc_text(pid, "comm") or "").strip()
+        st = procfs.stat(pid)   # the kernel's comm exactly: "nsshell-init " is not ours
+        comm = st.comm if st is not None else None
         if comm not in HELPERS:
             return None
         found = comm
@@ -259,7 +260,6 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     me = os.getpid() if session is not None else -1
     stat = os.stat
     listdir = os.listdir
-    readlink = os.readlink
     mnt_pids: dict[int, list[int]] = {}
     need_mnt_stat = "mnt" not in names   # bind mounts are found per mount namespace
     sockets_seen: set[str] = set()

@@ -25,7 +25,7 @@ class Size(ParamType):
             raise ValueError("a size is a number with k, m, g or % (e.g. 64m)")
         return text
 
-    def complete(self, prefix, session):
+    def complete(self, prefix, session, ctx=None):
         return [(s, "") for s in ("16m", "64m", "256m", "1g", "50%") if s.startswith(prefix)]
 
 
