@@ -1045,7 +1045,10 @@ def lookup(text: str, root: str) -> NsSet | None:
             os.close(dfd)
         handles, meta = open_dir(text)
         return _found(None, handles, normal(text), normal(text))
-    own_first = use_keeper()
+    # Only a name can be kept by the keeper: another text (a REF:IF end, TYPE:[INODE])
+    # costs neither the keeper's nor use_keeper's look, only the /run/netns stat below
+    # (`ip netns` allows ':' in its names).
+    own_first = NAME_OK(text) and use_keeper()
     if own_first:
         s = _lookup_kept(text)
         if s is not None:
@@ -1068,7 +1071,11 @@ def lookup(text: str, root: str) -> NsSet | None:
 
 def _lookup_kept(text: str) -> NsSet | None:
     """The set TEXT the user's keeper holds.  Asked first for a user whose sets the keeper
-    holds (issue 10.8: root's entries of the same name must not hide it), last for root."""
+    holds (issue 10.8: root's entries of the same name must not hide it), last for root.
+    The keeper holds only names (check_name before every put): a text that is none (a
+    REF:IF end, TYPE:[INODE], pid:N) is refused here at once, before any look at /tmp."""
+    if not NAME_OK(text):
+        return None
     from . import keeper
     if not keeper.available():
         return None

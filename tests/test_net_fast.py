@@ -1,0 +1,108 @@
+"""What the net commands cost (issue 14, the 100-namespace bridge lab): no look the
+command does not need, and the fast paths give what the slow ones gave.
+
+Every namespace here is created by the test's own nsshell process (and ends with it),
+or is an `ip netns` entry the test adds and deletes; names start with nlx.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import NOBODY, _env, json_docs, nsshell_argv
+
+
+def _tmp_scans(trace: str) -> list[str]:
+    """The opens of /tmp as a directory (what looking for a keeper does) in an strace log."""
+    with open(trace) as f:
+        return [l for l in f if '"/tmp"' in l and "O_DIRECTORY" in l]
+
+
+def _traced(tmp_path, script: str, user: int | None = None):
+    """Run nsshell -c SCRIPT under strace -f (as USER): (Done-like result, /tmp scans)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    trace = str(tmp_path / "trace")
+    argv = nsshell_argv() + ["-c", script]
+    env = _env()
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + argv
+        env["HOME"] = "/nonexistent"
+        env.pop("XDG_RUNTIME_DIR", None)
+    p = subprocess.run([shutil.which("strace"), "-f", "-qq", "-o", trace, "-e", "trace=openat"]
+                       + argv, env=env, capture_output=True, text=True, timeout=60, cwd="/")
+    return p, _tmp_scans(trace)
+
+
+def test_an_endpoint_with_a_colon_costs_no_keeper_scan(tmp_path):
+    """`net veth a:eth0 b:eth0` first resolves the whole text 'a:eth0' as a REF: no name
+    has a ':', so neither the keeper (a scan of /tmp) nor the store is asked."""
+    p, scans = _traced(tmp_path, "new net as nlxa --no-join; new net as nlxb --no-join; "
+                                 "net veth nlxa:eth0 nlxb:eth0; net veth nlxa:e1 nlxb:e1; net ls nlxa")
+    assert p.returncode == 0 and "e1" in p.stdout, p
+    assert scans == [], scans
+
+
+def test_rootless_an_endpoint_costs_no_keeper_scan(tmp_path, rootless_ok):
+    """The same without root, where the keeper is asked first for every name."""
+    p, scans = _traced(tmp_path, "new user as nlxu; map root; new net as nlxa --no-join; "
+                                 "new net as nlxb --no-join; net veth nlxa:eth0 nlxb:eth0; "
+                                 "net ls nlxa", user=NOBODY)
+    assert p.returncode == 0 and "eth0" in p.stdout, p
+    assert scans == [], scans
+    # ...while a name that is none of the session's still asks the keeper (the scan is
+    # the lookup of a name, not gone for good)
+    p, scans = _traced(tmp_path, "new user as nlxu; map root; net ls nlxnosuch", user=NOBODY)
+    assert p.returncode != 0 and "nlxnosuch" in p.stderr, p
+    assert scans, "a name not held by the session must still be looked up in the keeper"
+
+
+@pytest.fixture
+def colon_netns(prefix):
+    """An `ip netns` entry whose name has a ':' (ip allows it; nsshell names do not)."""
+    name = f"nlx{prefix[-6:]}:x"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_an_ip_netns_name_with_a_colon_still_resolves(nsshell, colon_netns):
+    d = nsshell("--json", "-c", f"new net as nlxb --no-join; net veth {colon_netns}:v0 nlxb:v1; "
+                f"net up {colon_netns} v0 lo; net ls {colon_netns}")
+    assert d.rc == 0, d
+    view = next(doc for doc in json_docs(d.out) if isinstance(doc, dict) and "links" in doc)
+    links = {link["name"]: link for link in view["links"]}
+    assert view["name"] == colon_netns and "v0" in links and links["lo"]["up"], view
+    ip = subprocess.run(["ip", "-n", colon_netns, "-j", "link", "show", "lo"],
+                        capture_output=True, text=True, check=True)
+    assert "UP" in json.loads(ip.stdout)[0]["flags"]
+
+
+def test_one_handle_closing_leaves_the_object_another_live_handle_got(shell):
+    """HandleCache: two handles on one namespace (a set held, and the same namespace
+    opened again as an unheld set is, e.g. an `ip netns` name with ':'): the older one
+    closing -- whenever the collector gets to it -- leaves the object the newer one got;
+    the last one closing closes it."""
+    import socket as so
+    from nsshell.plugin import HandleCache, socket_in
+    closed = []
+    cache = HandleCache(lambda h: so.socket(fileno=socket_in(h, so.AF_INET, so.SOCK_DGRAM)),
+                        lambda s: (closed.append(s.fileno()), s.close()))
+    try:
+        assert shell("new net as nlxa --no-join").rc == 0
+        held = shell.session.sets["nlxa"].handles["net"]
+        again = shell.session.resolve(f"/proc/self/fd/{held.fd}").handles["net"]
+        assert again is not held and again.nsid == held.nsid
+        first = cache.get(again)
+        assert cache.get(held) is first              # one per namespace
+        again.close()                                # the unheld one goes first
+        assert closed == [] and first.fileno() >= 0  # the held one still uses it
+        assert shell("close nlxa").rc == 0
+        assert len(closed) == 1 and first.fileno() == -1
+    finally:
+        cache.clear()
