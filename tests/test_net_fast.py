@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -106,3 +107,69 @@ def test_one_handle_closing_leaves_the_object_another_live_handle_got(shell):
         assert len(closed) == 1 and first.fileno() == -1
     finally:
         cache.clear()
+
+
+# -- the messages packed with struct are pyroute2's, byte for byte ----------------------------
+
+def _pyroute2_bytes(msg) -> bytes:
+    head = msg["header"]
+    head["type"], head["flags"], head["sequence_number"], head["pid"] = 16, 5, 1, 0
+    msg.encode()
+    data = bytes(msg.data)
+    assert int.from_bytes(data[:4], "little") == len(data)
+    return data[16:]
+
+
+def _pr_link(name, flags=0, change=0, attrs=()):
+    from nsshell.plugin import rtnl
+    msg = rtnl.ifinfmsg()
+    msg["index"], msg["flags"], msg["change"] = 0, flags, change
+    msg["attrs"] = ([("IFLA_IFNAME", name)] if name is not None else []) + list(attrs)
+    return _pyroute2_bytes(msg)
+
+
+NAMES = ["e", "eth0", "v1", "abcdefghijklmno", "br-lab.5", "é0"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_packed_link_messages_are_pyroute2s(name):
+    from nsshell_net import netlink as nl
+    for up in (True, False):
+        for peer, fd in (("v1", None), ("p" * 15, 7), ("x", 2**31)):
+            peer_attrs = [("IFLA_IFNAME", peer)] + ([("IFLA_NET_NS_FD", fd)] if fd is not None else [])
+            info = {"attrs": [("IFLA_INFO_KIND", "veth"),
+                              ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]})]}
+            assert nl.pack_veth(name, peer, fd, up) == _pr_link(
+                name, nl.IFF_UP if up else 0, nl.IFF_UP, [("IFLA_LINKINFO", info)]), (name, peer, fd, up)
+        info = {"attrs": [("IFLA_INFO_KIND", "bridge")]}
+        assert nl.pack_bridge(name, up) == _pr_link(name, nl.IFF_UP if up else 0, nl.IFF_UP,
+                                                    [("IFLA_LINKINFO", info)])
+    for up in (True, False, None):
+        for master in (None, 1, 4096):
+            attrs = [("IFLA_MASTER", master)] if master is not None else []
+            assert nl.pack_set_link(name, up, master) == _pr_link(
+                name, nl.IFF_UP if up else 0, nl.IFF_UP if up is not None else 0, attrs), (up, master)
+    assert nl._ifinfo(name) == _pr_link(name)
+
+
+@pytest.mark.parametrize("cidr", ["10.9.0.2/16", "10.0.0.1/24", "192.168.1.1/31", "10.1.1.1/32",
+                                  "1.2.3.4/0", "10.0.0.1/8", "fd00::1/64", "fe80::2/128", "::1/0"])
+def test_packed_address_messages_are_pyroute2s(cidr):
+    import ipaddress
+    from nsshell.plugin import rtnl
+    from nsshell_net import netlink as nl
+    iface = ipaddress.ip_interface(cidr)
+    for index in (1, 3, 70000):
+        for nodad in (False, True):
+            msg = rtnl.ifaddrmsg()
+            msg["family"] = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+            msg["prefixlen"] = iface.network.prefixlen
+            msg["flags"] = nl.IFA_F_NODAD if nodad else 0
+            msg["scope"] = nl.RT_SCOPE_UNIVERSE
+            msg["index"] = index
+            ip = str(iface.ip)
+            attrs = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+            if iface.version == 4 and iface.network.prefixlen < 31:
+                attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+            msg["attrs"] = attrs
+            assert nl.pack_addr(index, iface, nodad) == _pyroute2_bytes(msg), (cidr, index, nodad)

@@ -95,6 +95,7 @@ _RECV_SIZE = 1 << 16  # a dump comes in chunks of at most 32 KiB (NLMSG_GOODSIZE
 
 
 _NLMSG_HEAD = struct.Struct("=IHHIIi")  # nlmsghdr, then nlmsgerr's error
+_NLMSG_HDR = struct.Struct("=IHHII")    # nlmsghdr: length, type, flags, seq, pid
 
 
 def _is_plain_ack(data: bytes, seq: int) -> bool:
@@ -136,6 +137,19 @@ class Rtnl:
             kind, NLM_F_REQUEST | flags, seq, 0
         msg.encode()
         self.sock.send(msg.data)
+        return self._answer(seq, flags)
+
+    def request_packed(self, body: bytes, kind: int, flags: int = NLM_F_ACK) -> list:
+        """`request` for a message the caller packed itself: BODY is what follows the
+        nlmsghdr (the family's header, then the attributes, each padded to 4 bytes).  For
+        the fixed shapes sent by the hundred (a link set up, a veth pair, an address):
+        pyroute2 takes ~0.1-0.2 ms to encode one, struct a few microseconds."""
+        self.seq = seq = self.seq % 0x7FFFFFFF + 1
+        self.sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), kind,
+                                       NLM_F_REQUEST | flags, seq, 0) + body)
+        return self._answer(seq, flags)
+
+    def _answer(self, seq: int, flags: int) -> list:
         out = []
         while True:
             data = self.sock.recv(_RECV_SIZE)
