@@ -173,3 +173,113 @@ def test_packed_address_messages_are_pyroute2s(cidr):
                 attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
             msg["attrs"] = attrs
             assert nl.pack_addr(index, iface, nodad) == _pyroute2_bytes(msg), (cidr, index, nodad)
+
+
+def test_rtnl_numbers_are_pyroute2s():
+    from nsshell.core.look import rtnl
+    rtnl.load_pyroute2()
+    import pyroute2.netlink as pn
+    import pyroute2.netlink.rtnl as pr
+    for name in ("NLM_F_REQUEST", "NLM_F_MULTI", "NLM_F_ACK", "NLM_F_DUMP", "NLM_F_EXCL",
+                 "NLM_F_CREATE", "NLM_F_CAPPED", "NLM_F_ACK_TLVS", "NLMSG_ERROR", "NLMSG_DONE"):
+        assert getattr(rtnl, name) == getattr(pn, name), name
+    for name in ("RTM_NEWLINK", "RTM_DELLINK", "RTM_GETLINK", "RTM_NEWADDR", "RTM_GETADDR",
+                 "RTM_NEWROUTE", "RTM_GETROUTE"):
+        assert getattr(rtnl, name) == getattr(pr, name), name
+
+
+LAB = ("new net as nlxhub --no-join; net bridge nlxhub br0; net up nlxhub br0; "
+       "new net as nlxn1 --no-join; new net as nlxn2 --no-join; "
+       "net veth nlxn1:eth0 nlxhub:v1; net addr nlxn1 eth0 10.9.0.2/16; net up nlxn1 lo eth0; "
+       "net up nlxhub v1; net veth nlxn2:eth0 nlxhub:v2 --up; net addr nlxn2 eth0 fd00::2/64 --nodad; "
+       "net bridge nlxhub br0 v1 v2; net del nlxn2 eth0; net addr nlxn1 eth0 10.9.0.2/16 --delete")
+
+
+def test_a_lab_that_only_changes_things_imports_no_pyroute2():
+    """veth pairs, addresses, links up, bridges, deletions: packed requests, answered by
+    acknowledgements; pyroute2 (~20 ms to import) is for what decodes links, as `net ls`."""
+    from test_imports import imported
+    mods = imported("-c", LAB)
+    assert not [m for m in mods if m.startswith("pyroute2")], sorted(m for m in mods if "pyroute2" in m)
+    assert "pyroute2.netlink.rtnl.ifinfmsg" in imported("-c", LAB + "; net ls nlxhub")
+
+
+def test_the_lab_builds_what_pyroute2_reads_back(nsshell):
+    """The packed requests do what they say: read back by pyroute2 (`net ls`) and ip."""
+    d = nsshell("--json", "-c", LAB + "; net ls nlxhub; net ls nlxn1; net ls nlxn2")
+    assert d.rc == 0, d
+    hub, n1, n2 = [doc for doc in json_docs(d.out) if isinstance(doc, dict) and "links" in doc]
+    links = {link["name"]: link for link in hub["links"]}
+    assert links["br0"]["kind"] == "bridge" and links["br0"]["up"]
+    assert links["v1"]["master"] == "br0" and links["v1"]["up"] and "v2" not in links
+    assert {link["name"] for link in n2["links"]} == {"lo"}
+    eth0 = {link["name"]: link for link in n1["links"]}["eth0"]
+    assert eth0["up"] and eth0["kind"] == "veth" and "10.9.0.2/16" not in eth0["addresses"]
+    assert {link["name"]: link for link in n1["links"]}["lo"]["up"]
+
+
+@pytest.fixture
+def api():
+    """An in-process session with the plugins (nsshell.Session), closed afterwards."""
+    import nsshell
+    with nsshell.Session() as s:
+        yield s
+
+
+def _conn(api, name):
+    from nsshell_net.conn import connect
+    return connect(api.session.sets[name].handles["net"], name)
+
+
+def test_a_link_read_from_its_bytes_is_the_link_record(api):
+    """Conn.link (what `net bridge` asks, read without pyroute2) agrees with the link
+    record pyroute2 decodes (`net ls`, `show`) for every kind of link at hand."""
+    api.run("new net as nlxa --no-join; net veth nlxa:v0 nlxa:v1 --up; net bridge nlxa br0 v0 --up; "
+            "net bridge nlxa br1")
+    try:
+        api.run("net link nlxa d0 dummy")  # when the kernel has dummy links
+    except Exception:  # noqa: BLE001
+        pass
+    conn = _conn(api, "nlxa")
+    records = conn.links()
+    assert {"lo", "v0", "v1", "br0", "br1"} <= {r["name"] for r in records}
+    for r in records:
+        assert conn.link(r["name"]) == {"index": r["index"], "kind": r["kind"], "up": r["up"]}, r
+    assert conn.link("nosuch") is None
+
+
+def test_refusals_read_from_their_bytes_are_pyroute2s(api):
+    """The one framing loop decodes a refusal itself (errno, extended-ACK text): the same
+    as pyroute2's decoding of the same bytes, with and without a text."""
+    import ipaddress
+    from nsshell.core.look import rtnl
+    from nsshell_net import netlink as nl
+    api.run("new net as nlxa --no-join; net veth nlxa:v0 nlxa:v1")
+    conn = _conn(api, "nlxa")
+    index = conn.index("v0")
+    addr = nl.pack_addr(index, ipaddress.ip_interface("10.5.0.1/24"), False)
+    conn.request_packed(addr, rtnl.RTM_NEWADDR, nl.CREATE)
+    cases = [(addr, rtnl.RTM_NEWADDR, nl.CREATE),                        # exists, with a text
+             (nl.pack_set_link("nosuch", True, None), rtnl.RTM_NEWLINK, rtnl.NLM_F_ACK),  # ENODEV
+             (nl.pack_veth("v0", "v9", None, False), rtnl.RTM_NEWLINK, nl.CREATE),
+             (nl.pack_addr(index, ipaddress.ip_interface("10.6.0.1/24"), False),
+              nl.RTM_DELADDR, rtnl.NLM_F_ACK)]
+    rtnl.load_pyroute2()
+    from pyroute2.netlink.exceptions import NetlinkError
+    marshal = rtnl._marshal()
+    seen = set()
+    for body, kind, flags in cases:
+        with pytest.raises(rtnl.RequestFailed) as ours:
+            conn.request_packed(body, kind, flags)
+        # the same request once more, its answer's bytes read here and given to pyroute2
+        conn.seq += 1
+        conn.sock.send(rtnl._NLMSG_HDR.pack(16 + len(body), kind, rtnl.NLM_F_REQUEST | flags,
+                                            conn.seq, 0) + body)
+        (msg,) = list(marshal.parse(conn.sock.recv(65536)))
+        err = msg["header"]["error"]
+        assert isinstance(err, NetlinkError)
+        text = err.args[1] if isinstance(err.args[1], str) else ""
+        assert ours.value.errno == err.code
+        assert ours.value.detail == ("" if text == os.strerror(err.code) else text)
+        seen.add(bool(ours.value.detail))
+    assert seen == {True, False}   # both shapes met: with an extended-ACK text and without
