@@ -66,7 +66,7 @@ def test_rootless_an_endpoint_costs_no_keeper_scan(tmp_path, rootless_ok):
 @pytest.fixture
 def colon_netns(prefix):
     """An `ip netns` entry whose name has a ':' (ip allows it; nsshell names do not)."""
-    name = f"nlx{prefix[-6:]}:x"
+    name = f"nlx{prefix}:x"
     subprocess.run(["ip", "netns", "add", name], check=True)
     yield name
     subprocess.run(["ip", "netns", "del", name], check=False)
