@@ -365,13 +365,15 @@ def is_host(sh, handle: Handle) -> bool:
 
 class HandleCache:
     """Objects tied to one namespace (e.g. a netlink socket opened inside it), made on
-    first use by OPEN(handle) and closed by CLOSE(obj) when a handle on that namespace
-    closes (so the cache never keeps a namespace alive after `close`)."""
+    first use by OPEN(handle) and closed by CLOSE(obj) when the last open handle it was
+    got through closes (so the cache never keeps a namespace alive after `close`, and an
+    older handle on the same namespace -- an unheld one, closed whenever the collector
+    gets to it -- never closes the object a newer one is using)."""
 
     def __init__(self, open: Callable[[Handle], Any], close: Callable[[Any], None]):
         self._open = open
         self._close = close
-        self._items: dict[Any, Any] = {}
+        self._items: dict[Any, tuple] = {}   # nsid -> (obj, WeakSet of the handles it went to)
         if _CURRENT is not None:   # made while a plugin loads: gone with it if the load fails
             _CURRENT._hook(_CLOSE_HOOKS, self._handle_closing)
         else:
@@ -379,22 +381,29 @@ class HandleCache:
 
     def get(self, handle: Handle) -> Any:
         handle.check_usable()
-        obj = self._items.get(handle.nsid)
-        if obj is None:
-            obj = self._items[handle.nsid] = self._open(handle)
-        return obj
+        item = self._items.get(handle.nsid)
+        if item is None:
+            import weakref
+            item = self._items[handle.nsid] = (self._open(handle), weakref.WeakSet())
+        item[1].add(handle)
+        return item[0]
 
     def drop(self, handle: Handle) -> None:
-        obj = self._items.pop(handle.nsid, None)
-        if obj is not None:
-            self._close(obj)
+        item = self._items.pop(handle.nsid, None)
+        if item is not None:
+            self._close(item[0])
 
     def _handle_closing(self, handle: Handle) -> None:
-        if self._items:
+        item = self._items.get(handle.nsid)
+        if item is None:
+            return
+        users = item[1]
+        users.discard(handle)
+        if all(h.closed for h in list(users)):
             self.drop(handle)
 
     def clear(self) -> None:
-        for obj in self._items.values():
+        for obj, _users in self._items.values():
             try:
                 self._close(obj)
             except Exception:  # noqa: BLE001

@@ -316,7 +316,11 @@ def persist(nsset, name: str):
 
 
 def get(name: str):
-    """Handles on the set NAME that the keeper holds, or None."""
+    """Handles on the set NAME that the keeper holds, or None (at once for a text that is
+    not a name: the keeper holds only names, persist checks each before the put)."""
+    from ... import names
+    if not names.valid(name):
+        return None
     from ...kernel import nstypes
     from ..ns.handle import Handle
     from .holder import PersistedInit

@@ -1045,13 +1045,17 @@ def lookup(text: str, root: str) -> NsSet | None:
             os.close(dfd)
         handles, meta = open_dir(text)
         return _found(None, handles, normal(text), normal(text))
-    own_first = use_keeper()
+    # Only a name can be kept (store and keeper alike): another text (a REF:IF end,
+    # TYPE:[INODE]) costs neither the keeper's look (a scan of /tmp) nor use_keeper's,
+    # only the /run/netns stat below (`ip netns` allows ':' in its names).
+    is_name = NAME_OK(text)
+    own_first = is_name and use_keeper()
     if own_first:
         s = _lookup_kept(text)
         if s is not None:
             return s
     path = f"{normal(root)}/{text}"
-    if NAME_OK(text) and exists_dir(path):
+    if is_name and exists_dir(path):
         handles, _meta = open_dir(path)
         return _found(text, handles, path, "persisted")
     st = _stat_netns(text)
@@ -1063,12 +1067,16 @@ def lookup(text: str, root: str) -> NsSet | None:
         fd = open_ns(f"{NETNS_DIR}/{text}", nstypes.NET)
         h = Handle(fd, nstypes.NET, origin=f"{NETNS_DIR}/{text}")
         return _found(text, {"net": h}, f"{NETNS_DIR}/{text}", "ip netns")
-    return None if own_first else _lookup_kept(text)
+    return None if own_first or not is_name else _lookup_kept(text)
 
 
 def _lookup_kept(text: str) -> NsSet | None:
     """The set TEXT the user's keeper holds.  Asked first for a user whose sets the keeper
-    holds (issue 10.8: root's entries of the same name must not hide it), last for root."""
+    holds (issue 10.8: root's entries of the same name must not hide it), last for root.
+    The keeper holds only names (check_name before every put): a text that is none (a
+    REF:IF end, TYPE:[INODE], pid:N) is refused here at once, before any look at /tmp."""
+    if not NAME_OK(text):
+        return None
     from . import keeper
     if not keeper.available():
         return None
