@@ -191,16 +191,20 @@ class Session:
 
     def is_host(self, t: str) -> bool:
         h = self.context.get(t)
-        return h is None or h.nsid == self.host.handles[t].nsid
+        if h is None:
+            return True
+        host = self.host.handles[t]
+        return h is host or h.nsid == host.nsid
 
     def entries(self, types: Iterable[str] | None = None) -> list[spawn.Entry]:
         """What a helper must setns() into to be in the context (only what differs from
         the shell's own namespaces; joining one's own user namespace is EINVAL)."""
-        wanted = list(types) if types is not None else list(self.context)
+        context, host = self.context, self.host.handles
         out = []
-        for t in wanted:
-            if t in self.context and not self.is_host(t):
-                out.append(self.context[t].entry())
+        for t in (types if types is not None else context):
+            h = context.get(t)
+            if h is not None and h is not host[t] and h.nsid != host[t].nsid:
+                out.append(h.entry())
         return out
 
     def uid_map(self) -> list:

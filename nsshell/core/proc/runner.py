@@ -22,6 +22,7 @@ exit-status rules (128+N when killed by signal N).
 
 from __future__ import annotations
 
+import _signal
 import errno
 import os
 import signal
@@ -78,18 +79,38 @@ def _recv(sock) -> Any:
 
 # --- inside the helper ---------------------------------------------------------------
 
+# The directories of the last PATH seen, as os.get_exec_path gives them, each as the
+# prefix os.path.join would put before a name: split once, not on every `run`.
+_PATH: list = [None, ()]
+
+
+def _search_dirs(env: dict[str, str]) -> tuple[str, ...]:
+    path = env.get("PATH")
+    if _PATH[0] is not path and _PATH[0] != path:
+        _PATH[0] = path
+        _PATH[1] = tuple(d if not d or d.endswith("/") else d + "/"
+                         for d in os.get_exec_path(env))
+    return _PATH[1]
+
+
 def _spawn(argv: list[str], env: dict[str, str]) -> int:
     """posix_spawn ARGV, searching PATH as os.execvpe does (first error that is not
-    ENOENT/ENOTDIR wins)."""
+    ENOENT/ENOTDIR wins).  Searched on every run, nothing cached: a program that
+    appears in an earlier directory, or goes away, is found as execvpe finds it; a
+    name that cannot be stat()ed where it is looked for (a missing file, a
+    directory the caller cannot search) is not there."""
     kwargs = dict(setpgroup=0, setsigdef=_DEFAULT_SIGNALS, setsigmask=())
     prog = argv[0]
     if os.sep in prog:
         return os.posix_spawn(prog, argv, env, **kwargs)
     saved = None
     last = None
-    for d in os.get_exec_path(env):
-        path = os.path.join(d, prog)
-        if not os.path.exists(path):
+    stat = os.stat
+    for d in _search_dirs(env):
+        path = d + prog
+        try:
+            stat(path)
+        except (OSError, ValueError):
             last = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
             continue
         try:
@@ -161,6 +182,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
     syscalls.close_range(fd + 1)
     _send(sock, ("ok", None))
     stopped: set[int] = set()
+    env: dict[str, str] = {}  # the programs' environment: sent with the first run, then when it changes
     try:
         while True:
             try:
@@ -168,10 +190,13 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
             except channel.ChannelError:  # the shell closed its end (or spoke nonsense)
                 return
             # blocked until `current` names the program: a forwarded signal is never lost
-            signal.pthread_sigmask(signal.SIG_BLOCK, program.FORWARD)
+            # (_signal: the signal module's wrapper converts every number to an enum)
+            _signal.pthread_sigmask(signal.SIG_BLOCK, program.FORWARD)
             try:
                 if msg[0] == "run":
-                    _, argv, env, cwd = msg
+                    _, argv, new_env, cwd = msg
+                    if new_env is not None:
+                        env = new_env
                     try:
                         _chdir(cwd, env)
                         pid = _spawn(argv, env)
@@ -196,7 +221,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
                         pass
                 pending.clear()
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, program.FORWARD)
+                _signal.pthread_sigmask(signal.SIG_UNBLOCK, program.FORWARD)
             while True:
                 try:
                     _, status = os.waitpid(pid, os.WUNTRACED)
@@ -241,6 +266,7 @@ class Runner:
         import traceback  # noqa: F401
         self.key = _key(entries, root, setup)
         self.busy = False
+        self.env: dict[str, str] | None = None  # the environment the helper holds (a copy)
         self.stopped: set[int] = set()
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         me = os.getpid()
@@ -302,15 +328,19 @@ class Runner:
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None,
             exit_after=program.EXIT_AFTER) -> tuple[int, program.Job | None]:
+        # The environment goes once, and again only when it differs from the helper's.
+        same = env == self.env
         with program.Forwarding(self._forward) as fwd:
             try:
-                _send(self.sock, ("run", argv, env, cwd))
+                _send(self.sock, ("run", argv, None if same else env, cwd))
             except OSError:  # it is gone (killed from outside): nothing was started
                 self.close()
                 raise _Gone() from None
             except BaseException:
                 self.close()
                 raise
+            if not same:
+                self.env = dict(env)
             try:
                 msg = self._wait()
             except ConnectionResetError:  # it died with our request unread: nothing started
