@@ -6,6 +6,7 @@ and `!CMD ...` as short for `run CMD ...`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .errors import UsageError
@@ -210,6 +211,10 @@ def check_text(text: str) -> None:
 
 
 _SPECIAL = "?#@*"
+# A run of characters that mean nothing to the lexer, taken whole (not one at a time);
+# `#`, `&` and `|` end it: they mean something at a word's start or doubled, and are
+# taken one at a time by the loop.
+_PLAIN = re.compile(r"[^ \t\r\n;&|#\\'\"$]+").match
 
 
 def tokens(text: str, final: bool = True, line: int = 1) -> list:
@@ -334,7 +339,13 @@ def tokens(text: str, final: bool = True, line: int = 1) -> list:
                     continue
                 lit.append(c)
             else:
-                lit.append(c)
+                m = _PLAIN(text, i)
+                if m is None:  # a `#`, `&` or `|` inside a word: itself
+                    lit.append(c)
+                else:
+                    lit.append(m.group())
+                    i = m.end()
+                    continue
         i += 1
     end_word()
     return out

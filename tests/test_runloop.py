@@ -1,0 +1,93 @@
+"""The per-command path made cheap (issue 14): what it keeps for the next command is
+never stale, and the fast lexer reads every line as the character-at-a-time one did.
+
+Real kernel, real sessions: the context's entries are kept between `run`s while the
+context holds the same handles; a join, a leave, a closed handle or a dead PID init
+are seen at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from nsshell import lexer
+from nsshell.errors import StaleError
+
+
+def _toks(text: str) -> list:
+    out = []
+    for t in lexer.tokens(text):
+        out.append(t if isinstance(t, str) else
+                   [(p.kind, p.text, p.quoted) for p in t.parts])
+    return out
+
+
+def lit(text: str, quoted: bool = False) -> tuple:
+    return ("lit", text, quoted)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("run true", [[lit("run")], [lit("true")]]),
+    ("a#b #c d", [[lit("a#b")]]),                      # `#` mid-word is itself, else a comment
+    ("x&y a&&b", [[lit("x&y")], [lit("a")], "&&", [lit("b")]]),
+    ("b|c||d", [[lit("b|c")], "||", [lit("d")]]),
+    ("a;b\tc\rd", [[lit("a")], ";", [lit("b")], [lit("c")], [lit("d")]]),
+    ("a\\ b$ c$", [[lit("a b$")], [lit("c$")]]),
+    ("p'q r's", [[lit("p"), lit("q r", True), lit("s")]]),
+    ('u"$V w"x$Y.z', [[lit("u"), lit("", True), ("var", "V", True), lit(" w", True),
+                       lit("x"), ("var", "Y", False), lit(".z")]]),
+    ("10.9.0.18/16 n1:eth0 {1..3}", [[lit("10.9.0.18/16")], [lit("n1:eth0")], [lit("{1..3}")]]),
+    ("é→x\nnext", [[lit("é→x")], "\n", [lit("next")]]),
+])
+def test_runloop_lexer_reads_runs_of_plain_characters_as_before(text, want):
+    assert _toks(text) == want
+
+
+def _session_with(shell, line: str):
+    d = shell(line)
+    assert d.rc == 0, d
+    return shell.session
+
+
+def test_runloop_entries_are_kept_only_while_the_context_holds_the_same_handles(shell, prefix):
+    s = _session_with(shell, f"new net+uts as {prefix}a; new net+uts as {prefix}b --no-join")
+    first = s.entries()
+    assert [e.label for e in first] == [str(s.context["net"].nsid), str(s.context["uts"].nsid)]
+    assert s.entries() == first and s.entries() is not first   # a copy: callers may keep it
+    assert shell(f"join {prefix}b").rc == 0
+    other = s.entries()
+    assert {e.label for e in other} == {str(s.sets[f"{prefix}b"].handles[t].nsid)
+                                        for t in ("net", "uts")}
+    assert shell("leave net").rc == 0
+    assert [e.nstype.name for e in s.entries()] == ["uts"]
+    assert shell("leave").rc == 0
+    assert s.entries() == []
+    # a subset asked for is never served from what was kept for the whole context
+    assert shell(f"join {prefix}a").rc == 0
+    assert [e.nstype.name for e in s.entries(["uts"])] == ["uts"]
+    assert len(s.entries()) == 2
+
+
+def test_runloop_a_handle_closed_under_the_kept_entries_is_refused(shell, prefix):
+    s = _session_with(shell, f"new net as {prefix}c")
+    s.entries()
+    s.context["net"].close()   # closed behind the session's back: the kept entry is stale
+    with pytest.raises(StaleError):
+        s.entries()
+
+
+def test_runloop_a_dead_pid_init_is_seen_by_the_next_run(shell, prefix):
+    s = _session_with(shell, f"new user+pid as {prefix}p; map root; run true")
+    holder = s.context["pid"].holder
+    assert holder is not None and s.entries()
+    os.kill(holder.pid, signal.SIGKILL)
+    for _ in range(500):
+        if not holder.alive():
+            break
+        time.sleep(0.01)
+    d = shell("run true")
+    assert d.rc != 0 and "init process has exited" in d.err, d
