@@ -354,10 +354,12 @@ def tokens(text: str, final: bool = True, line: int = 1) -> list:
 class _Parser:
     def __init__(self, toks: list):
         self.toks = toks
+        self.n = len(toks)
         self.i = 0
 
     def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else None
+        i = self.i
+        return self.toks[i] if i < self.n else None
 
     def kw(self, tok=None) -> str | None:
         tok = self.peek() if tok is None else tok
@@ -521,6 +523,11 @@ def is_complete(text: str) -> bool:
 def expand_word(word: Word, lookup, args: list[str]) -> list[str]:
     """The fields WORD gives: braces, then $-expansions (LOOKUP(name) -> str), then unquoted
     values split at blanks (no globbing).  "$@" is one field per argument of ARGS."""
+    parts = word.parts
+    if len(parts) == 1:  # the usual word: one literal, nothing to expand (quoted: no braces)
+        p = parts[0]
+        if p.kind == "lit" and (p.quoted or "{" not in p.text):
+            return [p.text]
     out: list[str] = []
     for parts in _braces(word.parts):
         out.extend(_fields(parts, lookup, args))

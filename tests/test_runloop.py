@@ -91,3 +91,12 @@ def test_runloop_a_dead_pid_init_is_seen_by_the_next_run(shell, prefix):
         time.sleep(0.01)
     d = shell("run true")
     assert d.rc != 0 and "init process has exited" in d.err, d
+
+
+@pytest.mark.parametrize("text,fields", [
+    ("x", ["x"]), ("''", [""]), ("'a{1,2}'", ["a{1,2}"]), ("{1,2}", ["1", "2"]),
+    ("a{b", ["a{b"]), ('""', [""]), ('"{x,y}"', ["{x,y}"]), ("p{1..2}q", ["p1q", "p2q"]),
+])
+def test_runloop_one_literal_word_expands_as_before(text, fields):
+    (word,) = lexer.parse(text)[0].first.command.words
+    assert lexer.expand_word(word, lambda name: "", []) == fields

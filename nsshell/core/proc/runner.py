@@ -49,7 +49,9 @@ class RunnerJob(program.Job):
 
 
 def _key(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup) -> tuple:
-    return tuple((e.nstype.name, e.fd, e.label) for e in entries) + (root, setup)
+    # Entries compare by value (type, fd, label); the session hands the same objects
+    # while its context is unchanged, which tuple comparison sees first (identity).
+    return (tuple(entries), root, setup)
 
 
 def _exec_error(err: int, prog: str) -> NsshellError:
