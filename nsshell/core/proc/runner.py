@@ -100,20 +100,24 @@ def _spawn(argv: list[str], env: dict[str, str]) -> int:
     ENOENT/ENOTDIR wins).  Searched on every run, nothing cached: a program that
     appears in an earlier directory, or goes away, is found as execvpe finds it; a
     name that cannot be stat()ed where it is looked for (a missing file, a
-    directory the caller cannot search) is not there."""
+    directory the caller cannot search) is not there, as os.path.exists says."""
     kwargs = dict(setpgroup=0, setsigdef=_DEFAULT_SIGNALS, setsigmask=())
     prog = argv[0]
     if os.sep in prog:
         return os.posix_spawn(prog, argv, env, **kwargs)
     saved = None
     last = None
-    stat = os.stat
+    access, exists = os.access, os.F_OK
     for d in _search_dirs(env):
         path = d + prog
         try:
-            stat(path)
-        except (OSError, ValueError):
-            last = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+            # faccessat(F_OK, AT_EACCESS): stat()'s answer (the same ids walk the path),
+            # without an exception raised for every directory that lacks the program
+            there = access(path, exists, effective_ids=True)
+        except ValueError:  # a NUL in the name: there is no such file
+            there = False
+        if not there:
+            last = None  # ENOENT, made only if it is the error raised
             continue
         try:
             return os.posix_spawn(path, argv, env, **kwargs)
