@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
+from conftest import _env, nsshell_argv
 
 from nsshell import lexer
 from nsshell.errors import StaleError
@@ -100,3 +102,13 @@ def test_runloop_a_dead_pid_init_is_seen_by_the_next_run(shell, prefix):
 def test_runloop_one_literal_word_expands_as_before(text, fields):
     (word,) = lexer.parse(text)[0].first.command.words
     assert lexer.expand_word(word, lambda name: "", []) == fields
+
+
+def test_runloop_without_path_the_default_path_is_searched():
+    """PATH unset: the helper searches os.defpath (/bin:/usr/bin), as execvpe does."""
+    env = _env()
+    env.pop("PATH", None)
+    p = subprocess.run(nsshell_argv() + ["-c", "new net; run true; run sh -c 'echo ok'"],
+                       capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.splitlines()[-1] == "ok", p

@@ -83,11 +83,12 @@ def _recv(sock) -> Any:
 
 # The directories of the last PATH seen, as os.get_exec_path gives them, each as the
 # prefix os.path.join would put before a name: split once, not on every `run`.
-_PATH: list = [None, ()]
+_UNSEEN = object()
+_PATH: list = [_UNSEEN, ()]
 
 
 def _search_dirs(env: dict[str, str]) -> tuple[str, ...]:
-    path = env.get("PATH")
+    path = env.get("PATH")   # None: unset (os.defpath is searched)
     if _PATH[0] is not path and _PATH[0] != path:
         _PATH[0] = path
         _PATH[1] = tuple(d if not d or d.endswith("/") else d + "/"
