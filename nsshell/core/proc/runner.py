@@ -14,6 +14,11 @@ changed context or uid map is never served by a stale helper.  With a
 terminal, `run` forks as before (the program must own the terminal before it
 starts, which posix_spawn cannot arrange).
 
+Per run the shell sends the program's argv and working directory, and its
+environment only when it differs from the one the helper holds (the first run
+sends it); the helper searches PATH afresh every time (nothing cached that a new
+or removed program could make stale) and answers once, when the program ends.
+
 The program sees what a forked one sees: its own process group, default
 signal dispositions, an empty signal mask, fds 0, 1 and 2 only, the shell's
 environment, the working directory (else $HOME, else /), and the same
