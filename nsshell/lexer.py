@@ -506,7 +506,27 @@ class _Parser:
 def parse(text: str, final: bool = True, line: int = 1) -> list:
     """TEXT as a list of AndOr nodes.  Raises Incomplete when more text would complete it
     (an open quote or block, a trailing `&&`), UsageError for a syntax error."""
-    return _Parser(tokens(text, final, line)).program()
+    toks = tokens(text, final, line)
+    simple = _one_simple(toks)
+    return simple if simple is not None else _Parser(toks).program()
+
+
+def _one_simple(toks: list) -> list | None:
+    """The usual line, one simple command (words, then newlines), as the parser makes
+    it; None for anything else (operators, keywords, `!`, several commands)."""
+    n = len(toks)
+    while n and toks[n - 1] == "\n":
+        n -= 1
+    if not n:
+        return None
+    for i in range(n):
+        if type(toks[i]) is not Word:
+            return None
+    first = toks[0]
+    word = first.literal()
+    if word is not None and (word in KEYWORDS or word == "!"):
+        return None
+    return [AndOr(Pipeline(Simple(toks[:n], first.line), False, first.line))]
 
 
 def is_complete(text: str) -> bool:

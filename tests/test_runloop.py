@@ -112,3 +112,29 @@ def test_runloop_without_path_the_default_path_is_searched():
                        capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL,
                        timeout=60)
     assert p.returncode == 0 and p.stdout.splitlines()[-1] == "ok", p
+
+
+def test_runloop_one_simple_command_parses_as_the_parser_parses_it():
+    """lexer.parse takes a line of one simple command without the parser: for lines of
+    words, keywords, `!`, operators, quotes and newlines (seeded, so the same each run),
+    what the short way gives (when it takes the line) is what the parser gives."""
+    import random
+    rng = random.Random(14)
+    pieces = ["run", "true", "echo", "x", "for", "in", "do", "done", "if", "then", "fi",
+              "else", "!", "!x", "'a b'", '"$V"', "$1", ";", "&&", "||", "\n", "#c", "a#b",
+              "{1,2}", "''", "do1", "\\!"]
+    taken = 0
+    for _ in range(3000):
+        text = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        if rng.random() < 0.5:
+            text += "\n"
+        try:
+            toks = lexer.tokens(text, True, 3)
+        except lexer.Incomplete:
+            continue
+        fast = lexer._one_simple(toks)
+        if fast is None:
+            continue
+        taken += 1
+        assert fast == lexer._Parser(toks).program(), text
+    assert taken > 300   # the short way was tried, often
