@@ -10,6 +10,7 @@ import operator
 import os
 import re
 import signal
+import sys
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import names, progress
@@ -34,6 +35,7 @@ INIT_HOOKS = Hooks("session init")
 NAME_RE = names.PATTERN      # the one name rule: nsshell/names.py
 RESERVED = names.RESERVED
 INODE_REF = re.compile(r"([a-z]+):\[(\d+)\]")
+_CREATOR = f"{__package__}.core.ns.creator"   # the `new` helper's module (drop_helpers)
 
 
 class Setting:
@@ -104,8 +106,9 @@ class Session:
             if everything:
                 runner.close_jobs(self.jobs)
         if not keep_creator:
-            from .core.ns import creator
-            if creator.running():
+            # not imported yet: no `new` helper can be running (and none is imported for it)
+            creator = sys.modules.get(_CREATOR)
+            if creator is not None and creator.running():
                 creator.drop()
 
     # -- settings ---------------------------------------------------------------
