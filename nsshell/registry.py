@@ -147,10 +147,14 @@ class Command:
     def _shape(self) -> "_Shape":
         """What parsing needs to know of the parameters, worked out once per parameter
         list (a command is parsed many times: not on every command line)."""
-        shape = self.__dict__.get("_shape_cache")
+        shape = getattr(self, "_shape_cache", None)
         params = self.params
         if shape is None or shape.params is not params or shape.count != len(params):
-            shape = self.__dict__["_shape_cache"] = _Shape(params)
+            shape = _Shape(params)
+            try:
+                self._shape_cache = shape   # not a field: no part of eq, repr, replace
+            except AttributeError:  # a class without a __dict__: built on every call
+                pass
         return shape
 
     def scan(self, words: list[str], strict: bool = True) -> "Scan":
