@@ -6,6 +6,7 @@ and `!CMD ...` as short for `run CMD ...`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .errors import UsageError
@@ -210,6 +211,10 @@ def check_text(text: str) -> None:
 
 
 _SPECIAL = "?#@*"
+# A run of characters that mean nothing to the lexer, taken whole (not one at a time);
+# `#`, `&` and `|` end it: they mean something at a word's start or doubled, and are
+# taken one at a time by the loop.
+_PLAIN = re.compile(r"[^ \t\r\n;&|#\\'\"$]+").match
 
 
 def tokens(text: str, final: bool = True, line: int = 1) -> list:
@@ -334,7 +339,13 @@ def tokens(text: str, final: bool = True, line: int = 1) -> list:
                     continue
                 lit.append(c)
             else:
-                lit.append(c)
+                m = _PLAIN(text, i)
+                if m is None:  # a `#`, `&` or `|` inside a word: itself
+                    lit.append(c)
+                else:
+                    lit.append(m.group())
+                    i = m.end()
+                    continue
         i += 1
     end_word()
     return out
@@ -343,10 +354,12 @@ def tokens(text: str, final: bool = True, line: int = 1) -> list:
 class _Parser:
     def __init__(self, toks: list):
         self.toks = toks
+        self.n = len(toks)
         self.i = 0
 
     def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else None
+        i = self.i
+        return self.toks[i] if i < self.n else None
 
     def kw(self, tok=None) -> str | None:
         tok = self.peek() if tok is None else tok
@@ -493,7 +506,27 @@ class _Parser:
 def parse(text: str, final: bool = True, line: int = 1) -> list:
     """TEXT as a list of AndOr nodes.  Raises Incomplete when more text would complete it
     (an open quote or block, a trailing `&&`), UsageError for a syntax error."""
-    return _Parser(tokens(text, final, line)).program()
+    toks = tokens(text, final, line)
+    simple = _one_simple(toks)
+    return simple if simple is not None else _Parser(toks).program()
+
+
+def _one_simple(toks: list) -> list | None:
+    """The usual line, one simple command (words, then newlines), as the parser makes
+    it; None for anything else (operators, keywords, `!`, several commands)."""
+    n = len(toks)
+    while n and toks[n - 1] == "\n":
+        n -= 1
+    if not n:
+        return None
+    for i in range(n):
+        if type(toks[i]) is not Word:
+            return None
+    first = toks[0]
+    word = first.literal()
+    if word is not None and (word in KEYWORDS or word == "!"):
+        return None
+    return [AndOr(Pipeline(Simple(toks[:n], first.line), False, first.line))]
 
 
 def is_complete(text: str) -> bool:
@@ -510,6 +543,11 @@ def is_complete(text: str) -> bool:
 def expand_word(word: Word, lookup, args: list[str]) -> list[str]:
     """The fields WORD gives: braces, then $-expansions (LOOKUP(name) -> str), then unquoted
     values split at blanks (no globbing).  "$@" is one field per argument of ARGS."""
+    parts = word.parts
+    if len(parts) == 1:  # the usual word: one literal, nothing to expand (quoted: no braces)
+        p = parts[0]
+        if p.kind == "lit" and (p.quoted or "{" not in p.text):
+            return [p.text]
     out: list[str] = []
     for parts in _braces(word.parts):
         out.extend(_fields(parts, lookup, args))

@@ -140,12 +140,22 @@ class Command:
         return " ".join([self.name] + [p.usage() for p in self.params])
 
     def option(self, word: str) -> Param | None:
-        for p in self.params:
-            if word in p.flags:
-                return p
-        return None
+        return self._shape().flags.get(word)
 
     # -- parsing ------------------------------------------------------------
+
+    def _shape(self) -> "_Shape":
+        """What parsing needs to know of the parameters, worked out once per parameter
+        list (a command is parsed many times: not on every command line)."""
+        shape = getattr(self, "_shape_cache", None)
+        params = self.params
+        if shape is None or shape.params is not params or shape.count != len(params):
+            shape = _Shape(params)
+            try:
+                self._shape_cache = shape   # not a field: no part of eq, repr, replace
+            except AttributeError:  # a class without a __dict__: built on every call
+                pass
+        return shape
 
     def scan(self, words: list[str], strict: bool = True) -> "Scan":
         """Sort WORDS into options, keywords, positionals and the rest, unconverted.
@@ -154,9 +164,10 @@ class Command:
         UsageError); completion scans what has been typed so far, where the last
         option may still wait for its value (`pending`)."""
         scan = Scan()
-        kw_params = {p.keyword: p for p in self.params if p.kind == "kw"}
-        rest = self.rest_param()
-        before_rest = self._positional_count_before_rest()
+        shape = self._shape()
+        kw_params = shape.keywords
+        rest = shape.rest
+        before_rest = shape.before_rest
         only_positional = False
         i = 0
         while i < len(words):
@@ -201,7 +212,7 @@ class Command:
         to spare: ([(param, word, (TYPE, word) or [words])], words left over).  A
         parameter whose type takes a type prefix (a REF) takes `TYPE REF` as one value
         when its first word reads as TYPES and a word is to spare."""
-        slots = [p for p in self.params if p.kind in ("pos", "var")]
+        slots = self._shape().slots
         spare = len(words) - sum(1 for p in slots if p.kind == "pos" and p.required)
         plan: list[tuple[Param, Any]] = []
         remaining = list(words)
@@ -235,18 +246,21 @@ class Command:
         """Words after the command name -> (keyword arguments for func, the values of the
         registry's generic options: {'json': bool} for a data command)."""
         values = self._parse(words, session)
-        generic = {p.name for p in self.params if p.generic}
+        generic = self._shape().generic
+        if not generic:
+            return values, {}
         return ({k: v for k, v in values.items() if k not in generic},
                 {k: v for k, v in values.items() if k in generic})
 
     def _parse(self, words: list[str], session) -> dict[str, Any]:
         scan = self.scan(words)
         values: dict[str, Any] = {}
-        by_name = {p.name: p for p in self.params}
+        shape = self._shape()
+        by_name = shape.by_name
         for name, raw in scan.raw.items():
             p = by_name[name]
             values[name] = True if p.kind == "flag" else self._convert(p, raw, session)
-        rest = self.rest_param()
+        rest = shape.rest
         if rest is not None and scan.rest is not None:
             values[rest.name] = scan.rest
         # Check the count before converting, so that the error is about the count.
@@ -270,14 +284,14 @@ class Command:
         return values
 
     def _positional_count_before_rest(self) -> int:
-        return sum(1 for p in self.params if p.kind == "pos")
+        return self._shape().before_rest
 
     def _options_hint(self) -> str:
         opts = [f for p in self.params if p.kind in ("opt", "flag") for f in p.flags]
         return f"{self.name} takes {', '.join(opts)}" if opts else f"{self.name} takes no options"
 
     def rest_param(self) -> Param | None:
-        return next((p for p in self.params if p.kind == "rest"), None)
+        return self._shape().rest
 
     def _convert_list(self, p: Param, raw: list[str], session) -> list:
         """The words of a list parameter; `TYPE REF` pairs count as one REF."""
@@ -308,6 +322,26 @@ class Command:
             raise UsageError(f"{p.metavar} {raw!r}: {e}", p.type.hint(session)) from None
 
 
+class _Shape:
+    """A command's parameters sorted for the parser (Command._shape): built once."""
+    __slots__ = ("params", "count", "keywords", "flags", "rest", "before_rest", "by_name",
+                 "slots", "generic")
+
+    def __init__(self, params: list[Param]):
+        self.params = params
+        self.count = len(params)
+        self.keywords = {p.keyword: p for p in params if p.kind == "kw"}
+        self.flags: dict[str, Param] = {}
+        for p in params:
+            for f in p.flags:
+                self.flags.setdefault(f, p)   # the first parameter with the spelling
+        self.rest = next((p for p in params if p.kind == "rest"), None)
+        self.before_rest = sum(1 for p in params if p.kind == "pos")
+        self.by_name = {p.name: p for p in params}
+        self.slots = [p for p in params if p.kind in ("pos", "var")]
+        self.generic = frozenset(p.name for p in params if p.generic)
+
+
 def _take_value(scan: Scan, p: Param, words: list[str], i: int, strict: bool,
                 missing: str) -> int:
     """P (an option or a keyword, WORDS[I]) takes the next word as its value; returns the
@@ -322,8 +356,11 @@ def _take_value(scan: Scan, p: Param, words: list[str], i: int, strict: bool,
     return i
 
 
+_NUMBER = re.compile(r"-\d+(\.\d+)?").fullmatch
+
+
 def _is_number(word: str) -> bool:
-    return bool(re.fullmatch(r"-\d+(\.\d+)?", word))
+    return _NUMBER(word) is not None
 
 
 _SECTION = re.compile(r"^(Arguments|Options|Examples):\s*$")

@@ -6,9 +6,11 @@ lists it from there): `Session.resolve` tries each step in turn.
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import signal
+import sys
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import names, progress
@@ -33,6 +35,7 @@ INIT_HOOKS = Hooks("session init")
 NAME_RE = names.PATTERN      # the one name rule: nsshell/names.py
 RESERVED = names.RESERVED
 INODE_REF = re.compile(r"([a-z]+):\[(\d+)\]")
+_CREATOR = f"{__package__}.core.ns.creator"   # the `new` helper's module (drop_helpers)
 
 
 class Setting:
@@ -70,6 +73,8 @@ class Session:
         # runner=True, ended by drop_helpers (the engine calls it before any other command
         # and when a batch ends)
         self.runner: Runner | None = None
+        # entries() of the whole context: (its handles, their entries, the handles entered)
+        self._entries: tuple | None = None
         self.add_setting("errexit", not interactive, _bool,
                          "stop a batch at the first failing command")
         self.add_setting("root", True, _bool,
@@ -101,8 +106,9 @@ class Session:
             if everything:
                 runner.close_jobs(self.jobs)
         if not keep_creator:
-            from .core.ns import creator
-            if creator.running():
+            # not imported yet: no `new` helper can be running (and none is imported for it)
+            creator = sys.modules.get(_CREATOR)
+            if creator is not None and creator.running():
                 creator.drop()
 
     # -- settings ---------------------------------------------------------------
@@ -191,16 +197,36 @@ class Session:
 
     def is_host(self, t: str) -> bool:
         h = self.context.get(t)
-        return h is None or h.nsid == self.host.handles[t].nsid
+        if h is None:
+            return True
+        host = self.host.handles[t]
+        return h is host or h.nsid == host.nsid
 
     def entries(self, types: Iterable[str] | None = None) -> list[spawn.Entry]:
         """What a helper must setns() into to be in the context (only what differs from
-        the shell's own namespaces; joining one's own user namespace is EINVAL)."""
-        wanted = list(types) if types is not None else list(self.context)
+        the shell's own namespaces; joining one's own user namespace is EINVAL).
+
+        The whole context's entries are kept for the next call while the context holds
+        the very same handles (compared by identity, and held here, so that no other
+        handle can take the place of one); each is checked usable on every call."""
+        context, host = self.context, self.host.handles
+        if types is None:
+            handles = tuple(context.values())
+            cached = self._entries
+            if cached is not None and len(cached[0]) == len(handles) \
+                    and all(map(operator.is_, cached[0], handles)):
+                for h in cached[2]:
+                    h.check_usable()
+                return list(cached[1])
+        used = []
         out = []
-        for t in wanted:
-            if t in self.context and not self.is_host(t):
-                out.append(self.context[t].entry())
+        for t in (types if types is not None else context):
+            h = context.get(t)
+            if h is not None and h is not host[t] and h.nsid != host[t].nsid:
+                out.append(h.entry())
+                used.append(h)
+        if types is None:
+            self._entries = (handles, tuple(out), tuple(used))
         return out
 
     def uid_map(self) -> list:

@@ -78,6 +78,39 @@ def test_a_program_gets_fds_0_1_2_only_env_and_cwd(nsshell, tmp_path):
     assert "v=42" in d.out and d.out.splitlines()[-1] == str(tmp_path)
 
 
+def test_the_helper_gets_each_programs_environment_sent_once_or_changed(nsshell):
+    """The environment reaches the helper with the first run and again only when it
+    changes: a run with --env and the run after it (without) each see their own."""
+    show = "sh -c 'echo a=${NSB_A-unset} parent=$PPID'"
+    d = nsshell("-c", f"new user+mnt+net; map root; run {show}; run --env NSB_A=1 {show}; "
+                      f"run {show}; run --env NSB_A=2 {show}; run --env NSB_A=2 {show}; run {show}")
+    assert d.rc == 0, d
+    got = re.findall(r"a=(\S+) parent=(\d+)", d.out)
+    assert [a for a, _ in got] == ["unset", "1", "unset", "2", "2", "unset"], d.out
+    assert len({p for _, p in got}) == 1, d.out  # one helper served them all
+
+
+def test_path_is_searched_on_every_run_as_execvpe_does(nsshell, tmp_path):
+    """No stale PATH cache in the helper: a program that appears in an earlier PATH
+    directory between two runs is the one run next; one that goes away is looked for
+    further on, then not found (127); a directory that is not one is passed over."""
+    early, late = tmp_path / "early", tmp_path / "late"
+    early.mkdir(), late.mkdir()
+    (tmp_path / "file").write_text("")
+    prog = late / "nsb-prog"
+    prog.write_text("#!/bin/sh\necho late\n")
+    prog.chmod(0o755)
+    tmp_path.chmod(0o755)
+    path = f"{tmp_path}/file:{early}:{late}:/usr/bin:/bin"
+    d = run_nsshell("-c", f"set errexit off; new net; run nsb-prog; "
+                    f"run sh -c 'printf \"#!/bin/sh\\necho early\\n\" > {early}/nsb-prog; "
+                    f"chmod 755 {early}/nsb-prog'; run nsb-prog; run rm {early}/nsb-prog; "
+                    f"run nsb-prog; run rm {prog}; run nsb-prog; echo status=$?",
+                    env={"PATH": path})
+    assert d.out.split()[-4:] == ["late", "early", "late", "status=127"], d
+    assert "nsb-prog: command not found" in d.err, d
+
+
 @pytest.mark.parametrize("line,status,err", [
     ("run sh -c 'exit 7'", 7, ""),
     ("run sh -c 'kill -TERM $$'", 128 + 15, ""),

@@ -54,12 +54,16 @@ def _opt_text(text: str):
 
 _SETTINGS = ("uid", "gid", "groups", "cwd", "root", "env_from_target", "keep_caps",
              "cgroup", "pid1")
+_SETTING_NAMES = tuple(f"run_{n}" for n in _SETTINGS)
 
 
 def _defaults(sh, opts: "RunOptions") -> "RunOptions":
     """OPTS, with what `set run_*` gives for what the command line left unset."""
     settings = sh.settings
-    if not any(getattr(settings.get(f"run_{n}"), "value", None) for n in _SETTINGS):
+    for name in _SETTING_NAMES:
+        if getattr(settings.get(name), "value", None):
+            break
+    else:
         return opts  # no `set run_*` (the usual case): nothing to add, no copy to make
     def get(name):
         try:
@@ -97,8 +101,12 @@ def _environ() -> dict[str, str]:
 def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     opts = _defaults(sh, opts or RunOptions())
     env = _environ()
-    setup = program.Setup(uid=opts.uid, gid=opts.gid, groups=opts.groups, cwd=opts.cwd,
-                          root_dir=opts.root_dir, keep_caps=opts.keep_caps, pid1=opts.pid1)
+    if opts.uid is None and opts.gid is None and opts.groups is None and opts.cwd is None \
+            and opts.root_dir is None and not opts.keep_caps and not opts.pid1:
+        setup = program.NO_SETUP  # the same value, not built again for every run
+    else:
+        setup = program.Setup(uid=opts.uid, gid=opts.gid, groups=opts.groups, cwd=opts.cwd,
+                              root_dir=opts.root_dir, keep_caps=opts.keep_caps, pid1=opts.pid1)
     if opts.env_from_target or opts.cgroup:
         pid = _context_pid(sh)
         if opts.env_from_target:

@@ -14,6 +14,11 @@ changed context or uid map is never served by a stale helper.  With a
 terminal, `run` forks as before (the program must own the terminal before it
 starts, which posix_spawn cannot arrange).
 
+Per run the shell sends the program's argv and working directory, and its
+environment only when it differs from the one the helper holds (the first run
+sends it); the helper searches PATH afresh every time (nothing cached that a new
+or removed program could make stale) and answers once, when the program ends.
+
 The program sees what a forked one sees: its own process group, default
 signal dispositions, an empty signal mask, fds 0, 1 and 2 only, the shell's
 environment, the working directory (else $HOME, else /), and the same
@@ -22,6 +27,7 @@ exit-status rules (128+N when killed by signal N).
 
 from __future__ import annotations
 
+import _signal
 import errno
 import os
 import signal
@@ -48,7 +54,9 @@ class RunnerJob(program.Job):
 
 
 def _key(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup) -> tuple:
-    return tuple((e.nstype.name, e.fd, e.label) for e in entries) + (root, setup)
+    # Entries compare by value (type, fd, label); the session hands the same objects
+    # while its context is unchanged, which tuple comparison sees first (identity).
+    return (tuple(entries), root, setup)
 
 
 def _exec_error(err: int, prog: str) -> NsshellError:
@@ -78,19 +86,44 @@ def _recv(sock) -> Any:
 
 # --- inside the helper ---------------------------------------------------------------
 
+# The directories of the last PATH seen, as os.get_exec_path gives them, each as the
+# prefix os.path.join would put before a name: split once, not on every `run`.
+_UNSEEN = object()
+_PATH: list = [_UNSEEN, ()]
+
+
+def _search_dirs(env: dict[str, str]) -> tuple[str, ...]:
+    path = env.get("PATH")   # None: unset (os.defpath is searched)
+    if _PATH[0] is not path and _PATH[0] != path:
+        _PATH[0] = path
+        _PATH[1] = tuple(d if not d or d.endswith("/") else d + "/"
+                         for d in os.get_exec_path(env))
+    return _PATH[1]
+
+
 def _spawn(argv: list[str], env: dict[str, str]) -> int:
     """posix_spawn ARGV, searching PATH as os.execvpe does (first error that is not
-    ENOENT/ENOTDIR wins)."""
+    ENOENT/ENOTDIR wins).  Searched on every run, nothing cached: a program that
+    appears in an earlier directory, or goes away, is found as execvpe finds it; a
+    name that cannot be stat()ed where it is looked for (a missing file, a
+    directory the caller cannot search) is not there, as os.path.exists says."""
     kwargs = dict(setpgroup=0, setsigdef=_DEFAULT_SIGNALS, setsigmask=())
     prog = argv[0]
     if os.sep in prog:
         return os.posix_spawn(prog, argv, env, **kwargs)
     saved = None
     last = None
-    for d in os.get_exec_path(env):
-        path = os.path.join(d, prog)
-        if not os.path.exists(path):
-            last = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+    access, exists = os.access, os.F_OK
+    for d in _search_dirs(env):
+        path = d + prog
+        try:
+            # faccessat(F_OK, AT_EACCESS): stat()'s answer (the same ids walk the path),
+            # without an exception raised for every directory that lacks the program
+            there = access(path, exists, effective_ids=True)
+        except ValueError:  # a NUL in the name: there is no such file
+            there = False
+        if not there:
+            last = None  # ENOENT, made only if it is the error raised
             continue
         try:
             return os.posix_spawn(path, argv, env, **kwargs)
@@ -161,6 +194,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
     syscalls.close_range(fd + 1)
     _send(sock, ("ok", None))
     stopped: set[int] = set()
+    env: dict[str, str] = {}  # the programs' environment: sent with the first run, then when it changes
     try:
         while True:
             try:
@@ -168,10 +202,13 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
             except channel.ChannelError:  # the shell closed its end (or spoke nonsense)
                 return
             # blocked until `current` names the program: a forwarded signal is never lost
-            signal.pthread_sigmask(signal.SIG_BLOCK, program.FORWARD)
+            # (_signal: the signal module's wrapper converts every number to an enum)
+            _signal.pthread_sigmask(signal.SIG_BLOCK, program.FORWARD)
             try:
                 if msg[0] == "run":
-                    _, argv, env, cwd = msg
+                    _, argv, new_env, cwd = msg
+                    if new_env is not None:
+                        env = new_env
                     try:
                         _chdir(cwd, env)
                         pid = _spawn(argv, env)
@@ -196,7 +233,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
                         pass
                 pending.clear()
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, program.FORWARD)
+                _signal.pthread_sigmask(signal.SIG_UNBLOCK, program.FORWARD)
             while True:
                 try:
                     _, status = os.waitpid(pid, os.WUNTRACED)
@@ -241,6 +278,7 @@ class Runner:
         import traceback  # noqa: F401
         self.key = _key(entries, root, setup)
         self.busy = False
+        self.env: dict[str, str] | None = None  # the environment the helper holds (a copy)
         self.stopped: set[int] = set()
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         me = os.getpid()
@@ -302,15 +340,19 @@ class Runner:
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None,
             exit_after=program.EXIT_AFTER) -> tuple[int, program.Job | None]:
+        # The environment goes once, and again only when it differs from the helper's.
+        same = env == self.env
         with program.Forwarding(self._forward) as fwd:
             try:
-                _send(self.sock, ("run", argv, env, cwd))
+                _send(self.sock, ("run", argv, None if same else env, cwd))
             except OSError:  # it is gone (killed from outside): nothing was started
                 self.close()
                 raise _Gone() from None
             except BaseException:
                 self.close()
                 raise
+            if not same:
+                self.env = dict(env)
             try:
                 msg = self._wait()
             except ConnectionResetError:  # it died with our request unread: nothing started
