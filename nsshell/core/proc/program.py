@@ -12,7 +12,7 @@ from typing import Sequence
 from ...errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
 from ...kernel import nstypes, syscalls
 from . import harden
-from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
+from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals, spawnp
 
 
 @dataclass
@@ -307,24 +307,52 @@ def netns_exec(name: str | None) -> None:
             pass  # ip netns exec warns and goes on (a missing /etc/FILE, say)
 
 
-def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
-    reset_signals()
+def _before_exec() -> None:
+    """What the program inherits from this process: the fd limit nsshell started with,
+    fds 0-2 only (the others close at exec)."""
     restore_nofile()
     try:
         syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
     except OSError:
         pass
+
+
+def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    reset_signals()
+    _before_exec()
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as err:
-        import pickle
-        code = err.errno
-        if code == 13 and "/" not in argv[0] and not _on_path(argv[0], env):
-            code = 2  # only unsearchable PATH entries refused us: the program is not there
-        try:
-            os.write(errpipe, pickle.dumps(("exec", code, argv[0])))
-        finally:
-            os._exit(127 if code == 2 else 126)
+        _exec_failed(err, argv, env, errpipe)
+
+
+def _exec_failed(err: OSError, argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    """Tell the shell why ARGV could not be executed (it raises ProgramNotFound); exit."""
+    import pickle
+    code = err.errno
+    if code == 13 and "/" not in argv[0] and not _on_path(argv[0], env):
+        code = 2  # only unsearchable PATH entries refused us: the program is not there
+    try:
+        os.write(errpipe, pickle.dumps(("exec", code, argv[0])))
+    finally:
+        os._exit(127 if code == 2 else 126)
+
+
+def _spawn_relay(argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    """fork_after (a PID or time namespace applies to children only), without a second
+    fork of this copy of the shell: posix_spawn the program (a vfork: ~0.6 ms against
+    ~1.3 ms for fork() of the big Python process plus its copy-on-write faults, measured
+    in bench/README.md) and relay it as _relay does.  It inherits this process's group,
+    which owns the terminal already, so it is in the foreground before it starts; its
+    signal dispositions and mask are reset by the spawn (spawn.spawnp), as
+    reset_signals does after a fork.  Never returns."""
+    _before_exec()
+    try:
+        child = spawnp(argv, env)
+    except OSError as err:
+        _exec_failed(err, argv, env, errpipe)
+    os.close(errpipe)
+    _relay(child)
 
 
 def _on_path(name: str, env: dict[str, str]) -> bool:
@@ -393,12 +421,12 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
                     os.chdir(cwd)
                 except OSError:
                     os.chdir(env.get("HOME", "/") if os.path.isdir(env.get("HOME", "/")) else "/")
+            if fork_after and not setup.pid1:
+                _spawn_relay(argv, env, errpipe_w)
             if fork_after:
                 inner = os.fork()
                 if inner == 0:
-                    if setup.pid1:
-                        _pid1_fork(setup, argv, env, errpipe_w)
-                    _exec_child(argv, env, errpipe_w)
+                    _pid1_fork(setup, argv, env, errpipe_w)
                 os.close(errpipe_w)
                 _relay(inner)
             if setup.pid1:
