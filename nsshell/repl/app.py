@@ -109,6 +109,8 @@ class Repl:
             key_bindings=_bindings(completer),
         )
         _lean(self.prompt_session.app)
+        # once a prompt is drawn, the next `run`'s process gets ready (core/proc/standby.py)
+        self.prompt_session.app.after_render += self._after_render
         self._loop = None
         self.refresh()
 
@@ -167,7 +169,15 @@ class Repl:
                 except BaseException:  # noqa: BLE001 - the interruption is what propagates
                     pass
 
+    def _after_render(self, _app) -> None:
+        try:
+            self.session.terminal.prepare()
+        except Exception:  # noqa: BLE001 - the prompt must not break: `run` forks instead
+            pass
+
     def close(self) -> None:
+        """What the REPL holds ends with it: the event loop, the standby."""
+        self.session.terminal.close()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.close()
         self._loop = None

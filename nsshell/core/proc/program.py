@@ -29,11 +29,42 @@ class Terminal:
         self.fd: int | None = None
         # after forwarding one of these to a running program, the shell leaves with its status
         self.exit_after: frozenset = EXIT_AFTER
+        # a `run` gave the terminal to a program: the REPL keeps a standby ready
+        self.used = False
+        self.standby = None
         try:
             if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
                 self.fd = 0
         except OSError:
             self.fd = None
+
+    def prepare(self) -> None:
+        """Start a standby for the next `run` (core/proc/standby.py) if this terminal is
+        ours, programs were run on it, and none is there.  The REPL calls it once a
+        prompt is drawn: the standby starts while the next line is typed."""
+        if self.fd is None or not self.used or self.standby is not None:
+            return
+        from .standby import Standby
+        try:
+            self.standby = Standby()
+        except (OSError, ValueError):
+            self.standby = None
+
+    def take_standby(self):
+        """The standby if it is ready (it then serves this run only), else None."""
+        standby = self.standby
+        if standby is None or not standby.ready():
+            if standby is not None and not standby.alive():
+                self.close()
+            return None
+        self.standby = None
+        return standby
+
+    def close(self) -> None:
+        """End the standby (the REPL ends, or it died): nothing is left behind."""
+        standby, self.standby = self.standby, None
+        if standby is not None:
+            standby.close()
 
     def give(self, pgid: int) -> None:
         if self.fd is not None:
@@ -385,6 +416,57 @@ def _relay(child: int) -> None:
         os._exit(exit_status(status) & 0xFF)
 
 
+def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str],
+                  cwd: str | None, fork_after: bool, root: bool, setup: Setup,
+                  tty: int | None, errpipe_w: int) -> None:
+    """The program's process, before exec: a forked copy of the shell, or the standby
+    (core/proc/standby.py) given the run.  Its own process group, the terminal TTY
+    (when the shell has it), the context, SETUP, then the program.  Errors go back
+    pickled through ERRPIPE_W.  Never returns."""
+    import pickle
+    try:
+        # a signal forwarded before exec waits for the program (the fork inherits this)
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
+        harden.protect()  # until exec, it is a copy of the shell: not the container's
+        os.setpgid(0, 0)
+        # Still a background group until one of us hands it the terminal: tcsetpgrp
+        # from there raises SIGTTOU, which would stop this child for good (the shell
+        # waits on it).  Ignored until exec (reset_signals restores it).
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        if tty is not None:
+            try:
+                os.tcsetpgrp(tty, os.getpid())
+            except OSError:
+                pass
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        import traceback  # noqa: F401 - before entering (a container's root has no Python)
+        before_enter(setup)
+        enter(entries, root=root)
+        after_enter(setup)
+        if cwd is not None and not setup.sets_cwd:
+            try:
+                os.chdir(cwd)
+            except OSError:
+                os.chdir(env.get("HOME", "/") if os.path.isdir(env.get("HOME", "/")) else "/")
+        if fork_after and not setup.pid1:
+            _spawn_relay(argv, env, errpipe_w)
+        if fork_after:
+            inner = os.fork()
+            if inner == 0:
+                _pid1_fork(setup, argv, env, errpipe_w)
+            os.close(errpipe_w)
+            _relay(inner)
+        if setup.pid1:
+            _pid1_fork(setup, argv, env, errpipe_w)
+        _exec_child(argv, env, errpipe_w)
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            os.write(errpipe_w, pickle.dumps(("err", portable(exc))))
+        finally:
+            os._exit(127)
+    os._exit(127)  # not reached: every path above execs or exits
+
+
 def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str],
                 cwd: str | None, fork_after: bool, terminal: Terminal,
                 root: bool = True, setup: Setup = NO_SETUP) -> tuple[int, Job | None]:
@@ -392,51 +474,29 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
 
     The program gets its own process group and the terminal, so Ctrl-C and
     Ctrl-Z reach it and not the shell.  Status is 128+N when killed by signal N.
+    Its process is the terminal's standby when one is ready (no fork of the shell
+    on the way: core/proc/standby.py), else a fork of the shell; either is the
+    shell's child, waited for and resumed alike.
     """
     import pickle
     errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
     fwd = Forwarding().block()  # until the handlers are set (the child unblocks at exec)
-    try:
-        pid = os.fork()
-    except BaseException:
-        fwd._unblock()
-        raise
-    if pid == 0:
+    terminal.used = True
+    standby = terminal.take_standby()
+    pid = None
+    if standby is not None:
+        pid = standby.start(entries, argv, env, cwd, fork_after, root, setup, terminal.fd,
+                            errpipe_w)
+    if pid is None:
         try:
-            harden.protect()  # until exec, it is a copy of the shell: not the container's
+            pid = os.fork()
+        except BaseException:
+            fwd._unblock()
+            raise
+        if pid == 0:
             os.close(errpipe_r)
-            os.setpgid(0, 0)
-            # Still a background group until one of us hands it the terminal: tcsetpgrp
-            # from there raises SIGTTOU, which would stop this child for good (the shell
-            # waits on it).  Ignored until exec (reset_signals restores it).
-            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-            terminal.give(os.getpid())
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            import traceback  # noqa: F401 - before entering (a container's root has no Python)
-            before_enter(setup)
-            enter(entries, root=root)
-            after_enter(setup)
-            if cwd is not None and not setup.sets_cwd:
-                try:
-                    os.chdir(cwd)
-                except OSError:
-                    os.chdir(env.get("HOME", "/") if os.path.isdir(env.get("HOME", "/")) else "/")
-            if fork_after and not setup.pid1:
-                _spawn_relay(argv, env, errpipe_w)
-            if fork_after:
-                inner = os.fork()
-                if inner == 0:
-                    _pid1_fork(setup, argv, env, errpipe_w)
-                os.close(errpipe_w)
-                _relay(inner)
-            if setup.pid1:
-                _pid1_fork(setup, argv, env, errpipe_w)
-            _exec_child(argv, env, errpipe_w)
-        except BaseException as exc:  # noqa: BLE001
-            try:
-                os.write(errpipe_w, pickle.dumps(("err", portable(exc))))
-            finally:
-                os._exit(127)
+            program_child(entries, argv, env, cwd, fork_after, root, setup, terminal.fd,
+                          errpipe_w)
     os.close(errpipe_w)
     try:
         os.setpgid(pid, pid)
