@@ -131,12 +131,12 @@ def _serve(fd: int, parent: int) -> None:
     if fd > 3:
         syscalls.close_range(3, fd - 1)
     syscalls.close_range(fd + 1)
-    syscalls.set_comm("nsshell-standby")
     import array  # noqa: F401 - what the request and errors need, before entering
     import pickle  # noqa: F401
     import socket
     import traceback  # noqa: F401
     sock = socket.socket(fileno=fd)
+    syscalls.set_comm("nsshell-standby")  # named once ready: what ps (and the tests) see
     channel.send(sock, "ready")
     try:
         msg, fds = channel.recv(sock, maxfds=channel.SCM_MAX_FD, maxsize=1 << 26, pickle=True)
