@@ -47,6 +47,14 @@ def _standby(t: Term, old: int | None = None, timeout: float = 15) -> int:
         time.sleep(0.02)
 
 
+def _context_with_standby(t: Term, types: str, name: str) -> int:
+    """A new context NAME of TYPES (root mapped, hostname NAME when it has uts), one
+    `run` in it, and the standby that then waits: its pid."""
+    t.line(f"new {types} as {name}; map root; hostname {name}", name)
+    t.line("run true", name)                    # the first run forks; then a standby waits
+    return _standby(t)
+
+
 STAT = ("sh -c 'read -r l < /proc/self/stat; set -- $l; "
         "echo pid=$1 ppid=$4 pgrp=$5 tpgid=$8 host=$(cat /proc/sys/kernel/hostname)'")
 
@@ -61,9 +69,7 @@ def _stat(out: str) -> dict:
 def test_the_standby_is_the_programs_process_in_the_context_current_at_the_line(term, prefix):
     t = term()
     a, b = f"{prefix}a", f"{prefix}b"
-    t.line(f"new user+uts as {a}; map root; hostname {a}", a)
-    t.line("run true", a)                       # the first run forks; then a standby waits
-    first = _standby(t)
+    first = _context_with_standby(t, "user+uts", a)
     s = _stat(t.line(f"run {STAT}", a))
     assert s["pid"] == first                    # the standby became the program
     assert s["ppid"] == t.child.pid             # the shell's child: its job
@@ -78,10 +84,7 @@ def test_the_standby_is_the_programs_process_in_the_context_current_at_the_line(
 
 def test_a_standby_holds_nothing_and_waits_in_the_shells_namespaces(term, prefix):
     t = term()
-    name = f"{prefix}c"
-    t.line(f"new user+mnt+uts+net+ipc as {name}; map root", name)
-    t.line("run true", name)
-    pid = _standby(t)
+    pid = _context_with_standby(t, "user+mnt+uts+net+ipc", f"{prefix}c")
     fds = {int(f): os.readlink(f"/proc/{pid}/fd/{f}") for f in os.listdir(f"/proc/{pid}/fd")}
     others = {f: target for f, target in fds.items() if f > 2}
     assert len(others) == 1 and next(iter(others.values())).startswith("socket:"), fds
@@ -105,9 +108,7 @@ def test_a_standby_holds_nothing_and_waits_in_the_shells_namespaces(term, prefix
 def test_job_control_and_statuses_through_the_standby_in_a_pid_context(term, prefix):
     t = term()
     name = f"{prefix}p"
-    t.line(f"new user+mnt+pid+uts as {name}; map root", name)
-    t.line("run true", name)
-    _standby(t)
+    _context_with_standby(t, "user+mnt+pid+uts", name)
     assert "st 7" in t.line("run sh -c 'exit 7'; echo st $?", name)
     _standby(t)
     t.child.send("run sleep 30\r")
@@ -129,9 +130,7 @@ def test_job_control_and_statuses_through_the_standby_in_a_pid_context(term, pre
 def test_a_killed_standby_is_replaced_by_a_fork(term, prefix):
     t = term()
     name = f"{prefix}k"
-    t.line(f"new user+uts as {name}; map root; hostname {name}", name)
-    t.line("run true", name)
-    dead = _standby(t)
+    dead = _context_with_standby(t, "user+uts", name)
     os.kill(dead, signal.SIGKILL)
     time.sleep(0.1)
     s = _stat(t.line(f"run {STAT}", name))

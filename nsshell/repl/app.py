@@ -171,13 +171,13 @@ class Repl:
 
     def _after_render(self, _app) -> None:
         try:
-            self.session.terminal.prepare()
+            self.session.keep_standby()
         except Exception:  # noqa: BLE001 - the prompt must not break: `run` forks instead
             pass
 
     def close(self) -> None:
         """What the REPL holds ends with it: the event loop, the standby."""
-        self.session.terminal.close()
+        self.session.keep_standby(ready=False)
         if self._loop is not None and not self._loop.is_closed():
             self._loop.close()
         self._loop = None

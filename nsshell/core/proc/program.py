@@ -30,6 +30,7 @@ class Terminal:
         # after forwarding one of these to a running program, the shell leaves with its status
         self.exit_after: frozenset = EXIT_AFTER
         # a `run` gave the terminal to a program: the REPL keeps a standby ready
+        # (core/proc/standby.keep_ready puts it here; run_program takes it)
         self.used = False
         self.standby = None
         try:
@@ -37,18 +38,6 @@ class Terminal:
                 self.fd = 0
         except OSError:
             self.fd = None
-
-    def prepare(self) -> None:
-        """Start a standby for the next `run` (core/proc/standby.py) if this terminal is
-        ours, programs were run on it, and none is there.  The REPL calls it once a
-        prompt is drawn: the standby starts while the next line is typed."""
-        if self.fd is None or not self.used or self.standby is not None:
-            return
-        from .standby import Standby
-        try:
-            self.standby = Standby()
-        except (OSError, ValueError):
-            self.standby = None
 
     def take_standby(self):
         """The standby if it is ready (it then serves this run only), else None."""

@@ -34,6 +34,18 @@ _WAITING_IGNORES = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTI
                     signal.SIGTTOU)
 
 
+def keep_ready(terminal) -> None:
+    """Start a standby for the next `run` on TERMINAL (a program.Terminal) if the
+    terminal is the shell's, programs were run on it, and none is there.  The REPL calls
+    it once a prompt is drawn: the standby starts while the next line is typed."""
+    if terminal.fd is None or not terminal.used or terminal.standby is not None:
+        return
+    try:
+        terminal.standby = Standby()
+    except (OSError, ValueError):
+        terminal.standby = None
+
+
 class Standby:
     """The shell's end: start one standby; start() hands it a run, close() ends it."""
 
