@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -144,3 +145,18 @@ def test_a_repl_that_runs_no_program_starts_no_standby(term):
         t.line("echo hi")
     time.sleep(0.5)
     assert processes_named("nsshell-standby", ppid=t.child.pid) == []
+
+
+def test_the_program_gets_what_a_fork_of_the_shell_would(term, prefix):
+    # the fd limit nsshell started with (it raised its own for many handles), and no
+    # parent-death signal (the standby has one while it waits: it must not outlive the shell)
+    t = term()
+    subprocess.run(["prlimit", "--pid", str(t.child.pid), "--nofile=200:4096"], check=True)
+    t.line("new net --count 260 --no-join")
+    name = f"{prefix}f"
+    pid = _context_with_standby(t, "user+uts", name)
+    out = t.line("run /usr/bin/python3 -c 'import ctypes, os, resource; v = ctypes.c_int(-1); "
+                 "ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0); "
+                 "print(\"got\", os.getpid(), v.value, resource.getrlimit(resource.RLIMIT_NOFILE)[0])'",
+                 name)
+    assert re.search(rf"got {pid} 0 200\b", out), out

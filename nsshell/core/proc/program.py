@@ -166,6 +166,11 @@ def remember_nofile(soft: int, hard: int) -> None:
         _started_nofile = (soft, hard)
 
 
+def started_nofile() -> tuple[int, int] | None:
+    """The RLIMIT_NOFILE nsshell started with, once it raised it (else None)."""
+    return _started_nofile
+
+
 def restore_nofile() -> None:
     """In a child about to run a program: the fd limit nsshell was started with."""
     if _started_nofile is not None:

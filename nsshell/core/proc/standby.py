@@ -103,10 +103,11 @@ class Standby:
               errpipe_w) -> int | None:
         """Give it the run: its pid (now the program's process), or None when it is gone
         (the caller forks instead)."""
-        from . import channel
+        from . import channel, program
         specs = [(e.nstype.name, e.label) for e in entries]
         try:
-            channel.send(self.sock, ("run", specs, argv, env, cwd, fork_after, root, setup, tty),
+            channel.send(self.sock, ("run", specs, argv, env, cwd, fork_after, root, setup, tty,
+                                     program.started_nofile()),
                          [e.fd for e in entries] + [errpipe_w], pickle=True)
         except OSError:
             self.close()
@@ -155,7 +156,12 @@ def _serve(fd: int, parent: int) -> None:
     except channel.ChannelError:
         return  # not needed after all: the shell closed its end
     sock.close()
-    _, specs, argv, env, cwd, fork_after, root, setup, tty = msg
+    _, specs, argv, env, cwd, fork_after, root, setup, tty, nofile = msg
+    # what a fork of the shell would have: no death signal (a program may outlive the
+    # shell), the fd limit the shell started with to restore
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)
+    if nofile is not None:
+        program.remember_nofile(*nofile)
     entries = [Entry(nstypes.get(name), nsfd, label) for (name, label), nsfd in zip(specs, fds)]
     program.program_child(entries, argv, env, cwd, fork_after, root, setup, tty, fds[-1])
 
