@@ -160,3 +160,23 @@ def test_the_program_gets_what_a_fork_of_the_shell_would(term, prefix):
                  "print(\"got\", os.getpid(), v.value, resource.getrlimit(resource.RLIMIT_NOFILE)[0])'",
                  name)
     assert re.search(rf"got {pid} 0 200\b", out), out
+
+
+def test_ctrl_c_reaches_every_program_the_standby_starts(term, prefix):
+    # the class a group shared by programs once lost (bench/README.md): each program
+    # started by a standby is alone in its group, in the foreground; ten in a row
+    t = term()
+    name = f"{prefix}i"
+    _context_with_standby(t, "user+mnt+pid+uts", name)
+    for _ in range(10):
+        _standby(t)
+        t.child.send("run sh -c 'echo rea''dy; exec sleep 30'\r")
+        t.child.expect("ready")
+        deadline = time.monotonic() + 10
+        while not t.processes("sleep"):
+            assert time.monotonic() < deadline, "sleep did not start"
+            time.sleep(0.01)
+        t.child.sendcontrol("c")
+        t.expect_prompt(name, timeout=5)
+        assert "st 130" in t.line("echo st $?", name)
+    assert t.processes("sleep") == []
