@@ -48,6 +48,13 @@ def _standby(t: Term, old: int | None = None, timeout: float = 15) -> int:
         time.sleep(0.02)
 
 
+def _sleep_started(t: Term, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not t.processes("sleep"):
+        assert time.monotonic() < deadline, "sleep did not start"
+        time.sleep(0.01)
+
+
 def _context_with_standby(t: Term, types: str, name: str) -> int:
     """A new context NAME of TYPES (root mapped, hostname NAME when it has uts), one
     `run` in it, and the standby that then waits: its pid."""
@@ -113,10 +120,7 @@ def test_job_control_and_statuses_through_the_standby_in_a_pid_context(term, pre
     assert "st 7" in t.line("run sh -c 'exit 7'; echo st $?", name)
     _standby(t)
     t.child.send("run sleep 30\r")
-    deadline = time.monotonic() + 10
-    while not t.processes("sleep"):
-        assert time.monotonic() < deadline, "sleep did not start"
-        time.sleep(0.05)
+    _sleep_started(t)
     t.child.sendcontrol("z")
     t.child.expect("stopped")
     t.expect_prompt(name)
@@ -172,10 +176,7 @@ def test_ctrl_c_reaches_every_program_the_standby_starts(term, prefix):
         _standby(t)
         t.child.send("run sh -c 'echo rea''dy; exec sleep 30'\r")
         t.child.expect("ready")
-        deadline = time.monotonic() + 10
-        while not t.processes("sleep"):
-            assert time.monotonic() < deadline, "sleep did not start"
-            time.sleep(0.01)
+        _sleep_started(t)
         t.child.sendcontrol("c")
         t.expect_prompt(name, timeout=5)
         assert "st 130" in t.line("echo st $?", name)

@@ -28,6 +28,8 @@ import os
 import signal
 import sys
 
+from .spawn import DEFAULT_SIGNALS
+
 # While it waits in the shell's process group: what the terminal sends there is the
 # shell's business (a Ctrl-C while another command runs must not end the standby).
 _WAITING_IGNORES = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
@@ -62,8 +64,7 @@ class Standby:
             os.set_inheritable(fd, True)
             self.pid = os.posix_spawn(
                 sys.executable, [sys.executable, "-S", "-m", __name__, str(fd), str(os.getpid())],
-                env, setsigdef=(signal.SIGINT, signal.SIGPIPE, signal.SIGTERM, signal.SIGHUP),
-                setsigmask=())
+                env, setsigdef=DEFAULT_SIGNALS, setsigmask=())
         except BaseException:
             here.close()
             raise
