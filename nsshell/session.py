@@ -94,6 +94,15 @@ class Session:
                                               root, self.terminal.exit_after, setup)
         return status, job
 
+    def keep_standby(self, ready: bool = True) -> None:
+        """The REPL, once a prompt is drawn (READY): the next `run`'s process gets ready
+        while the line is typed (core/proc/standby.py); when it ends (not READY): gone."""
+        if not ready:
+            self.terminal.close()
+            return
+        from .core.proc import standby
+        standby.keep_ready(self.terminal)
+
     def drop_helpers(self, *, keep_runner: bool = False, keep_creator: bool = False,
                      everything: bool = False) -> None:
         """End the long-lived helpers that sit in the context: the batch `run` helper (a

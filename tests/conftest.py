@@ -24,7 +24,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_MARK = uuid.uuid4().hex[:12]
 NOBODY = 65534
-HELPER_COMMS = ("nsshell-init", "nsshell-keeper", "nsshell-holder", "nsshell-create")
+HELPER_COMMS = ("nsshell-init", "nsshell-keeper", "nsshell-holder", "nsshell-create",
+                "nsshell-standby")
 
 
 def nsshell_argv() -> list[str]:

@@ -335,3 +335,40 @@ def test_a_long_new_count_shows_progress_on_a_terminal_only():
     piped = subprocess.run([*nsshell_argv(), "-c", script], capture_output=True, text=True,
                            env=env, timeout=120)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
+    """Once Enter accepted the line, the prompt is drawn once more, as done: the redraw
+    the typed keys had scheduled is not drawn first; every prompt runs on one event loop."""
+    drawn = []
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        app = repl.prompt_session.app
+        render = app.renderer.render
+
+        def watch(app_, layout, is_done=False):
+            drawn.append("done" if is_done else
+                         "after accept" if app.future is not None and app.future.done()
+                         else "editing")
+            return render(app_, layout, is_done)
+        app.renderer.render = watch
+        try:
+            loops = set()
+            lines = [f"echo {n}" for n in range(16)]   # the waste came often, not always
+            for line in lines:
+                inp.send_text(line + "\r")
+                assert repl.read() == line
+                loops.add(id(repl._loop))
+            assert len(loops) == 1
+        finally:
+            repl.close()
+        assert repl._loop is None
+    assert drawn.count("done") == 16 and "after accept" not in drawn, drawn
+
+
+def test_ctrl_r_then_typing_uses_the_bindings_of_the_focused_window(shell):
+    """Key bindings are looked up per focused window (the search field has its own)."""
+    h = InMemoryHistory()
+    h.append_string("echo found-it")
+    assert drive(shell, ["\x12", PAUSE, "found", PAUSE, "\r", PAUSE, "\x04"], history=h) == 0
+    assert shell.out.getvalue() == "found-it\n"

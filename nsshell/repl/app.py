@@ -108,6 +108,10 @@ class Repl:
             include_default_pygments_style=False,
             key_bindings=_bindings(completer),
         )
+        _lean(self.prompt_session.app)
+        # once a prompt is drawn, the next `run`'s process gets ready (core/proc/standby.py)
+        self.prompt_session.app.after_render += self._after_render
+        self._loop = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -135,14 +139,48 @@ class Repl:
         it all (KeyboardInterrupt); Ctrl-D inside it ends it (the engine says what is open)."""
         from .. import lexer
         # prompt() keeps the message it is given: the first line's is given each time
-        text = self.prompt_session.prompt(message=self.message)
+        text = self._prompt(self.message)
         while text.strip() and not lexer.is_complete(text):
             try:
-                more = self.prompt_session.prompt(message=CONTINUATION)
+                more = self._prompt(CONTINUATION)
             except EOFError:
                 break
             text += "\n" + more
         return text
+
+    def _prompt(self, message) -> str:
+        """PromptSession.prompt on one event loop kept for the whole REPL: prompt() runs
+        each line in asyncio.run, which makes a loop (an epoll fd, a socket pair, signal
+        handlers) and tears it down again, between Enter and the next prompt.  A prompt
+        interrupted before its end (a signal's KeyboardInterrupt) is cancelled and
+        waited for, as asyncio.run would, so the next one starts clean."""
+        import asyncio
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.new_event_loop()
+        task = loop.create_task(self.prompt_session.prompt_async(message=message))
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            if not task.done():
+                task.cancel()
+                try:
+                    loop.run_until_complete(task)
+                except BaseException:  # noqa: BLE001 - the interruption is what propagates
+                    pass
+
+    def _after_render(self, _app) -> None:
+        try:
+            self.session.keep_standby()
+        except Exception:  # noqa: BLE001 - the prompt must not break: `run` forks instead
+            pass
+
+    def close(self) -> None:
+        """What the REPL holds ends with it: the event loop, the standby."""
+        self.session.keep_standby(ready=False)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.close()
+        self._loop = None
 
     def may_leave(self) -> bool:
         """Whether `exit` or Ctrl-D may leave now: the first time namespaces made here and
@@ -223,6 +261,44 @@ def _bindings(completer):
     return kb
 
 
+def _lean(app) -> None:
+    """Two costs prompt_toolkit pays between Enter and the next prompt, measured (bench
+    `repl`, stamps around its phases) and left out:
+
+    - the keys of a line typed at once (`echo x` and Enter in one read) schedule a redraw
+      of the still-editable prompt; Enter accepts the line, and that redraw ran anyway
+      before the final ("done") one that replaces it.  A redraw asked for once the
+      line is accepted is skipped; the final one is drawn as before.
+    - every key looked its bindings up twice (matches, longer prefixes), and each lookup
+      walked the whole layout to key its cache on the set of controls.  A PromptSession's
+      layout never changes (no DynamicContainer), so the set is computed once; the
+      cache is still keyed on the focused window (Ctrl-R moves the focus)."""
+    redraw = app._redraw
+
+    def _redraw(render_as_done: bool = False) -> None:
+        future = app.future
+        if not render_as_done and future is not None and future.done():
+            return
+        redraw(render_as_done)
+    app._redraw = _redraw
+
+    registry = app.key_processor._bindings
+    cache = getattr(registry, "_cache", None)
+    create = getattr(registry, "_create_key_bindings", None)
+    if cache is None or create is None:
+        return  # another prompt_toolkit: its own lookup stays
+    controls: list = []
+
+    class _Fixed(type(registry)):
+        @property
+        def _key_bindings(self):
+            if not controls:
+                controls.extend(app.layout.find_all_controls())
+            window = app.layout.current_window
+            return cache.get(window, lambda: create(window, controls))
+    registry.__class__ = _Fixed
+
+
 def _isatty(stream) -> bool:
     try:
         return stream.isatty()
@@ -240,4 +316,8 @@ def _flush() -> None:
 
 def run_repl(engine, *, input=None, output=None, history: History | None = None) -> int:
     """The interactive loop; returns the exit status."""
-    return Repl(engine, input=input, output=output, history=history).run()
+    repl = Repl(engine, input=input, output=output, history=history)
+    try:
+        return repl.run()
+    finally:
+        repl.close()

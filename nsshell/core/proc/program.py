@@ -13,7 +13,7 @@ from typing import Sequence
 from ...errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
 from ...kernel import nstypes, syscalls
 from . import harden
-from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
+from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals, spawnp
 
 
 @dataclass
@@ -30,11 +30,31 @@ class Terminal:
         self.fd: int | None = None
         # after forwarding one of these to a running program, the shell leaves with its status
         self.exit_after: frozenset = EXIT_AFTER
+        # a `run` gave the terminal to a program: the REPL keeps a standby ready
+        # (core/proc/standby.keep_ready puts it here; run_program takes it)
+        self.used = False
+        self.standby = None
         try:
             if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
                 self.fd = 0
         except OSError:
             self.fd = None
+
+    def take_standby(self):
+        """The standby if it is ready (it then serves this run only), else None."""
+        standby = self.standby
+        if standby is None or not standby.ready():
+            if standby is not None and not standby.alive():
+                self.close()
+            return None
+        self.standby = None
+        return standby
+
+    def close(self) -> None:
+        """End the standby (the REPL ends, or it died): nothing is left behind."""
+        standby, self.standby = self.standby, None
+        if standby is not None:
+            standby.close()
 
     def give(self, pgid: int) -> None:
         if self.fd is not None:
@@ -147,6 +167,11 @@ def remember_nofile(soft: int, hard: int) -> None:
     global _started_nofile
     if _started_nofile is None:
         _started_nofile = (soft, hard)
+
+
+def started_nofile() -> tuple[int, int] | None:
+    """The RLIMIT_NOFILE nsshell started with, once it raised it (else None)."""
+    return _started_nofile
 
 
 def restore_nofile() -> None:
@@ -310,24 +335,52 @@ def netns_exec(name: str | None) -> None:
             pass  # ip netns exec warns and goes on (a missing /etc/FILE, say)
 
 
-def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
-    reset_signals()
+def _before_exec() -> None:
+    """What the program inherits from this process: the fd limit nsshell started with,
+    fds 0-2 only (the others close at exec)."""
     restore_nofile()
     try:
         syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
     except OSError:
         pass
+
+
+def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    reset_signals()
+    _before_exec()
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as err:
-        import pickle
-        code = err.errno
-        if code == 13 and "/" not in argv[0] and not _on_path(argv[0], env):
-            code = 2  # only unsearchable PATH entries refused us: the program is not there
-        try:
-            os.write(errpipe, pickle.dumps(("exec", code, argv[0])))
-        finally:
-            os._exit(127 if code == 2 else 126)
+        _exec_failed(err, argv, env, errpipe)
+
+
+def _exec_failed(err: OSError, argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    """Tell the shell why ARGV could not be executed (it raises ProgramNotFound); exit."""
+    import pickle
+    code = err.errno
+    if code == 13 and "/" not in argv[0] and not _on_path(argv[0], env):
+        code = 2  # only unsearchable PATH entries refused us: the program is not there
+    try:
+        os.write(errpipe, pickle.dumps(("exec", code, argv[0])))
+    finally:
+        os._exit(127 if code == 2 else 126)
+
+
+def _spawn_relay(argv: list[str], env: dict[str, str], errpipe: int) -> None:
+    """fork_after (a PID or time namespace applies to children only), without a second
+    fork of this copy of the shell: posix_spawn the program (a vfork: ~0.6 ms against
+    ~1.3 ms for fork() of the big Python process plus its copy-on-write faults, measured
+    in bench/README.md) and relay it as _relay does.  It inherits this process's group,
+    which owns the terminal already, so it is in the foreground before it starts; its
+    signal dispositions and mask are reset by the spawn (spawn.spawnp), as
+    reset_signals does after a fork.  Never returns."""
+    _before_exec()
+    try:
+        child = spawnp(argv, env)
+    except OSError as err:
+        _exec_failed(err, argv, env, errpipe)
+    os.close(errpipe)
+    _relay(child)
 
 
 def _on_path(name: str, env: dict[str, str]) -> bool:
@@ -360,6 +413,57 @@ def _relay(child: int) -> None:
         os._exit(exit_status(status) & 0xFF)
 
 
+def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str],
+                  cwd: str | None, fork_after: bool, root: bool, setup: Setup,
+                  tty: int | None, errpipe_w: int) -> None:
+    """The program's process, before exec: a forked copy of the shell, or the standby
+    (core/proc/standby.py) given the run.  Its own process group, the terminal TTY
+    (when the shell has it), the context, SETUP, then the program.  Errors go back
+    pickled through ERRPIPE_W.  Never returns."""
+    import pickle
+    try:
+        # a signal forwarded before exec waits for the program (the fork inherits this)
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
+        harden.protect()  # until exec, it is a copy of the shell: not the container's
+        os.setpgid(0, 0)
+        # Still a background group until one of us hands it the terminal: tcsetpgrp
+        # from there raises SIGTTOU, which would stop this child for good (the shell
+        # waits on it).  Ignored until exec (reset_signals restores it).
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        if tty is not None:
+            try:
+                os.tcsetpgrp(tty, os.getpid())
+            except OSError:
+                pass
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        import traceback  # noqa: F401 - before entering (a container's root has no Python)
+        before_enter(setup)
+        enter(entries, root=root)
+        after_enter(setup)
+        if cwd is not None and not setup.sets_cwd:
+            try:
+                os.chdir(cwd)
+            except OSError:
+                os.chdir(env.get("HOME", "/") if os.path.isdir(env.get("HOME", "/")) else "/")
+        if fork_after and not setup.pid1:
+            _spawn_relay(argv, env, errpipe_w)
+        if fork_after:
+            inner = os.fork()
+            if inner == 0:
+                _pid1_fork(setup, argv, env, errpipe_w)
+            os.close(errpipe_w)
+            _relay(inner)
+        if setup.pid1:
+            _pid1_fork(setup, argv, env, errpipe_w)
+        _exec_child(argv, env, errpipe_w)
+    except BaseException as exc:  # noqa: BLE001
+        try:
+            os.write(errpipe_w, pickle.dumps(("err", portable(exc))))
+        finally:
+            os._exit(127)
+    os._exit(127)  # not reached: every path above execs or exits
+
+
 def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str],
                 cwd: str | None, fork_after: bool, terminal: Terminal,
                 root: bool = True, setup: Setup = NO_SETUP) -> tuple[int, Job | None]:
@@ -367,51 +471,29 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
 
     The program gets its own process group and the terminal, so Ctrl-C and
     Ctrl-Z reach it and not the shell.  Status is 128+N when killed by signal N.
+    Its process is the terminal's standby when one is ready (no fork of the shell
+    on the way: core/proc/standby.py), else a fork of the shell; either is the
+    shell's child, waited for and resumed alike.
     """
     import pickle
     errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
     fwd = Forwarding().block()  # until the handlers are set (the child unblocks at exec)
-    try:
-        pid = os.fork()
-    except BaseException:
-        fwd._unblock()
-        raise
-    if pid == 0:
+    terminal.used = True
+    standby = terminal.take_standby()
+    pid = None
+    if standby is not None:
+        pid = standby.start(entries, argv, env, cwd, fork_after, root, setup, terminal.fd,
+                            errpipe_w)
+    if pid is None:
         try:
-            harden.protect()  # until exec, it is a copy of the shell: not the container's
+            pid = os.fork()
+        except BaseException:
+            fwd._unblock()
+            raise
+        if pid == 0:
             os.close(errpipe_r)
-            os.setpgid(0, 0)
-            # Still a background group until one of us hands it the terminal: tcsetpgrp
-            # from there raises SIGTTOU, which would stop this child for good (the shell
-            # waits on it).  Ignored until exec (reset_signals restores it).
-            signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-            terminal.give(os.getpid())
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            import traceback  # noqa: F401 - before entering (a container's root has no Python)
-            before_enter(setup)
-            enter(entries, root=root)
-            after_enter(setup)
-            if cwd is not None and not setup.sets_cwd:
-                try:
-                    os.chdir(cwd)
-                except OSError:
-                    os.chdir(env.get("HOME", "/") if os.path.isdir(env.get("HOME", "/")) else "/")
-            if fork_after:
-                inner = os.fork()
-                if inner == 0:
-                    if setup.pid1:
-                        _pid1_fork(setup, argv, env, errpipe_w)
-                    _exec_child(argv, env, errpipe_w)
-                os.close(errpipe_w)
-                _relay(inner)
-            if setup.pid1:
-                _pid1_fork(setup, argv, env, errpipe_w)
-            _exec_child(argv, env, errpipe_w)
-        except BaseException as exc:  # noqa: BLE001
-            try:
-                os.write(errpipe_w, pickle.dumps(("err", portable(exc))))
-            finally:
-                os._exit(127)
+            program_child(entries, argv, env, cwd, fork_after, root, setup, terminal.fd,
+                          errpipe_w)
     os.close(errpipe_w)
     try:
         os.setpgid(pid, pid)

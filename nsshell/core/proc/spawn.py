@@ -92,11 +92,16 @@ def _enter_error(err: OSError, e: Entry) -> KernelError:
     return from_oserror(err, f"setns into {e.label}", hint)
 
 
+# Signals whose dispositions a program expects at their defaults (Python ignores
+# SIGPIPE and traps SIGINT): reset_signals after a fork, spawnp for a posix_spawn.
+DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
+                   signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
+                   signal.SIGXFSZ, signal.SIGHUP)
+
+
 def reset_signals() -> None:
-    """Signal dispositions a program expects (Python ignores SIGPIPE, traps SIGINT)."""
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
-                signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
-                signal.SIGXFSZ, signal.SIGHUP):
+    """Signal dispositions a program expects: DEFAULT_SIGNALS, an empty mask."""
+    for sig in DEFAULT_SIGNALS:
         try:
             signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
@@ -106,6 +111,31 @@ def reset_signals() -> None:
         signal.set_wakeup_fd(-1)
     except ValueError:
         pass
+
+
+def spawnp(argv: list[str], env: dict[str, str], **kwargs: Any) -> int:
+    """posix_spawn ARGV (a vfork: no copy of this process's page tables), searching
+    PATH as os.execvpe does: the first error that is not ENOENT/ENOTDIR wins.  The
+    program gets default dispositions for DEFAULT_SIGNALS and an empty signal mask;
+    KWARGS add to posix_spawn's (e.g. setpgroup=0)."""
+    import errno
+    kwargs = dict(setsigdef=DEFAULT_SIGNALS, setsigmask=(), **kwargs)
+    prog = argv[0]
+    if os.sep in prog:
+        return os.posix_spawn(prog, argv, env, **kwargs)
+    saved = last = None
+    for d in os.get_exec_path(env):
+        path = os.path.join(d, prog)
+        if not os.path.exists(path):
+            last = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+            continue
+        try:
+            return os.posix_spawn(path, argv, env, **kwargs)
+        except OSError as e:
+            last = e
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR) and saved is None:
+                saved = e
+    raise saved or last or OSError(errno.ENOENT, os.strerror(errno.ENOENT))
 
 
 # --- the parent/child channel: channel.py, pickled (the shell and its own child) ----
