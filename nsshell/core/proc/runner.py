@@ -11,8 +11,8 @@ The helper lives only while consecutive `run`s use it: the engine drops it
 before any other command and when a batch (or a line typed at the prompt)
 ends, so no other command can see an extra process in the context, and a
 changed context or uid map is never served by a stale helper.  With a
-terminal, `run` forks as before (the program must own the terminal before it
-starts, which posix_spawn cannot arrange).
+terminal, the program must own the terminal before it starts, which posix_spawn
+cannot arrange: that path is program.run_program (and core/proc/standby.py).
 
 Per run the shell sends the program's argv and working directory, and its
 environment only when it differs from the one the helper holds (the first run
@@ -37,10 +37,6 @@ from typing import Any, Sequence
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ...kernel import syscalls
 from . import channel, harden, program, spawn
-
-_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
-                    signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
-                    signal.SIGXFSZ, signal.SIGHUP)
 
 
 class _Gone(Exception):
@@ -85,54 +81,6 @@ def _recv(sock) -> Any:
 
 
 # --- inside the helper ---------------------------------------------------------------
-
-# The directories of the last PATH seen, as os.get_exec_path gives them, each as the
-# prefix os.path.join would put before a name: split once, not on every `run`.
-_UNSEEN = object()
-_PATH: list = [_UNSEEN, ()]
-
-
-def _search_dirs(env: dict[str, str]) -> tuple[str, ...]:
-    path = env.get("PATH")   # None: unset (os.defpath is searched)
-    if _PATH[0] is not path and _PATH[0] != path:
-        _PATH[0] = path
-        _PATH[1] = tuple(d if not d or d.endswith("/") else d + "/"
-                         for d in os.get_exec_path(env))
-    return _PATH[1]
-
-
-def _spawn(argv: list[str], env: dict[str, str]) -> int:
-    """posix_spawn ARGV, searching PATH as os.execvpe does (first error that is not
-    ENOENT/ENOTDIR wins).  Searched on every run, nothing cached: a program that
-    appears in an earlier directory, or goes away, is found as execvpe finds it; a
-    name that cannot be stat()ed where it is looked for (a missing file, a
-    directory the caller cannot search) is not there, as os.path.exists says."""
-    kwargs = dict(setpgroup=0, setsigdef=_DEFAULT_SIGNALS, setsigmask=())
-    prog = argv[0]
-    if os.sep in prog:
-        return os.posix_spawn(prog, argv, env, **kwargs)
-    saved = None
-    last = None
-    access, exists = os.access, os.F_OK
-    for d in _search_dirs(env):
-        path = d + prog
-        try:
-            # faccessat(F_OK, AT_EACCESS): stat()'s answer (the same ids walk the path),
-            # without an exception raised for every directory that lacks the program
-            there = access(path, exists, effective_ids=True)
-        except ValueError:  # a NUL in the name: there is no such file
-            there = False
-        if not there:
-            last = None  # ENOENT, made only if it is the error raised
-            continue
-        try:
-            return os.posix_spawn(path, argv, env, **kwargs)
-        except OSError as e:
-            last = e
-            if e.errno not in (errno.ENOENT, errno.ENOTDIR) and saved is None:
-                saved = e
-    raise saved or last or OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-
 
 def _chdir(cwd: str | None, env: dict[str, str]) -> None:
     if cwd is None:
@@ -211,7 +159,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
                         env = new_env
                     try:
                         _chdir(cwd, env)
-                        pid = _spawn(argv, env)
+                        pid = spawn.spawnp(argv, env, setpgroup=0)
                     except OSError as e:
                         pending.clear()
                         _send(sock, ("exec", e.errno, argv[0]))

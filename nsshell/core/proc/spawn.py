@@ -113,21 +113,46 @@ def reset_signals() -> None:
         pass
 
 
+# The directories of the last PATH seen, as os.get_exec_path gives them, each as the
+# prefix os.path.join would put before a name: split once, not on every spawn.
+_UNSEEN = object()
+_PATH: list = [_UNSEEN, ()]
+
+
+def _search_dirs(env: dict[str, str]) -> tuple[str, ...]:
+    path = env.get("PATH")   # None: unset (os.defpath is searched)
+    if _PATH[0] is not path and _PATH[0] != path:
+        _PATH[0] = path
+        _PATH[1] = tuple(d if not d or d.endswith("/") else d + "/"
+                         for d in os.get_exec_path(env))
+    return _PATH[1]
+
+
 def spawnp(argv: list[str], env: dict[str, str], **kwargs: Any) -> int:
     """posix_spawn ARGV (a vfork: no copy of this process's page tables), searching
-    PATH as os.execvpe does: the first error that is not ENOENT/ENOTDIR wins.  The
-    program gets default dispositions for DEFAULT_SIGNALS and an empty signal mask;
-    KWARGS add to posix_spawn's (e.g. setpgroup=0)."""
+    PATH as os.execvpe does: the first error that is not ENOENT/ENOTDIR wins.  Searched
+    on every call, nothing cached: a program that appears in an earlier directory, or
+    goes away, is found as execvpe finds it; a name that cannot be stat()ed where it is
+    looked for is not there, as os.path.exists says.  The program gets default
+    dispositions for DEFAULT_SIGNALS and an empty signal mask; KWARGS add to
+    posix_spawn's (e.g. setpgroup=0)."""
     import errno
     kwargs = dict(setsigdef=DEFAULT_SIGNALS, setsigmask=(), **kwargs)
     prog = argv[0]
     if os.sep in prog:
         return os.posix_spawn(prog, argv, env, **kwargs)
     saved = last = None
-    for d in os.get_exec_path(env):
-        path = os.path.join(d, prog)
-        if not os.path.exists(path):
-            last = OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+    access, exists = os.access, os.F_OK
+    for d in _search_dirs(env):
+        path = d + prog
+        try:
+            # faccessat(F_OK, AT_EACCESS): stat()'s answer (the same ids walk the path),
+            # without an exception raised for every directory that lacks the program
+            there = access(path, exists, effective_ids=True)
+        except ValueError:  # a NUL in the name: there is no such file
+            there = False
+        if not there:
+            last = None  # ENOENT, made only if it is the error raised
             continue
         try:
             return os.posix_spawn(path, argv, env, **kwargs)
