@@ -213,11 +213,17 @@ class PluginAPI:
         self._undo.append(uninstall)
         self.on_session(install)
 
-    def add_name_source(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def add_name_source(self, fn: Callable[[Any], Any], *,
+                        with_scan: bool = False) -> Callable[[Any], Any]:
         """Name namespaces: fn(session) yields (type name, inode, name) for every namespace
         it names; `ls`, `tree`, `show`, `identify` print those names.  It runs on every
-        scan, so it must be cheap when it has nothing to say (a failure is ignored)."""
+        scan, so it must be cheap when it has nothing to say (a failure is ignored).
+        WITH_SCAN: fn(session, scan) gets what the scan found, to tell cheaply whether
+        it has anything to say: scan.pids(TYPE) is {inode: [pid, ...]} of the processes
+        in each namespace of TYPE (None when the scan did not look at that type)."""
         from .core.look import discover
+        if with_scan:
+            fn.with_scan = True
         if fn not in discover.NAME_SOURCES:
             discover.NAME_SOURCES.append(fn)
             self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))

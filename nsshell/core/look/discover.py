@@ -370,9 +370,12 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     if mounts and drop_mnt:
         for key in [k for k in nss if k[0] == "mnt"]:
             del nss[key]
+    view = ScanView(result, mnt_pids if mounts else None)
     for source in NAME_SOURCES:
         try:
-            for tname, ino, nm, *holder in source(session):
+            found = source(session, view) if getattr(source, "with_scan", False) \
+                else source(session)
+            for tname, ino, nm, *holder in found:
                 info = result.get(tname, ino)
                 if info is None and holder and tname in names and \
                         not (drop_mnt and tname == "mnt"):
@@ -386,6 +389,28 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
         except Exception:  # noqa: BLE001 - a broken hook must not break ls
             continue
     return result
+
+
+class ScanView:
+    """What a name source declared with_scan may read of the scan that calls it (plain
+    values only): the processes found in each namespace of a type."""
+
+    __slots__ = ("_result", "_mnt")
+
+    def __init__(self, result: Scan, mnt_pids: dict[int, list[int]] | None):
+        self._result = result
+        self._mnt = mnt_pids
+
+    def pids(self, tname: str) -> dict[int, list[int]] | None:
+        """inode -> pids of the processes the scan found in each namespace of type TNAME
+        (those it could read); None when the scan did not look at that type."""
+        if tname == "mnt" and self._mnt is not None:
+            return self._mnt   # every process's, whatever types were asked for
+        out = {ino: list(i.pids) for (t, ino), i in self._result.namespaces.items()
+               if t == tname and i.pids}
+        if out or any(t == tname for t, _ in self._result.namespaces):
+            return out
+        return None
 
 
 def _nsfs_dev() -> int:

@@ -89,6 +89,11 @@ class Engine:
         """(name after the scheme, init pid, description) of every running container."""
         raise NotImplementedError
 
+    def may_run(self, scan, own: dict[str, int]) -> bool:
+        """False only when SCAN (the processes `ls` found) shows that none of this
+        engine's containers runs; OWN: the shell's namespaces (type -> inode)."""
+        return True
+
     def listed(self) -> list[tuple[str, int, str]]:
         if time.monotonic() < self.quiet_until:
             return []
@@ -136,6 +141,34 @@ class Podman(Engine):
             dirs += [f"/run/user/{uid}/libpod", f"/tmp/podman-run-{uid}/libpod"]
         return any(os.path.isdir(d) for d in dirs)
 
+    def may_run(self, scan, own):
+        """Whether a podman container may run, from what the scan found, exactly and
+        without a fork: every podman container has a mount namespace of its own, and its
+        first process is the child of its conmon (the monitor podman starts for each
+        container, which waits for it).  So: is some process in a mount namespace other
+        than the shell's the child of a process named conmon outside that namespace?  One
+        read of /proc/PID/stat per process in another mount namespace (none on most
+        machines), one of /proc/PPID/comm per parent outside it.  A scan that did not
+        look at mount namespaces says nothing: podman is asked."""
+        mnts = scan.pids("mnt")
+        if mnts is None:
+            return True
+        looked: dict[int, bool] = {}   # parent pid -> is it a conmon
+        for ino, pids in mnts.items():
+            if ino == own.get("mnt"):
+                continue
+            members = set(pids)
+            for pid in pids:
+                ppid = _ppid(pid)
+                if ppid is None or ppid in members or ppid <= 0:
+                    continue
+                hit = looked.get(ppid)
+                if hit is None:
+                    hit = looked[ppid] = _comm(ppid) == "conmon"
+                if hit:
+                    return True
+        return False
+
     def containers(self):
         exe = which("podman")
         if exe is None or not self._state():
@@ -164,6 +197,37 @@ class Podman(Engine):
 
     def by_id(self, found, rest):
         return _by_id(getattr(self, "_ids", {}), rest)
+
+
+def _read(path: str, size: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _ppid(pid: int) -> int | None:
+    """The parent of PID (the field after the state in /proc/PID/stat; the command in
+    parentheses may contain anything, so it is cut at the last ')')."""
+    data = _read(f"/proc/{pid}/stat", 4096)
+    if not data:
+        return None
+    fields = data[data.rfind(b")") + 2:].split(b" ", 2)
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _comm(pid: int) -> str | None:
+    data = _read(f"/proc/{pid}/comm", 64)
+    return data[:-1].decode("utf-8", "replace") if data else None
 
 
 def _by_id(ids: dict, rest: str):
@@ -342,10 +406,11 @@ class K8s(Engine):
 ENGINES: list[Engine] = [Podman(), Docker(), K8s()]
 
 
-def names(session):
+def names(session, scan=None):
     """The name source: (type, inode, SCHEME:NAME) for each namespace of each running
     container that is not the shell's own (a rootful container shares the host's user
-    namespace: that is not named after it)."""
+    namespace: that is not named after it).  SCAN (what `ls` found) lets an engine that
+    is costly to ask tell first whether it can have anything to say (Podman.may_run)."""
     own: dict[str, int] = {}
     for t in nstypes.ALL:
         try:
@@ -353,6 +418,8 @@ def names(session):
         except OSError:
             pass
     for eng in ENGINES:
+        if scan is not None and not eng.may_run(scan, own):
+            continue
         for name, pid, _ in eng.listed():
             label = f"{eng.scheme}:{name}"
             for t in nstypes.ALL:

@@ -1,0 +1,158 @@
+"""The containers plugin asks podman (`podman ps`, 30-100 ms) only when the scan `ls`
+made shows that a podman container may run: a process in a mount namespace of its own
+whose parent outside it is a conmon.  Real processes, a real scan; a process named
+conmon is made by running a copy of sh under that name.  (The podman fixture of
+test_containers.py checks that a real running container is still named.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import RUN_MARK, run_nsshell
+
+from nsshell.core.look import discover
+from nsshell_containers import engines
+
+PFX = f"dng{RUN_MARK[:4]}"
+
+
+def _mnt(pid: int) -> int:
+    return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+
+
+def _wait_mnt_apart(parent: subprocess.Popen) -> int:
+    """The pid of PARENT's child once it is in a mount namespace of its own."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            kids = open(f"/proc/{parent.pid}/task/{parent.pid}/children").read().split()
+        except OSError:
+            kids = []
+        for k in kids:
+            try:
+                if _mnt(int(k)) != _mnt(parent.pid) and \
+                        open(f"/proc/{k}/comm").read().strip() == "sleep":
+                    return int(k)
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError("the child did not reach a mount namespace of its own")
+
+
+@pytest.fixture
+def under(tmp_path):
+    """under(NAME): a process named NAME whose child sleeps in a new mount namespace;
+    returns (parent, child pid).  Everything is killed afterwards."""
+    started = []
+
+    def start(name: str):
+        exe = tmp_path / name
+        shutil.copy("/bin/sh", exe)
+        p = subprocess.Popen([str(exe), "-c", "unshare -m sleep 60; :"],
+                             start_new_session=True)
+        started.append(p)
+        return p, _wait_mnt_apart(p)
+    yield start
+    for p in started:
+        try:
+            os.killpg(p.pid, 9)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+
+def _view(*pids: int) -> discover.ScanView:
+    mnts: dict[int, list[int]] = {}
+    for pid in (os.getpid(), *pids):
+        mnts.setdefault(_mnt(pid), []).append(pid)
+    return discover.ScanView(discover.Scan(), mnts)
+
+
+def _own() -> dict[str, int]:
+    return {"mnt": _mnt(os.getpid())}
+
+
+def test_gate_opens_for_the_child_of_a_conmon_in_a_mount_namespace_apart(under):
+    parent, child = under("conmon")
+    assert engines.Podman().may_run(_view(parent.pid, child), _own())
+
+
+def test_gate_stays_shut_for_any_other_parent(under):
+    parent, child = under(f"{PFX}mon")            # not a conmon
+    assert not engines.Podman().may_run(_view(parent.pid, child), _own())
+    # a conmon in the shell's own mount namespace with no child apart: nothing runs
+    assert not engines.Podman().may_run(_view(), _own())
+
+
+def test_gate_with_a_conmon_whose_child_stays_in_its_namespace(tmp_path):
+    exe = tmp_path / "conmon"
+    shutil.copy("/bin/sh", exe)
+    p = subprocess.Popen([str(exe), "-c", "sleep 60; :"], start_new_session=True)
+    try:
+        assert not engines.Podman().may_run(_view(p.pid), _own())
+    finally:
+        os.killpg(p.pid, 9)
+        p.wait()
+
+
+def test_a_scan_that_did_not_look_at_mount_namespaces_asks_podman():
+    view = discover.ScanView(discover.Scan(), None)
+    assert view.pids("mnt") is None
+    assert engines.Podman().may_run(view, _own())
+
+
+def test_the_scan_hands_the_view_to_sources_that_ask_for_it(under):
+    parent, child = under("conmon")
+    got = []
+
+    def source(session, scan):
+        got.append(scan.pids("mnt"))
+        return ()
+    source.with_scan = True
+    discover.NAME_SOURCES.append(source)
+    try:
+        discover.scan(types=None)
+        discover.scan(types=[discover.nstypes.NET], mounts=False)
+    finally:
+        discover.NAME_SOURCES.remove(source)
+    assert child in got[0][_mnt(child)]            # every process's mount namespace
+    assert got[1] is None                          # not looked at: podman is asked
+
+
+def _podman_calls(tmp_path, env_extra=None) -> int:
+    """`nsshell -c ls` with a podman on PATH that counts its calls and lists nothing."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    log = tmp_path / "calls"
+    fake = bindir / "podman"
+    fake.write_text(f"#!/bin/sh\necho x >> {log}\necho '[]'\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "CONTAINERS_CONF": "/nonexistent",
+           **(env_extra or {})}
+    r = run_nsshell("-c", "ls net", env=env)
+    assert r.rc == 0, r
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _conmons() -> list[int]:
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and open(f"/proc/{p}/comm").read() == "conmon\n":
+                out.append(int(p))
+        except OSError:
+            continue
+    return out
+
+
+def test_ls_forks_no_podman_while_no_container_runs(tmp_path, under):
+    if _conmons():
+        pytest.skip("a conmon runs on this machine (another test's container)")
+    assert _podman_calls(tmp_path) == 0
+    under("conmon")                                  # now one may run: podman is asked
+    assert _podman_calls(tmp_path) == 1
