@@ -44,7 +44,8 @@ What a plugin can do (see docs/plugins.md):
   `socket_in(handle, family, type)` for a socket created inside a network
   namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces;
 - the kernel layer: `syscalls` (mount, umount2, pivot_root, ioctl_ns, statmount...),
-  `nstypes`, and `mountinfo` (the one parser of /proc/PID/mountinfo);
+  `nstypes`, `mountinfo` (the one parser of /proc/PID/mountinfo) and `procfs` (the
+  one reader of /proc/PID/stat, status, fdinfo);
 - rtnetlink: `rtnl` (nsshell/core/look/rtnl.py), pyroute2's messages over such a
   socket with a small, fast request loop; imported on first use (pyroute2).
 
@@ -63,7 +64,7 @@ from . import guard as _guard
 from .guard import refuse_host
 from .core.look.nsstate import link_record
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
-from .kernel import mountinfo, nstypes, syscalls  # syscalls: mount, umount2, ioctl_ns...
+from .kernel import mountinfo, nstypes, procfs, syscalls  # syscalls: mount, umount2, ioctl_ns...
 from .registry import REGISTRY as _REGISTRY
 from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Multi, Node, Record, Status, Table, Tree

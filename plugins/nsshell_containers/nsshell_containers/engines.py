@@ -24,7 +24,7 @@ import stat
 import sys
 import time
 
-from nsshell.plugin import nstypes
+from nsshell.plugin import nstypes, procfs
 
 TIMEOUT = 2.0
 QUIET_AFTER_TIMEOUT = 60.0   # seconds an engine that did not answer is left alone
@@ -159,12 +159,14 @@ class Podman(Engine):
                 continue
             members = set(pids)
             for pid in pids:
-                ppid = _ppid(pid)
-                if ppid is None or ppid in members or ppid <= 0:
+                st = procfs.stat(pid)
+                ppid = st.ppid if st is not None else 0
+                if ppid <= 0 or ppid in members:
                     continue
                 hit = looked.get(ppid)
                 if hit is None:
-                    hit = looked[ppid] = _comm(ppid) == "conmon"
+                    parent = procfs.stat(ppid)
+                    hit = looked[ppid] = parent is not None and parent.comm == "conmon"
                 if hit:
                     return True
         return False
@@ -197,37 +199,6 @@ class Podman(Engine):
 
     def by_id(self, found, rest):
         return _by_id(getattr(self, "_ids", {}), rest)
-
-
-def _read(path: str, size: int) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return os.read(fd, size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _ppid(pid: int) -> int | None:
-    """The parent of PID (the field after the state in /proc/PID/stat; the command in
-    parentheses may contain anything, so it is cut at the last ')')."""
-    data = _read(f"/proc/{pid}/stat", 4096)
-    if not data:
-        return None
-    fields = data[data.rfind(b")") + 2:].split(b" ", 2)
-    try:
-        return int(fields[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def _comm(pid: int) -> str | None:
-    data = _read(f"/proc/{pid}/comm", 64)
-    return data[:-1].decode("utf-8", "replace") if data else None
 
 
 def _by_id(ids: dict, rest: str):
