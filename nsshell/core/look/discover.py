@@ -283,24 +283,27 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     links = tuple(rel for _, rel in wanted) + tuple(rel for _, rel in children_rel)
     nwanted = len(wanted)
     dev = nsfs_dev or _nsfs_dev()
+    wnames = tuple(tname for tname, _ in wanted)
+    # A link's text ("net:[4026531833]") names one namespace: parsed once, then looked up.
+    by_link: dict[str, tuple[NsInfo, int]] = {}
     for pid, targets, nthreads, fdlinks in _read_all(entries, links, threads, fds, me,
                                                      task.advance):
         own: dict[str, int] = {}
         if targets is not None:
-            for (tname, _), target in zip(wanted, targets):
+            for tname, target in zip(wnames, targets):
                 if target is None:
                     continue  # EACCES (not ours), or no such type
-                ino = int(target[target.index("[") + 1:-1])
-                own[tname] = ino
-                key = (tname, ino)
-                info = nss.get(key)
-                if info is None:
-                    info = nss[key] = NsInfo(tname, ino, dev)
-                info.nprocs += 1
+                hit = by_link.get(target)
+                if hit is None:
+                    ino = int(target[target.index("[") + 1:-1])
+                    key = (tname, ino)
+                    info = nss.get(key)
+                    if info is None:
+                        info = nss[key] = NsInfo(tname, ino, dev)
+                    info.kinds.add("process")
+                    hit = by_link[target] = (info, ino)
+                info, own[tname] = hit
                 info.pids.append(pid)
-                if info.pid is None or pid < info.pid:
-                    info.pid = pid
-                info.kinds.add("process")
         if not own:
             result.skipped += 1
         for (tname, rel), target in zip(children_rel, targets[nwanted:] if targets else ()):
@@ -347,6 +350,9 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
             info.kinds.add("fd")
             info.holders.append({"kind": "fd", "pid": pid, "fd": int(fdname)})
             info.paths.append(fdbase + fdname)
+    for info, _ in by_link.values():
+        info.nprocs = len(info.pids)
+        info.pid = min(info.pids)
     # lsns's UID: the owner of /proc/PID of the lowest process in the namespace (read
     # once per such process, not for every process)
     uids: dict[int, int | None] = {}
