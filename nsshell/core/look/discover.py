@@ -136,7 +136,9 @@ def user_name(uid: int | None) -> str | None:
 
 
 def _proc_text(pid: int, name: str) -> str | None:
-    """lsns's proc_file_strdup: NULs become spaces, the last byte is dropped."""
+    """lsns's proc_file_strdup: NULs become spaces, the last byte is dropped.  (NAME is
+    cmdline or comm: the kernel fills a read as far as it can, so a short read is the
+    end: no second read to see it.)"""
     try:
         fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -149,6 +151,8 @@ def _proc_text(pid: int, name: str) -> str | None:
                 break
             chunks.append(b)
             size += len(b)
+            if size < 8192 and len(b) < 4096:
+                break   # short of a page: the end (one page at least is filled if there)
     except OSError:
         return None
     finally:

@@ -1,0 +1,37 @@
+"""The small /proc readers behind `ls`'s columns read what lsns reads, in fewer calls."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from nsshell.core.look import discover
+
+
+@pytest.mark.parametrize("n", [0, 10, 4000, 4096, 4200, 8200, 12000])
+def test_command_is_the_cmdline_as_lsns_shows_it_up_to_8_kib(n):
+    """One read returns what the kernel has (a short read is the end), up to 8 KiB."""
+    p = subprocess.Popen(["sh", "-c", "sleep 30", "x" * n, "tail"])
+    try:
+        end = time.monotonic() + 5
+        while open(f"/proc/{p.pid}/cmdline", "rb").read()[:2] != b"sh" and time.monotonic() < end:
+            time.sleep(0.01)
+        want = open(f"/proc/{p.pid}/cmdline", "rb").read()[:8192]
+        got = discover.command_of(p.pid)
+        assert got == want.replace(b"\0", b" ")[:-1].decode()
+        assert len(got) == min(len(want), 8192) - 1
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_command_falls_back_to_comm_and_a_gone_process_has_none():
+    kernel = [pid for pid in (2, 3) if open(f"/proc/{pid}/cmdline", "rb").read() == b""]
+    for pid in kernel:   # a kernel thread: no command line, lsns shows its comm
+        assert discover.command_of(pid) == open(f"/proc/{pid}/comm").read()[:-1]
+    p = subprocess.Popen(["sleep", "0"])
+    p.wait()
+    assert discover.command_of(p.pid) is None
+    assert discover.command_of(None) is None
