@@ -156,3 +156,70 @@ def test_ls_forks_no_podman_while_no_container_runs(tmp_path, under):
     assert _podman_calls(tmp_path) == 0
     under("conmon")                                  # now one may run: podman is asked
     assert _podman_calls(tmp_path) == 1
+
+
+@pytest.fixture
+def slow_podman(tmp_path, monkeypatch):
+    """A podman on PATH that takes 1 s to list nothing; its pid is written to a file."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    pidfile = tmp_path / "pid"
+    fake = bindir / "podman"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nsleep 1\necho '[]'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("CONTAINERS_CONF", "/nonexistent")   # podman "in use"
+    return pidfile
+
+
+def _wait_file(path, timeout=5.0) -> int:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.01)
+    raise AssertionError(f"{path} was not written")
+
+
+def test_podman_is_asked_at_once_and_read_when_the_names_are(under, slow_podman):
+    """The scan calls the source as soon as the processes are read: `podman ps` runs
+    while the rest of the scan does, and its answer is read at the end."""
+    parent, child = under("conmon")
+    t = time.monotonic()
+    names = engines.names(None, _view(parent.pid, child))
+    assert time.monotonic() - t < 0.8               # did not wait for the 1 s podman
+    pid = _wait_file(slow_podman)
+    assert os.path.exists(f"/proc/{pid}")           # running meanwhile
+    assert list(names) == []                        # read: it listed nothing
+    assert time.monotonic() - t >= 0.9
+
+
+def test_what_was_begun_and_not_read_is_ended(under, slow_podman):
+    parent, child = under("conmon")
+    names = engines.names(None, _view(parent.pid, child))
+    pid = _wait_file(slow_podman)
+    names.close()
+    assert not os.path.exists(f"/proc/{pid}")       # killed and reaped
+    assert list(names) == []
+
+
+def test_the_scan_ends_what_a_source_began_when_reading_it_fails():
+    closed = []
+
+    class Begun:
+        def __iter__(self):
+            raise RuntimeError("broken engine")
+
+        def close(self):
+            closed.append(True)
+
+    def source(session, scan):
+        return Begun()
+    source.with_scan = True
+    discover.NAME_SOURCES.append(source)
+    try:
+        discover.scan(types=[discover.nstypes.NET])  # a broken source never breaks ls
+    finally:
+        discover.NAME_SOURCES.remove(source)
+    assert closed == [True]

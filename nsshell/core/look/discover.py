@@ -368,6 +368,60 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     for info, _ in by_link.values():
         info.nprocs = len(info.pids)
         info.pid = min(info.pids)
+    # Name sources declared with_scan are called now that the processes are read (one
+    # may start slow work there, e.g. ask a container engine, while the rest of the scan
+    # runs), and read at the end, with the others.
+    view = ScanView(result, mnt_pids if mounts else None)
+    early: dict = {}
+    try:
+        for source in NAME_SOURCES:
+            if getattr(source, "with_scan", False):
+                try:
+                    early[source] = source(session, view)
+                except Exception:  # noqa: BLE001 - a broken hook must not break ls
+                    early[source] = ()
+        _scan_rest(result, session, stat, mnt_pids, names, persist_root, mounts,
+                   relations, drop_mnt)
+        for source in NAME_SOURCES:
+            found = early.pop(source) if source in early else None
+            try:
+                if found is None:
+                    found = source(session)
+                for tname, ino, nm, *holder in found:
+                    info = result.get(tname, ino)
+                    if info is None and holder and tname in names and \
+                            not (drop_mnt and tname == "mnt"):
+                        # held where /proc cannot show it (the rootless keeper is not
+                        # dumpable: its own user cannot list its fds); the source says how
+                        info = result._add(tname, ino)
+                        info.kinds.add(holder[0]["kind"])
+                        info.holders.append(holder[0])
+                    if info is not None:
+                        info.add_name(nm)
+            except Exception:  # noqa: BLE001 - a broken hook must not break ls
+                _close(found)
+                continue
+    finally:
+        for found in early.values():   # not read (an error, Ctrl-C): end what they began
+            _close(found)
+    return result
+
+
+def _close(found) -> None:
+    close = getattr(found, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _scan_rest(result: Scan, session, stat, mnt_pids: dict[int, list[int]], names: set[str],
+               persist_root: str | None, mounts: bool, relations: bool,
+               drop_mnt: bool) -> None:
+    """The scan after the pass over /proc: lsns's users, bind mounts, the session's
+    handles, mount namespaces no process is in, owners and parents."""
+    nss = result.namespaces
     # lsns's UID: the owner of /proc/PID of the lowest process in the namespace (read
     # once per such process, not for every process)
     uids: dict[int, int | None] = {}
@@ -391,25 +445,6 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     if mounts and drop_mnt:
         for key in [k for k in nss if k[0] == "mnt"]:
             del nss[key]
-    view = ScanView(result, mnt_pids if mounts else None)
-    for source in NAME_SOURCES:
-        try:
-            found = source(session, view) if getattr(source, "with_scan", False) \
-                else source(session)
-            for tname, ino, nm, *holder in found:
-                info = result.get(tname, ino)
-                if info is None and holder and tname in names and \
-                        not (drop_mnt and tname == "mnt"):
-                    # held where /proc cannot show it (the rootless keeper is not
-                    # dumpable: its own user cannot list its fds); the source says how
-                    info = result._add(tname, ino)
-                    info.kinds.add(holder[0]["kind"])
-                    info.holders.append(holder[0])
-                if info is not None:
-                    info.add_name(nm)
-        except Exception:  # noqa: BLE001 - a broken hook must not break ls
-            continue
-    return result
 
 
 class ScanView:

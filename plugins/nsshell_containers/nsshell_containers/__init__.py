@@ -23,7 +23,7 @@ def _engine(scheme):
 
 def _names(session, scan=None):
     from . import engines
-    yield from engines.names(session, scan)
+    return engines.names(session, scan)   # podman asked now, read when iterated
 
 
 def register(api):

@@ -31,6 +31,7 @@ QUIET_AFTER_TIMEOUT = 60.0   # seconds an engine that did not answer is left alo
 COMPLETION_TTL = 2.0     # completion may reuse a list this old; REFs and names never do
 
 _WARNED: set[str] = set()
+_FAILED = object()   # what Engine.start gives when begin() failed (said once)
 
 
 def warn(engine: str, text: str) -> None:
@@ -94,11 +95,35 @@ class Engine:
         engine's containers runs; OWN: the shell's namespaces (type -> inode)."""
         return True
 
-    def listed(self) -> list[tuple[str, int, str]]:
-        if time.monotonic() < self.quiet_until:
-            return []
+    def begin(self):
+        """Start asking the engine, for finish() to read the answer (an engine asked
+        through a subprocess starts it here, and the caller goes on meanwhile)."""
+        return None
+
+    def finish(self, begun) -> list[tuple[str, int, str]]:
+        return self.containers()
+
+    def cancel(self, begun) -> None:
+        """Give up what begin() started, unread."""
+
+    def start(self):
+        """begin(), or _FAILED (said once) when even that fails."""
         try:
-            found = [c for c in self.containers() if _alive(c[1])]
+            return self.begin()
+        except Exception as e:  # noqa: BLE001 - an engine never breaks a command
+            warn(self.scheme, f"{type(e).__name__}: {e}")
+            return _FAILED
+
+    def listed(self, begun=None, *, started: bool = False) -> list[tuple[str, int, str]]:
+        """The running containers (alive): asked now, or, STARTED, read from what
+        start() began (BEGUN)."""
+        if not started:
+            if time.monotonic() < self.quiet_until:
+                return []
+            begun = self.start()
+        try:
+            found = [] if begun is _FAILED else \
+                [c for c in self.finish(begun) if _alive(c[1])]
         except Exception as e:  # noqa: BLE001 - an engine never breaks a command
             warn(self.scheme, f"{type(e).__name__}: {e}")
             found = []
@@ -172,21 +197,44 @@ class Podman(Engine):
         return False
 
     def containers(self):
+        return self.finish(self.begin())
+
+    def begin(self):
+        """`podman ps` started (with its deadline), or None when podman cannot have any."""
         exe = which("podman")
         if exe is None or not self._state():
+            return None
+        import subprocess
+        p = subprocess.Popen([exe, "ps", "--format", "json"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
+        return p, time.monotonic() + TIMEOUT
+
+    def cancel(self, begun) -> None:
+        if begun is not None and begun is not _FAILED:
+            begun[0].kill()
+            begun[0].communicate()
+
+    def finish(self, begun):
+        if begun is None:
             return []
         import subprocess
+        p, deadline = begun
         try:
-            p = subprocess.run([exe, "ps", "--format", "json"], stdin=subprocess.DEVNULL,
-                               capture_output=True, timeout=TIMEOUT, close_fds=True)
+            stdout, stderr = p.communicate(timeout=max(deadline - time.monotonic(), 0.001))
         except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
             self.timed_out(f"`podman ps` did not answer within {TIMEOUT:g} s")
             return []
+        except BaseException:
+            p.kill()
+            p.communicate()
+            raise
         if p.returncode != 0:
-            err = p.stderr.decode(errors="replace").strip().splitlines()
+            err = stderr.decode(errors="replace").strip().splitlines()
             warn("podman", f"`podman ps` failed: {err[-1] if err else f'status {p.returncode}'}")
             return []
-        out, data = [], json.loads(p.stdout or b"[]") or []
+        out, data = [], json.loads(stdout or b"[]") or []
         for c in data:
             if c.get("State") not in (None, "running"):
                 continue
@@ -377,27 +425,58 @@ class K8s(Engine):
 ENGINES: list[Engine] = [Podman(), Docker(), K8s()]
 
 
-def names(session, scan=None):
+def names(session, scan=None) -> "Names":
     """The name source: (type, inode, SCHEME:NAME) for each namespace of each running
     container that is not the shell's own (a rootful container shares the host's user
     namespace: that is not named after it).  SCAN (what `ls` found) lets an engine that
-    is costly to ask tell first whether it can have anything to say (Podman.may_run)."""
+    is costly to ask tell first whether it can have anything to say (Podman.may_run).
+    The engines are asked here (`podman ps` starts) and read when the names are."""
     own: dict[str, int] = {}
     for t in nstypes.ALL:
         try:
             own[t.name] = os.stat(f"/proc/self/ns/{t.proc}").st_ino
         except OSError:
             pass
-    for eng in ENGINES:
-        if scan is not None and not eng.may_run(scan, own):
-            continue
-        for name, pid, _ in eng.listed():
-            label = f"{eng.scheme}:{name}"
-            for t in nstypes.ALL:
-                try:
-                    ino = os.stat(f"/proc/{pid}/ns/{t.proc}").st_ino
-                except OSError:
-                    continue
-                if own.get(t.name) != ino:
-                    yield t.name, ino, label
+    names = Names(own)
+    try:
+        for eng in ENGINES:
+            if time.monotonic() < eng.quiet_until:
+                continue
+            if scan is not None and not eng.may_run(scan, own):
+                continue
+            names.begun.append((eng, eng.start()))
+    except BaseException:
+        names.close()
+        raise
+    return names
+
+
+class Names:
+    """The names of the containers the engines were asked about, read when iterated;
+    close() ends what was begun and not read (e.g. the scan failed meanwhile)."""
+
+    def __init__(self, own: dict[str, int]):
+        self.own = own
+        self.begun: list = []   # (engine, what its start() gave)
+
+    def __iter__(self):
+        while self.begun:
+            eng, begun = self.begun.pop(0)
+            for name, pid, _ in eng.listed(begun, started=True):
+                label = f"{eng.scheme}:{name}"
+                for t in nstypes.ALL:
+                    try:
+                        ino = os.stat(f"/proc/{pid}/ns/{t.proc}").st_ino
+                    except OSError:
+                        continue
+                    if self.own.get(t.name) != ino:
+                        yield t.name, ino, label
+
+    def close(self) -> None:
+        while self.begun:
+            eng, begun = self.begun.pop(0)
+            try:
+                eng.cancel(begun)
+            except Exception:  # noqa: BLE001
+                pass
 BY_SCHEME = {e.scheme: e for e in ENGINES}
