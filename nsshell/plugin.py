@@ -221,7 +221,10 @@ class PluginAPI:
         scan, so it must be cheap when it has nothing to say (a failure is ignored).
         WITH_SCAN: fn(session, scan) gets what the scan found, to tell cheaply whether
         it has anything to say: scan.pids(TYPE) is {inode: [pid, ...]} of the processes
-        in each namespace of TYPE (None when the scan did not look at that type)."""
+        in each namespace of TYPE (None when the scan did not look at that type).  Such
+        a fn is called as soon as the processes are read and what it returns is iterated
+        at the end of the scan, so slow work it starts runs meanwhile; if that iterable
+        has close(), it is called when the scan ends without reading it."""
         from .core.look import discover
         if with_scan:
             fn.with_scan = True
