@@ -56,13 +56,20 @@ def under(tmp_path):
         p = subprocess.Popen([str(exe), "-c", "unshare -m sleep 60; :"],
                              start_new_session=True)
         started.append(p)
-        return p, _wait_mnt_apart(p)
+        child = _wait_mnt_apart(p)
+        started[-1] = (p, child)
+        return p, child
     yield start
-    for p in started:
+    for entry in started:
+        p, child = entry if isinstance(entry, tuple) else (entry, None)
         try:
-            os.killpg(p.pid, 9)
-        except ProcessLookupError:
+            if child is not None:
+                os.kill(child, 9)       # reaped by its shell, which then ends
+                p.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
+        if p.poll() is None:
+            os.killpg(p.pid, 9)
         p.wait()
 
 
@@ -93,11 +100,26 @@ def test_gate_with_a_conmon_whose_child_stays_in_its_namespace(tmp_path):
     exe = tmp_path / "conmon"
     shutil.copy("/bin/sh", exe)
     p = subprocess.Popen([str(exe), "-c", "sleep 60; :"], start_new_session=True)
+    kids = []
     try:
+        end = time.monotonic() + 10   # its child has become `sleep`
+        while time.monotonic() < end:
+            try:
+                kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+                if kids and open(f"/proc/{kids[0]}/comm").read() == "sleep\n":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.01)
         assert not engines.Podman().may_run(_view(p.pid), _own())
     finally:
-        os.killpg(p.pid, 9)
-        p.wait()
+        for k in kids:                # reaped by its shell, which then ends
+            os.kill(int(k), 9)
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, 9)
+            p.wait()
 
 
 def test_a_scan_that_did_not_look_at_mount_namespaces_asks_podman():
@@ -140,12 +162,16 @@ def _podman_calls(tmp_path, env_extra=None) -> int:
 
 
 def _conmons() -> list[int]:
+    """Running conmons (not zombies: a dead one's parent may be slow to reap it)."""
     out = []
     for p in os.listdir("/proc"):
         try:
-            if p.isdigit() and open(f"/proc/{p}/comm").read() == "conmon\n":
-                out.append(int(p))
-        except OSError:
+            if p.isdigit():
+                st = open(f"/proc/{p}/stat").read()
+                if st[st.index("(") + 1:st.rindex(")")] == "conmon" and \
+                        st[st.rindex(")") + 2] not in "ZX":
+                    out.append(int(p))
+        except (OSError, ValueError):
             continue
     return out
 
@@ -165,7 +191,9 @@ def slow_podman(tmp_path, monkeypatch):
     bindir.mkdir()
     pidfile = tmp_path / "pid"
     fake = bindir / "podman"
-    fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nsleep 1\necho '[]'\n")
+    fake.write_text(f"#!/usr/bin/python3\nimport os, time\n"        # one process: killed, it
+                    f"open('{pidfile}', 'w').write(str(os.getpid()))\n"  # leaves no child
+                    "time.sleep(1)\nprint('[]')\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     monkeypatch.setenv("CONTAINERS_CONF", "/nonexistent")   # podman "in use"

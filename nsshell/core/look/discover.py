@@ -461,7 +461,9 @@ class ScanView:
         """inode -> pids of the processes the scan found in each namespace of type TNAME
         (those it could read); None when the scan did not look at that type."""
         if tname == "mnt" and self._mnt is not None:
-            return self._mnt   # every process's, whatever types were asked for
+            # every process's, whatever types were asked for (a copy: the scan goes on
+            # with its own)
+            return {ino: list(pids) for ino, pids in self._mnt.items()}
         out = {ino: list(i.pids) for (t, ino), i in self._result.namespaces.items()
                if t == tname and i.pids}
         if out or any(t == tname for t, _ in self._result.namespaces):
