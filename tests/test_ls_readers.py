@@ -35,3 +35,15 @@ def test_command_falls_back_to_comm_and_a_gone_process_has_none():
     p.wait()
     assert discover.command_of(p.pid) is None
     assert discover.command_of(None) is None
+
+
+def test_ls_imports_no_subprocess_or_tempfile():
+    """`ls` looks for a keeper (core/store/keeper.py) without importing what only
+    starting one needs, and asks podman (a subprocess) only when a container may run."""
+    from test_containers_gate import _conmons
+    from test_imports import imported
+    mods = imported("--json", "-c", "ls")
+    assert "nsshell.core.store.keeper" in mods and "nsshell.commands.inspect" in mods
+    assert "tempfile" not in mods and "shutil" not in mods
+    if not _conmons():
+        assert "subprocess" not in mods
