@@ -47,3 +47,14 @@ def test_ls_imports_no_subprocess_or_tempfile():
     assert "tempfile" not in mods and "shutil" not in mods
     if not _conmons():
         assert "subprocess" not in mods
+
+
+def test_plain_ls_imports_no_json_when_no_engine_answers():
+    """The containers plugin imports json only to read an engine's answer."""
+    import os
+    from test_containers_gate import _conmons
+    from test_imports import imported
+    if _conmons() or os.path.exists("/var/run/docker.sock") or os.environ.get("DOCKER_HOST"):
+        pytest.skip("a container engine may answer here")
+    mods = imported("-c", "ls")
+    assert "nsshell_containers.engines" in mods and "json" not in mods

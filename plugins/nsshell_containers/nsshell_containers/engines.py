@@ -17,7 +17,6 @@ one warning line per process and names nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -234,6 +233,7 @@ class Podman(Engine):
             err = stderr.decode(errors="replace").strip().splitlines()
             warn("podman", f"`podman ps` failed: {err[-1] if err else f'status {p.returncode}'}")
             return []
+        import json   # here: a scan with nothing to ask pays nothing for it
         out, data = [], json.loads(stdout or b"[]") or []
         for c in data:
             if c.get("State") not in (None, "running"):
@@ -300,6 +300,7 @@ def http_get(path: str, url: str, deadline: float):
     headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _dechunk(body)
+    import json
     return json.loads(body)
 
 
@@ -408,6 +409,7 @@ class K8s(Engine):
                         with open(os.path.join(d, cid, conf), "rb") as f:
                             if not trusted(os.fstat(f.fileno())):
                                 continue
+                            import json
                             config = json.loads(f.read(16 << 20))
                         with open(os.path.join(d, cid, pidfile), "rb") as f:
                             if not trusted(os.fstat(f.fileno())):
