@@ -1,6 +1,7 @@
-"""The containers plugin asks podman (`podman ps`, 30-100 ms) only when the scan `ls`
-made shows that a podman container may run: a process in a mount namespace of its own
-whose parent outside it is a conmon.  Real processes, a real scan; a process named
+"""The containers plugin asks podman (`podman ps`, 30-100 ms) and reads the Kubernetes
+runtimes' bundles only when the scan `ls` made shows that such a container may run: a
+process in a mount namespace of its own whose parent outside it is the engine's monitor
+(conmon, containerd's shim).  Real processes, a real scan; a process named
 conmon is made by running a copy of sh under that name.  (The podman fixture of
 test_containers.py checks that a real running container is still named.)"""
 
@@ -86,14 +87,27 @@ def _own() -> dict[str, int]:
 
 def test_gate_opens_for_the_child_of_a_conmon_in_a_mount_namespace_apart(under):
     parent, child = under("conmon")
-    assert engines.Podman().may_run(_view(parent.pid, child), _own())
+    assert engines.Podman().may_run(engines.monitors(_view(parent.pid, child), _own()))
+
+
+@pytest.mark.parametrize("monitor, podman, k8s", [
+    ("conmon", True, True),                      # podman, CRI-O
+    ("conmonrs", True, True),                    # CRI-O's conmon-rs
+    ("containerd-shim-runc-v2", False, True),    # containerd (comm: containerd-shim)
+])
+def test_each_engine_is_asked_for_its_own_monitor(under, monitor, podman, k8s):
+    parent, child = under(monitor)
+    found = engines.monitors(_view(parent.pid, child), _own())
+    assert engines.Podman().may_run(found) is podman
+    assert engines.K8s().may_run(found) is k8s
+    assert engines.Docker().may_run(found)       # docker is asked over its socket, cheaply
 
 
 def test_gate_stays_shut_for_any_other_parent(under):
     parent, child = under(f"{PFX}mon")            # not a conmon
-    assert not engines.Podman().may_run(_view(parent.pid, child), _own())
+    assert not engines.Podman().may_run(engines.monitors(_view(parent.pid, child), _own()))
     # a conmon in the shell's own mount namespace with no child apart: nothing runs
-    assert not engines.Podman().may_run(_view(), _own())
+    assert not engines.Podman().may_run(engines.monitors(_view(), _own()))
 
 
 def test_gate_with_a_conmon_whose_child_stays_in_its_namespace(tmp_path):
@@ -111,7 +125,7 @@ def test_gate_with_a_conmon_whose_child_stays_in_its_namespace(tmp_path):
             except OSError:
                 pass
             time.sleep(0.01)
-        assert not engines.Podman().may_run(_view(p.pid), _own())
+        assert not engines.Podman().may_run(engines.monitors(_view(p.pid), _own()))
     finally:
         for k in kids:                # reaped by its shell, which then ends
             os.kill(int(k), 9)
@@ -125,7 +139,8 @@ def test_gate_with_a_conmon_whose_child_stays_in_its_namespace(tmp_path):
 def test_a_scan_that_did_not_look_at_mount_namespaces_asks_podman():
     view = discover.ScanView(discover.Scan(), None)
     assert view.pids("mnt") is None
-    assert engines.Podman().may_run(view, _own())
+    assert engines.monitors(view, _own()) is None
+    assert engines.Podman().may_run(None) and engines.K8s().may_run(None)
 
 
 def test_the_scan_hands_the_view_to_sources_that_ask_for_it(under):

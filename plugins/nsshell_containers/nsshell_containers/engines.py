@@ -89,9 +89,9 @@ class Engine:
         """(name after the scheme, init pid, description) of every running container."""
         raise NotImplementedError
 
-    def may_run(self, scan, own: dict[str, int]) -> bool:
-        """False only when SCAN (the processes `ls` found) shows that none of this
-        engine's containers runs; OWN: the shell's namespaces (type -> inode)."""
+    def may_run(self, monitors: set[str] | None) -> bool:
+        """False only when MONITORS (monitors(): what the scan found) shows that none of
+        this engine's containers runs."""
         return True
 
     def begin(self):
@@ -165,35 +165,9 @@ class Podman(Engine):
             dirs += [f"/run/user/{uid}/libpod", f"/tmp/podman-run-{uid}/libpod"]
         return any(os.path.isdir(d) for d in dirs)
 
-    def may_run(self, scan, own):
-        """Whether a podman container may run, from what the scan found, exactly and
-        without a fork: every podman container has a mount namespace of its own, and its
-        first process is the child of its conmon (the monitor podman starts for each
-        container, which waits for it).  So: is some process in a mount namespace other
-        than the shell's the child of a process named conmon outside that namespace?  One
-        read of /proc/PID/stat per process in another mount namespace (none on most
-        machines), one of /proc/PPID/comm per parent outside it.  A scan that did not
-        look at mount namespaces says nothing: podman is asked."""
-        mnts = scan.pids("mnt")
-        if mnts is None:
-            return True
-        looked: dict[int, bool] = {}   # parent pid -> is it a conmon
-        for ino, pids in mnts.items():
-            if ino == own.get("mnt"):
-                continue
-            members = set(pids)
-            for pid in pids:
-                st = procfs.stat(pid)
-                ppid = st.ppid if st is not None else 0
-                if ppid <= 0 or ppid in members:
-                    continue
-                hit = looked.get(ppid)
-                if hit is None:
-                    parent = procfs.stat(ppid)
-                    hit = looked[ppid] = parent is not None and parent.comm == "conmon"
-                if hit:
-                    return True
-        return False
+    def may_run(self, monitors: set[str] | None) -> bool:
+        """A podman container runs only under its conmon (see monitors())."""
+        return monitors is None or any(c.startswith("conmon") for c in monitors)
 
     def containers(self):
         return self.finish(self.begin())
@@ -392,6 +366,12 @@ class K8s(Engine):
     scheme = "k8s"
     what = "a Kubernetes pod or container: k8s:NAMESPACE/POD[/CONTAINER]"
 
+    def may_run(self, monitors: set[str] | None) -> bool:
+        """A pod's containers run under CRI-O's conmon (or conmon-rs) or containerd's
+        shim (containerd-shim, containerd-shim-runc-v2, -kata-v2 ...)."""
+        return monitors is None or any(c.startswith(("conmon", "containerd-shim"))
+                                       for c in monitors)
+
     def containers(self):
         out = []
         deadline = time.monotonic() + TIMEOUT
@@ -427,11 +407,39 @@ class K8s(Engine):
 ENGINES: list[Engine] = [Podman(), Docker(), K8s()]
 
 
+def monitors(scan, own: dict[str, int]) -> set[str] | None:
+    """The commands (comm) of the processes that are the parent of a process in a mount
+    namespace other than the shell's (OWN["mnt"]) while outside it themselves: a
+    container's monitor is the parent of its first process (podman's and CRI-O's
+    conmon, containerd's shim: it waits for it), and every container has a mount
+    namespace of its own.  So an engine whose monitor is not among them runs no
+    container, and need not be asked: exact, and without a fork.  One read of
+    /proc/PID/stat per process in another mount namespace (few or none on most
+    machines) and per parent outside.  None when SCAN did not look at mount namespaces
+    (every engine is asked then)."""
+    mnts = scan.pids("mnt")
+    if mnts is None:
+        return None
+    comms: dict[int, str | None] = {}   # parent pid -> its comm
+    for ino, pids in mnts.items():
+        if ino == own.get("mnt"):
+            continue
+        members = set(pids)
+        for pid in pids:
+            st = procfs.stat(pid)
+            ppid = st.ppid if st is not None else 0
+            if ppid <= 0 or ppid in members or ppid in comms:
+                continue
+            parent = procfs.stat(ppid)
+            comms[ppid] = parent.comm if parent is not None else None
+    return {c for c in comms.values() if c is not None}
+
+
 def names(session, scan=None) -> "Names":
     """The name source: (type, inode, SCHEME:NAME) for each namespace of each running
     container that is not the shell's own (a rootful container shares the host's user
-    namespace: that is not named after it).  SCAN (what `ls` found) lets an engine that
-    is costly to ask tell first whether it can have anything to say (Podman.may_run).
+    namespace: that is not named after it).  SCAN (what `ls` found) tells which engines
+    may have anything to say (monitors(), Engine.may_run).
     The engines are asked here (`podman ps` starts) and read when the names are."""
     own: dict[str, int] = {}
     for t in nstypes.ALL:
@@ -440,11 +448,12 @@ def names(session, scan=None) -> "Names":
         except OSError:
             pass
     names = Names(own)
+    found = monitors(scan, own) if scan is not None else None
     try:
         for eng in ENGINES:
             if time.monotonic() < eng.quiet_until:
                 continue
-            if scan is not None and not eng.may_run(scan, own):
+            if not eng.may_run(found):
                 continue
             names.begun.append((eng, eng.start()))
     except BaseException:
