@@ -70,3 +70,22 @@ def _shims() -> bool:
         except OSError:
             continue
     return False
+
+
+def test_cpu_pressure_is_read_from_psi(tmp_path):
+    f = tmp_path / "cpu"
+    f.write_text("some avg10=12.50 avg60=3.00 avg300=1.00 total=123\n"
+                 "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    assert discover._cpu_pressure(str(f)) == 12.5
+    f.write_text("garbage\n")
+    assert discover._cpu_pressure(str(f)) is None
+    assert discover._cpu_pressure(str(tmp_path / "none")) is None
+    if os.path.exists("/proc/pressure/cpu"):   # this kernel's, as the scan reads it
+        assert 0.0 <= discover._cpu_pressure() <= 100.0
+
+
+def test_the_reader_is_forked_only_with_a_cpu_to_spare(monkeypatch):
+    monkeypatch.setattr(discover, "_cpu_pressure", lambda: 60.0)
+    assert not discover._cpu_to_spare()
+    monkeypatch.setattr(discover, "_cpu_pressure", lambda: 2.0)
+    assert discover._cpu_to_spare() is ((os.cpu_count() or 1) >= 2)
