@@ -44,7 +44,8 @@ What a plugin can do (see docs/plugins.md):
   `socket_in(handle, family, type)` for a socket created inside a network
   namespace; `call_in(entries, fn, ...)` runs fn in a helper inside namespaces;
 - the kernel layer: `syscalls` (mount, umount2, pivot_root, ioctl_ns, statmount...),
-  `nstypes`, and `mountinfo` (the one parser of /proc/PID/mountinfo);
+  `nstypes`, `mountinfo` (the one parser of /proc/PID/mountinfo) and `procfs` (the
+  one reader of /proc/PID/stat, status, fdinfo);
 - rtnetlink: `rtnl` (nsshell/core/look/rtnl.py), pyroute2's messages over such a
   socket with a small, fast request loop; imported on first use (pyroute2).
 
@@ -63,7 +64,7 @@ from . import guard as _guard
 from .guard import refuse_host
 from .core.look.nsstate import link_record
 from .errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
-from .kernel import mountinfo, nstypes, syscalls  # syscalls: mount, umount2, ioctl_ns...
+from .kernel import mountinfo, nstypes, procfs, syscalls  # syscalls: mount, umount2, ioctl_ns...
 from .registry import REGISTRY as _REGISTRY
 from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Multi, Node, Record, Status, Table, Tree
@@ -213,11 +214,20 @@ class PluginAPI:
         self._undo.append(uninstall)
         self.on_session(install)
 
-    def add_name_source(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def add_name_source(self, fn: Callable[[Any], Any], *,
+                        with_scan: bool = False) -> Callable[[Any], Any]:
         """Name namespaces: fn(session) yields (type name, inode, name) for every namespace
         it names; `ls`, `tree`, `show`, `identify` print those names.  It runs on every
-        scan, so it must be cheap when it has nothing to say (a failure is ignored)."""
+        scan, so it must be cheap when it has nothing to say (a failure is ignored).
+        WITH_SCAN: fn(session, scan) gets what the scan found, to tell cheaply whether
+        it has anything to say: scan.pids(TYPE) is {inode: [pid, ...]} of the processes
+        in each namespace of TYPE (None when the scan did not look at that type).  Such
+        a fn is called as soon as the processes are read and what it returns is iterated
+        at the end of the scan, so slow work it starts runs meanwhile; if that iterable
+        has close(), it is called when the scan ends without reading it."""
         from .core.look import discover
+        if with_scan:
+            fn.with_scan = True
         if fn not in discover.NAME_SOURCES:
             discover.NAME_SOURCES.append(fn)
             self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))

@@ -114,8 +114,12 @@ def close(sh, ref: RefArg):
         raise NotFoundError(f"{ref.label} is not a set this session holds",
                             "`handles` lists them")
     types = list(ref.handles) if whole is not ref else None
-    closed = sh.drop_set(whole.name, types)
-    still = len(ref.handles) - len(closed)
+    # The handles dropped, taken before drop_set: it empties the set's own dict (REF is
+    # that set for `close box`) and returns only the handles it closed.  Those still
+    # open are held elsewhere in the session (another name, the context).
+    dropped = list(ref.handles.values())
+    sh.drop_set(whole.name, types)
+    still = sum(1 for h in dropped if not h.closed)
     note = f" ({still} still held elsewhere in the session)" if still else ""
     what = f"{'+'.join(types)} of {whole.name}" if types and whole.name in sh.sets else whole.name
     return Message(f"closed {what}{note}")

@@ -39,9 +39,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import subprocess
 import sys
-import tempfile
 import time
 
 from .keeperd import (COMM, IDLE_EXIT, SOCK, FdsLost, ProtocolError, peer_uid, recv,  # noqa: F401
@@ -128,6 +126,7 @@ def _dir_to_start_in(uid: int) -> str:
     if xdg:
         raise NsshellError(f"{xdg} is not a private directory of uid {uid}: the keeper will "
                            "not use it", "remove it, or unset XDG_RUNTIME_DIR")
+    import tempfile   # here: `ls` imports this module to look for a keeper (~5 ms with subprocess)
     try:
         return tempfile.mkdtemp(prefix=_tmp_base(uid) + ".", dir=TMP)
     except OSError as e:
@@ -224,6 +223,7 @@ def _ask(d: str, req: dict, fds=()):
 
 def _start(d: str) -> str:
     """Start a keeper in D: 'ok', or 'busy' when one holds D already (it may be exiting)."""
+    import subprocess
     from ...errors import NsshellError
     r, w = os.pipe()
     env = dict(os.environ)

@@ -21,9 +21,9 @@ def _engine(scheme):
     return engines.BY_SCHEME[scheme]
 
 
-def _names(session):
+def _names(session, scan=None):
     from . import engines
-    yield from engines.names(session)
+    return engines.names(session, scan)   # podman asked now, read when iterated
 
 
 def register(api):
@@ -32,4 +32,4 @@ def register(api):
                            lambda session, rest, s=scheme: _engine(s).resolve(session, rest),
                            lambda session, prefix, s=scheme: _engine(s).complete(session, prefix),
                            what=what)
-    api.add_name_source(_names)
+    api.add_name_source(_names, with_scan=True)

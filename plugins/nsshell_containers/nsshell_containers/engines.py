@@ -17,20 +17,20 @@ one warning line per process and names nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 import sys
 import time
 
-from nsshell.plugin import nstypes
+from nsshell.plugin import nstypes, procfs
 
 TIMEOUT = 2.0
 QUIET_AFTER_TIMEOUT = 60.0   # seconds an engine that did not answer is left alone
 COMPLETION_TTL = 2.0     # completion may reuse a list this old; REFs and names never do
 
 _WARNED: set[str] = set()
+_FAILED = object()   # what Engine.start gives when begin() failed (said once)
 
 
 def warn(engine: str, text: str) -> None:
@@ -89,11 +89,40 @@ class Engine:
         """(name after the scheme, init pid, description) of every running container."""
         raise NotImplementedError
 
-    def listed(self) -> list[tuple[str, int, str]]:
-        if time.monotonic() < self.quiet_until:
-            return []
+    def may_run(self, monitors: set[str] | None) -> bool:
+        """False only when MONITORS (monitors(): what the scan found) shows that none of
+        this engine's containers runs."""
+        return True
+
+    def begin(self):
+        """Start asking the engine, for finish() to read the answer (an engine asked
+        through a subprocess starts it here, and the caller goes on meanwhile)."""
+        return None
+
+    def finish(self, begun) -> list[tuple[str, int, str]]:
+        return self.containers()
+
+    def cancel(self, begun) -> None:
+        """Give up what begin() started, unread."""
+
+    def start(self):
+        """begin(), or _FAILED (said once) when even that fails."""
         try:
-            found = [c for c in self.containers() if _alive(c[1])]
+            return self.begin()
+        except Exception as e:  # noqa: BLE001 - an engine never breaks a command
+            warn(self.scheme, f"{type(e).__name__}: {e}")
+            return _FAILED
+
+    def listed(self, begun=None, *, started: bool = False) -> list[tuple[str, int, str]]:
+        """The running containers (alive): asked now, or, STARTED, read from what
+        start() began (BEGUN)."""
+        if not started:
+            if time.monotonic() < self.quiet_until:
+                return []
+            begun = self.start()
+        try:
+            found = [] if begun is _FAILED else \
+                [c for c in self.finish(begun) if _alive(c[1])]
         except Exception as e:  # noqa: BLE001 - an engine never breaks a command
             warn(self.scheme, f"{type(e).__name__}: {e}")
             found = []
@@ -136,22 +165,50 @@ class Podman(Engine):
             dirs += [f"/run/user/{uid}/libpod", f"/tmp/podman-run-{uid}/libpod"]
         return any(os.path.isdir(d) for d in dirs)
 
+    def may_run(self, monitors: set[str] | None) -> bool:
+        """A podman container runs only under its conmon (see monitors())."""
+        return monitors is None or any(c.startswith("conmon") for c in monitors)
+
     def containers(self):
+        return self.finish(self.begin())
+
+    def begin(self):
+        """`podman ps` started (with its deadline), or None when podman cannot have any."""
         exe = which("podman")
         if exe is None or not self._state():
+            return None
+        import subprocess
+        p = subprocess.Popen([exe, "ps", "--format", "json"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
+        return p, time.monotonic() + TIMEOUT
+
+    def cancel(self, begun) -> None:
+        if begun is not None and begun is not _FAILED:
+            begun[0].kill()
+            begun[0].communicate()
+
+    def finish(self, begun):
+        if begun is None:
             return []
         import subprocess
+        p, deadline = begun
         try:
-            p = subprocess.run([exe, "ps", "--format", "json"], stdin=subprocess.DEVNULL,
-                               capture_output=True, timeout=TIMEOUT, close_fds=True)
+            stdout, stderr = p.communicate(timeout=max(deadline - time.monotonic(), 0.001))
         except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
             self.timed_out(f"`podman ps` did not answer within {TIMEOUT:g} s")
             return []
+        except BaseException:
+            p.kill()
+            p.communicate()
+            raise
         if p.returncode != 0:
-            err = p.stderr.decode(errors="replace").strip().splitlines()
+            err = stderr.decode(errors="replace").strip().splitlines()
             warn("podman", f"`podman ps` failed: {err[-1] if err else f'status {p.returncode}'}")
             return []
-        out, data = [], json.loads(p.stdout or b"[]") or []
+        import json   # here: a scan with nothing to ask pays nothing for it
+        out, data = [], json.loads(stdout or b"[]") or []
         for c in data:
             if c.get("State") not in (None, "running"):
                 continue
@@ -217,6 +274,7 @@ def http_get(path: str, url: str, deadline: float):
     headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _dechunk(body)
+    import json
     return json.loads(body)
 
 
@@ -308,6 +366,12 @@ class K8s(Engine):
     scheme = "k8s"
     what = "a Kubernetes pod or container: k8s:NAMESPACE/POD[/CONTAINER]"
 
+    def may_run(self, monitors: set[str] | None) -> bool:
+        """A pod's containers run under CRI-O's conmon (or conmon-rs) or containerd's
+        shim (containerd-shim, containerd-shim-runc-v2, -kata-v2 ...)."""
+        return monitors is None or any(c.startswith(("conmon", "containerd-shim"))
+                                       for c in monitors)
+
     def containers(self):
         out = []
         deadline = time.monotonic() + TIMEOUT
@@ -325,6 +389,7 @@ class K8s(Engine):
                         with open(os.path.join(d, cid, conf), "rb") as f:
                             if not trusted(os.fstat(f.fileno())):
                                 continue
+                            import json
                             config = json.loads(f.read(16 << 20))
                         with open(os.path.join(d, cid, pidfile), "rb") as f:
                             if not trusted(os.fstat(f.fileno())):
@@ -342,24 +407,87 @@ class K8s(Engine):
 ENGINES: list[Engine] = [Podman(), Docker(), K8s()]
 
 
-def names(session):
+def monitors(scan, own: dict[str, int]) -> set[str] | None:
+    """The commands (comm) of the processes that are the parent of a process in a mount
+    namespace other than the shell's (OWN["mnt"]) while outside it themselves: a
+    container's monitor is the parent of its first process (podman's and CRI-O's
+    conmon, containerd's shim: it waits for it), and every container has a mount
+    namespace of its own.  So an engine whose monitor is not among them runs no
+    container, and need not be asked: exact, and without a fork.  One read of
+    /proc/PID/stat per process in another mount namespace (few or none on most
+    machines) and per parent outside.  None when SCAN did not look at mount namespaces
+    (every engine is asked then)."""
+    mnts = scan.pids("mnt")
+    if mnts is None:
+        return None
+    comms: dict[int, str | None] = {}   # parent pid -> its comm
+    for ino, pids in mnts.items():
+        if ino == own.get("mnt"):
+            continue
+        members = set(pids)
+        for pid in pids:
+            st = procfs.stat(pid)
+            ppid = st.ppid if st is not None else 0
+            if ppid <= 0 or ppid in members or ppid in comms:
+                continue
+            parent = procfs.stat(ppid)
+            comms[ppid] = parent.comm if parent is not None else None
+    return {c for c in comms.values() if c is not None}
+
+
+def names(session, scan=None) -> "Names":
     """The name source: (type, inode, SCHEME:NAME) for each namespace of each running
     container that is not the shell's own (a rootful container shares the host's user
-    namespace: that is not named after it)."""
+    namespace: that is not named after it).  SCAN (what `ls` found) tells which engines
+    may have anything to say (monitors(), Engine.may_run).
+    The engines are asked here (`podman ps` starts) and read when the names are."""
     own: dict[str, int] = {}
     for t in nstypes.ALL:
         try:
             own[t.name] = os.stat(f"/proc/self/ns/{t.proc}").st_ino
         except OSError:
             pass
-    for eng in ENGINES:
-        for name, pid, _ in eng.listed():
-            label = f"{eng.scheme}:{name}"
-            for t in nstypes.ALL:
-                try:
-                    ino = os.stat(f"/proc/{pid}/ns/{t.proc}").st_ino
-                except OSError:
-                    continue
-                if own.get(t.name) != ino:
-                    yield t.name, ino, label
+    names = Names(own)
+    found = monitors(scan, own) if scan is not None else None
+    try:
+        for eng in ENGINES:
+            if time.monotonic() < eng.quiet_until:
+                continue
+            if not eng.may_run(found):
+                continue
+            names.begun.append((eng, eng.start()))
+    except BaseException:
+        names.close()
+        raise
+    return names
+
+
+class Names:
+    """The names of the containers the engines were asked about, read when iterated;
+    close() ends what was begun and not read (e.g. the scan failed meanwhile)."""
+
+    def __init__(self, own: dict[str, int]):
+        self.own = own
+        self.begun: list = []   # (engine, what its start() gave)
+
+    def __iter__(self):
+        while self.begun:
+            eng, begun = self.begun.pop(0)
+            for name, pid, _ in eng.listed(begun, started=True):
+                label = f"{eng.scheme}:{name}"
+                for t in nstypes.ALL:
+                    try:
+                        ino = os.stat(f"/proc/{pid}/ns/{t.proc}").st_ino
+                    except OSError:
+                        continue
+                    if self.own.get(t.name) != ino:
+                        yield t.name, ino, label
+
+    def close(self) -> None:
+        while self.begun:
+            eng, begun = self.begun.pop(0)
+            try:
+                eng.cancel(begun)
+            except Exception:  # noqa: BLE001
+                pass
 BY_SCHEME = {e.scheme: e for e in ENGINES}
