@@ -103,6 +103,7 @@ class PluginAPI:
         self._warn = warn
         self.commands: list[str] = []
         self._undo: list[Callable[[], None]] = []
+        self._deferring = False   # True while commands_in's module declares its commands
 
     def _hook(self, hooks, fn: Callable) -> Callable:
         """Add FN to HOOKS (a nsshell.hooks.Hooks) until rollback."""
@@ -123,11 +124,56 @@ class PluginAPI:
             target = changes_state(changes)(func) if changes else func
             _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden,
                               data=data)(target)
-            cname = target.command.name
-            self.commands.append(cname)
+            cmd = target.command
+            cname = cmd.name
             self._undo.append(lambda: _REGISTRY.remove(cname))
+            if not self._deferring:
+                cmd.params   # noqa: B018 - a bad declaration fails the plugin's load, as always
+            if cname not in self.commands:   # (a deferred one was listed when deferred)
+                self.commands.append(cname)
             return target
         return deco
+
+    def commands_in(self, module: str, names, register: str = "register") -> None:
+        """Declare the commands NAMES of this plugin's MODULE without importing it: the
+        module is imported and its REGISTER(api) function called (with this api, so what
+        it adds is this plugin's) on the first use of one of them, or when every command
+        is wanted (help, completion, the man page).  Start-up pays for neither the module
+        nor its declarations.  NAMES must be every command REGISTER declares, in order
+        (`plugins` lists them before the module is loaded)."""
+        names = list(names)
+        loaded = {"done": False}
+
+        def load() -> None:
+            global _CURRENT
+            if loaded["done"]:
+                return
+            loaded["done"] = True
+            previous, _CURRENT = _CURRENT, self
+            self._deferring = True
+            mark = len(self._undo)
+            try:
+                import importlib
+                getattr(importlib.import_module(module), register)(self)
+            except Exception as e:  # noqa: BLE001 - one line, as a plugin failing at start
+                while len(self._undo) > mark:   # what the module added before failing
+                    try:
+                        self._undo.pop()()
+                    except (ValueError, KeyError):
+                        pass
+                for n in names:
+                    _REGISTRY.remove(n)
+                    if n in self.commands:
+                        self.commands.remove(n)
+                reason = f"{type(e).__name__}: {e}"
+                if self._warn is None:
+                    raise
+                self._warn(self.name, f"commands of {module} not loaded: {reason}")
+            finally:
+                self._deferring = False
+                _CURRENT = previous
+        _REGISTRY.defer_loader(names, module, load, self.name)
+        self.commands.extend(n for n in names if n not in self.commands)
 
     # -- sessions --------------------------------------------------------------------------
 

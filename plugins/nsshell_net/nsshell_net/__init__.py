@@ -4,10 +4,28 @@ It reaches nsshell only through nsshell.plugin, and the kernel through
 pyroute2 (imported when a net command first runs, never at start-up).  Each
 network namespace gets one rtnetlink socket, opened inside it by a helper and
 kept until the namespace's handle closes; no `ip` process is run.
+
+Start-up imports neither commands.py nor graph.py: their commands are named
+here (api.commands_in) and declared on first use.
 """
+
+COMMANDS = ("net veth", "net addr", "net up", "net down", "net route", "net bridge",
+            "net del", "net link", "net set", "net move", "net ls")
+
+
+def _read_bridges(ctx):
+    from .commands import read_bridges
+    return read_bridges(ctx)
+
+
+def _bridges_summary(value):
+    from .commands import _bridges_summary
+    return _bridges_summary(value)
 
 
 def register(api):
-    from . import commands, graph   # graph: `net graph`, the topology drawn
-    commands.register(api)
-    graph.register(api)
+    # what `show` and `diff` report is there from the start (commands.register, run
+    # when a net command is first used, puts its own functions in their place)
+    api.state_reader("net", "bridges", summary=_bridges_summary)(_read_bridges)
+    api.commands_in(__name__ + ".commands", COMMANDS)
+    api.commands_in(__name__ + ".graph", ("net graph",))   # `net graph`, the topology drawn
