@@ -16,22 +16,33 @@ import importlib.util
 import os
 import stat
 import sys
-from dataclasses import dataclass, field
+from .kernel.values import Value
 
 from . import plugin as api_mod   # the API this loader hands out; it never imports the loader
 
 GROUP = "nsshell.plugins"         # a public contract: plugins' pyproject.toml name it
 
 
-@dataclass
-class PluginInfo:
+class PluginInfo(Value):
     name: str
     source: str                 # 'entry point DIST (module)' or the file's path
     status: str = "loaded"      # 'loaded' or 'failed'
     reason: str = ""
-    commands: list[str] = field(default_factory=list)
+    commands: list[str]
     module: object = None
     api: object = None
+
+    _fields = ("name", "source", "status", "reason", "commands", "module", "api")
+
+    def __init__(self, name, source, status="loaded", reason="", commands=None, module=None,
+                 api=None) -> None:
+        self.name = name
+        self.source = source
+        self.status = status
+        self.reason = reason
+        self.commands = [] if commands is None else commands
+        self.module = module
+        self.api = api
 
 
 PLUGINS: dict[str, PluginInfo] = {}
@@ -218,12 +229,18 @@ def _read_file(dfd: int, name: str, shown: str) -> bytes:
         os.close(fd)
 
 
-@dataclass
-class _Opened:
+class _Opened(Value):
     """A user plugin as checked: its source, and for a package its folder's fd."""
     path: str
     source: bytes
     dirfd: int | None = None
+
+    _fields = ("path", "source", "dirfd")
+
+    def __init__(self, path, source, dirfd=None) -> None:
+        self.path = path
+        self.source = source
+        self.dirfd = dirfd
 
 
 def _open_package(dfd: int, name: str, shown: str) -> _Opened | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from ..kernel.values import Value, replace
 
 from ..core.proc import program, runner
 from ..errors import NsshellError, ProgramNotFound, UsageError
@@ -83,18 +83,33 @@ def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     return Status(status)
 
 
-@dataclass
-class RunOptions:
+class RunOptions(Value):
     uid: int | None = None
     gid: int | None = None
     groups: tuple[int, ...] | None = None
     cwd: str | None = None
     root_dir: str | None = None
-    env: dict = field(default_factory=dict)
+    env: dict
     env_from_target: bool = False
     keep_caps: bool = False
     cgroup: bool = False
     pid1: bool = False
+
+    _fields = ("uid", "gid", "groups", "cwd", "root_dir", "env", "env_from_target", "keep_caps",
+               "cgroup", "pid1")
+
+    def __init__(self, uid=None, gid=None, groups=None, cwd=None, root_dir=None, env=None,
+                 env_from_target=False, keep_caps=False, cgroup=False, pid1=False) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.cwd = cwd
+        self.root_dir = root_dir
+        self.env = {} if env is None else env
+        self.env_from_target = env_from_target
+        self.keep_caps = keep_caps
+        self.cgroup = cgroup
+        self.pid1 = pid1
 
 
 _VALUED = {"--uid", "--gid", "--groups", "--cwd", "--root", "--env"}

@@ -25,6 +25,7 @@ class Value:
     """Mutable: ==, != and repr over _fields; not hashable (as @dataclass)."""
     __slots__ = ()
     _fields: tuple[str, ...] = ()
+    _values = _values
 
     def __eq__(self, other):
         if other.__class__ is self.__class__:
@@ -39,6 +40,7 @@ class Frozen:
     """Immutable: ==, hash and repr over _fields (as @dataclass(frozen=True))."""
     __slots__ = ()
     _fields: tuple[str, ...] = ()
+    _values = _values
 
     def __eq__(self, other):
         if other.__class__ is self.__class__:

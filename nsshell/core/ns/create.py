@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from dataclasses import dataclass
+from ...kernel.values import Value
 from functools import partial
 from typing import Sequence
 
@@ -24,12 +24,20 @@ PROPAGATION = {
 }
 
 
-@dataclass
-class CreateOptions:
+class CreateOptions(Value):
     propagation: str = "private"
     monotonic: float | None = None
     boottime: float | None = None
     mount_proc: bool = False
+
+    _fields = ("propagation", "monotonic", "boottime", "mount_proc")
+
+    def __init__(self, propagation="private", monotonic=None, boottime=None,
+                 mount_proc=False) -> None:
+        self.propagation = propagation
+        self.monotonic = monotonic
+        self.boottime = boottime
+        self.mount_proc = mount_proc
 
 
 def _offsets_text(opts: CreateOptions) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
@@ -41,10 +40,15 @@ class _Gone(Exception):
     """The runner was not there to take a request."""
 
 
-@dataclass
 class RunnerJob(program.Job):
     """A program started by a runner and stopped: `fg` resumes it through the runner."""
     runner: Any = None
+
+    _fields = ("pid", "argv", "runner")
+
+    def __init__(self, pid, argv, runner=None) -> None:
+        super().__init__(pid, argv)
+        self.runner = runner
 
 
 def _key(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup) -> tuple:

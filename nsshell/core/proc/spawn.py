@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import select
 import signal
-from dataclasses import dataclass, field
+from ...kernel.values import Frozen, Value
 from typing import Any, Callable, Sequence
 
 from ...errors import InternalError, KernelError, NsshellError, from_oserror
@@ -22,19 +22,30 @@ from ...kernel.nstypes import NsType
 from . import channel, harden
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Frozen):
     """One namespace a helper must enter: its type, an fd on it, a label for messages."""
     nstype: NsType
     fd: int
     label: str
 
+    _fields = ("nstype", "fd", "label")
 
-@dataclass
-class Handoff:
+    def __init__(self, nstype, fd, label) -> None:
+        object.__setattr__(self, "nstype", nstype)
+        object.__setattr__(self, "fd", fd)
+        object.__setattr__(self, "label", label)
+
+
+class Handoff(Value):
     """What a helper function returns when it has fds to give back to the shell."""
     data: Any
-    fds: list[int] = field(default_factory=list)
+    fds: list[int]
+
+    _fields = ("data", "fds")
+
+    def __init__(self, data, fds=None) -> None:
+        self.data = data
+        self.fds = [] if fds is None else fds
 
 
 class HelperCrash(InternalError):
