@@ -53,7 +53,6 @@ Keep import time small: import heavy libraries inside command bodies.
 
 from __future__ import annotations
 
-from typing import Any, Callable
 
 from .core.ns.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.ns.handle import Handle, NsSet
@@ -69,6 +68,10 @@ from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Multi, Node, Record, Status, Table, Tree
 from .types import (Candidate, Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Seconds,
                     Word, complete_path)
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 API_VERSION = 1
 
@@ -134,15 +137,24 @@ class PluginAPI:
             return target
         return deco
 
-    def commands_in(self, module: str, names, register: str = "register") -> None:
-        """Declare the commands NAMES of this plugin's MODULE without importing it: the
-        module is imported and its REGISTER(api) function called (with this api, so what
-        it adds is this plugin's) on the first use of one of them, or when every command
-        is wanted (help, completion, the man page).  Start-up pays for neither the module
-        nor its declarations.  NAMES must be every command REGISTER declares, in order
-        (`plugins` lists them before the module is loaded)."""
+    def commands_in(self, names, declare: Callable[["PluginAPI"], None]) -> None:
+        """Declare the commands NAMES without declaring them yet: DECLARE(api) (a function
+        of the plugin that imports its command module and declares them through this
+        api, so that what it adds is this plugin's) runs on the first use of one of
+        them, or when every command is wanted (help, completion, the man page).
+        Start-up pays for neither the module nor its declarations.  NAMES must be every
+        command DECLARE declares, in order (`plugins` lists them before it runs).
+
+            def _net(api):
+                from . import commands
+                commands.register(api)
+
+            def register(api):
+                api.commands_in(("net veth", "net addr"), _net)
+        """
         names = list(names)
         loaded = {"done": False}
+        where = f"{getattr(declare, '__module__', '?')}.{getattr(declare, '__qualname__', '?')}"
 
         def load() -> None:
             global _CURRENT
@@ -153,10 +165,9 @@ class PluginAPI:
             self._deferring = True
             mark = len(self._undo)
             try:
-                import importlib
-                getattr(importlib.import_module(module), register)(self)
+                declare(self)
             except Exception as e:  # noqa: BLE001 - one line, as a plugin failing at start
-                while len(self._undo) > mark:   # what the module added before failing
+                while len(self._undo) > mark:   # what it added before failing
                     try:
                         self._undo.pop()()
                     except (ValueError, KeyError):
@@ -168,11 +179,11 @@ class PluginAPI:
                 reason = f"{type(e).__name__}: {e}"
                 if self._warn is None:
                     raise
-                self._warn(self.name, f"commands of {module} not loaded: {reason}")
+                self._warn(self.name, f"commands of {where} not loaded: {reason}")
             finally:
                 self._deferring = False
                 _CURRENT = previous
-        _REGISTRY.defer_loader(names, module, load, self.name)
+        _REGISTRY.defer_loader(names, f"{self.name}: {where}", load, self.name)
         self.commands.extend(n for n in names if n not in self.commands)
 
     # -- sessions --------------------------------------------------------------------------

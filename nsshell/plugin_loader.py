@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import importlib
-import importlib.util
 import os
 import stat
 import sys
@@ -389,6 +388,7 @@ def _spec(modname: str, opened: _Opened):
 
 
 def _import_opened(name: str, opened: _Opened):
+    import importlib.util   # (only for a user plugin: start-up does not pay for it)
     modname = f"nsshell_userplugin_{name}"
     spec = _spec(modname, opened)
     module = importlib.util.module_from_spec(spec)

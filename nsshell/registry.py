@@ -607,36 +607,41 @@ class Registry:
         self._lazy.update((n, m) for n, m in commands.items() if n not in self.commands)
         self._lazy_aliases.update((a, n) for a, n in aliases.items() if n in self._lazy)
 
-    def defer_loader(self, names, module: str, loader, group: str) -> None:
-        """Know NAMES (a plugin's commands, declared in MODULE) before they are declared:
-        LOADER() declares them on the first lookup of one of them (or when every command
-        is wanted: help, completion).  A name already taken is refused as add() does."""
+    def defer_loader(self, names, key: str, loader, group: str) -> None:
+        """Know NAMES (a plugin's commands) before they are declared: LOADER() declares
+        them on the first lookup of one of them (or when every command is wanted: help,
+        completion).  KEY names the loader (it is never a module's name: "PLUGIN: ...").
+        A name already taken is refused as add() refuses it."""
         for n in names:
             if n in self.commands or n in self._aliases or n in self._lazy \
                     or n in self._lazy_aliases:
                 raise ValueError(f"command {n!r} is already registered")
-        self._lazy.update((n, module) for n in names)
-        self._loaders[module] = (loader, group)
+        self._lazy.update((n, key) for n in names)
+        self._loaders[key] = (loader, group)
 
     def deferred(self, group: str | None = None) -> list[str]:
         """The names known but not declared yet (of GROUP's plugin loaders, when given)."""
         return [n for n, m in self._lazy.items()
                 if group is None or self._loaders.get(m, (None, None))[1] == group]
 
-    def _load(self, module: str) -> None:
-        # its @command declarations call add(); __import__ rather than importlib.import_module,
-        # which `python -X importtime` does not see
-        loader, _ = self._loaders.pop(module, (None, None))
+    def _forget_deferred(self, key: str) -> None:
+        for name in [n for n, m in self._lazy.items() if m == key]:
+            del self._lazy[name]
+        for alias in [a for a, n in self._lazy_aliases.items() if n not in self._lazy]:
+            del self._lazy_aliases[alias]
+
+    def _load(self, key: str) -> None:
+        loader, _ = self._loaders.pop(key, (None, None))
+        if loader is not None:      # a plugin's: its names are free for it to declare
+            self._forget_deferred(key)
+            loader()
+            return
+        # a built-in module: its @command declarations call add(); __import__ rather than
+        # importlib.import_module, which `python -X importtime` does not see
         try:
-            if loader is None:
-                __import__(module)
-            else:
-                loader()
+            __import__(key)
         finally:
-            for name in [n for n, m in self._lazy.items() if m == module]:
-                del self._lazy[name]
-            for alias in [a for a, n in self._lazy_aliases.items() if n not in self._lazy]:
-                del self._lazy_aliases[alias]
+            self._forget_deferred(key)
 
     def load_all(self) -> None:
         """Import every deferred module (help, completion, docgen: all commands at once)."""

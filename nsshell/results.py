@@ -7,7 +7,10 @@ a `json()` that gives the documented JSON shape for `--json`.
 from __future__ import annotations
 
 from .kernel.values import Value
-from typing import Any
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _jsonable(value: Any) -> Any:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 from .kernel.values import Frozen
-from typing import Any
 
 from .core.ns.handle import NsSet
 from .errors import NotFoundError, UsageError
 from .kernel import nstypes, procfs
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Candidate(Frozen):

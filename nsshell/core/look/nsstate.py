@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from ...kernel.values import Value
-from typing import Any, Callable
 
 from ...kernel import idmap, mountinfo, nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
@@ -57,9 +56,13 @@ class Context(Value):
         return procfs.read(rel, self.procfd).decode("utf-8", "replace")
 
 
-Reader = Callable[[Context], Any]
-Differ = Callable[[Any, Any], list]
-Summary = Callable[[Any], "str | list[str]"]
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Reader = Callable[[Context], Any]
+    Differ = Callable[[Any, Any], list]
+    Summary = Callable[[Any], "str | list[str]"]
 
 
 class StateKey(Value):

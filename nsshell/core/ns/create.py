@@ -7,7 +7,6 @@ import itertools
 import os
 from ...kernel.values import Value
 from functools import partial
-from typing import Sequence
 
 from ...errors import KernelError, NsshellError, UsageError, from_oserror
 from ...kernel import nsfs, nstypes, syscalls
@@ -17,6 +16,10 @@ from ...progress import Progress
 from ..proc import harden, program, reaper, spawn
 from . import creator
 from .handle import Handle, InitHolder
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
 
 PROPAGATION = {
     "private": syscalls.MS_PRIVATE, "shared": syscalls.MS_SHARED,

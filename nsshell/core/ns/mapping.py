@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from ...kernel.values import Value
-from typing import Sequence
 
 from ...errors import KernelError, NsshellError, from_oserror
 from ...kernel import idmap, nstypes, syscalls
 from ...kernel.idmap import IdRange
 from ..proc import harden, spawn
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
 
 
 class MapRequest(Value):

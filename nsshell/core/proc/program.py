@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import signal
 from ...kernel.values import Frozen, Value
-from typing import Sequence
 
 from ...errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
 from ...kernel import nstypes, syscalls
 from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
 
 
 class Job(Value):

@@ -25,11 +25,14 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from typing import Any, Sequence
 
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ...kernel import syscalls
 from . import channel, harden, program, spawn
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 _DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
                     signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,

@@ -14,12 +14,15 @@ import os
 import select
 import signal
 from ...kernel.values import Frozen, Value
-from typing import Any, Callable, Sequence
 
 from ...errors import InternalError, KernelError, NsshellError, from_oserror
 from ...kernel import nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
 from . import channel, harden
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Sequence
 
 
 class Entry(Frozen):

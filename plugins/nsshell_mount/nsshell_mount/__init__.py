@@ -17,5 +17,10 @@ COMMANDS = ("mount ls", "mount tmpfs", "mount bind", "mount proc", "mount overla
             "mount propagation", "mount umount", "mount root")
 
 
+def _commands(api):
+    from . import commands
+    commands.register(api)
+
+
 def register(api):
-    api.commands_in(__name__ + ".commands", COMMANDS)
+    api.commands_in(COMMANDS, _commands)

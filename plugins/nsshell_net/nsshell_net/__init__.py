@@ -13,6 +13,16 @@ COMMANDS = ("net veth", "net addr", "net up", "net down", "net route", "net brid
             "net del", "net link", "net set", "net move", "net ls")
 
 
+def _commands(api):
+    from . import commands
+    commands.register(api)
+
+
+def _graph(api):
+    from . import graph   # `net graph`, the topology drawn
+    graph.register(api)
+
+
 def _read_bridges(ctx):
     from .commands import read_bridges
     return read_bridges(ctx)
@@ -24,8 +34,8 @@ def _bridges_summary(value):
 
 
 def register(api):
-    # what `show` and `diff` report is there from the start (commands.register, run
-    # when a net command is first used, puts its own functions in their place)
+    # What `show` and `diff` report is there from the start (commands.register, run
+    # with the first net command, puts its own functions in place of these).
     api.state_reader("net", "bridges", summary=_bridges_summary)(_read_bridges)
-    api.commands_in(__name__ + ".commands", COMMANDS)
-    api.commands_in(__name__ + ".graph", ("net graph",))   # `net graph`, the topology drawn
+    api.commands_in(COMMANDS, _commands)
+    api.commands_in(("net graph",), _graph)
