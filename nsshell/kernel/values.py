@@ -21,36 +21,30 @@ def _repr(obj) -> str:
             + ", ".join([f"{f}={getattr(obj, f)!r}" for f in obj._fields]) + ")")
 
 
-class Value:
-    """Mutable: ==, != and repr over _fields; not hashable (as @dataclass)."""
+class _Fields:
     __slots__ = ()
     _fields: tuple[str, ...] = ()
     _values = _values
-
-    def __eq__(self, other):
-        if other.__class__ is self.__class__:
-            return _values(self) == _values(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
     __repr__ = _repr
 
-
-class Frozen:
-    """Immutable: ==, hash and repr over _fields (as @dataclass(frozen=True))."""
-    __slots__ = ()
-    _fields: tuple[str, ...] = ()
-    _values = _values
-
     def __eq__(self, other):
         if other.__class__ is self.__class__:
             return _values(self) == _values(other)
         return NotImplemented
+
+
+class Value(_Fields):
+    """Mutable: ==, != and repr over _fields; not hashable (as @dataclass)."""
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Frozen(_Fields):
+    """Immutable: ==, hash and repr over _fields (as @dataclass(frozen=True))."""
+    __slots__ = ()
 
     def __hash__(self):
         return hash(_values(self))
-
-    __repr__ = _repr
 
     def __setattr__(self, name, value):
         raise AttributeError(f"cannot assign to field {name!r}")
