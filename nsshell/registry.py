@@ -31,6 +31,10 @@ from .errors import UsageError
 from .kernel.values import Frozen, Value
 from .types import ParamType, is_types_word, type_for
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["Opt", "Kw", "Rest", "Needs", "Param", "Command", "Registry", "REGISTRY", "command",
            "CommandName", "Annotated"]
 

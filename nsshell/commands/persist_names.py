@@ -122,4 +122,4 @@ if _names_for_ls not in discover.NAME_SOURCES:
 
 
 def _parse_root(text: str) -> str:
-    return store.parse_root(text)
+    return _store_module().parse_root(text)
