@@ -274,10 +274,10 @@ class PluginAPI:
         """Name namespaces: fn(session) yields (type name, inode, name) for every namespace
         it names; `ls`, `tree`, `show`, `identify` print those names.  It runs on every
         scan, so it must be cheap when it has nothing to say (a failure is ignored)."""
-        from .core.look import discover
-        if fn not in discover.NAME_SOURCES:
-            discover.NAME_SOURCES.append(fn)
-            self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))
+        from .core.look import NAME_SOURCES   # discover's (not discover: start-up)
+        if fn not in NAME_SOURCES:
+            NAME_SOURCES.append(fn)
+            self._undo.append(lambda: NAME_SOURCES.remove(fn))
         return fn
 
     # -- what show and diff report ----------------------------------------------------

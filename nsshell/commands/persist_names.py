@@ -7,7 +7,7 @@ imported when a name is first looked up, not to start.  persist.py has the comma
 from __future__ import annotations
 
 from ..core import store as _store
-from ..core.look import discover
+from ..core.look import NAME_SOURCES
 
 TYPE_CHECKING = False   # (typing is not imported to start)
 if TYPE_CHECKING:
@@ -115,8 +115,8 @@ def _names_for_ls(session):
             yield r["type"], r["inode"], r["name"]
 
 
-if _names_for_ls not in discover.NAME_SOURCES:
-    discover.NAME_SOURCES.append(_names_for_ls)
+if _names_for_ls not in NAME_SOURCES:   # (discover.NAME_SOURCES: the same list)
+    NAME_SOURCES.append(_names_for_ls)
 
 
 

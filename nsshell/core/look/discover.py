@@ -40,7 +40,7 @@ RELATION_KINDS = ("owner", "parent")
 # each callable gets the session (or None) and yields (type name, inode, name) or
 # (type name, inode, name, holder): a holder (as in NsInfo.holders) adds the namespace
 # when the scan of /proc did not find it.
-NAME_SOURCES: list[Callable[[object], Iterable[tuple[str, int, str]]]] = []
+from . import NAME_SOURCES  # noqa: E402 - (the list lives in the package: start-up)
 
 _NETNS_ROOT = "/run/netns/"
 
