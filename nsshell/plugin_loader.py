@@ -11,7 +11,6 @@ is recorded with the reason; the shell starts anyway.  `plugins` lists both.
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import stat
 import sys
@@ -115,6 +114,12 @@ def _parse_group(text: str) -> list[tuple[str, str]]:
 
 # -- loading ---------------------------------------------------------------------------------
 
+def _import(module: str):
+    """importlib.import_module(MODULE), without importing importlib (start-up)."""
+    __import__(module)
+    return sys.modules[module]
+
+
 def load_all(*, entry_points_too: bool = True, folder: str | None = None) -> dict[str, PluginInfo]:
     """Load every plugin once per process; returns the loaded ones by name."""
     if _STATE["loaded"]:
@@ -124,7 +129,7 @@ def load_all(*, entry_points_too: bool = True, folder: str | None = None) -> dic
         for name, value, dist in entry_points():
             module, _, attr = value.partition(":")
             load(name, f"entry point {dist} ({value})",
-                 lambda module=module: importlib.import_module(module), attr.strip())
+                 lambda module=module: _import(module), attr.strip())
     for name, path, why, opened in user_plugins(folder):
         if why:
             _fail(PluginInfo(name, path), why)
