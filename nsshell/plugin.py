@@ -125,13 +125,12 @@ class PluginAPI:
         it never shows data, so it takes no --json (registry.Registry.command)."""
         def deco(func: Callable) -> Callable:
             target = changes_state(changes)(func) if changes else func
+            # (read at once, so that a bad declaration fails the plugin's load, except
+            # in a module commands_in loads on first use)
             _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden,
-                              data=data)(target)
-            cmd = target.command
-            cname = cmd.name
+                              data=data, now=not self._deferring)(target)
+            cname = target.command.name
             self._undo.append(lambda: _REGISTRY.remove(cname))
-            if not self._deferring:
-                cmd.params   # noqa: B018 - a bad declaration fails the plugin's load, as always
             if cname not in self.commands:   # (a deferred one was listed when deferred)
                 self.commands.append(cname)
             return target
@@ -338,9 +337,9 @@ def command(name: str | None = None, *, aliases: tuple[str, ...] = (), hidden: b
     Declared while a plugin loads, it is that plugin's (removed if the load fails)."""
     if _CURRENT is not None and group in (None, _CURRENT.name):
         return _CURRENT.command(name, aliases=aliases, hidden=hidden, changes=changes, data=data)
-    reg = _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden,
-                            data=data)
     loading = _CURRENT
+    reg = _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden,
+                            data=data, now=loading is None or not loading._deferring)
 
     def deco(func: Callable) -> Callable:
         target = reg(changes_state(changes)(func) if changes else func)

@@ -529,7 +529,7 @@ def _hints(func) -> dict:
     glob = getattr(f, "__globals__", {})
     out = {}
     for name, value in (getattr(func, "__annotations__", None) or {}).items():
-        if isinstance(value, str):
+        while isinstance(value, str):   # ("'X'" is a forward reference to X, as typing reads it)
             value = eval(value, glob, None)  # noqa: S307 - the declaration's own annotation
         out[name] = type(None) if value is None else value
     return out
@@ -654,17 +654,24 @@ class Registry:
 
     def command(self, name: str | None = None, *, group: str = "core",
                 aliases: tuple[str, ...] = (), hidden: bool = False,
-                data: bool | None = None, runner: bool = False, creator: bool = False):
+                data: bool | None = None, runner: bool = False, creator: bool = False,
+                now: bool = False):
         """Declare a command.  DATA: it returns data to show, so it takes --json (default:
         every command without a Rest parameter; data=False for one that never shows
         data).  RUNNER: it uses the batch `run` helper (core/proc/runner.py); CREATOR: it
         uses the `new` helper (core/ns/creator.py); the engine ends each helper before any
-        command that does not declare it (Session.drop_helpers)."""
+        command that does not declare it (Session.drop_helpers).
+
+        The function's signature and docstring are read on the command's first use
+        (Command.params); NOW reads them at once, so that a bad declaration (a plugin's)
+        raises here and declares nothing.  A parameter of its own called json is checked
+        at once in any case."""
         def deco(func):
             cname = name or func.__name__.rstrip("_").replace("_", "-")
             cmd = Command.declared(cname, func, group, aliases, hidden, data, runner, creator)
-            if data is not False and any(n.rstrip("_") == "json" for n, _, _ in _signature(func)):
-                cmd.params   # noqa: B018 - its own --json? refused now, and nothing declared
+            if now or (data is not False
+                       and any(n.rstrip("_") == "json" for n, _, _ in _signature(func))):
+                cmd.params   # noqa: B018 - read now: a bad declaration declares nothing
             self.add(cmd)
             func.command = cmd
             return func

@@ -296,3 +296,18 @@ def test_signatures_and_docstrings_are_read_as_inspect_reads_them():
         assert _signature(cmd.func) == want, cmd.name
         doc = cmd.func.__doc__ or ""
         assert _cleandoc(doc) == inspect.cleandoc(doc).splitlines(), cmd.name
+
+
+def test_a_plugins_bad_declaration_still_fails_where_it_is_made():
+    # Declared the old way (api.command in register), a declaration is read at once: an
+    # annotation naming nothing fails the plugin's load and declares nothing, as before.
+    from nsshell import plugin as api_mod
+    from nsshell.registry import REGISTRY
+    api = api_mod.PluginAPI("s_imp4")
+
+    def bad(sh, x: "NoSuchType"):  # noqa: F821
+        """Bad."""
+    with pytest.raises(NameError):
+        api.command("s_imp4 bad")(bad)
+    assert "s_imp4 bad" not in REGISTRY.commands
+    api.rollback()
