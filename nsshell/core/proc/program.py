@@ -408,6 +408,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
             terminal.give(os.getpid())
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             import traceback  # noqa: F401 - before entering (a container's root has no Python)
+            import warnings  # noqa: F401 - likewise: os.execvpe's PATH search imports it
             before_enter(setup)
             enter(entries, root=root)
             after_enter(setup)

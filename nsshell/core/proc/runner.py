@@ -246,6 +246,7 @@ class Runner:
         import pickle  # noqa: F401
         import socket
         import traceback  # noqa: F401
+        import warnings  # noqa: F401 - os.get_exec_path (the PATH search) imports it
         self.key = _key(entries, root, setup)
         self.busy = False
         self.stopped: set[int] = set()
