@@ -172,12 +172,13 @@ def main(argv: list[str] | None = None) -> int:
 def persist_root(option: str | None = None) -> str:
     """The persist root, decided once: --persist-root, $NSSHELL_PERSIST_ROOT, /run/nsshell.
     A bad one is a UsageError naming where it came from."""
-    from .core.store.persist import DEFAULT_ROOT, ENV_ROOT, parse_root
+    from .core.store import DEFAULT_ROOT, ENV_ROOT   # (not the store itself: start-up)
     from .errors import UsageError
     text, where = ((option, "--persist-root") if option is not None else
                    (os.environ.get(ENV_ROOT), f"${ENV_ROOT}"))
     if not text:
         return DEFAULT_ROOT
+    from .core.store.persist import parse_root
     try:
         return parse_root(text)
     except ValueError as e:
@@ -200,7 +201,7 @@ def _main(opts) -> int:
     if not opts.no_plugins:
         _load_plugins()
     session = Session(interactive=interactive)
-    from .commands.persist import install
+    from .commands.persist_names import install
     install(session, root)
     if opts.keep_going:
         session.settings["errexit"].value = False

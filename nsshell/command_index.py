@@ -48,6 +48,6 @@ ALIASES = {
 }
 
 EAGER = (
-    'nsshell.commands.persist',
-    'nsshell.commands.run',
+    'nsshell.commands.persist_names',
+    'nsshell.commands.run_settings',
 )

@@ -9,7 +9,10 @@ plugin that fails to load is removed whole).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
+
 
 
 class Hooks:

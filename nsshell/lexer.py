@@ -6,19 +6,25 @@ and `!CMD ...` as short for `run CMD ...`.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from .kernel.values import Value
 
 from .errors import UsageError
 
 
-@dataclass
-class Partial:
+class Partial(Value):
     """A line being typed, as completion sees it."""
     words: list[str]    # the finished words of its last command
     current: str        # the word under the cursor ('' after a space)
     start: int          # where that word begins in the line (its opening quote included)
     comment: bool       # the cursor is inside a comment: nothing to complete
+
+    _fields = ("words", "current", "start", "comment")
+
+    def __init__(self, words, current, start, comment) -> None:
+        self.words = words
+        self.current = current
+        self.start = start
+        self.comment = comment
 
 
 def split(line: str) -> list[list[str]]:
@@ -142,17 +148,28 @@ class Incomplete(UsageError):
     """The text ends inside a quote or a block: more lines would complete it."""
 
 
-@dataclass
-class Part:
+class Part(Value):
     kind: str      # "lit" (text) or "var" ($NAME, $1, $?, $#, $@, $*)
     text: str
     quoted: bool
 
+    _fields = ("kind", "text", "quoted")
 
-@dataclass
-class Word:
+    def __init__(self, kind, text, quoted) -> None:
+        self.kind = kind
+        self.text = text
+        self.quoted = quoted
+
+
+class Word(Value):
     parts: list
     line: int
+
+    _fields = ("parts", "line")
+
+    def __init__(self, parts, line) -> None:
+        self.parts = parts
+        self.line = line
 
     def literal(self) -> str | None:
         """The word's text when it is one unquoted literal (keywords, `!`), else None."""
@@ -161,38 +178,67 @@ class Word:
         return None
 
 
-@dataclass
-class Simple:
+class Simple(Value):
     words: list
     line: int
 
+    _fields = ("words", "line")
 
-@dataclass
-class For:
+    def __init__(self, words, line) -> None:
+        self.words = words
+        self.line = line
+
+
+class For(Value):
     name: str
     words: list
     body: list
     line: int
 
+    _fields = ("name", "words", "body", "line")
 
-@dataclass
-class If:
+    def __init__(self, name, words, body, line) -> None:
+        self.name = name
+        self.words = words
+        self.body = body
+        self.line = line
+
+
+class If(Value):
     clauses: list   # [(condition list, body list)]
     orelse: list | None
     line: int
 
+    _fields = ("clauses", "orelse", "line")
 
-@dataclass
-class Pipeline:     # `! CMD` negates; there are no pipes
+    def __init__(self, clauses, orelse, line) -> None:
+        self.clauses = clauses
+        self.orelse = orelse
+        self.line = line
+
+
+class Pipeline(Value):     # `! CMD` negates; there are no pipes
     command: object
     negate: bool
     line: int
 
+    _fields = ("command", "negate", "line")
 
-@dataclass
-class AndOr:
+    def __init__(self, command, negate, line) -> None:
+        self.command = command
+        self.negate = negate
+        self.line = line
+
+
+class AndOr(Value):
     first: Pipeline
-    rest: list = field(default_factory=list)   # [("&&" | "||", Pipeline)]
+    rest: list  # [("&&" | "||", Pipeline)]
+
+    _fields = ("first", "rest")
+
+    def __init__(self, first, rest=None) -> None:
+        self.first = first
+        self.rest = [] if rest is None else rest
 
 
 def check_text(text: str) -> None:
@@ -214,7 +260,9 @@ _SPECIAL = "?#@*"
 # A run of characters that mean nothing to the lexer, taken whole (not one at a time);
 # `#`, `&` and `|` end it: they mean something at a word's start or doubled, and are
 # taken one at a time by the loop.
-_PLAIN = re.compile(r"[^ \t\r\n;&|#\\'\"$]+").match
+# The text is mapped once (str.translate: C speed, no `re` to import at start-up) so
+# that the end of a run is one str.find.
+_MARK = str.maketrans({c: "\0" for c in " \t\r\n;&|#\\'\"$"})
 
 
 def tokens(text: str, final: bool = True, line: int = 1) -> list:
@@ -226,6 +274,7 @@ def tokens(text: str, final: bool = True, line: int = 1) -> list:
     lit: list[str] = []
     i, n = 0, len(text)
     wline = line
+    marks = None   # TEXT with every character that means something as NUL (_MARK)
 
     def flush_lit(quoted: bool):
         if lit:
@@ -339,12 +388,15 @@ def tokens(text: str, final: bool = True, line: int = 1) -> list:
                     continue
                 lit.append(c)
             else:
-                m = _PLAIN(text, i)
-                if m is None:  # a `#`, `&` or `|` inside a word: itself
+                if marks is None:
+                    marks = text.translate(_MARK)
+                end = marks.find("\0", i)
+                if end == i:  # a `#`, `&` or `|` inside a word: itself
                     lit.append(c)
                 else:
-                    lit.append(m.group())
-                    i = m.end()
+                    end = n if end < 0 else end
+                    lit.append(text[i:end])
+                    i = end
                     continue
         i += 1
     end_word()

@@ -54,7 +54,6 @@ Keep import time small: import heavy libraries inside command bodies.
 
 from __future__ import annotations
 
-from typing import Any, Callable
 
 from .core.ns.handle import CLOSE_HOOKS as _CLOSE_HOOKS
 from .core.ns.handle import Handle, NsSet
@@ -70,6 +69,10 @@ from .registry import Annotated, Kw, Opt, Rest
 from .results import Diff, Message, Multi, Node, Record, Status, Table, Tree
 from .types import (Candidate, Choice, Int, NsType, NsTypes, ParamType, Path, Pid, Ref, Seconds,
                     Word, complete_path)
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 API_VERSION = 1
 
@@ -104,6 +107,7 @@ class PluginAPI:
         self._warn = warn
         self.commands: list[str] = []
         self._undo: list[Callable[[], None]] = []
+        self._deferring = False   # True while commands_in's module declares its commands
 
     def _hook(self, hooks, fn: Callable) -> Callable:
         """Add FN to HOOKS (a nsshell.hooks.Hooks) until rollback."""
@@ -122,13 +126,65 @@ class PluginAPI:
         it never shows data, so it takes no --json (registry.Registry.command)."""
         def deco(func: Callable) -> Callable:
             target = changes_state(changes)(func) if changes else func
+            # (read at once, so that a bad declaration fails the plugin's load, except
+            # in a module commands_in loads on first use)
             _REGISTRY.command(name, group=self.name, aliases=aliases, hidden=hidden,
-                              data=data)(target)
+                              data=data, now=not self._deferring)(target)
             cname = target.command.name
-            self.commands.append(cname)
             self._undo.append(lambda: _REGISTRY.remove(cname))
+            if cname not in self.commands:   # (a deferred one was listed when deferred)
+                self.commands.append(cname)
             return target
         return deco
+
+    def commands_in(self, names, declare: Callable[["PluginAPI"], None]) -> None:
+        """Declare the commands NAMES without declaring them yet: DECLARE(api) (a function
+        of the plugin that imports its command module and declares them through this
+        api, so that what it adds is this plugin's) runs on the first use of one of
+        them, or when every command is wanted (help, completion, the man page).
+        Start-up pays for neither the module nor its declarations.  NAMES must be every
+        command DECLARE declares, in order (`plugins` lists them before it runs).
+
+            def _net(api):
+                from . import commands
+                commands.register(api)
+
+            def register(api):
+                api.commands_in(("net veth", "net addr"), _net)
+        """
+        names = list(names)
+        loaded = {"done": False}
+        where = f"{getattr(declare, '__module__', '?')}.{getattr(declare, '__qualname__', '?')}"
+
+        def load() -> None:
+            global _CURRENT
+            if loaded["done"]:
+                return
+            loaded["done"] = True
+            previous, _CURRENT = _CURRENT, self
+            self._deferring = True
+            mark = len(self._undo)
+            try:
+                declare(self)
+            except Exception as e:  # noqa: BLE001 - one line, as a plugin failing at start
+                while len(self._undo) > mark:   # what it added before failing
+                    try:
+                        self._undo.pop()()
+                    except (ValueError, KeyError):
+                        pass
+                for n in names:
+                    _REGISTRY.remove(n)
+                    if n in self.commands:
+                        self.commands.remove(n)
+                reason = f"{type(e).__name__}: {e}"
+                if self._warn is None:
+                    raise
+                self._warn(self.name, f"commands of {where} not loaded: {reason}")
+            finally:
+                self._deferring = False
+                _CURRENT = previous
+        _REGISTRY.defer_loader(names, f"{self.name}: {where}", load, self.name)
+        self.commands.extend(n for n in names if n not in self.commands)
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -225,12 +281,12 @@ class PluginAPI:
         a fn is called as soon as the processes are read and what it returns is iterated
         at the end of the scan, so slow work it starts runs meanwhile; if that iterable
         has close(), it is called when the scan ends without reading it."""
-        from .core.look import discover
+        from .core.look import NAME_SOURCES   # discover's (not discover: start-up)
         if with_scan:
             fn.with_scan = True
-        if fn not in discover.NAME_SOURCES:
-            discover.NAME_SOURCES.append(fn)
-            self._undo.append(lambda: discover.NAME_SOURCES.remove(fn))
+        if fn not in NAME_SOURCES:
+            NAME_SOURCES.append(fn)
+            self._undo.append(lambda: NAME_SOURCES.remove(fn))
         return fn
 
     # -- what show and diff report ----------------------------------------------------
@@ -291,9 +347,9 @@ def command(name: str | None = None, *, aliases: tuple[str, ...] = (), hidden: b
     Declared while a plugin loads, it is that plugin's (removed if the load fails)."""
     if _CURRENT is not None and group in (None, _CURRENT.name):
         return _CURRENT.command(name, aliases=aliases, hidden=hidden, changes=changes, data=data)
-    reg = _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden,
-                            data=data)
     loading = _CURRENT
+    reg = _REGISTRY.command(name, group=group or "plugin", aliases=aliases, hidden=hidden,
+                            data=data, now=loading is None or not loading._deferring)
 
     def deco(func: Callable) -> Callable:
         target = reg(changes_state(changes)(func) if changes else func)

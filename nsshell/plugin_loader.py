@@ -11,27 +11,36 @@ is recorded with the reason; the shell starts anyway.  `plugins` lists both.
 from __future__ import annotations
 
 import errno
-import importlib
-import importlib.util
 import os
 import stat
 import sys
-from dataclasses import dataclass, field
+from .kernel.values import Value
 
 from . import plugin as api_mod   # the API this loader hands out; it never imports the loader
 
 GROUP = "nsshell.plugins"         # a public contract: plugins' pyproject.toml name it
 
 
-@dataclass
-class PluginInfo:
+class PluginInfo(Value):
     name: str
     source: str                 # 'entry point DIST (module)' or the file's path
     status: str = "loaded"      # 'loaded' or 'failed'
     reason: str = ""
-    commands: list[str] = field(default_factory=list)
+    commands: list[str]
     module: object = None
     api: object = None
+
+    _fields = ("name", "source", "status", "reason", "commands", "module", "api")
+
+    def __init__(self, name, source, status="loaded", reason="", commands=None, module=None,
+                 api=None) -> None:
+        self.name = name
+        self.source = source
+        self.status = status
+        self.reason = reason
+        self.commands = [] if commands is None else commands
+        self.module = module
+        self.api = api
 
 
 PLUGINS: dict[str, PluginInfo] = {}
@@ -105,6 +114,12 @@ def _parse_group(text: str) -> list[tuple[str, str]]:
 
 # -- loading ---------------------------------------------------------------------------------
 
+def _import(module: str):
+    """importlib.import_module(MODULE), without importing importlib (start-up)."""
+    __import__(module)
+    return sys.modules[module]
+
+
 def load_all(*, entry_points_too: bool = True, folder: str | None = None) -> dict[str, PluginInfo]:
     """Load every plugin once per process; returns the loaded ones by name."""
     if _STATE["loaded"]:
@@ -114,7 +129,7 @@ def load_all(*, entry_points_too: bool = True, folder: str | None = None) -> dic
         for name, value, dist in entry_points():
             module, _, attr = value.partition(":")
             load(name, f"entry point {dist} ({value})",
-                 lambda module=module: importlib.import_module(module), attr.strip())
+                 lambda module=module: _import(module), attr.strip())
     for name, path, why, opened in user_plugins(folder):
         if why:
             _fail(PluginInfo(name, path), why)
@@ -218,12 +233,18 @@ def _read_file(dfd: int, name: str, shown: str) -> bytes:
         os.close(fd)
 
 
-@dataclass
-class _Opened:
+class _Opened(Value):
     """A user plugin as checked: its source, and for a package its folder's fd."""
     path: str
     source: bytes
     dirfd: int | None = None
+
+    _fields = ("path", "source", "dirfd")
+
+    def __init__(self, path, source, dirfd=None) -> None:
+        self.path = path
+        self.source = source
+        self.dirfd = dirfd
 
 
 def _open_package(dfd: int, name: str, shown: str) -> _Opened | None:
@@ -372,6 +393,7 @@ def _spec(modname: str, opened: _Opened):
 
 
 def _import_opened(name: str, opened: _Opened):
+    import importlib.util   # (only for a user plugin: start-up does not pay for it)
     modname = f"nsshell_userplugin_{name}"
     spec = _spec(modname, opened)
     module = importlib.util.module_from_spec(spec)

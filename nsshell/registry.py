@@ -27,64 +27,102 @@ any other command).
 
 from __future__ import annotations
 
-import inspect
-import re
-import typing
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable
-
 from .errors import UsageError
+from .kernel.values import Frozen, Value
 from .types import ParamType, is_types_word, type_for
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Opt", "Kw", "Rest", "Needs", "Param", "Command", "Registry", "REGISTRY", "command",
            "CommandName", "Annotated"]
 
+# Start-up: this module is on the path of every batch, so it builds nothing at import
+# (plain classes, no dataclasses) and imports neither typing nor inspect nor re: a
+# command's parameters are read from its function (code object, defaults, annotations)
+# on its first use (Command.params), not when it is declared.
 
-@dataclass(frozen=True)
-class Opt:
+
+class Annotated:
+    """`Annotated[TYPE, marker, ...]` as typing.Annotated spells it, without importing
+    typing: the registry reads __origin__ and __metadata__, which typing's own
+    Annotated (a third-party plugin may use it) has too."""
+    __slots__ = ("__origin__", "__metadata__")
+
+    def __init__(self, origin, metadata: tuple) -> None:
+        self.__origin__, self.__metadata__ = origin, metadata
+
+    def __class_getitem__(cls, params):
+        if not isinstance(params, tuple) or len(params) < 2:
+            raise TypeError("Annotated[...] should be used with at least two arguments "
+                            "(a type and an annotation).")
+        return cls(params[0], tuple(params[1:]))
+
+    def __eq__(self, other):
+        return (isinstance(other, Annotated) and self.__origin__ == other.__origin__
+                and self.__metadata__ == other.__metadata__)
+
+    def __hash__(self):
+        return hash((self.__origin__, self.__metadata__))
+
+    def __repr__(self) -> str:
+        return f"Annotated[{self.__origin__!r}, {', '.join(map(repr, self.__metadata__))}]"
+
+
+class Opt(Frozen):
     """Extra spellings of an option: Opt("-u") or Opt("-k", "--keep-going")."""
-    names: tuple[str, ...]
+    __slots__ = ("names",)
+    _fields = ("names",)
 
     def __init__(self, *names: str):
         object.__setattr__(self, "names", names)
 
 
-@dataclass(frozen=True)
-class Kw:
+class Kw(Frozen):
     """A positional introduced by a literal word: `as NAME`, `via GW`."""
-    word: str
+    __slots__ = ("word",)
+    _fields = ("word",)
+
+    def __init__(self, word: str):
+        object.__setattr__(self, "word", word)
 
 
-@dataclass(frozen=True)
-class Rest:
+class Rest(Frozen):
     """Every remaining word, verbatim (options included): `run CMD ARG...`."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Needs:
+class Needs(Frozen):
     """An option that means something only when another parameter's value includes
     these: Needs("types", "pid", "mnt") for `new --mount-proc` (completion offers it
     only then)."""
-    param: str
-    values: frozenset
+    __slots__ = ("param", "values")
+    _fields = ("param", "values")
 
     def __init__(self, param: str, *values: str):
         object.__setattr__(self, "param", param)
         object.__setattr__(self, "values", frozenset(values))
 
 
-@dataclass
-class Param:
-    name: str                 # Python name
-    kind: str                 # 'pos', 'var', 'rest', 'opt', 'flag', 'kw'
-    type: ParamType
-    required: bool
-    default: Any
-    help: str = ""
-    flags: tuple[str, ...] = ()   # option spellings ('--no-join', '-u')
-    keyword: str | None = None    # for kind 'kw'
-    generic: bool = False         # the registry's (--json), not a parameter of the function
-    needs: Needs | None = None    # an option meaningful only with some values of another
+class Param(Value):
+    __slots__ = ("name", "kind", "type", "required", "default", "help", "flags", "keyword",
+                 "generic", "needs")
+    _fields = __slots__
+
+    def __init__(self, name: str, kind: str, type: ParamType, required: bool, default,
+                 help: str = "", flags: tuple[str, ...] = (), keyword: str | None = None,
+                 generic: bool = False, needs: Needs | None = None) -> None:
+        self.name = name              # Python name
+        self.kind = kind              # 'pos', 'var', 'rest', 'opt', 'flag', 'kw'
+        self.type = type
+        self.required = required
+        self.default = default
+        self.help = help
+        self.flags = flags            # option spellings ('--no-join', '-u')
+        self.keyword = keyword        # for kind 'kw'
+        self.generic = generic        # the registry's (--json), not a parameter of the function
+        self.needs = needs            # an option meaningful only with some values of another
 
     @property
     def metavar(self) -> str:
@@ -107,30 +145,83 @@ class Param:
         return text if self.required else f"[{text}]"
 
 
-@dataclass
-class Scan:
+class Scan(Value):
     """What Command.scan found in a command's words (raw, unconverted)."""
-    positionals: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)   # option/keyword param -> word (flag: True)
-    rest: list[str] | None = None     # the Rest parameter's words, once reached
-    pending: Param | None = None      # an option or keyword still waiting for its value
-    used: set[str] = field(default_factory=set)         # option spellings and keywords seen
+    __slots__ = ("positionals", "raw", "rest", "pending", "used")
+    _fields = __slots__
+
+    def __init__(self, positionals: list[str] | None = None, raw: dict | None = None,
+                 rest: list[str] | None = None, pending: Param | None = None,
+                 used: set[str] | None = None) -> None:
+        self.positionals = [] if positionals is None else positionals
+        self.raw = {} if raw is None else raw   # option/keyword param -> word (flag: True)
+        self.rest = rest                  # the Rest parameter's words, once reached
+        self.pending = pending            # an option or keyword still waiting for its value
+        self.used = set() if used is None else used   # option spellings and keywords seen
 
 
-@dataclass
+# What Command builds from its function on first use (Command.params and the rest).
+_BUILT = ("params", "summary", "description", "examples", "data")
+
+
 class Command:
-    name: str                         # 'join', 'net veth'
-    func: Callable
-    params: list[Param]
-    summary: str
-    description: str
-    examples: list[str]
-    group: str = "core"
-    aliases: tuple[str, ...] = ()
-    hidden: bool = False
-    data: bool = False                # returns data: takes the generic --json (json_flag)
-    runner: bool = False              # uses the batch `run` helper (others must not see it)
-    creator: bool = False             # uses the `new` helper, core/ns/creator.py (likewise)
+    """A declared command.  Made by the registry's @command, it reads its function's
+    signature and docstring (params, summary, description, examples, data) on the first
+    use of one of them, not at declaration: start-up declares many and uses few."""
+
+    def __init__(self, name: str, func, params: list[Param], summary: str, description: str,
+                 examples: list[str], group: str = "core", aliases: tuple[str, ...] = (),
+                 hidden: bool = False, data: bool = False, runner: bool = False,
+                 creator: bool = False) -> None:
+        self.name = name                  # 'join', 'net veth'
+        self.func = func
+        self.params = params
+        self.summary = summary
+        self.description = description
+        self.examples = examples
+        self.group = group
+        self.aliases = aliases
+        self.hidden = hidden
+        self.data = data                  # returns data: takes the generic --json (json_flag)
+        self.runner = runner              # uses the batch `run` helper (others must not see it)
+        self.creator = creator            # uses the `new` helper, core/ns/creator.py (likewise)
+
+    @classmethod
+    def declared(cls, name: str, func, group: str, aliases: tuple[str, ...], hidden: bool,
+                 data: bool | None, runner: bool, creator: bool) -> "Command":
+        """The command FUNC declares; what its signature and docstring say is read later."""
+        self = cls.__new__(cls)
+        self.name, self.func, self.group, self.aliases = name, func, group, aliases
+        self.hidden, self.runner, self.creator = hidden, runner, creator
+        self._declared_data = data
+        return self
+
+    def __getattr__(self, attr: str):
+        # only for what is not built yet (a built attribute is found without this)
+        if attr in _BUILT and "_declared_data" in self.__dict__:
+            self._build()
+            return self.__dict__[attr]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def _build(self) -> None:
+        summary, desc, helps, examples = _parse_doc(self.func.__doc__ or "")
+        params = _build_params(self.func)
+        for p in params:
+            p.help = helps.get(p.name, helps.get(p.name.rstrip("_"), "")) or p.type.help
+        data = self.__dict__.pop("_declared_data")
+        takes_json = data if data is not None else not any(p.kind == "rest" for p in params)
+        if takes_json:
+            if any(p.name == "json" or "--json" in p.flags for p in params):
+                self._declared_data = data
+                raise ValueError(f"command {self.name!r} declares its own --json: a data command "
+                                 "takes the registry's (drop the parameter)")
+            params.append(json_flag())
+        self.summary, self.description, self.examples = summary, desc, examples
+        self.data = bool(takes_json)
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"Command({self.name!r}, group={self.group!r})"
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -356,21 +447,55 @@ def _take_value(scan: Scan, p: Param, words: list[str], i: int, strict: bool,
     return i
 
 
-_NUMBER = re.compile(r"-\d+(\.\d+)?").fullmatch
 
 
 def _is_number(word: str) -> bool:
-    return _NUMBER(word) is not None
+    """-N or -N.N (what reads as a negative number, not an option), as \\d does: ASCII
+    and other decimal digits."""
+    whole, dot, frac = word[1:].partition(".")
+    return (word[:1] == "-" and whole.isdecimal()
+            and (not dot or frac.isdecimal()))
 
 
-_SECTION = re.compile(r"^(Arguments|Options|Examples):\s*$")
+_SECTIONS = ("Arguments", "Options", "Examples")
+
+
+def _section(stripped: str) -> str | None:
+    """The section a (stripped) docstring line opens: `Arguments:` (spaces before the
+    colon's end allowed, as `^(Arguments|Options|Examples):\\s*$` reads it)."""
+    name, colon, after = stripped.partition(":")
+    return name if colon and name in _SECTIONS and not after.strip() else None
+
+
+def _cleandoc(doc: str) -> list[str]:
+    """inspect.cleandoc(DOC)'s lines, without importing inspect: tabs expanded, the
+    common indentation of the lines after the first removed, blank lines around gone."""
+    lines = doc.expandtabs().split("\n")
+    margin = min((len(line) - len(line.lstrip()) for line in lines[1:] if line.lstrip()),
+                 default=0)
+    lines[0] = lines[0].lstrip()
+    lines[1:] = [line[margin:] for line in lines[1:]]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return lines
+
+
+def _help_line(line: str) -> tuple[str, str] | None:
+    """`  name: text` in an Arguments/Options section -> (name, text), as
+    `\\s*([\\w-]+):\\s*(.*)` matches it."""
+    name, colon, text = line.lstrip().partition(":")
+    if colon and name and all(c.isalnum() or c in "_-" for c in name):
+        return name, text.strip()
+    return None
 
 
 def _parse_doc(doc: str) -> tuple[str, str, dict[str, str], list[str]]:
-    lines = inspect.cleandoc(doc or "").splitlines()
+    lines = _cleandoc(doc or "")
     # the summary is the first paragraph (a docstring's first sentence may wrap)
     first = 0
-    while first < len(lines) and lines[first].strip() and not _SECTION.match(lines[first].strip()):
+    while first < len(lines) and lines[first].strip() and not _section(lines[first].strip()):
         first += 1
     summary = " ".join(line.strip() for line in lines[:max(first, 1)]) if lines else ""
     body: list[str] = []
@@ -378,14 +503,14 @@ def _parse_doc(doc: str) -> tuple[str, str, dict[str, str], list[str]]:
     examples: list[str] = []
     section = None
     for line in lines[max(first, 1):]:
-        m = _SECTION.match(line.strip())
-        if m:
-            section = m.group(1)
+        opens = _section(line.strip())
+        if opens:
+            section = opens
             continue
         if section in ("Arguments", "Options"):
-            m2 = re.match(r"\s*([\w-]+):\s*(.*)", line)
-            if m2:
-                helps[m2.group(1).replace("-", "_")] = m2.group(2).strip()
+            found = _help_line(line)
+            if found:
+                helps[found[0].replace("-", "_")] = found[1]
             elif line.strip() and helps:
                 last = list(helps)[-1]
                 helps[last] += " " + line.strip()
@@ -397,34 +522,90 @@ def _parse_doc(doc: str) -> tuple[str, str, dict[str, str], list[str]]:
     return summary, "\n".join(body).strip(), helps, examples
 
 
-def _build_params(func: Callable) -> list[Param]:
-    sig = inspect.signature(func)
-    hints = typing.get_type_hints(func, include_extras=True)
+_EMPTY = object()     # no default (inspect.Parameter.empty)
+_CO_VARARGS, _CO_VARKEYWORDS = 0x04, 0x08
+
+
+def _signature(func) -> list[tuple[str, bool, object]]:
+    """FUNC's parameters as (name, keyword-only, default or _EMPTY), as inspect.signature
+    gives them (following __wrapped__), read from the code object: inspect and typing
+    cost milliseconds to import.  Anything but a plain function (a partial, a callable
+    object, *args or **kwargs) is read by inspect itself."""
+    f = func
+    while hasattr(f, "__wrapped__") and not hasattr(f, "__signature__"):
+        f = f.__wrapped__
+    code = getattr(f, "__code__", None)
+    if (code is None or hasattr(f, "__signature__") or type(f).__name__ != "function"
+            or code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS)):
+        import inspect
+        return [(p.name, p.kind is p.KEYWORD_ONLY,
+                 _EMPTY if p.default is p.empty else p.default)
+                for p in inspect.signature(func).parameters.values()]
+    npos, nkw = code.co_argcount, code.co_kwonlyargcount
+    names = code.co_varnames[:npos + nkw]
+    defaults = f.__defaults__ or ()
+    kwdefaults = f.__kwdefaults__ or {}
+    first_default = npos - len(defaults)
+    out = []
+    for i, name in enumerate(names):
+        if i < npos:
+            out.append((name, False, defaults[i - first_default] if i >= first_default else _EMPTY))
+        else:
+            out.append((name, True, kwdefaults.get(name, _EMPTY)))
+    return out
+
+
+def _hints(func) -> dict:
+    """typing.get_type_hints(FUNC, include_extras=True) for what declarations use: each
+    annotation, a string evaluated in the globals of the function (the innermost one
+    under __wrapped__); None is NoneType."""
+    f = func
+    while hasattr(f, "__wrapped__"):
+        f = f.__wrapped__
+    glob = getattr(f, "__globals__", {})
+    out = {}
+    for name, value in (getattr(func, "__annotations__", None) or {}).items():
+        while isinstance(value, str):   # ("'X'" is a forward reference to X, as typing reads it)
+            value = eval(value, glob, None)  # noqa: S307 - the declaration's own annotation
+        out[name] = type(None) if value is None else value
+    return out
+
+
+def _origin(hint):
+    return getattr(hint, "__origin__", None)
+
+
+def _args(hint) -> tuple:
+    return getattr(hint, "__args__", None) or ()
+
+
+def _build_params(func) -> list[Param]:
+    hints = _hints(func)
     params: list[Param] = []
-    for i, (name, sp) in enumerate(sig.parameters.items()):
+    for i, (name, kwonly, default) in enumerate(_signature(func)):
         if i == 0:
             continue  # the shell / session
         hint = hints.get(name, str)
         base, meta = hint, ()
-        if typing.get_origin(hint) is Annotated:
-            base, *meta = typing.get_args(hint)
+        if getattr(hint, "__metadata__", None) is not None:   # Annotated (ours or typing's)
+            base, meta = hint.__origin__, tuple(hint.__metadata__)
         ptype = next((m for m in meta if isinstance(m, ParamType)), None)
         marker = next((m for m in meta if isinstance(m, (Opt, Kw, Rest))), None)
         # `= ...` marks a required positional after an optional one (`join [TYPES] REF`).
-        has_default = sp.default not in (inspect.Parameter.empty, Ellipsis)
-        default = sp.default if has_default else None
-        is_list = typing.get_origin(base) is list or base is list
+        has_default = default is not _EMPTY and default is not Ellipsis
+        default = default if has_default else None
+        is_list = _origin(base) is list or base is list
         if ptype is None:
             inner = base
-            if is_list and typing.get_args(base):
-                inner = typing.get_args(base)[0]
+            if is_list and _args(base):
+                inner = _args(base)[0]
             ptype = type_for(inner)
         dashed = "--" + name.rstrip("_").replace("_", "-")
         if isinstance(marker, Rest):
             p = Param(name, "rest", ptype, not has_default, default)
         elif isinstance(marker, Kw):
             p = Param(name, "kw", ptype, not has_default, default, keyword=marker.word)
-        elif sp.kind is inspect.Parameter.KEYWORD_ONLY:
+        elif kwonly:
             flags = (marker.names if isinstance(marker, Opt) else ()) + (dashed,)
             if base is bool:
                 p = Param(name, "flag", ptype, False, bool(default), flags=flags)
@@ -454,6 +635,9 @@ class Registry:
         # (nsshell/command_index.py, generated by `python -m nsshell.docgen`).
         self._lazy: dict[str, str] = {}
         self._lazy_aliases: dict[str, str] = {}
+        # A plugin's deferred commands: module -> (loader, group) (PluginAPI.commands_in);
+        # a module without a loader here is imported (a built-in command module).
+        self._loaders: dict[str, tuple] = {}
 
     # -- lazy loading (start-up: a batch imports only the modules of the commands it uses) --
 
@@ -463,14 +647,41 @@ class Registry:
         self._lazy.update((n, m) for n, m in commands.items() if n not in self.commands)
         self._lazy_aliases.update((a, n) for a, n in aliases.items() if n in self._lazy)
 
-    def _load(self, module: str) -> None:
-        # its @command declarations call add(); __import__ rather than importlib.import_module,
-        # which `python -X importtime` does not see
-        __import__(module)
-        for name in [n for n, m in self._lazy.items() if m == module]:
+    def defer_loader(self, names, key: str, loader, group: str) -> None:
+        """Know NAMES (a plugin's commands) before they are declared: LOADER() declares
+        them on the first lookup of one of them (or when every command is wanted: help,
+        completion).  KEY names the loader (it is never a module's name: "PLUGIN: ...").
+        A name already taken is refused as add() refuses it."""
+        for n in names:
+            if n in self.commands or n in self._aliases or n in self._lazy \
+                    or n in self._lazy_aliases:
+                raise ValueError(f"command {n!r} is already registered")
+        self._lazy.update((n, key) for n in names)
+        self._loaders[key] = (loader, group)
+
+    def deferred(self, group: str | None = None) -> list[str]:
+        """The names known but not declared yet (of GROUP's plugin loaders, when given)."""
+        return [n for n, m in self._lazy.items()
+                if group is None or self._loaders.get(m, (None, None))[1] == group]
+
+    def _forget_deferred(self, key: str) -> None:
+        for name in [n for n, m in self._lazy.items() if m == key]:
             del self._lazy[name]
         for alias in [a for a, n in self._lazy_aliases.items() if n not in self._lazy]:
             del self._lazy_aliases[alias]
+
+    def _load(self, key: str) -> None:
+        loader, _ = self._loaders.pop(key, (None, None))
+        if loader is not None:      # a plugin's: its names are free for it to declare
+            self._forget_deferred(key)
+            loader()
+            return
+        # a built-in module: its @command declarations call add(); __import__ rather than
+        # importlib.import_module, which `python -X importtime` does not see
+        try:
+            __import__(key)
+        finally:
+            self._forget_deferred(key)
 
     def load_all(self) -> None:
         """Import every deferred module (help, completion, docgen: all commands at once)."""
@@ -479,26 +690,24 @@ class Registry:
 
     def command(self, name: str | None = None, *, group: str = "core",
                 aliases: tuple[str, ...] = (), hidden: bool = False,
-                data: bool | None = None, runner: bool = False, creator: bool = False):
+                data: bool | None = None, runner: bool = False, creator: bool = False,
+                now: bool = False):
         """Declare a command.  DATA: it returns data to show, so it takes --json (default:
         every command without a Rest parameter; data=False for one that never shows
         data).  RUNNER: it uses the batch `run` helper (core/proc/runner.py); CREATOR: it
         uses the `new` helper (core/ns/creator.py); the engine ends each helper before any
-        command that does not declare it (Session.drop_helpers)."""
-        def deco(func: Callable) -> Callable:
+        command that does not declare it (Session.drop_helpers).
+
+        The function's signature and docstring are read on the command's first use
+        (Command.params); NOW reads them at once, so that a bad declaration (a plugin's)
+        raises here and declares nothing.  A parameter of its own called json is checked
+        at once in any case."""
+        def deco(func):
             cname = name or func.__name__.rstrip("_").replace("_", "-")
-            summary, desc, helps, examples = _parse_doc(func.__doc__ or "")
-            params = _build_params(func)
-            for p in params:
-                p.help = helps.get(p.name, helps.get(p.name.rstrip("_"), "")) or p.type.help
-            takes_json = data if data is not None else not any(p.kind == "rest" for p in params)
-            if takes_json:
-                if any(p.name == "json" or "--json" in p.flags for p in params):
-                    raise ValueError(f"command {cname!r} declares its own --json: a data command "
-                                     "takes the registry's (drop the parameter)")
-                params.append(json_flag())
-            cmd = Command(cname, func, params, summary, desc, examples, group, aliases, hidden,
-                          data=bool(takes_json), runner=runner, creator=creator)
+            cmd = Command.declared(cname, func, group, aliases, hidden, data, runner, creator)
+            if now or (data is not False
+                       and any(n.rstrip("_") == "json" for n, _, _ in _signature(func))):
+                cmd.params   # noqa: B018 - read now: a bad declaration declares nothing
             self.add(cmd)
             func.command = cmd
             return func
@@ -525,6 +734,10 @@ class Registry:
             cmd = self.commands.pop(name)
             for a in cmd.aliases:
                 self._aliases.pop(a, None)
+        for module in [m for m, (_, g) in self._loaders.items() if g == group]:
+            del self._loaders[module]
+            for name in [n for n, m in self._lazy.items() if m == module]:
+                del self._lazy[name]
 
     def lookup(self, words: list[str]) -> tuple[Command, int] | None:
         """The command named by the longest run of leading WORDS, and how many it took."""

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
 
 from .progress import clear_line
 from .results import Diff, Message, Multi, Node, Record, Result, Status, Table, Tree, jsonable
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 def choose_mode(stream: TextIO, want_json: bool) -> str:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import operator
 import os
-import re
 import signal
 import sys
-from typing import TYPE_CHECKING, Callable, Iterable
 
 from . import names, progress
 from .hooks import Hooks
@@ -21,20 +19,22 @@ from .errors import NotFoundError, UsageError
 from .kernel import nstypes
 from .kernel.nstypes import NsType
 
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
 if TYPE_CHECKING:
+    from typing import Callable, Iterable
+
     from .core.proc.runner import Runner
     from .engine import Engine
 
-Resolver = Callable[["Session", str], "NsSet | None"]
+    Resolver = Callable[["Session", str], "NsSet | None"]
 
 # Run with every new Session at the end of its __init__ (built-ins and plugins add
 # settings and resolvers here; PluginAPI.on_session wraps a plugin's so that none
 # raises); see nsshell/plugin.py.
 INIT_HOOKS = Hooks("session init")
 
-NAME_RE = names.PATTERN      # the one name rule: nsshell/names.py
-RESERVED = names.RESERVED
-INODE_REF = re.compile(r"([a-z]+):\[(\d+)\]")
+RESERVED = names.RESERVED     # the one name rule: nsshell/names.py
+INODE_REF = r"([a-z]+):\[(\d+)\]"
 _CREATOR = f"{__package__}.core.ns.creator"   # the `new` helper's module (drop_helpers)
 
 
@@ -302,7 +302,10 @@ class Session:
         return None
 
     def _by_inode(self, text: str) -> NsSet | None:
-        m = INODE_REF.fullmatch(text)
+        if ":" not in text:
+            return None   # (re is imported only for a word that may be one: start-up)
+        import re
+        m = re.fullmatch(INODE_REF, text)
         if m:
             return self.find_inode(m.group(1), int(m.group(2)))
         if re.fullmatch(r"\w+:\[.*\]?", text):

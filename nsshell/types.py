@@ -10,21 +10,29 @@ under the cursor (nsshell/complete.py): what a parameter offers is its type's bu
 
 from __future__ import annotations
 
-import inspect
 import os
-from dataclasses import dataclass
-from typing import Any
+from .kernel.values import Frozen
 
 from .core.ns.handle import NsSet
 from .errors import NotFoundError, UsageError
 from .kernel import nstypes, procfs
 
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any
 
-@dataclass(frozen=True)
-class Candidate:
+
+class Candidate(Frozen):
     text: str            # what replaces the word being typed
     meta: str = ""       # a one-line description shown beside it
     suffix: str = " "    # appended when accepted ('' when the word may go on: dirs, TYPES)
+
+    _fields = ("text", "meta", "suffix")
+
+    def __init__(self, text, meta="", suffix=" ") -> None:
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "meta", meta)
+        object.__setattr__(self, "suffix", suffix)
 
 
 class Ctx(dict):
@@ -38,6 +46,24 @@ class Ctx(dict):
         super().__init__(words or {})
         self.own = list(own or [])
         self.registry = registry
+
+
+def _param_names(fn) -> list[str]:
+    """The names of FN's parameters, *args and **kwargs included, as inspect.signature
+    lists them (read from the code object: inspect costs milliseconds to import)."""
+    code = getattr(fn, "__code__", None)
+    if code is None or hasattr(fn, "__wrapped__") or hasattr(fn, "__signature__"):
+        import inspect
+        return list(inspect.signature(fn).parameters)
+    n = code.co_argcount + code.co_kwonlyargcount
+    n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)   # CO_VARARGS, CO_VARKEYWORDS
+    names = list(code.co_varnames[:n])
+    if code.co_flags & 0x04 and code.co_kwonlyargcount:
+        # the order inspect gives: positional, *args, keyword-only, **kwargs
+        pos = code.co_argcount
+        kw = names[pos:pos + code.co_kwonlyargcount]
+        names[pos:pos + code.co_kwonlyargcount + 1] = [names[pos + code.co_kwonlyargcount]] + kw
+    return names
 
 
 class ParamType:
@@ -62,8 +88,8 @@ class ParamType:
         fn = cls.__dict__.get("complete")
         if fn is None:
             return
-        params = list(inspect.signature(fn).parameters.values())[1:]
-        if "args" in {p.name for p in params}:
+        params = _param_names(fn)[1:]
+        if "args" in params:
             def complete(self, prefix, session, ctx=None, _fn=fn):
                 return _fn(self, prefix, session, args=ctx)
         elif len(params) == 2:

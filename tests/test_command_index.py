@@ -146,12 +146,13 @@ def test_a_module_imported_late_adds_to_no_extension_point():
 
 
 def test_persisted_names_are_in_ls_without_a_persist_command_first():
-    # commands/persist.py adds the persisted names to `ls` when imported (EAGER).
+    # commands/persist_names.py (persist's light half) adds the persisted names to `ls`
+    # when imported (EAGER); the persist commands themselves are not imported to start.
     out = _fresh("import json\n"
                  "from nsshell import commands\n"
                  "from nsshell.core.look import discover\n"
                  "print(json.dumps([f.__module__ for f in discover.NAME_SOURCES]))\n")
-    assert "nsshell.commands.persist" in json.loads(out)
+    assert "nsshell.commands.persist_names" in json.loads(out)
 
 
 # -- the command line without argparse -------------------------------------------------------

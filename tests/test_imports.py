@@ -17,6 +17,9 @@ import pytest
 
 HEAVY = ("prompt_toolkit", "rich", "pyroute2", "psutil")
 
+# (names the annotations of a command declared below are evaluated with, as a plugin's)
+from nsshell.plugin import Annotated, Word  # noqa: E402
+
 
 def imported(*args: str, env_extra: dict[str, str] | None = None) -> set[str]:
     """Every module the real CLI imports for ARGS (python -X importtime, stderr)."""
@@ -104,14 +107,18 @@ def test_pyroute2_stays_whole_for_other_code_after_the_lean_load():
 
 def test_a_batch_imports_only_the_command_modules_it_uses():
     # The registry knows the built-ins from nsshell/command_index.py and imports a
-    # command's module on its first use (run.py adds settings: imported from the start).
+    # command's module on its first use.  What a module adds to the session from the
+    # start (run's settings, persisted names) is in a light module of its own (EAGER),
+    # so no command module is imported for it.
     from nsshell import command_index
     mods = imported("-c", "ctx")
     builtin = set(command_index.COMMANDS.values())
-    assert builtin & mods == {"nsshell.commands.context", *command_index.EAGER}
+    assert builtin & set(command_index.EAGER) == set()
+    assert set(command_index.EAGER) <= mods
+    assert builtin & mods == {"nsshell.commands.context"}
     mods = imported("-c", "ctx; handles; help new")
     assert builtin & mods == {"nsshell.commands.context", "nsshell.commands.handles",
-                              "nsshell.commands.shell", *command_index.EAGER}
+                              "nsshell.commands.shell"}
 
 
 def test_an_ordinary_command_line_is_read_without_argparse():
@@ -127,3 +134,180 @@ def test_import_nsshell_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
     assert {"typing", "re", "enum", "dataclasses", "argparse"} & set(out) == set()
+
+
+# -- what the start of a batch builds: no dataclasses, no signatures, no typing -------------
+
+def parent_modules(*args: str) -> set[str]:
+    """The modules the shell process itself holds after running ARGS (its helpers'
+    imports, which `-X importtime` mixes in, are not counted)."""
+    code = ("import sys; sys.argv = ['nsshell', *sys.argv[1:]]\n"
+            "from nsshell.cli import main\n"
+            "rc = main()\n"
+            "print('MODULES', ' '.join(sorted(sys.modules)))\n"
+            "sys.exit(rc)\n")
+    env = dict(os.environ, NO_COLOR="1")
+    proc = subprocess.run([sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("MODULES "))
+    return set(line.split()[1:])
+
+
+# dataclasses (with inspect, ast, dis, tokenize), typing and argparse: each costs
+# milliseconds of every start; nothing on a batch's path may bring them back.  (The
+# batch `run` helper imports traceback, with tokenize, before it forks: runner.py.)
+BUILDERS = {"dataclasses", "inspect", "typing", "ast", "dis", "argparse"}
+
+
+@pytest.mark.parametrize("args", [
+    ("-c", "ctx"),
+    ("--json", "-c", "ctx"),
+    ("-c", "new net as s_imp; run true; close s_imp"),
+    ("-c", "new user+mnt+uts; hostname s-imp; run true"),
+], ids=lambda a: " ".join(a))
+def test_a_batch_builds_no_dataclass_and_reads_no_signature(args):
+    assert parent_modules(*args) & BUILDERS == set()
+
+
+def test_ctx_loads_no_plugin_command_module_and_no_re():
+    mods = parent_modules("-c", "ctx")
+    assert {"nsshell_net", "nsshell_mount", "nsshell_containers"} <= mods  # loaded, but:
+    assert {"nsshell_net.commands", "nsshell_net.graph", "nsshell_mount.commands"} & mods == set()
+    assert {"nsshell.commands.run", "nsshell.commands.persist", "nsshell.core.store.persist",
+            "re", "tokenize", "importlib", "importlib.util"} & mods == set()
+
+
+def test_a_plugin_command_module_is_imported_on_first_use():
+    mods = parent_modules("-c", "mount ls --json")
+    assert "nsshell_mount.commands" in mods
+    assert {"nsshell_net.commands", "nsshell_net.graph"} & mods == set()
+
+
+FIRST_PARTY = ("net", "mount", "containers")
+
+
+def test_first_party_plugins_name_every_command_they_declare():
+    # api.commands_in lists a module's commands before it is imported: the list must be
+    # exactly what the module declares, in order (`plugins` shows it; lookups use it).
+    code = ("import json\n"
+            "from nsshell import plugin_loader as loader\n"
+            "from nsshell.registry import REGISTRY\n"
+            "loader.load_all()\n"
+            f"names = {FIRST_PARTY!r}\n"
+            "before = {n: list(loader.PLUGINS[n].commands) for n in names}\n"
+            "deferred = sorted(REGISTRY.deferred())\n"
+            "REGISTRY.load_all()\n"
+            "after = {n: list(loader.PLUGINS[n].api.commands) for n in names}\n"
+            "groups = {n: sorted(c.name for c in REGISTRY.commands.values() if c.group == n)"
+            " for n in names}\n"
+            "print(json.dumps([before, after, groups, deferred, REGISTRY.deferred()]))\n")
+    import json
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    before, after, groups, deferred, left = json.loads(out)
+    assert before == after
+    assert {n: sorted(c) for n, c in before.items()} == groups
+    assert set(deferred) == set(before["net"]) | set(before["mount"])
+    assert left == []
+
+
+def test_a_deferred_plugin_command_is_declared_on_first_use_and_its_params_then():
+    from nsshell import plugin as api_mod
+    from nsshell.plugin import Message
+    from nsshell.registry import REGISTRY
+    warnings = []
+    api = api_mod.PluginAPI("s_imp", warn=lambda p, r: warnings.append((p, r)))
+    calls = []
+
+    def declare(a):
+        calls.append(a)
+
+        @a.command("s_imp hello")
+        def hello(sh, who: Annotated[str, Word("WHO")] = "you", *,
+                  loud: bool = False):
+            """Say hello.
+
+            Arguments:
+              who: to whom
+            """
+            return Message(f"hello {who}")
+
+    try:
+        api.commands_in(("s_imp hello",), declare)
+        assert calls == [] and "s_imp hello" not in REGISTRY.commands
+        assert api.commands == ["s_imp hello"]
+        cmd, n = REGISTRY.lookup(["s_imp", "hello", "x"])
+        assert (cmd.name, n, calls) == ("s_imp hello", 2, [api]) and cmd.group == "s_imp"
+        assert "params" not in vars(cmd)                   # not read at declaration
+        assert [p.name for p in cmd.params] == ["who", "loud", "json"]
+        assert cmd.params[0].metavar == "WHO" and cmd.params[0].help == "to whom"
+        assert cmd.parse(["bob", "--loud"], None) == {"who": "bob", "loud": True}
+        assert api.commands == ["s_imp hello"] and warnings == []
+    finally:
+        api.rollback()
+    assert "s_imp hello" not in REGISTRY.commands and REGISTRY.deferred("s_imp") == []
+
+
+def test_a_deferred_plugin_module_that_fails_is_one_warning_and_nothing_stays():
+    from nsshell import plugin as api_mod
+    from nsshell.registry import REGISTRY
+    warnings = []
+    api = api_mod.PluginAPI("s_imp2", warn=lambda p, r: warnings.append((p, r)))
+
+    def declare(a):
+        a.on_handle_close(lambda h: None)
+        raise ImportError("no module named s_imp2_gone")
+
+    try:
+        api.commands_in(("s_imp2 x", "s_imp2 y"), declare)
+        assert REGISTRY.lookup(["s_imp2", "x"]) is None
+        assert REGISTRY.lookup(["s_imp2", "y"]) is None     # tried once, not again
+        assert len(warnings) == 1 and "s_imp2_gone" in warnings[0][1], warnings
+        assert api.commands == [] and api._undo == []       # noqa: SLF001
+    finally:
+        api.rollback()
+
+
+def test_a_deferred_name_cannot_take_a_declared_one():
+    from nsshell import commands  # noqa: F401 - the built-ins, known by name
+    from nsshell import plugin as api_mod
+    api = api_mod.PluginAPI("s_imp3")
+    with pytest.raises(ValueError, match="already registered"):
+        api.commands_in(("ctx",), lambda a: None)
+    api.rollback()
+
+
+def test_signatures_and_docstrings_are_read_as_inspect_reads_them():
+    # The registry reads a command's parameters from its code object and cleans its
+    # docstring itself (inspect costs milliseconds to import): the same answers, for
+    # every command there is.
+    import inspect
+
+    from nsshell import commands, plugin_loader
+    from nsshell.registry import _EMPTY, REGISTRY, _cleandoc, _signature
+    commands.load_all()
+    plugin_loader.load_all()
+    REGISTRY.load_all()
+    assert len(REGISTRY.commands) > 40
+    for cmd in REGISTRY.commands.values():
+        want = [(p.name, p.kind is p.KEYWORD_ONLY, _EMPTY if p.default is p.empty else p.default)
+                for p in inspect.signature(cmd.func).parameters.values()]
+        assert _signature(cmd.func) == want, cmd.name
+        doc = cmd.func.__doc__ or ""
+        assert _cleandoc(doc) == inspect.cleandoc(doc).splitlines(), cmd.name
+
+
+def test_a_plugins_bad_declaration_still_fails_where_it_is_made():
+    # Declared the old way (api.command in register), a declaration is read at once: an
+    # annotation naming nothing fails the plugin's load and declares nothing, as before.
+    from nsshell import plugin as api_mod
+    from nsshell.registry import REGISTRY
+    api = api_mod.PluginAPI("s_imp4")
+
+    def bad(sh, x: "NoSuchType"):  # noqa: F821
+        """Bad."""
+    with pytest.raises(NameError):
+        api.command("s_imp4 bad")(bad)
+    assert "s_imp4 bad" not in REGISTRY.commands
+    api.rollback()

@@ -11,7 +11,6 @@ adds is there from the start.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from .. import command_index as _index
@@ -33,7 +32,7 @@ def modules() -> list[str]:
 def load_all() -> None:
     """Import every built-in command module (docgen, and `help` through the registry)."""
     for module in modules():
-        importlib.import_module(module)
+        __import__(module)
     REGISTRY.load_all()
 
 

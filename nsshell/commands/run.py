@@ -3,53 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from ..kernel.values import Value, replace
 
-from .. import session as _session_mod
-from ..session import _bool
 from ..core.proc import program, runner
 from ..errors import NsshellError, ProgramNotFound, UsageError
 from ..registry import Annotated, Rest, command
 from ..progress import clear_line
 from ..results import Status
 from ..types import Int, Path, ProgramName, Word
-
-
-def _install_settings(session) -> None:
-    session.add_setting("netns_exec", True, _bool,
-                        "in a joined network namespace without its mount namespace, `run` "
-                        "gives what `ip netns exec` gives (/sys and /etc/netns/NAME)")
-
-
-    # run's options as session defaults (`set run_uid 1000`; `set run_uid none` unsets)
-    for name, parse, help in (
-            ("uid", _opt_id, "default --uid of run"),
-            ("gid", _opt_id, "default --gid of run"),
-            ("groups", _opt_groups, "default --groups of run (comma-separated ids)"),
-            ("cwd", _opt_text, "default --cwd of run"),
-            ("root", _opt_text, "default --root of run")):
-        session.add_setting(f"run_{name}", None, parse, help + "; none: unset")
-    for flag in ("env_from_target", "keep_caps", "cgroup", "pid1"):
-        session.add_setting(f"run_{flag}", False, _bool,
-                            f"run as with --{flag.replace('_', '-')} unless told otherwise")
-
-
-def _opt_id(text: str):
-    if text.lower() in ("", "none"):
-        return None
-    if not text.isdigit() or int(text) >= 2**32 - 1:
-        raise ValueError("expected a numeric id, or none")
-    return int(text)
-
-
-def _opt_groups(text: str):
-    if text.lower() in ("", "none"):
-        return None
-    return ",".join(str(_opt_id(g)) for g in text.split(",") if g)
-
-
-def _opt_text(text: str):
-    return None if text.lower() in ("", "none") else text
 
 
 _SETTINGS = ("uid", "gid", "groups", "cwd", "root", "env_from_target", "keep_caps",
@@ -81,9 +42,6 @@ def _defaults(sh, opts: "RunOptions") -> "RunOptions":
     for flag in ("env_from_target", "keep_caps", "cgroup", "pid1"):
         setattr(out, flag, getattr(out, flag) or bool(get(flag)))
     return out
-
-
-_session_mod.INIT_HOOKS.add(_install_settings)
 
 
 # The shell's environment as a plain dict, decoded once: `dict(os.environ)` decodes
@@ -133,18 +91,33 @@ def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     return Status(status)
 
 
-@dataclass
-class RunOptions:
+class RunOptions(Value):
     uid: int | None = None
     gid: int | None = None
     groups: tuple[int, ...] | None = None
     cwd: str | None = None
     root_dir: str | None = None
-    env: dict = field(default_factory=dict)
+    env: dict
     env_from_target: bool = False
     keep_caps: bool = False
     cgroup: bool = False
     pid1: bool = False
+
+    _fields = ("uid", "gid", "groups", "cwd", "root_dir", "env", "env_from_target", "keep_caps",
+               "cgroup", "pid1")
+
+    def __init__(self, uid=None, gid=None, groups=None, cwd=None, root_dir=None, env=None,
+                 env_from_target=False, keep_caps=False, cgroup=False, pid1=False) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.cwd = cwd
+        self.root_dir = root_dir
+        self.env = {} if env is None else env
+        self.env_from_target = env_from_target
+        self.keep_caps = keep_caps
+        self.cgroup = cgroup
+        self.pid1 = pid1
 
 
 _VALUED = {"--uid", "--gid", "--groups", "--cwd", "--root", "--env"}

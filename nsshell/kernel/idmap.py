@@ -8,7 +8,7 @@ id and must deny setgroups before writing gid_map.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from .values import Frozen
 
 MAX_LINES = 340
 MAX_ID = 0xFFFFFFFE  # (uid_t)-1 is never a valid id
@@ -18,11 +18,17 @@ class MapError(ValueError):
     """A map that the kernel would refuse; the message says which rule."""
 
 
-@dataclass(frozen=True)
-class IdRange:
+class IdRange(Frozen):
     inside: int
     outside: int
     count: int
+
+    _fields = ("inside", "outside", "count")
+
+    def __init__(self, inside, outside, count) -> None:
+        object.__setattr__(self, "inside", inside)
+        object.__setattr__(self, "outside", outside)
+        object.__setattr__(self, "count", count)
 
     def __str__(self) -> str:
         return f"{self.inside} {self.outside} {self.count}"

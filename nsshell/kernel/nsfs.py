@@ -5,18 +5,44 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from .values import Frozen
 
 from . import nstypes, syscalls
 
 
-@dataclass(frozen=True, order=True)
-class NsId:
+class NsId(Frozen):
     """A namespace's identity: its type and the (st_dev, st_ino) of its nsfs file."""
+    __slots__ = ("type", "ino", "dev")
+    _fields = __slots__
 
-    type: str
-    ino: int
-    dev: int = 0
+    def __init__(self, type: str, ino: int, dev: int = 0) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "ino", ino)
+        object.__setattr__(self, "dev", dev)
+
+    # written out (not Frozen's, over _fields): NsIds are the keys of every scan
+    def _key(self) -> tuple:
+        return (self.type, self.ino, self.dev)
+
+    def __eq__(self, other):
+        if other.__class__ is NsId:
+            return self.ino == other.ino and self.type == other.type and self.dev == other.dev
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.type, self.ino, self.dev))
+
+    def __lt__(self, other):
+        return self._key() < other._key() if other.__class__ is NsId else NotImplemented
+
+    def __le__(self, other):
+        return self._key() <= other._key() if other.__class__ is NsId else NotImplemented
+
+    def __gt__(self, other):
+        return self._key() > other._key() if other.__class__ is NsId else NotImplemented
+
+    def __ge__(self, other):
+        return self._key() >= other._key() if other.__class__ is NsId else NotImplemented
 
     def __str__(self) -> str:
         return f"{self.type}:[{self.ino}]"

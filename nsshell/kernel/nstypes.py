@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class NsType:
-    name: str          # canonical name, as lsns prints it
-    flag: int          # CLONE_NEW* (also the nstype argument of setns)
-    proc: str          # file under /proc/PID/ns/ for the namespace a process is in
-    for_children: str  # file for the namespace its children get (pid, time differ)
+    """One namespace type (immutable; equal by value).  A plain class, not
+    kernel.values.Frozen: the keeper daemon imports this module and nothing else."""
+    __slots__ = ("name", "flag", "proc", "for_children")
+
+    def __init__(self, name: str, flag: int, proc: str, for_children: str) -> None:
+        s = object.__setattr__
+        s(self, "name", name)                  # canonical name, as lsns prints it
+        s(self, "flag", flag)                  # CLONE_NEW* (also the nstype argument of setns)
+        s(self, "proc", proc)                  # file under /proc/PID/ns/ for a process's namespace
+        s(self, "for_children", for_children)  # file for its children's (pid, time differ)
+
+    def _key(self) -> tuple:
+        return (self.name, self.flag, self.proc, self.for_children)
+
+    def __eq__(self, other):
+        return self._key() == other._key() if other.__class__ is NsType else NotImplemented
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __reduce__(self):
+        return (NsType, self._key())
+
+    def __repr__(self) -> str:
+        return (f"NsType(name={self.name!r}, flag={self.flag!r}, proc={self.proc!r}, "
+                f"for_children={self.for_children!r})")
 
     def __str__(self) -> str:
         return self.name

@@ -223,6 +223,7 @@ def generate(count: int, seed: int = 0, rootless: bool = False) -> list[str]:
     from nsshell.plugin_loader import load_all
     from nsshell.registry import REGISTRY
     load_all()
+    REGISTRY.load_all()   # every command declared (built-ins and plugins load on first use)
     rng = random.Random(seed)
     out = []
     for _ in range(count):

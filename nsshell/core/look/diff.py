@@ -14,11 +14,14 @@ for its key.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
 
 from ...kernel import nstypes
 from ...kernel.nstypes import NsType
 from . import nsstate
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 
 def _fmt(v: Any) -> str:

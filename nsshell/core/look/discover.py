@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Iterable
 
 from ...kernel import mountinfo, nsfs, nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
 from ...progress import NULL as NULL_PROGRESS
 from ...progress import Progress, Task
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Callable, Iterable
 
 # How a namespace is held, in the order `ls` lists them.  "children": a process's
 # pid_for_children or time_for_children (after unshare, before the fork); "owner" and
@@ -37,7 +40,7 @@ RELATION_KINDS = ("owner", "parent")
 # each callable gets the session (or None) and yields (type name, inode, name) or
 # (type name, inode, name, holder): a holder (as in NsInfo.holders) adds the namespace
 # when the scan of /proc did not find it.
-NAME_SOURCES: list[Callable[[object], Iterable[tuple[str, int, str]]]] = []
+from . import NAME_SOURCES  # noqa: E402 - (the list lives in the package: start-up)
 
 _NETNS_ROOT = "/run/netns/"
 

@@ -25,43 +25,63 @@ outside, e.g. the processes of a PID namespace) and run in a helper too.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from ...kernel.values import Value
 
 from ...kernel import idmap, mountinfo, nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
 from ..proc import spawn
 
 
-@dataclass
-class Context:
+class Context(Value):
     """What a reader gets: the namespace's type and inode, /proc of the shell (an open
     directory fd, valid whatever mount namespace the helper joined), a cache shared
     by the readers of one helper, and extra facts read by the shell beforehand."""
     type: str
     ino: int
     procfd: int
-    extra: dict = field(default_factory=dict)
-    cache: dict = field(default_factory=dict)
+    extra: dict
+    cache: dict
+
+    _fields = ("type", "ino", "procfd", "extra", "cache")
+
+    def __init__(self, type, ino, procfd, extra=None, cache=None) -> None:
+        self.type = type
+        self.ino = ino
+        self.procfd = procfd
+        self.extra = {} if extra is None else extra
+        self.cache = {} if cache is None else cache
 
     def read(self, rel: str) -> str:
         """The text of /proc/REL (e.g. 'self/uid_map'), as the helper sees it now."""
         return procfs.read(rel, self.procfd).decode("utf-8", "replace")
 
 
-Reader = Callable[[Context], Any]
-Differ = Callable[[Any, Any], list]
-Summary = Callable[[Any], "str | list[str]"]
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Reader = Callable[[Context], Any]
+    Differ = Callable[[Any, Any], list]
+    Summary = Callable[[Any], "str | list[str]"]
 
 
-@dataclass
-class StateKey:
+class StateKey(Value):
     nstype: str
     key: str
     reader: Reader
     differ: Differ | None = None
     summary: Summary | None = None
     inside: bool = True
+
+    _fields = ("nstype", "key", "reader", "differ", "summary", "inside")
+
+    def __init__(self, nstype, key, reader, differ=None, summary=None, inside=True) -> None:
+        self.nstype = nstype
+        self.key = key
+        self.reader = reader
+        self.differ = differ
+        self.summary = summary
+        self.inside = inside
 
 
 _REGISTRY: dict[str, dict[str, StateKey]] = {t: {} for t in nstypes.NAMES}

@@ -5,9 +5,8 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-from dataclasses import dataclass
+from ...kernel.values import Value
 from functools import partial
-from typing import Sequence
 
 from ...errors import KernelError, NsshellError, UsageError, from_oserror
 from ...kernel import nsfs, nstypes, syscalls
@@ -18,18 +17,30 @@ from ..proc import harden, program, reaper, spawn
 from . import creator
 from .handle import Handle, InitHolder
 
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
+
 PROPAGATION = {
     "private": syscalls.MS_PRIVATE, "shared": syscalls.MS_SHARED,
     "slave": syscalls.MS_SLAVE, "unchanged": 0,
 }
 
 
-@dataclass
-class CreateOptions:
+class CreateOptions(Value):
     propagation: str = "private"
     monotonic: float | None = None
     boottime: float | None = None
     mount_proc: bool = False
+
+    _fields = ("propagation", "monotonic", "boottime", "mount_proc")
+
+    def __init__(self, propagation="private", monotonic=None, boottime=None,
+                 mount_proc=False) -> None:
+        self.propagation = propagation
+        self.monotonic = monotonic
+        self.boottime = boottime
+        self.mount_proc = mount_proc
 
 
 def _offsets_text(opts: CreateOptions) -> str:

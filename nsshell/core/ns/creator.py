@@ -38,10 +38,13 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-from typing import Sequence
 
 from ...kernel import nsfs, nstypes, syscalls
 from ..proc import harden, spawn
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
 
 # The types the creator makes (those it can setns() back out of, into its home).
 TYPES = ("net", "uts", "ipc", "mnt", "cgroup")

@@ -8,21 +8,31 @@ parent forks a child that joins the target, writes its files, and both exit.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Sequence
+from ...kernel.values import Value
 
 from ...errors import KernelError, NsshellError, from_oserror
 from ...kernel import idmap, nstypes, syscalls
 from ...kernel.idmap import IdRange
 from ..proc import harden, spawn
 
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
 
-@dataclass
-class MapRequest:
+
+class MapRequest(Value):
     uid: list[IdRange] | None
     gid: list[IdRange] | None
     setgroups: str | None = None     # 'deny' / 'allow' / None
     use_helper: bool = False         # newuidmap/newgidmap (subordinate ranges)
+
+    _fields = ("uid", "gid", "setgroups", "use_helper")
+
+    def __init__(self, uid, gid, setgroups=None, use_helper=False) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.setgroups = setgroups
+        self.use_helper = use_helper
 
 
 def _describe(kind: str, ranges: Sequence[IdRange]) -> str:

@@ -3,11 +3,14 @@ it, as every piece of state)."""
 
 from __future__ import annotations
 
-from typing import Sequence
 
 from ...errors import from_oserror
 from ...kernel import syscalls
 from ..proc import spawn
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
 
 
 def _set(name: str) -> None:

@@ -46,10 +46,10 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING, Any, Sequence
-
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
 if TYPE_CHECKING:
     import socket
+    from typing import Any, Sequence
 
 __all__ = ["send", "recv", "header", "ChannelError", "PeerGone", "FdsLost", "BadFrame",
            "Undecodable", "close_all",

@@ -7,20 +7,28 @@ from __future__ import annotations
 import _signal
 import os
 import signal
-from dataclasses import dataclass
-from typing import Sequence
+from ...kernel.values import Frozen, Value
 
 from ...errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
 from ...kernel import nstypes, syscalls
 from . import harden
 from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals, spawnp
 
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Sequence
 
-@dataclass
-class Job:
+
+class Job(Value):
     """A program stopped by Ctrl-Z, resumable with `fg`."""
     pid: int
     argv: list[str]
+
+    _fields = ("pid", "argv")
+
+    def __init__(self, pid, argv) -> None:
+        self.pid = pid
+        self.argv = argv
 
 
 class Terminal:
@@ -184,8 +192,7 @@ def restore_nofile() -> None:
             pass
 
 
-@dataclass(frozen=True)
-class Setup:
+class Setup(Frozen):
     """What `run`'s options (and `ip netns exec` parity) ask of the process that starts
     the program, beyond entering the context.  Applied in the forked helper: CGROUP_PROCS
     before entering (they are paths in the shell's mount namespace), the rest after.
@@ -204,6 +211,22 @@ class Setup:
     groups: tuple[int, ...] | None = None
     keep_caps: bool = False
     pid1: bool = False
+
+    _fields = ("netns", "netns_name", "cgroup_procs", "root_dir", "cwd", "uid", "gid", "groups",
+               "keep_caps", "pid1")
+
+    def __init__(self, netns=False, netns_name=None, cgroup_procs=(), root_dir=None, cwd=None,
+                 uid=None, gid=None, groups=None, keep_caps=False, pid1=False) -> None:
+        object.__setattr__(self, "netns", netns)
+        object.__setattr__(self, "netns_name", netns_name)
+        object.__setattr__(self, "cgroup_procs", cgroup_procs)
+        object.__setattr__(self, "root_dir", root_dir)
+        object.__setattr__(self, "cwd", cwd)
+        object.__setattr__(self, "uid", uid)
+        object.__setattr__(self, "gid", gid)
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "keep_caps", keep_caps)
+        object.__setattr__(self, "pid1", pid1)
 
     @property
     def sets_cwd(self) -> bool:

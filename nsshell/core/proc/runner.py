@@ -31,22 +31,29 @@ import _signal
 import errno
 import os
 import signal
-from dataclasses import dataclass
-from typing import Any, Sequence
 
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ...kernel import syscalls
 from . import channel, harden, program, spawn
+
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 
 class _Gone(Exception):
     """The runner was not there to take a request."""
 
 
-@dataclass
 class RunnerJob(program.Job):
     """A program started by a runner and stopped: `fg` resumes it through the runner."""
     runner: Any = None
+
+    _fields = ("pid", "argv", "runner")
+
+    def __init__(self, pid, argv, runner=None) -> None:
+        super().__init__(pid, argv)
+        self.runner = runner
 
 
 def _key(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup) -> tuple:
@@ -224,6 +231,7 @@ class Runner:
         import pickle  # noqa: F401
         import socket
         import traceback  # noqa: F401
+        import warnings  # noqa: F401 - os.get_exec_path (the PATH search) imports it
         self.key = _key(entries, root, setup)
         self.busy = False
         self.env: dict[str, str] | None = None  # the environment the helper holds (a copy)

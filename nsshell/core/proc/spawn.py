@@ -13,28 +13,42 @@ from __future__ import annotations
 import os
 import select
 import signal
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from ...kernel.values import Frozen, Value
 
 from ...errors import InternalError, KernelError, NsshellError, from_oserror
 from ...kernel import nstypes, procfs, syscalls
 from ...kernel.nstypes import NsType
 from . import channel, harden
 
+TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Sequence
 
-@dataclass(frozen=True)
-class Entry:
+
+class Entry(Frozen):
     """One namespace a helper must enter: its type, an fd on it, a label for messages."""
     nstype: NsType
     fd: int
     label: str
 
+    _fields = ("nstype", "fd", "label")
 
-@dataclass
-class Handoff:
+    def __init__(self, nstype, fd, label) -> None:
+        object.__setattr__(self, "nstype", nstype)
+        object.__setattr__(self, "fd", fd)
+        object.__setattr__(self, "label", label)
+
+
+class Handoff(Value):
     """What a helper function returns when it has fds to give back to the shell."""
     data: Any
-    fds: list[int] = field(default_factory=list)
+    fds: list[int]
+
+    _fields = ("data", "fds")
+
+    def __init__(self, data, fds=None) -> None:
+        self.data = data
+        self.fds = [] if fds is None else fds
 
 
 class HelperCrash(InternalError):

@@ -5,14 +5,13 @@ for it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from ...kernel.values import Value
 
 from ..ns.handle import Handle
 from .holder import PersistedInit, start_time
 
 
-@dataclass
-class Persisted:
+class Persisted(Value):
     name: str
     path: str
     types: list[str]
@@ -20,7 +19,20 @@ class Persisted:
     holder: int | None = None
     same: bool = False
     keeper: bool = False
-    notes: list[str] = field(default_factory=list)
+    notes: list[str]
+
+    _fields = ("name", "path", "types", "netns", "holder", "same", "keeper", "notes")
+
+    def __init__(self, name, path, types, netns=None, holder=None, same=False, keeper=False,
+                 notes=None) -> None:
+        self.name = name
+        self.path = path
+        self.types = types
+        self.netns = netns
+        self.holder = holder
+        self.same = same
+        self.keeper = keeper
+        self.notes = [] if notes is None else notes
 
 
 def init_info(h: Handle) -> tuple[int | None, dict | None, int | None]:

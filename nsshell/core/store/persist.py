@@ -45,8 +45,7 @@ from .storefs import (DIR_FLAGS, NETNS_DIR, ROOT_MARK, check_trusted, ensure_net
                       exists_dir, fdpath, mount_error, normal, release_root, store_error,
                       symlink_error, walk, write_atomic)
 
-DEFAULT_ROOT = "/run/nsshell"      # the root when neither --persist-root nor ENV_ROOT says
-ENV_ROOT = "NSSHELL_PERSIST_ROOT"
+from . import DEFAULT_ROOT, ENV_ROOT  # noqa: E402,F401 - (the store's; the CLI's default)
 META = "meta.json"
 
 # A persisted name is a name like any other: the one rule (nsshell/names.py).

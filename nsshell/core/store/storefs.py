@@ -13,7 +13,7 @@ import stat
 from ...errors import KernelError, NotFoundError, NsshellError, UsageError, from_oserror
 from ...kernel import idmap, mountinfo, syscalls
 
-NETNS_DIR = "/run/netns"
+from . import NETNS_DIR  # noqa: E402,F401
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

@@ -9,10 +9,18 @@ context's mount namespace is the shell's own, every command but `mount ls`
 refuses unless --host is given, and a mount that would propagate into the host's
 mount namespace (a namespace joined with shared propagation) is refused too.
 
-It uses only nsshell's plugin API (nsshell.plugin).
+It uses only nsshell's plugin API (nsshell.plugin).  Start-up does not import
+commands.py: its commands are named here and declared on first use.
 """
+
+COMMANDS = ("mount ls", "mount tmpfs", "mount bind", "mount proc", "mount overlay",
+            "mount propagation", "mount umount", "mount root")
+
+
+def _commands(api):
+    from . import commands
+    commands.register(api)
 
 
 def register(api):
-    from . import commands
-    commands.register(api)
+    api.commands_in(COMMANDS, _commands)
