@@ -209,3 +209,27 @@ def test_more_than_1024_fds_rootless(nobody):
     assert gone.rc == 0, gone.err
     assert wait_gone(ks) == []
     assert not os.path.lexists(nobody.sock)
+
+
+def test_the_keeper_holds_only_what_the_name_rule_allows():
+    """keeperd's name check is names.py's: a `put` of a real namespace fd under a name the
+    rule refuses (what its clients would have refused) is refused, and the fd is closed."""
+    from nsshell import names
+    from nsshell.core.store import keeperd
+    k = keeperd.Keeper()
+    for bad in ("a:b", "1abc", "host", "net", "a b", "x" * 65, "", "é", "a/b", "-a"):
+        assert not names.valid(bad)
+        fd = os.open("/proc/self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+        answer, out = k.handle({"op": "put", "name": bad, "types": ["uts"]}, [fd])
+        assert answer["ok"] is False and "must be a set name" in answer["error"], (bad, answer)
+        assert out == [] and k.sets == {}
+        with pytest.raises(OSError):
+            os.fstat(fd)  # the keeper closed what it refused
+        for op in ("get", "drop"):
+            answer, _ = k.handle({"op": op, "name": bad}, [])
+            assert answer["ok"] is False and "must be a set name" in answer["error"], (op, bad)
+    fd = os.open("/proc/self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+    answer, _ = k.handle({"op": "put", "name": "good_1.x-y", "types": ["uts"]}, [fd])
+    assert answer["ok"] is True, answer
+    answer, _ = k.handle({"op": "drop", "name": "good_1.x-y"}, [])
+    assert answer["ok"] is True and k.sets == {}

@@ -46,6 +46,7 @@ import struct
 import sys
 import time
 
+from ... import names  # the name rule: light (nstypes only)
 from ...kernel import nstypes, syscalls
 from ..proc import channel  # stdlib only: the daemon starts light
 
@@ -113,8 +114,8 @@ def raise_fd_limit() -> None:
 # --- what the keeper holds -----------------------------------------------------------------
 
 def _is_name(v) -> bool:
-    return (isinstance(v, str) and 0 < len(v) <= 255 and "/" not in v
-            and all(c.isprintable() for c in v))
+    """The one name rule (names.py): the keeper holds nothing its clients could not name."""
+    return isinstance(v, str) and names.valid(v)
 
 
 def _bad(msg: str) -> dict:
