@@ -249,7 +249,7 @@ def test_channel_spawn_helper_cut_short_leaks_nothing(some_fds, cut):
 
 def test_channel_and_keeperd_start_light():
     """channel.py is stdlib only, and the keeper daemon loads nothing else of nsshell at
-    start but the syscall layer (it must not depend on the shell's heavy parts)."""
+    start but the syscall layer and the name rule (it must not depend on the shell's heavy parts)."""
     import subprocess
     import sys
     code = ("import sys, nsshell.core.store.keeperd; "
@@ -259,7 +259,7 @@ def test_channel_and_keeperd_start_light():
     assert out == ["nsshell", "nsshell.core", "nsshell.core.proc", "nsshell.core.proc.channel",
                    "nsshell.core.store", "nsshell.core.store.keeperd", "nsshell.kernel",
                    "nsshell.kernel.nstypes", "nsshell.kernel.procfs", "nsshell.kernel.syscalls",
-                   "nsshell.version"]
+                   "nsshell.names", "nsshell.version"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the socket opener serves root")
