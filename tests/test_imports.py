@@ -311,3 +311,43 @@ def test_a_plugins_bad_declaration_still_fails_where_it_is_made():
         api.command("s_imp4 bad")(bad)
     assert "s_imp4 bad" not in REGISTRY.commands
     api.rollback()
+
+
+def test_forked_helpers_import_nothing(tmp_path):
+    """The shell's forked helpers (new, map, the run helper, a terminal-less `run` with
+    --uid) open no Python module: what they need is imported by the shell before the
+    fork, once.  A module imported in a child costs every fork again (pickle and
+    traceback: ~10 ms per `new`), and after entering a container's pivoted root it
+    would not be found at all."""
+    import shutil
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    trace = tmp_path / "trace"
+    script = ("new user+mnt+pid+net+uts+ipc as imp_h --no-join; map root --ns imp_h; "
+              "join imp_h; run true; run --uid 0 true; new uts; close imp_h")
+    p = subprocess.run([strace, "-f", "-qq", "-o", str(trace), "-e", "trace=openat,clone,clone3",
+                        sys.executable, "-m", "nsshell", "-c", script],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = trace.read_text().splitlines()
+    shell = lines[0].split()[0]
+    forks, started = [], {}   # (parent, child) of every fork (posix_spawn's vfork aside)
+    for ln in lines:
+        pid = ln.split()[0]
+        if ("clone(" in ln or "clone3(" in ln) and "<unfinished" in ln:
+            started[pid] = ln   # strace -f splits a call another process interrupted
+            continue
+        if "clone resumed>" in ln or "clone3 resumed>" in ln:
+            ln = started.pop(pid, "") + ln
+        elif not ("clone(" in ln or "clone3(" in ln):
+            continue
+        if "CLONE_VM" not in ln:
+            forks.append((pid, ln.rsplit("=", 1)[1].strip()))
+    children, grew = set(), True
+    while grew:   # the shell's forks, and theirs
+        more = {child for parent, child in forks if parent == shell or parent in children}
+        grew, children = more != children, more
+    assert children, "no helper was forked: the test does not test"
+    opened = [ln for ln in lines if ln.split()[0] in children and re.search(r'\.pyc?"', ln)]
+    assert opened == [], "\n".join(opened[:20])

@@ -230,7 +230,6 @@ class Runner:
         import array  # noqa: F401
         import pickle  # noqa: F401
         import socket
-        import traceback  # noqa: F401
         import warnings  # noqa: F401 - os.get_exec_path (the PATH search) imports it
         self.key = _key(entries, root, setup)
         self.busy = False

@@ -186,7 +186,6 @@ MAX_ANSWER = 1 << 30
 def portable(exc: BaseException) -> BaseException:
     """An exception that survives pickling back to the shell."""
     import pickle
-    import traceback
     if isinstance(exc, NsshellError):
         try:
             pickle.dumps(exc)
@@ -196,8 +195,18 @@ def portable(exc: BaseException) -> BaseException:
     if isinstance(exc, OSError):
         return from_oserror(exc, exc.filename and f"{exc.filename}" or "a helper process")
     return HelperCrash(f"internal error in a helper: {exc!r}",
-                       "run with --debug and report it: " + traceback.format_exc(limit=3)
-                       .strip().splitlines()[-1])
+                       "run with --debug and report it: " + _exception_line(exc))
+
+
+def _exception_line(exc: BaseException) -> str:
+    """The last line of EXC's traceback ("module.Type: text"), as traceback prints it,
+    without importing traceback: a helper's child would import it (linecache, tokenize,
+    re: ~4 ms) before entering, in every fork, for an error that almost never comes."""
+    t = type(exc)
+    name = t.__qualname__ if t.__module__ in ("builtins", "__main__") else \
+        f"{t.__module__}.{t.__qualname__}"
+    text = str(exc)
+    return f"{name}: {text}" if text else name
 
 
 def _wait(pid: int) -> int:
@@ -277,6 +286,9 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
           early: Callable[[Any], Any] | None = None) -> Pending:
     """`call`, without waiting: several helpers can work at once (one per CPU)."""
     import socket  # here, not at the top: a batch that forks no helper starts faster
+    # The answer's codec, imported before the fork: the shell decodes with it anyway, and
+    # every child would otherwise import it again itself (~5 ms: pickle pulls re).
+    import array, pickle  # noqa: E401,F401
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:  # child: never return
@@ -286,7 +298,6 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             # Before entering: a mount namespace pivoted into a container's root has no
             # Python library to import the answer's modules from.
-            import array, pickle, traceback  # noqa: E401,F401
             prepared = prepare() if prepare is not None else None
             enter(entries, root=root)
             if early is not None:
