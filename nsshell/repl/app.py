@@ -4,7 +4,7 @@ No command logic lives here: the prompt shows the context, a bottom toolbar show
 the context, the current user namespace's uid mapping and the last status, Tab
 completes from the registry (nsshell.complete), history is kept in
 $XDG_STATE_HOME/nsshell/history and suggested while typing (Right arrow takes
-the suggestion), Ctrl-R searches it (Enter runs the line found).  Ctrl-C clears the line, Ctrl-D leaves with
+the suggestion; repl/suggest.py), Ctrl-R searches it (Enter runs the line found).  Ctrl-C clears the line, Ctrl-D leaves with
 status 0, `exit N` with N.
 """
 
@@ -14,7 +14,6 @@ import os
 import sys
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.styles import Style
@@ -22,6 +21,7 @@ from prompt_toolkit.styles import Style
 from ..errors import ExitRequest
 from ..kernel import idmap
 from .completer import NsCompleter
+from .suggest import HistorySuggest
 
 STYLE = Style.from_dict({
     "prompt.context": "ansicyan bold",
@@ -99,7 +99,7 @@ class Repl:
             bottom_toolbar=self.toolbar,
             completer=completer,
             complete_while_typing=False,
-            auto_suggest=AutoSuggestFromHistory(),
+            auto_suggest=HistorySuggest(),
             history=history,
             enable_history_search=False,
             style=STYLE,
