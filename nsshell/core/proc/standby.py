@@ -48,6 +48,22 @@ def keep_ready(terminal) -> None:
         terminal.standby = None
 
 
+# The directory holding the nsshell package this shell runs: the standby imports the same.
+_TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+# What the standby's interpreter runs: isolated (-I: no PYTHON* variable, no user site,
+# no current directory on its path), no site (-S: no .pth file of site-packages runs),
+# then nsshell's own directory and the standard library only.  It runs as the shell's
+# user (often root): nothing in the environment or a user-writable file steers what it
+# imports or runs.  sys.argv: TOP FD PARENT.
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from nsshell.core.proc.standby import main; main(sys.argv[2:])")
+
+
+def _command(fd: int) -> list[str]:
+    return [sys.executable, "-I", "-S", "-c", _BOOT, _TOP, str(fd), str(os.getpid())]
+
+
 class Standby:
     """The shell's end: start one standby; start() hands it a run, close() ends it."""
 
@@ -55,16 +71,10 @@ class Standby:
         import socket
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fd = there.fileno()
-        # the package's own directory first: this interpreter imports the same nsshell
-        top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([top] + [p for p in sys.path if p])
         try:
             os.set_inheritable(fd, True)
-            self.pid = os.posix_spawn(
-                sys.executable, [sys.executable, "-S", "-m", __name__, str(fd), str(os.getpid())],
-                env, setsigdef=DEFAULT_SIGNALS, setsigmask=())
+            self.pid = os.posix_spawn(sys.executable, _command(fd), os.environ,
+                                      setsigdef=DEFAULT_SIGNALS, setsigmask=())
         except BaseException:
             here.close()
             raise
@@ -167,8 +177,9 @@ def _serve(fd: int, parent: int) -> None:
     program.program_child(entries, argv, env, cwd, fork_after, root, setup, tty, fds[-1])
 
 
-if __name__ == "__main__":
+def main(args: list[str]) -> None:
+    """The standby's process (started by Standby with _BOOT): serve, then never return."""
     try:
-        _serve(int(sys.argv[1]), int(sys.argv[2]))
+        _serve(int(args[0]), int(args[1]))
     finally:
         os._exit(0)
