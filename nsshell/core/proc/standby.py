@@ -64,6 +64,10 @@ def _command(fd: int) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _BOOT, _TOP, str(fd), str(os.getpid())]
 
 
+# What it sends once ready: one byte, before any message (no encoder to import for it).
+READY = b"R"
+
+
 class Standby:
     """The shell's end: start one standby; start() hands it a run, close() ends it."""
 
@@ -92,12 +96,10 @@ class Standby:
         p.register(self.sock, select.POLLIN)
         if not p.poll(0):
             return False
-        from . import channel
         try:
-            msg, _ = channel.recv(self.sock, pickle=False)
-        except (OSError, channel.ChannelError):
+            self._ready = self.sock.recv(1) == READY
+        except OSError:
             return False
-        self._ready = msg == "ready"
         return self._ready
 
     def alive(self) -> bool:
@@ -161,7 +163,7 @@ def _serve(fd: int, parent: int) -> None:
     import traceback  # noqa: F401
     sock = socket.socket(fileno=fd)
     syscalls.set_comm("nsshell-standby")  # named once ready: what ps (and the tests) see
-    channel.send(sock, "ready")
+    sock.sendall(READY)
     try:
         msg, fds = channel.recv(sock, maxfds=channel.SCM_MAX_FD, maxsize=1 << 26, pickle=True)
     except channel.ChannelError:
