@@ -339,7 +339,8 @@ def test_a_long_new_count_shows_progress_on_a_terminal_only():
 
 def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
     """Once Enter accepted the line, the prompt is drawn once more, as done: the redraw
-    the typed keys had scheduled is not drawn first; every prompt runs on one event loop."""
+    the typed keys had scheduled is not drawn first, nor left queued for the next prompt
+    (which drew itself twice); every prompt runs on one event loop."""
     drawn = []
     with create_pipe_input() as inp:
         repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
@@ -364,6 +365,8 @@ def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
             repl.close()
         assert repl._loop is None
     assert drawn.count("done") == 16 and "after accept" not in drawn, drawn
+    # nor drawn a second time by the next prompt, once it has drawn itself
+    assert drawn == ["editing", "done"] * 16, drawn
 
 
 def test_ctrl_r_then_typing_uses_the_bindings_of_the_focused_window(shell):

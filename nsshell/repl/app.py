@@ -262,7 +262,7 @@ def _bindings(completer):
 
 
 def _lean(app) -> None:
-    """Two costs prompt_toolkit pays between Enter and the next prompt, measured (bench
+    """Three costs prompt_toolkit pays between Enter and the next prompt, measured (bench
     `repl`, stamps around its phases) and left out:
 
     - the keys of a line typed at once (`echo x` and Enter in one read) schedule a redraw
@@ -272,7 +272,12 @@ def _lean(app) -> None:
     - every key looked its bindings up twice (matches, longer prefixes), and each lookup
       walked the whole layout to key its cache on the set of controls.  A PromptSession's
       layout never changes (no DynamicContainer), so the set is computed once; the
-      cache is still keyed on the focused window (Ctrl-R moves the focus)."""
+      cache is still keyed on the focused window (Ctrl-R moves the focus).
+    - a redraw asked for while a prompt ran (the keys of its line) and not drawn before
+      its end stayed queued on the event loop the REPL keeps (Repl._prompt), and drew
+      the next prompt a second time right after its first drawing.  A redraw is drawn
+      for the prompt that asked for it only (_invalidate).
+    """
     redraw = app._redraw
 
     def _redraw(render_as_done: bool = False) -> None:
@@ -281,6 +286,8 @@ def _lean(app) -> None:
             return
         redraw(render_as_done)
     app._redraw = _redraw
+    if getattr(app, "min_redraw_interval", None) is None and hasattr(app, "_invalidated"):
+        app.invalidate = lambda: _invalidate(app)
 
     registry = app.key_processor._bindings
     cache = getattr(registry, "_cache", None)
@@ -297,6 +304,25 @@ def _lean(app) -> None:
             window = app.layout.current_window
             return cache.get(window, lambda: create(window, controls))
     registry.__class__ = _Fixed
+
+
+def _invalidate(app) -> None:
+    """Application.invalidate (no min_redraw_interval), whose redraw is dropped once
+    the prompt that asked for it has ended."""
+    from prompt_toolkit.eventloop.utils import call_soon_threadsafe
+    loop = app.loop
+    if not app._is_running or loop is None or loop.is_closed() or app._invalidated:
+        return
+    app._invalidated = True
+    loop.call_soon_threadsafe(app.on_invalidate.fire)
+    future = app.future
+
+    def redraw() -> None:
+        if app.future is not future:
+            return  # asked by a prompt that has ended: the next one draws itself
+        app._invalidated = False
+        app._redraw()
+    call_soon_threadsafe(redraw, max_postpone_time=app.max_render_postpone_time, loop=loop)
 
 
 def _isatty(stream) -> bool:
