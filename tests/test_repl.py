@@ -375,3 +375,29 @@ def test_ctrl_r_then_typing_uses_the_bindings_of_the_focused_window(shell):
     h.append_string("echo found-it")
     assert drive(shell, ["\x12", PAUSE, "found", PAUSE, "\r", PAUSE, "\x04"], history=h) == 0
     assert shell.out.getvalue() == "found-it\n"
+
+
+def test_t2_up_walks_the_history_in_order_at_every_prompt(shell, tmp_path):
+    """Up at later prompts (the buffer's copy of the history made in one step once it is
+    loaded, repl/app._history_at_once) gives what prompt_toolkit's own filling gives:
+    newest first, the lines accepted here included, far back in a long history."""
+    path = tmp_path / "history"
+    h = FileHistory(str(path))
+    for n in range(2000):
+        h.store_string(f"echo old-{n}")
+    up = "\x1b[A"
+    keys = [up * 2 + "\r", PAUSE,            # old-1998
+            up * 4 + "\r", PAUSE,            # old-1998 (this line), old-1998, old-1999, old-1997
+            up * 1500 + "\r", PAUSE,         # 1500th newest: old-(2000 - 1500 + 2)
+            "\x04"]
+    history = FileHistory(str(path))
+    loads = []
+    load = history.load
+
+    def counted():
+        loads.append(1)
+        return load()
+    history.load = counted
+    assert drive(shell, keys, history=history) == 0
+    assert shell.out.getvalue().splitlines() == ["old-1998", "old-1997", "old-502"]
+    assert len(loads) == 1   # taken one entry per await at the first prompt only
