@@ -369,6 +369,42 @@ def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
     assert drawn == ["editing", "done"] * 16, drawn
 
 
+def test_t2_what_a_prompt_shows_is_made_once_per_line(shell, monkeypatch):
+    """The prompt's text and the toolbar are made once per line (they change only when a
+    command has run), the layout's redraw events hooked once per prompt, not at every
+    drawing; each prompt shows the status of the line before it."""
+    from prompt_toolkit.application import Application
+    counts = {"message": 0, "toolbar": 0, "hooked": 0}
+    update = Application._update_invalidate_events
+
+    def hooked(app):
+        counts["hooked"] += 1
+        return update(app)
+    monkeypatch.setattr(Application, "_update_invalidate_events", hooked)
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        for name in ("message", "toolbar"):
+            def counted(f=getattr(repl, name), name=name):
+                counts[name] += 1
+                return f()
+            setattr(repl, name, counted)
+        statuses = []
+        try:
+            for line in ("false", "true", "false", "true"):
+                for ch in line:
+                    inp.send_text(ch)
+                    time.sleep(0.005)
+                inp.send_text("\r")
+                text = repl.read()
+                statuses.append(repl.prompt_session.bottom_toolbar[6][1])   # what it showed
+                shell.engine.run_line(text)
+        finally:
+            repl.close()
+    assert counts["message"] == 4 and counts["toolbar"] == 4 + 4, counts
+    assert counts["hooked"] == 4, counts
+    assert statuses == ["0", "1", "0", "1"], statuses   # the previous line's status
+
+
 def test_ctrl_r_then_typing_uses_the_bindings_of_the_focused_window(shell):
     """Key bindings are looked up per focused window (the search field has its own)."""
     h = InMemoryHistory()

@@ -139,17 +139,20 @@ class Repl:
         asks for more lines at a continuation prompt, as sh's PS2 does.  Ctrl-C drops
         it all (KeyboardInterrupt); Ctrl-D inside it ends it (the engine says what is open)."""
         from .. import lexer
-        # prompt() keeps the message it is given: the first line's is given each time
-        text = self._prompt(self.message)
+        # What the prompt and the toolbar show changes only when a command has run:
+        # made once per line, not at each of the ~7 looks a drawing takes (prompt()
+        # keeps what it is given: the first line's is given each time).
+        bar = self.toolbar()
+        text = self._prompt(self.message(), bar)
         while text.strip() and not lexer.is_complete(text):
             try:
-                more = self._prompt(CONTINUATION)
+                more = self._prompt(CONTINUATION, bar)
             except EOFError:
                 break
             text += "\n" + more
         return text
 
-    def _prompt(self, message) -> str:
+    def _prompt(self, message, toolbar) -> str:
         """PromptSession.prompt on one event loop kept for the whole REPL: prompt() runs
         each line in asyncio.run, which makes a loop (an epoll fd, a socket pair, signal
         handlers) and tears it down again, between Enter and the next prompt.  A prompt
@@ -159,7 +162,8 @@ class Repl:
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.new_event_loop()
-        task = loop.create_task(self.prompt_session.prompt_async(message=message))
+        task = loop.create_task(self.prompt_session.prompt_async(message=message,
+                                                                      bottom_toolbar=toolbar))
         try:
             return loop.run_until_complete(task)
         finally:
@@ -263,7 +267,7 @@ def _bindings(completer):
 
 
 def _lean(app) -> None:
-    """Three costs prompt_toolkit pays between Enter and the next prompt, measured (bench
+    """Costs prompt_toolkit pays between Enter and the next prompt, measured (bench
     `repl`, stamps around its phases) and left out:
 
     - the keys of a line typed at once (`echo x` and Enter in one read) schedule a redraw
@@ -278,6 +282,9 @@ def _lean(app) -> None:
       its end stayed queued on the event loop the REPL keeps (Repl._prompt), and drew
       the next prompt a second time right after its first drawing.  A redraw is drawn
       for the prompt that asked for it only (_invalidate).
+    - after each drawing, the events that ask for a redraw were looked for again in the
+      whole layout, unhooked and hooked again; the layout never changes, so they are
+      hooked once per prompt.
     """
     redraw = app._redraw
 
@@ -289,6 +296,12 @@ def _lean(app) -> None:
     app._redraw = _redraw
     if getattr(app, "min_redraw_interval", None) is None and hasattr(app, "_invalidated"):
         app.invalidate = lambda: _invalidate(app)
+    update = getattr(app, "_update_invalidate_events", None)
+    if update is not None and isinstance(getattr(app, "_invalidate_events", None), list):
+        def _update_invalidate_events() -> None:
+            if not app._invalidate_events:   # once per prompt (emptied at its end)
+                update()
+        app._update_invalidate_events = _update_invalidate_events
 
     registry = app.key_processor._bindings
     cache = getattr(registry, "_cache", None)
