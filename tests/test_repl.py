@@ -400,7 +400,7 @@ def test_t2_what_a_prompt_shows_is_made_once_per_line(shell, monkeypatch):
                 shell.engine.run_line(text)
         finally:
             repl.close()
-    assert counts["message"] == 4 and counts["toolbar"] == 4 + 4, counts
+    assert counts["message"] == 4 and counts["toolbar"] == 4, counts
     assert counts["hooked"] == 4, counts
     assert statuses == ["0", "1", "0", "1"], statuses   # the previous line's status
 
