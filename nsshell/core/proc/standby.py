@@ -9,7 +9,9 @@ process, then copy-on-write faults in the child until exec and in the shell as i
 draws the next prompt (about as much again each).  So once a `run` has handed the
 terminal to a program, the REPL starts a standby each time a prompt is drawn, while
 the next line is being typed: a fresh, small Python running this module, posix_spawn()ed
-(a vfork: nothing of the shell's memory is copied or shared).  It is the shell's
+(a vfork: nothing of the shell's memory is copied or shared), isolated (_command: no
+PYTHON* variable, no current directory, no site: only nsshell's directory and the
+standard library are on its path).  It is the shell's
 child, in the shell's own namespaces and process group, holds nothing but fds 0-2
 and its channel, ignores the terminal's job-control and interrupt signals while it
 waits, and dies with the shell (PR_SET_PDEATHSIG) or when the REPL ends.
