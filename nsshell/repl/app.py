@@ -357,8 +357,10 @@ def _invalidate(app) -> None:
     future = app.future
 
     def redraw() -> None:
-        if app.future is not future:
-            return  # asked by a prompt that has ended: the next one draws itself
+        if future is not None and app.future is not future:
+            # asked by a prompt that has ended: the next one draws itself (and cleared
+            # _invalidated as it started)
+            return
         app._invalidated = False
         app._redraw()
     call_soon_threadsafe(redraw, max_postpone_time=app.max_render_postpone_time, loop=loop)
