@@ -339,7 +339,8 @@ def test_a_long_new_count_shows_progress_on_a_terminal_only():
 
 def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
     """Once Enter accepted the line, the prompt is drawn once more, as done: the redraw
-    the typed keys had scheduled is not drawn first; every prompt runs on one event loop."""
+    the typed keys had scheduled is not drawn first, nor left queued for the next prompt
+    (which drew itself twice); every prompt runs on one event loop."""
     drawn = []
     with create_pipe_input() as inp:
         repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
@@ -364,6 +365,44 @@ def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
             repl.close()
         assert repl._loop is None
     assert drawn.count("done") == 16 and "after accept" not in drawn, drawn
+    # nor drawn a second time by the next prompt, once it has drawn itself
+    assert drawn == ["editing", "done"] * 16, drawn
+
+
+def test_t2_what_a_prompt_shows_is_made_once_per_line(shell, monkeypatch):
+    """The prompt's text and the toolbar are made once per line (they change only when a
+    command has run), the layout's redraw events hooked once per prompt, not at every
+    drawing; each prompt shows the status of the line before it."""
+    from prompt_toolkit.application import Application
+    counts = {"message": 0, "toolbar": 0, "hooked": 0}
+    update = Application._update_invalidate_events
+
+    def hooked(app):
+        counts["hooked"] += 1
+        return update(app)
+    monkeypatch.setattr(Application, "_update_invalidate_events", hooked)
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        for name in ("message", "toolbar"):
+            def counted(f=getattr(repl, name), name=name):
+                counts[name] += 1
+                return f()
+            setattr(repl, name, counted)
+        statuses = []
+        try:
+            for line in ("false", "true", "false", "true"):
+                for ch in line:
+                    inp.send_text(ch)
+                    time.sleep(0.005)
+                inp.send_text("\r")
+                text = repl.read()
+                statuses.append(repl.prompt_session.bottom_toolbar[6][1])   # what it showed
+                shell.engine.run_line(text)
+        finally:
+            repl.close()
+    assert counts["message"] == 4 and counts["toolbar"] == 4, counts
+    assert counts["hooked"] == 4, counts
+    assert statuses == ["0", "1", "0", "1"], statuses   # the previous line's status
 
 
 def test_ctrl_r_then_typing_uses_the_bindings_of_the_focused_window(shell):
@@ -372,3 +411,29 @@ def test_ctrl_r_then_typing_uses_the_bindings_of_the_focused_window(shell):
     h.append_string("echo found-it")
     assert drive(shell, ["\x12", PAUSE, "found", PAUSE, "\r", PAUSE, "\x04"], history=h) == 0
     assert shell.out.getvalue() == "found-it\n"
+
+
+def test_t2_up_walks_the_history_in_order_at_every_prompt(shell, tmp_path):
+    """Up at later prompts (the buffer's copy of the history made in one step once it is
+    loaded, repl/app._history_at_once) gives what prompt_toolkit's own filling gives:
+    newest first, the lines accepted here included, far back in a long history."""
+    path = tmp_path / "history"
+    h = FileHistory(str(path))
+    for n in range(2000):
+        h.store_string(f"echo old-{n}")
+    up = "\x1b[A"
+    keys = [up * 2 + "\r", PAUSE,            # old-1998
+            up * 4 + "\r", PAUSE,            # old-1998 (this line), old-1998, old-1999, old-1997
+            up * 1500 + "\r", PAUSE,         # 1500th newest: old-(2000 - 1500 + 2)
+            "\x04"]
+    history = FileHistory(str(path))
+    loads = []
+    load = history.load
+
+    def counted():
+        loads.append(1)
+        return load()
+    history.load = counted
+    assert drive(shell, keys, history=history) == 0
+    assert shell.out.getvalue().splitlines() == ["old-1998", "old-1997", "old-502"]
+    assert len(loads) == 1   # taken one entry per await at the first prompt only

@@ -181,3 +181,31 @@ def test_ctrl_c_reaches_every_program_the_standby_starts(term, prefix):
         t.expect_prompt(name, timeout=5)
         assert "st 130" in t.line("echo st $?", name)
     assert t.processes("sleep") == []
+
+
+def test_t2_nothing_in_the_environment_or_the_directory_steers_the_standby(tmp_path, monkeypatch):
+    """The standby runs as the shell's user (root here): modules named as the ones it
+    imports, in the current directory (`python -m` put it first on the path) or on a
+    PYTHONPATH, a sitecustomize, PYTHONINSPECT, PYTHONHOME: none is run."""
+    from nsshell.core.proc.standby import Standby
+    evil = tmp_path / "evil"
+    (evil / "nsshell").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    for name in ("pickle", "socket", "array", "traceback", "signal", "enum", "dataclasses",
+                 "typing", "ctypes", "struct", "sitecustomize", "usercustomize", "nsshell/__init__"):
+        (evil / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write({name!r} + '\\n')\n")
+    monkeypatch.chdir(evil)
+    for var, value in (("PYTHONPATH", str(evil)), ("PYTHONSTARTUP", str(evil / "pickle.py")),
+                       ("PYTHONINSPECT", "1"), ("PYTHONUSERBASE", str(evil))):
+        monkeypatch.setenv(var, value)
+    s = Standby()
+    try:
+        deadline = time.monotonic() + 15
+        while not s.ready():
+            assert s.alive() and time.monotonic() < deadline, "the standby did not start"
+            time.sleep(0.01)
+        with open(f"/proc/{s.pid}/comm") as f:
+            assert f.read().strip() == "nsshell-standby"
+    finally:
+        s.close()
+    assert not marker.exists(), marker.read_text()

@@ -4,7 +4,7 @@ No command logic lives here: the prompt shows the context, a bottom toolbar show
 the context, the current user namespace's uid mapping and the last status, Tab
 completes from the registry (nsshell.complete), history is kept in
 $XDG_STATE_HOME/nsshell/history and suggested while typing (Right arrow takes
-the suggestion), Ctrl-R searches it (Enter runs the line found).  Ctrl-C clears the line, Ctrl-D leaves with
+the suggestion; repl/suggest.py), Ctrl-R searches it (Enter runs the line found).  Ctrl-C clears the line, Ctrl-D leaves with
 status 0, `exit N` with N.
 """
 
@@ -14,7 +14,6 @@ import os
 import sys
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.styles import Style
@@ -22,6 +21,7 @@ from prompt_toolkit.styles import Style
 from ..errors import ExitRequest
 from ..kernel import idmap
 from .completer import NsCompleter
+from .suggest import HistorySuggest
 
 STYLE = Style.from_dict({
     "prompt.context": "ansicyan bold",
@@ -99,7 +99,7 @@ class Repl:
             bottom_toolbar=self.toolbar,
             completer=completer,
             complete_while_typing=False,
-            auto_suggest=AutoSuggestFromHistory(),
+            auto_suggest=HistorySuggest(),
             history=history,
             enable_history_search=False,
             style=STYLE,
@@ -109,6 +109,7 @@ class Repl:
             key_bindings=_bindings(completer),
         )
         _lean(self.prompt_session.app)
+        _history_at_once(self.prompt_session.default_buffer)
         # once a prompt is drawn, the next `run`'s process gets ready (core/proc/standby.py)
         self.prompt_session.app.after_render += self._after_render
         self._loop = None
@@ -138,17 +139,20 @@ class Repl:
         asks for more lines at a continuation prompt, as sh's PS2 does.  Ctrl-C drops
         it all (KeyboardInterrupt); Ctrl-D inside it ends it (the engine says what is open)."""
         from .. import lexer
-        # prompt() keeps the message it is given: the first line's is given each time
-        text = self._prompt(self.message)
+        # What the prompt and the toolbar show changes only when a command has run:
+        # made once per line, not at each of the ~7 looks a drawing takes (prompt()
+        # keeps what it is given: the first line's is given each time).
+        bar = self.toolbar()
+        text = self._prompt(self.message(), bar)
         while text.strip() and not lexer.is_complete(text):
             try:
-                more = self._prompt(CONTINUATION)
+                more = self._prompt(CONTINUATION, bar)
             except EOFError:
                 break
             text += "\n" + more
         return text
 
-    def _prompt(self, message) -> str:
+    def _prompt(self, message, toolbar) -> str:
         """PromptSession.prompt on one event loop kept for the whole REPL: prompt() runs
         each line in asyncio.run, which makes a loop (an epoll fd, a socket pair, signal
         handlers) and tears it down again, between Enter and the next prompt.  A prompt
@@ -158,7 +162,8 @@ class Repl:
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.new_event_loop()
-        task = loop.create_task(self.prompt_session.prompt_async(message=message))
+        task = loop.create_task(self.prompt_session.prompt_async(message=message,
+                                                                      bottom_toolbar=toolbar))
         try:
             return loop.run_until_complete(task)
         finally:
@@ -262,7 +267,7 @@ def _bindings(completer):
 
 
 def _lean(app) -> None:
-    """Two costs prompt_toolkit pays between Enter and the next prompt, measured (bench
+    """Costs prompt_toolkit pays between Enter and the next prompt, measured (bench
     `repl`, stamps around its phases) and left out:
 
     - the keys of a line typed at once (`echo x` and Enter in one read) schedule a redraw
@@ -272,7 +277,15 @@ def _lean(app) -> None:
     - every key looked its bindings up twice (matches, longer prefixes), and each lookup
       walked the whole layout to key its cache on the set of controls.  A PromptSession's
       layout never changes (no DynamicContainer), so the set is computed once; the
-      cache is still keyed on the focused window (Ctrl-R moves the focus)."""
+      cache is still keyed on the focused window (Ctrl-R moves the focus).
+    - a redraw asked for while a prompt ran (the keys of its line) and not drawn before
+      its end stayed queued on the event loop the REPL keeps (Repl._prompt), and drew
+      the next prompt a second time right after its first drawing.  A redraw is drawn
+      for the prompt that asked for it only (_invalidate).
+    - after each drawing, the events that ask for a redraw were looked for again in the
+      whole layout, unhooked and hooked again; the layout never changes, so they are
+      hooked once per prompt.
+    """
     redraw = app._redraw
 
     def _redraw(render_as_done: bool = False) -> None:
@@ -281,6 +294,14 @@ def _lean(app) -> None:
             return
         redraw(render_as_done)
     app._redraw = _redraw
+    if getattr(app, "min_redraw_interval", None) is None and hasattr(app, "_invalidated"):
+        app.invalidate = lambda: _invalidate(app)
+    update = getattr(app, "_update_invalidate_events", None)
+    if update is not None and isinstance(getattr(app, "_invalidate_events", None), list):
+        def _update_invalidate_events() -> None:
+            if not app._invalidate_events:   # once per prompt (emptied at its end)
+                update()
+        app._update_invalidate_events = _update_invalidate_events
 
     registry = app.key_processor._bindings
     cache = getattr(registry, "_cache", None)
@@ -297,6 +318,52 @@ def _lean(app) -> None:
             window = app.layout.current_window
             return cache.get(window, lambda: create(window, controls))
     registry.__class__ = _Fixed
+
+
+def _history_at_once(buffer) -> None:
+    """Up and Ctrl-R walk the buffer's copy of the history, which prompt_toolkit fills
+    again at every prompt (the buffer is reset) from a task taking the history one
+    entry per await: ~5 ms of the shell's time after each prompt with 50 000 entries,
+    taken from the keys typed next.  Once the history is loaded (the first prompt), the
+    copy is made in one step, in the same order."""
+    from prompt_toolkit.history import History
+    history = buffer.history
+    load = buffer.load_history_if_not_yet_loaded
+
+    def load_at_once() -> None:
+        strings = getattr(history, "_loaded_strings", None)
+        if (buffer._load_history_task is not None or getattr(history, "_loaded", False) is not True
+                or type(history).load is not History.load or not isinstance(strings, list)):
+            load()
+            return
+        import asyncio
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        buffer._load_history_task = done
+        buffer._working_lines.extendleft(strings)   # newest first: the oldest ends leftmost
+        buffer._Buffer__working_index += len(strings)
+    buffer.load_history_if_not_yet_loaded = load_at_once
+
+
+def _invalidate(app) -> None:
+    """Application.invalidate (no min_redraw_interval), whose redraw is dropped once
+    the prompt that asked for it has ended."""
+    from prompt_toolkit.eventloop.utils import call_soon_threadsafe
+    loop = app.loop
+    if not app._is_running or loop is None or loop.is_closed() or app._invalidated:
+        return
+    app._invalidated = True
+    loop.call_soon_threadsafe(app.on_invalidate.fire)
+    future = app.future
+
+    def redraw() -> None:
+        if future is not None and app.future is not future:
+            # asked by a prompt that has ended: the next one draws itself (and cleared
+            # _invalidated as it started)
+            return
+        app._invalidated = False
+        app._redraw()
+    call_soon_threadsafe(redraw, max_postpone_time=app.max_render_postpone_time, loop=loop)
 
 
 def _isatty(stream) -> bool:

@@ -167,7 +167,7 @@ def _proc_text(pid: int, name: str) -> str | None:
 
 
 # The names nsshell's own helpers give themselves (set_process_title).
-HELPERS = ("nsshell-sockets", "nsshell-init", "nsshell-keeper", "nsshell-holder")
+HELPERS = ("nsshell-sockets", "nsshell-init", "nsshell-keeper", "nsshell-holder", "nsshell-standby")
 
 
 def helper_of(info: NsInfo) -> str | None:

@@ -9,7 +9,9 @@ process, then copy-on-write faults in the child until exec and in the shell as i
 draws the next prompt (about as much again each).  So once a `run` has handed the
 terminal to a program, the REPL starts a standby each time a prompt is drawn, while
 the next line is being typed: a fresh, small Python running this module, posix_spawn()ed
-(a vfork: nothing of the shell's memory is copied or shared).  It is the shell's
+(a vfork: nothing of the shell's memory is copied or shared), isolated (_command: no
+PYTHON* variable, no current directory, no site: only nsshell's directory and the
+standard library are on its path).  It is the shell's
 child, in the shell's own namespaces and process group, holds nothing but fds 0-2
 and its channel, ignores the terminal's job-control and interrupt signals while it
 waits, and dies with the shell (PR_SET_PDEATHSIG) or when the REPL ends.
@@ -48,6 +50,26 @@ def keep_ready(terminal) -> None:
         terminal.standby = None
 
 
+# The directory holding the nsshell package this shell runs: the standby imports the same.
+_TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+# What the standby's interpreter runs: isolated (-I: no PYTHON* variable, no user site,
+# no current directory on its path), no site (-S: no .pth file of site-packages runs),
+# then nsshell's own directory and the standard library only.  It runs as the shell's
+# user (often root): nothing in the environment or a user-writable file steers what it
+# imports or runs.  sys.argv: TOP FD PARENT.
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from nsshell.core.proc.standby import main; main(sys.argv[2:])")
+
+
+def _command(fd: int) -> list[str]:
+    return [sys.executable, "-I", "-S", "-c", _BOOT, _TOP, str(fd), str(os.getpid())]
+
+
+# What it sends once ready: one byte, before any message (no encoder to import for it).
+READY = b"R"
+
+
 class Standby:
     """The shell's end: start one standby; start() hands it a run, close() ends it."""
 
@@ -55,16 +77,10 @@ class Standby:
         import socket
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         fd = there.fileno()
-        # the package's own directory first: this interpreter imports the same nsshell
-        top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([top] + [p for p in sys.path if p])
         try:
             os.set_inheritable(fd, True)
-            self.pid = os.posix_spawn(
-                sys.executable, [sys.executable, "-S", "-m", __name__, str(fd), str(os.getpid())],
-                env, setsigdef=DEFAULT_SIGNALS, setsigmask=())
+            self.pid = os.posix_spawn(sys.executable, _command(fd), os.environ,
+                                      setsigdef=DEFAULT_SIGNALS, setsigmask=())
         except BaseException:
             here.close()
             raise
@@ -82,12 +98,10 @@ class Standby:
         p.register(self.sock, select.POLLIN)
         if not p.poll(0):
             return False
-        from . import channel
         try:
-            msg, _ = channel.recv(self.sock, pickle=False)
-        except (OSError, channel.ChannelError):
+            self._ready = self.sock.recv(1) == READY
+        except OSError:
             return False
-        self._ready = msg == "ready"
         return self._ready
 
     def alive(self) -> bool:
@@ -151,7 +165,7 @@ def _serve(fd: int, parent: int) -> None:
     import traceback  # noqa: F401
     sock = socket.socket(fileno=fd)
     syscalls.set_comm("nsshell-standby")  # named once ready: what ps (and the tests) see
-    channel.send(sock, "ready")
+    sock.sendall(READY)
     try:
         msg, fds = channel.recv(sock, maxfds=channel.SCM_MAX_FD, maxsize=1 << 26, pickle=True)
     except channel.ChannelError:
@@ -167,8 +181,9 @@ def _serve(fd: int, parent: int) -> None:
     program.program_child(entries, argv, env, cwd, fork_after, root, setup, tty, fds[-1])
 
 
-if __name__ == "__main__":
+def main(args: list[str]) -> None:
+    """The standby's process (started by Standby with _BOOT): serve, then never return."""
     try:
-        _serve(int(sys.argv[1]), int(sys.argv[2]))
+        _serve(int(args[0]), int(args[1]))
     finally:
         os._exit(0)
