@@ -459,7 +459,6 @@ def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str]
             except OSError:
                 pass
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        import traceback  # noqa: F401 - before entering (a container's root has no Python)
         before_enter(setup)
         enter(entries, root=root)
         after_enter(setup)

@@ -162,7 +162,6 @@ def _serve(fd: int, parent: int) -> None:
     import array  # noqa: F401 - what the request and errors need, before entering
     import pickle  # noqa: F401
     import socket
-    import traceback  # noqa: F401
     sock = socket.socket(fileno=fd)
     syscalls.set_comm("nsshell-standby")  # named once ready: what ps (and the tests) see
     sock.sendall(READY)
