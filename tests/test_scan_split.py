@@ -125,3 +125,25 @@ def test_a_reader_is_not_forked_beside_other_threads(monkeypatch):
         stop.set()
         t.join()
     assert discover._may_fork() is True
+
+
+def test_the_live_view_never_forks_a_reader(crowd, monkeypatch):
+    """`top` refreshes every interval and is judged by its CPU: a forked reader saves time,
+    not CPU (it adds a fork), so the view's scans (full and light) never split, even with
+    a CPU to spare; `ls`'s scan does."""
+    from nsshell.commands.top import Refresher
+    from nsshell.session import Session
+    _split_on(monkeypatch)
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    sh = Session(interactive=False)
+    try:
+        refresh = Refresher(sh)
+        for _ in range(refresh.FULL_EVERY + 1):   # a full scan and light ones
+            refresh.scan()
+        assert forks == []
+        discover.scan(session=sh)
+        assert forks == [1]   # the same machine, as `ls` scans: split
+    finally:
+        sh.close_all()

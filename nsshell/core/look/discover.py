@@ -232,7 +232,7 @@ def socket_netns(pid: int, fd: int) -> int:
 def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = True,
          threads: bool = True, mounts: bool = True, sockets: bool = True,
          relations: bool = True, progress: Progress | None = None,
-         persist_root: str | None = None) -> Scan:
+         persist_root: str | None = None, split: bool = True) -> Scan:
     """Every namespace of TYPES (default all) on the system, with its holders.
 
     A bind mount at PERSIST_ROOT/NAME/TYPE (the caller's persist root; none by default)
@@ -242,7 +242,9 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
     namespace found are followed, and what they reach is included: user namespaces
     alive only as the owner of another namespace, or as the parent of another user
     namespace, and PID namespaces alive only as a parent (lxkns's hidden namespaces).
-    Reports each process read to PROGRESS (default: the session's)."""
+    Reports each process read to PROGRESS (default: the session's).  SPLIT: a forked
+    reader may take half of /proc when a CPU is spare (faster, not cheaper: the live
+    view, which pays CPU on every refresh, says False)."""
     if progress is None:
         progress = session.progress if session is not None else NULL_PROGRESS
     wanted = tuple(types) if types is not None else nstypes.ALL
@@ -250,7 +252,8 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
         types = nstypes.ALL   # a user namespace may be reached only as an owner
     with progress.task("scanning processes") as task:
         result = _scan(types, session, task, fds=fds, threads=threads, mounts=mounts,
-                       sockets=sockets, relations=relations, persist_root=persist_root)
+                       sockets=sockets, relations=relations, persist_root=persist_root,
+                       split=split)
     if len(wanted) != len(nstypes.ALL):
         names = {t.name for t in wanted}
         everything = result.namespaces
@@ -260,7 +263,8 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
 
 
 def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
-          sockets: bool, relations: bool, persist_root: str | None = None) -> Scan:
+          sockets: bool, relations: bool, persist_root: str | None = None,
+          split: bool = True) -> Scan:
     types = tuple(types) if types is not None else nstypes.ALL
     # Mount namespaces are always looked at: bind mounts are found per mount namespace,
     # and one no process is in is entered through whatever holds it (an fd, a bind
@@ -305,7 +309,7 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     # A link's text ("net:[4026531833]") names one namespace: parsed once, then looked up.
     by_link: dict[str, tuple[NsInfo, int]] = {}
     for pid, targets, nthreads, fdlinks in _read_all(entries, links, threads, fds, me,
-                                                     task.advance):
+                                                     task.advance, split):
         own: dict[str, int] = {}
         if targets is not None:
             for tname, target in zip(wnames, targets):
@@ -540,11 +544,11 @@ SPLIT_AT = 400
 
 
 def _read_all(entries: list[str], links: tuple[str, ...], threads: bool, fds: bool, me: int,
-              advance: Callable[[], None]) -> list[tuple]:
+              advance: Callable[[], None], split: bool = True) -> list[tuple]:
     """_read_procs over ENTRIES, half of them in a forked reader when that pays: the
     reader only reads /proc (no namespace entered, every fd but its pipe closed) and
     sends its list back marshalled; whatever goes wrong with it, its half is read here."""
-    if len(entries) < SPLIT_AT or not _cpu_to_spare() or not _may_fork():
+    if not split or len(entries) < SPLIT_AT or not _cpu_to_spare() or not _may_fork():
         return _read_procs(entries, links, threads, fds, me, advance)
     import marshal
     half, rest = entries[:len(entries) // 2], entries[len(entries) // 2:]
