@@ -292,17 +292,22 @@ class PluginAPI:
     # -- what show and diff report ----------------------------------------------------
 
     def state_reader(self, nstype: str, key: str | None = None, *, differ: Callable | None = None,
-                     summary: Callable | None = None, inside: bool = True) -> Callable:
+                     summary: Callable | None = None, inside: bool = True,
+                     prepare: Callable | None = None) -> Callable:
         """Add a piece of state KEY (default: the function's name) to what `show` and
         `diff` report for namespaces of NSTYPE.
 
         The function gets a StateContext and runs in a helper INSIDE the namespace
         (inside=False: a helper that joins nothing); it returns JSON-able data.
         differ(a, b) and summary(value) are as in nsshell.core.look.nsstate.register.
+        PREPARE() runs in the shell before the helper enters: it imports what the
+        function needs, because inside nothing is imported (the namespace's files could
+        be anyone's).
         """
         def deco(fn: Callable) -> Callable:
             k = key or fn.__name__
-            self.register_state(nstype, k, fn, differ, summary=summary, inside=inside)
+            self.register_state(nstype, k, fn, differ, summary=summary, inside=inside,
+                                prepare=prepare)
             return fn
         return deco
 
@@ -319,7 +324,8 @@ class PluginAPI:
                 unregister_state(nstype, key)
             else:
                 _register_state(nstype, key, before.reader, before.differ,
-                                summary=before.summary, inside=before.inside)
+                                summary=before.summary, inside=before.inside,
+                                prepare=before.prepare)
         self._undo.append(undo)
 
     def rollback(self) -> None:

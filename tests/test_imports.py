@@ -351,3 +351,30 @@ def test_forked_helpers_import_nothing(tmp_path):
     assert children, "no helper was forked: the test does not test"
     opened = [ln for ln in lines if ln.split()[0] in children and re.search(r'\.pyc?"', ln)]
     assert opened == [], "\n".join(opened[:20])
+
+
+def test_a_helper_imports_nothing_once_inside():
+    """Inside a context a module would come from the context's files (its mount
+    namespace, a pivoted root): a container's root could plant it, and the helper still
+    holds the shell's privileges.  Every helper that enters refuses any import of a
+    module that is not built into the interpreter; one imported before entering is used."""
+    import os as _os
+    from nsshell.core.proc import spawn
+    from nsshell.kernel import nstypes
+
+    def inside(name):
+        __import__(name)
+        return "imported"
+
+    fd = _os.open("/proc/self/ns/uts", _os.O_RDONLY | _os.O_CLOEXEC)
+    try:
+        entries = [spawn.Entry(nstypes.UTS, fd, "the host's uts")]
+        assert "colorsys" not in sys.modules   # a module nothing of nsshell imports
+        with pytest.raises(spawn.HelperCrash) as refused:
+            spawn.call(entries, inside, "colorsys")
+        assert "colorsys" in str(refused.value) and "ImportError" in str(refused.value)
+        assert spawn.call(entries, inside, "errno")[0] == "imported"   # built in
+        import colorsys  # noqa: F401 - imported by the shell before the fork: fine inside
+        assert spawn.call(entries, inside, "colorsys")[0] == "imported"
+    finally:
+        _os.close(fd)

@@ -72,31 +72,37 @@ class StateKey(Value):
     differ: Differ | None = None
     summary: Summary | None = None
     inside: bool = True
+    prepare: Callable | None = None
 
-    _fields = ("nstype", "key", "reader", "differ", "summary", "inside")
+    _fields = ("nstype", "key", "reader", "differ", "summary", "inside", "prepare")
 
-    def __init__(self, nstype, key, reader, differ=None, summary=None, inside=True) -> None:
+    def __init__(self, nstype, key, reader, differ=None, summary=None, inside=True,
+                 prepare=None) -> None:
         self.nstype = nstype
         self.key = key
         self.reader = reader
         self.differ = differ
         self.summary = summary
         self.inside = inside
+        self.prepare = prepare
 
 
 _REGISTRY: dict[str, dict[str, StateKey]] = {t: {} for t in nstypes.NAMES}
 
 
 def register(nstype: str, key: str, reader: Reader, differ: Differ | None = None, *,
-             summary: Summary | None = None, inside: bool = True) -> None:
+             summary: Summary | None = None, inside: bool = True,
+             prepare: Callable[[], None] | None = None) -> None:
     """Add (or replace) piece of state KEY of namespaces of type NSTYPE.
 
     reader(ctx) runs inside the namespace and returns JSON-able data;
     differ(a, b) returns a list of changes (dicts with op '+', '-' or '~',
     key and text; see core/look/diff.py); summary(value) gives `show`'s text.
+    PREPARE() runs in the shell before the helper enters: it imports what the reader
+    needs, since inside nothing is imported (core/proc/spawn.py, _NoImportInside).
     """
     t = nstypes.get(nstype).name
-    _REGISTRY[t][key] = StateKey(t, key, reader, differ, summary, inside)
+    _REGISTRY[t][key] = StateKey(t, key, reader, differ, summary, inside, prepare)
 
 
 def unregister(nstype: str, key: str) -> None:
@@ -247,6 +253,9 @@ def snapshot(fd: int, t: NsType, wanted: list[str] | None = None,
         if refused:
             out.update({k: {"error": f"cannot enter: {refused}"} for k in inside})
         elif inside:
+            for s in specs:   # what the readers need, before the helper enters
+                if s.prepare is not None and s.key in inside:
+                    s.prepare()
             entries, owned = _entries(fd, t, label)
             try:
                 value, fds = spawn.call(entries, _run, t.name, inside, ino, procfd, extra)
@@ -415,9 +424,15 @@ def read_routes(ctx: Context) -> list[str]:
     return sorted(out)
 
 
-register("net", "links", read_links, summary=_links_summary)
-register("net", "addresses", read_addresses)
-register("net", "routes", read_routes)
+def _net_prepare() -> None:
+    import socket  # noqa: F401
+    from . import rtnl
+    rtnl.preload()
+
+
+register("net", "links", read_links, summary=_links_summary, prepare=_net_prepare)
+register("net", "addresses", read_addresses, prepare=_net_prepare)
+register("net", "routes", read_routes, prepare=_net_prepare)
 
 
 # uts ---------------------------------------------------------------------------------

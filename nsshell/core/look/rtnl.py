@@ -91,6 +91,12 @@ def __getattr__(name: str):
 _MARSHAL = None
 
 
+def preload() -> None:
+    """Import all that requests and answers need (pyroute2's message classes and decoder)
+    now: a helper about to enter a network namespace imports nothing once inside."""
+    _marshal()
+
+
 def _marshal():
     """pyroute2's decoder of the messages answers carry (links, addresses, routes)."""
     global _MARSHAL

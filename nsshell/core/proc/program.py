@@ -443,7 +443,11 @@ def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str]
     (core/proc/standby.py) given the run.  Its own process group, the terminal TTY
     (when the shell has it), the context, SETUP, then the program.  Errors go back
     pickled through ERRPIPE_W.  Never returns."""
+    # What the errors and the PATH search need, imported before entering: inside the
+    # context's mount namespace a module would come from the context's files (os.execvpe
+    # imports warnings in os.get_exec_path; a planted one would run here).
     import pickle
+    import warnings  # noqa: F401
     try:
         # a signal forwarded before exec waits for the program (the fork inherits this)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)

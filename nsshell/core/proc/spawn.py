@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 from ...kernel.values import Frozen, Value
 
 from ...errors import InternalError, KernelError, NsshellError, from_oserror
@@ -67,6 +68,7 @@ def enter(entries: Sequence[Entry], root: bool = True) -> None:
     capabilities may be what they need.  Runs only in a forked helper, which
     leaves here protected (harden.protect) whatever ids it ends with.
     """
+    _no_imports_inside()
     user = next((e for e in entries if e.nstype is nstypes.USER), None)
     later: list[Entry] = []
     for e in entries:
@@ -93,6 +95,28 @@ def enter(entries: Sequence[Entry], root: bool = True) -> None:
         except OSError as err:
             raise _enter_error(err, e) from None
     harden.protect()
+
+
+class _NoImportInside:
+    """The first finder of a helper that enters a context: it refuses every module not
+    built into the interpreter.  Inside, the files are the context's (its mount
+    namespace, a pivoted or chroot root): a module found there is the container's code,
+    run by a process that may still hold the shell's privileges.  So what a helper needs
+    is imported before it enters (the shell, or the helper before enter());
+    tests/test_imports.py checks the paths that matter with strace."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        import _imp
+        if name in sys.builtin_module_names or _imp.is_frozen(name):
+            return None   # compiled into the interpreter: nothing read from a file
+        raise ImportError(f"module {name!r} was not imported before entering the context "
+                          "(a helper imports nothing from a context's files)", name=name)
+
+
+def _no_imports_inside() -> None:
+    if not isinstance(sys.meta_path[0], _NoImportInside):
+        sys.meta_path.insert(0, _NoImportInside())
 
 
 def _enter_error(err: OSError, e: Entry) -> KernelError:

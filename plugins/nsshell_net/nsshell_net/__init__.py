@@ -28,6 +28,11 @@ def _read_bridges(ctx):
     return read_bridges(ctx)
 
 
+def _prepare_bridges():
+    from .commands import prepare_bridges
+    prepare_bridges()
+
+
 def _bridges_summary(value):
     from .commands import _bridges_summary
     return _bridges_summary(value)
@@ -36,6 +41,7 @@ def _bridges_summary(value):
 def register(api):
     # What `show` and `diff` report is there from the start (commands.register, run
     # with the first net command, puts its own functions in place of these).
-    api.state_reader("net", "bridges", summary=_bridges_summary)(_read_bridges)
+    api.state_reader("net", "bridges", summary=_bridges_summary,
+                     prepare=_prepare_bridges)(_read_bridges)
     api.commands_in(COMMANDS, _commands)
     api.commands_in(("net graph",), _graph)

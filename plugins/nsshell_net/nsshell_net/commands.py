@@ -41,7 +41,8 @@ def _default_ifname(other: NsSet, taken: set[str]) -> str:
 
 def register(api):
     """Declare the net commands, and the bridges `show` and `diff` report."""
-    api.state_reader("net", "bridges", summary=_bridges_summary)(read_bridges)
+    api.state_reader("net", "bridges", summary=_bridges_summary,
+                     prepare=prepare_bridges)(read_bridges)
 
     @api.command("net veth", changes="net")
     def net_veth(sh, a: Annotated[tuple, Endpoint()], b: Annotated[tuple, Endpoint()], *,
@@ -484,6 +485,13 @@ def net_view(label: str, nsid: str, links: list[dict], addrs: list[dict], routes
 
 
 # -- what `show` and `diff` report (besides nsshell's own links, addresses, routes) ---------
+
+def prepare_bridges() -> None:
+    """In the shell, before the helper enters: what read_bridges imports (nothing is
+    imported inside a namespace's files)."""
+    from . import netlink
+    netlink.rtnl.preload()
+
 
 def read_bridges(ctx) -> dict:
     """Runs in a helper inside the namespace: each bridge and its ports."""
