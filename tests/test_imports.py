@@ -353,7 +353,7 @@ def test_forked_helpers_import_nothing(tmp_path):
     assert opened == [], "\n".join(opened[:20])
 
 
-def test_a_helper_imports_nothing_once_inside():
+def test_a_helper_imports_nothing_once_inside(tmp_path, monkeypatch):
     """Inside a context a module would come from the context's files (its mount
     namespace, a pivoted root): a container's root could plant it, and the helper still
     holds the shell's privileges.  Every helper that enters refuses any import of a
@@ -369,12 +369,16 @@ def test_a_helper_imports_nothing_once_inside():
     fd = _os.open("/proc/self/ns/uts", _os.O_RDONLY | _os.O_CLOEXEC)
     try:
         entries = [spawn.Entry(nstypes.UTS, fd, "the host's uts")]
-        assert "colorsys" not in sys.modules   # a module nothing of nsshell imports
+        name = f"nsshell_planted_{_os.getpid()}"   # a module of this test's own
+        (tmp_path / f"{name}.py").write_text("PLANTED = True\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
         with pytest.raises(spawn.HelperCrash) as refused:
-            spawn.call(entries, inside, "colorsys")
-        assert "colorsys" in str(refused.value) and "ImportError" in str(refused.value)
+            spawn.call(entries, inside, name)
+        assert name in str(refused.value) and "ImportError" in str(refused.value)
         assert spawn.call(entries, inside, "errno")[0] == "imported"   # built in
-        import colorsys  # noqa: F401 - imported by the shell before the fork: fine inside
-        assert spawn.call(entries, inside, "colorsys")[0] == "imported"
+        assert spawn.call([], inside, name)[0] == "imported"   # entering nothing: its files
+        __import__(name)   # imported by the shell before the fork: fine inside
+        assert spawn.call(entries, inside, name)[0] == "imported"
+        del sys.modules[name]
     finally:
         _os.close(fd)

@@ -12,7 +12,8 @@ from ...kernel.values import Frozen, Value
 from ...errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
 from ...kernel import nstypes, syscalls
 from . import harden
-from .spawn import Entry, enter, exit_status, portable, read_all, reset_signals, spawnp
+from .spawn import (Entry, enter, exit_status, no_imports_inside, portable, read_all,
+                    reset_signals, spawnp)
 
 TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
 if TYPE_CHECKING:
@@ -447,7 +448,9 @@ def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str]
     # context's mount namespace a module would come from the context's files (os.execvpe
     # imports warnings in os.get_exec_path; a planted one would run here).
     import pickle
+    import resource  # noqa: F401 - restore_nofile
     import warnings  # noqa: F401
+    no_imports_inside()   # also with no namespace to enter: --root changes the files
     try:
         # a signal forwarded before exec waits for the program (the fork inherits this)
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)

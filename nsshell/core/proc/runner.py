@@ -136,6 +136,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
     if os.getppid() != parent:
         return
     syscalls.set_process_title("nsshell-run")
+    spawn.no_imports_inside()   # also with no namespace to enter: --root changes the files
     try:
         program.before_enter(setup)
         spawn.enter(entries, root=root)

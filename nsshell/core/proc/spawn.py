@@ -68,7 +68,8 @@ def enter(entries: Sequence[Entry], root: bool = True) -> None:
     capabilities may be what they need.  Runs only in a forked helper, which
     leaves here protected (harden.protect) whatever ids it ends with.
     """
-    _no_imports_inside()
+    if entries:
+        no_imports_inside()   # (entering nothing, the files stay the shell's)
     user = next((e for e in entries if e.nstype is nstypes.USER), None)
     later: list[Entry] = []
     for e in entries:
@@ -114,7 +115,9 @@ class _NoImportInside:
                           "(a helper imports nothing from a context's files)", name=name)
 
 
-def _no_imports_inside() -> None:
+def no_imports_inside() -> None:
+    """From now on this process imports no module that is not built in (a helper that
+    enters a context, or changes its root: enter() calls it)."""
     if not isinstance(sys.meta_path[0], _NoImportInside):
         sys.meta_path.insert(0, _NoImportInside())
 
