@@ -437,3 +437,44 @@ def test_t2_up_walks_the_history_in_order_at_every_prompt(shell, tmp_path):
     assert drive(shell, keys, history=history) == 0
     assert shell.out.getvalue().splitlines() == ["old-1998", "old-1997", "old-502"]
     assert len(loads) == 1   # taken one entry per await at the first prompt only
+
+
+def test_t3_a_prompt_checks_its_signals_without_listing_them_again(shell, monkeypatch):
+    """Each prompt adds and removes its SIGINT and SIGWINCH handlers; asyncio checked
+    each number against signal.valid_signals(), a set of ~64 enums built per call
+    (~70 us, four a line).  The REPL's loop checks against one set made once, with
+    asyncio's own errors; a signal sent to the shell at the prompt still works."""
+    import asyncio
+    import signal
+    stock = asyncio.new_event_loop()
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        try:
+            inp.send_text("echo 0\r")
+            assert repl.read() == "echo 0"
+            loop = repl._loop
+            for bad in (0, 1000, -1, "x", 2.0, signal.SIGKILL, signal.SIGSTOP):
+                errors = []
+                for each in (stock, loop):
+                    try:
+                        each.add_signal_handler(bad, print)
+                        errors.append(None)
+                    except (TypeError, ValueError, RuntimeError) as e:
+                        errors.append((type(e), str(e)))
+                assert errors[0] == errors[1] and errors[0] is not None, (bad, errors)
+            calls = []
+            listing = signal.valid_signals
+            monkeypatch.setattr(signal, "valid_signals", lambda: calls.append(1) or listing())
+            for n in range(1, 4):
+                inp.send_text(f"echo {n}\r")
+                assert repl.read() == f"echo {n}"
+            assert calls == []
+            # SIGWINCH at the prompt still reaches prompt_toolkit's handler (a redraw)
+            resized = []
+            app = repl.prompt_session.app
+            monkeypatch.setattr(app, "_on_resize", lambda: resized.append(1) or inp.send_text("echo 9\r"))
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGWINCH)).start()
+            assert repl.read() == "echo 9" and resized
+        finally:
+            repl.close()
+            stock.close()
