@@ -478,3 +478,33 @@ def test_t3_a_prompt_checks_its_signals_without_listing_them_again(shell, monkey
         finally:
             repl.close()
             stock.close()
+
+
+def test_t3_key_bindings_are_merged_and_checked_once_per_prompt(shell, monkeypatch):
+    """Each key looked its bindings up twice, and each lookup compared the versions of
+    the whole tree of merged/conditional/dynamic binding sets.  They are compared once
+    per prompt (and focused window); a binding added between prompts works at the next."""
+    from prompt_toolkit.key_binding import key_bindings as kbmod
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        try:
+            inp.send_text("echo 1\r")
+            assert repl.read() == "echo 1"
+            checks = []
+            update = kbmod._MergedKeyBindings._update_cache
+            monkeypatch.setattr(kbmod._MergedKeyBindings, "_update_cache",
+                                lambda self: checks.append(1) or update(self))
+            line = "echo 'a longer line with many keys'"
+            inp.send_text(line + "\r")
+            assert repl.read() == line
+            # one walk of the tree (it holds nested merges) for the prompt, not two per key
+            assert 1 <= len(checks) < len(line), len(checks)
+            added = repl.prompt_session.key_bindings
+
+            @added.add("c-t")
+            def _(event):
+                event.current_buffer.insert_text("echo added")
+            inp.send_text("\x14\r")
+            assert repl.read() == "echo added"
+        finally:
+            repl.close()

@@ -285,6 +285,10 @@ def _lean(app) -> None:
     - after each drawing, the events that ask for a redraw were looked for again in the
       whole layout, unhooked and hooked again; the layout never changes, so they are
       hooked once per prompt.
+    - each of those lookups also walked the tree of merged, conditional and dynamic
+      key-binding sets to compare their versions (bindings added since?): the versions
+      are compared once per prompt and window, the flat set they gave is used until the
+      prompt ends (nothing adds bindings while a prompt runs).
     """
     redraw = app._redraw
 
@@ -309,6 +313,7 @@ def _lean(app) -> None:
     if cache is None or create is None:
         return  # another prompt_toolkit: its own lookup stays
     controls: list = []
+    flat: dict = {}   # focused window -> its merged bindings, versions checked this prompt
 
     class _Fixed(type(registry)):
         @property
@@ -316,8 +321,14 @@ def _lean(app) -> None:
             if not controls:
                 controls.extend(app.layout.find_all_controls())
             window = app.layout.current_window
-            return cache.get(window, lambda: create(window, controls))
+            found = flat.get(window)
+            if found is None:
+                merged = cache.get(window, lambda: create(window, controls))
+                merged._update_cache()
+                found = flat[window] = getattr(merged, "_bindings2", merged)
+            return found
     registry.__class__ = _Fixed
+    app.on_reset += lambda _app: flat.clear()   # each prompt checks the versions again
 
 
 def _history_at_once(buffer) -> None:
