@@ -508,3 +508,42 @@ def test_t3_key_bindings_are_merged_and_checked_once_per_prompt(shell, monkeypat
             assert repl.read() == "echo added"
         finally:
             repl.close()
+
+
+def test_t3_a_redraw_asked_on_the_loop_does_not_wake_it_through_its_pipe(shell, monkeypatch):
+    """Keys typed at a prompt ask for redraws on the loop's own thread: queued without
+    call_soon_threadsafe (a write to the loop's self-pipe and one more wake-up each).
+    A redraw asked from another thread still wakes the loop and is drawn."""
+    drawn = []
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        app = repl.prompt_session.app
+        render = app.renderer.render
+
+        def watch(app_, layout, is_done=False):
+            drawn.append(is_done)
+            return render(app_, layout, is_done)
+        app.renderer.render = watch
+        try:
+            inp.send_text("echo 1\r")
+            assert repl.read() == "echo 1"
+            loop = repl._loop
+            woken = []
+            threadsafe = loop.call_soon_threadsafe
+            monkeypatch.setattr(loop, "call_soon_threadsafe",
+                                lambda *a, **k: woken.append(a) or threadsafe(*a, **k))
+            for text in ("echo 2", "echo 3"):
+                for ch in text:
+                    inp.send_text(ch)
+                    time.sleep(0.02)     # one key per read: each asks for a redraw
+                inp.send_text("\r")
+                assert repl.read() == text
+            assert woken == []
+            # from another thread: the loop is woken and the prompt drawn again
+            drawn.clear()
+            threading.Timer(0.3, app.invalidate).start()
+            threading.Timer(0.8, inp.send_text, ("echo 4\r",)).start()
+            assert repl.read() == "echo 4"
+            assert woken and drawn.count(False) >= 2, (woken, drawn)
+        finally:
+            repl.close()

@@ -380,13 +380,23 @@ def _event_loop():
 
 def _invalidate(app) -> None:
     """Application.invalidate (no min_redraw_interval), whose redraw is dropped once
-    the prompt that asked for it has ended."""
-    from prompt_toolkit.eventloop.utils import call_soon_threadsafe
+    the prompt that asked for it has ended.  Asked from the loop's own thread (keys,
+    the prompt's events), the redraw is queued with call_soon: call_soon_threadsafe
+    also wrote to the loop's self-pipe, which woke the loop once more to read it, for
+    each invalidation and each postponement of its redraw (~10 a line).  From another
+    thread it is queued as before."""
+    import asyncio
+    import time
     loop = app.loop
     if not app._is_running or loop is None or loop.is_closed() or app._invalidated:
         return
+    try:
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        here = False
+    soon = loop.call_soon if here else loop.call_soon_threadsafe
     app._invalidated = True
-    loop.call_soon_threadsafe(app.on_invalidate.fire)
+    soon(app.on_invalidate.fire)
     future = app.future
 
     def redraw() -> None:
@@ -396,7 +406,20 @@ def _invalidate(app) -> None:
             return
         app._invalidated = False
         app._redraw()
-    call_soon_threadsafe(redraw, max_postpone_time=app.max_render_postpone_time, loop=loop)
+    postpone = app.max_render_postpone_time
+    if postpone is None:
+        soon(redraw)
+        return
+    until = time.time() + postpone
+
+    def schedule() -> None:
+        # as prompt_toolkit's call_soon_threadsafe(max_postpone_time=): drawn once no
+        # other callback is ready, or when the time is up; this runs on the loop
+        if not getattr(loop, "_ready", ()) or time.time() > until:
+            redraw()
+            return
+        loop.call_soon(schedule)
+    soon(schedule)
 
 
 def _isatty(stream) -> bool:
