@@ -337,22 +337,29 @@ def test_a_long_new_count_shows_progress_on_a_terminal_only():
     assert piped.returncode == 0 and piped.stderr == ""
 
 
+def _drawings(repl, note) -> list:
+    """What NOTE(is_done) says of each drawing of REPL's prompt, in order."""
+    drawn = []
+    renderer = repl.prompt_session.app.renderer
+    render = renderer.render
+
+    def watch(app_, layout, is_done=False):
+        drawn.append(note(is_done))
+        return render(app_, layout, is_done)
+    renderer.render = watch
+    return drawn
+
+
 def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
     """Once Enter accepted the line, the prompt is drawn once more, as done: the redraw
     the typed keys had scheduled is not drawn first, nor left queued for the next prompt
     (which drew itself twice); every prompt runs on one event loop."""
-    drawn = []
     with create_pipe_input() as inp:
         repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
         app = repl.prompt_session.app
-        render = app.renderer.render
-
-        def watch(app_, layout, is_done=False):
-            drawn.append("done" if is_done else
-                         "after accept" if app.future is not None and app.future.done()
-                         else "editing")
-            return render(app_, layout, is_done)
-        app.renderer.render = watch
+        drawn = _drawings(repl, lambda is_done: "done" if is_done else
+                          "after accept" if app.future is not None and app.future.done()
+                          else "editing")
         try:
             loops = set()
             lines = [f"echo {n}" for n in range(16)]   # the waste came often, not always
@@ -514,16 +521,10 @@ def test_t3_a_redraw_asked_on_the_loop_does_not_wake_it_through_its_pipe(shell, 
     """Keys typed at a prompt ask for redraws on the loop's own thread: queued without
     call_soon_threadsafe (a write to the loop's self-pipe and one more wake-up each).
     A redraw asked from another thread still wakes the loop and is drawn."""
-    drawn = []
     with create_pipe_input() as inp:
         repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
         app = repl.prompt_session.app
-        render = app.renderer.render
-
-        def watch(app_, layout, is_done=False):
-            drawn.append(is_done)
-            return render(app_, layout, is_done)
-        app.renderer.render = watch
+        drawn = _drawings(repl, lambda is_done: is_done)
         try:
             inp.send_text("echo 1\r")
             assert repl.read() == "echo 1"
