@@ -337,22 +337,29 @@ def test_a_long_new_count_shows_progress_on_a_terminal_only():
     assert piped.returncode == 0 and piped.stderr == ""
 
 
+def _drawings(repl, note) -> list:
+    """What NOTE(is_done) says of each drawing of REPL's prompt, in order."""
+    drawn = []
+    renderer = repl.prompt_session.app.renderer
+    render = renderer.render
+
+    def watch(app_, layout, is_done=False):
+        drawn.append(note(is_done))
+        return render(app_, layout, is_done)
+    renderer.render = watch
+    return drawn
+
+
 def test_an_accepted_line_is_drawn_only_as_done_on_one_loop(shell):
     """Once Enter accepted the line, the prompt is drawn once more, as done: the redraw
     the typed keys had scheduled is not drawn first, nor left queued for the next prompt
     (which drew itself twice); every prompt runs on one event loop."""
-    drawn = []
     with create_pipe_input() as inp:
         repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
         app = repl.prompt_session.app
-        render = app.renderer.render
-
-        def watch(app_, layout, is_done=False):
-            drawn.append("done" if is_done else
-                         "after accept" if app.future is not None and app.future.done()
-                         else "editing")
-            return render(app_, layout, is_done)
-        app.renderer.render = watch
+        drawn = _drawings(repl, lambda is_done: "done" if is_done else
+                          "after accept" if app.future is not None and app.future.done()
+                          else "editing")
         try:
             loops = set()
             lines = [f"echo {n}" for n in range(16)]   # the waste came often, not always
@@ -437,3 +444,107 @@ def test_t2_up_walks_the_history_in_order_at_every_prompt(shell, tmp_path):
     assert drive(shell, keys, history=history) == 0
     assert shell.out.getvalue().splitlines() == ["old-1998", "old-1997", "old-502"]
     assert len(loads) == 1   # taken one entry per await at the first prompt only
+
+
+def test_t3_a_prompt_checks_its_signals_without_listing_them_again(shell, monkeypatch):
+    """Each prompt adds and removes its SIGINT and SIGWINCH handlers; asyncio checked
+    each number against signal.valid_signals(), a set of ~64 enums built per call
+    (~70 us, four a line).  The REPL's loop checks against one set made once, with
+    asyncio's own errors; a signal sent to the shell at the prompt still works."""
+    import asyncio
+    import signal
+    stock = asyncio.new_event_loop()
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        try:
+            inp.send_text("echo 0\r")
+            assert repl.read() == "echo 0"
+            loop = repl._loop
+            for bad in (0, 1000, -1, "x", 2.0, signal.SIGKILL, signal.SIGSTOP):
+                errors = []
+                for each in (stock, loop):
+                    try:
+                        each.add_signal_handler(bad, print)
+                        errors.append(None)
+                    except (TypeError, ValueError, RuntimeError) as e:
+                        errors.append((type(e), str(e)))
+                assert errors[0] == errors[1] and errors[0] is not None, (bad, errors)
+            calls = []
+            listing = signal.valid_signals
+            monkeypatch.setattr(signal, "valid_signals", lambda: calls.append(1) or listing())
+            for n in range(1, 4):
+                inp.send_text(f"echo {n}\r")
+                assert repl.read() == f"echo {n}"
+            assert calls == []
+            # SIGWINCH at the prompt still reaches prompt_toolkit's handler (a redraw)
+            resized = []
+            app = repl.prompt_session.app
+            monkeypatch.setattr(app, "_on_resize", lambda: resized.append(1) or inp.send_text("echo 9\r"))
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGWINCH)).start()
+            assert repl.read() == "echo 9" and resized
+        finally:
+            repl.close()
+            stock.close()
+
+
+def test_t3_key_bindings_are_merged_and_checked_once_per_prompt(shell, monkeypatch):
+    """Each key looked its bindings up twice, and each lookup compared the versions of
+    the whole tree of merged/conditional/dynamic binding sets.  They are compared once
+    per prompt (and focused window); a binding added between prompts works at the next."""
+    from prompt_toolkit.key_binding import key_bindings as kbmod
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        try:
+            inp.send_text("echo 1\r")
+            assert repl.read() == "echo 1"
+            checks = []
+            update = kbmod._MergedKeyBindings._update_cache
+            monkeypatch.setattr(kbmod._MergedKeyBindings, "_update_cache",
+                                lambda self: checks.append(1) or update(self))
+            line = "echo 'a longer line with many keys'"
+            inp.send_text(line + "\r")
+            assert repl.read() == line
+            # one walk of the tree (it holds nested merges) for the prompt, not two per key
+            assert 1 <= len(checks) < len(line), len(checks)
+            added = repl.prompt_session.key_bindings
+
+            @added.add("c-t")
+            def _(event):
+                event.current_buffer.insert_text("echo added")
+            inp.send_text("\x14\r")
+            assert repl.read() == "echo added"
+        finally:
+            repl.close()
+
+
+def test_t3_a_redraw_asked_on_the_loop_does_not_wake_it_through_its_pipe(shell, monkeypatch):
+    """Keys typed at a prompt ask for redraws on the loop's own thread: queued without
+    call_soon_threadsafe (a write to the loop's self-pipe and one more wake-up each).
+    A redraw asked from another thread still wakes the loop and is drawn."""
+    with create_pipe_input() as inp:
+        repl = Repl(shell.engine, input=inp, output=DummyOutput(), history=InMemoryHistory())
+        app = repl.prompt_session.app
+        drawn = _drawings(repl, lambda is_done: is_done)
+        try:
+            inp.send_text("echo 1\r")
+            assert repl.read() == "echo 1"
+            loop = repl._loop
+            woken = []
+            threadsafe = loop.call_soon_threadsafe
+            monkeypatch.setattr(loop, "call_soon_threadsafe",
+                                lambda *a, **k: woken.append(a) or threadsafe(*a, **k))
+            for text in ("echo 2", "echo 3"):
+                for ch in text:
+                    inp.send_text(ch)
+                    time.sleep(0.02)     # one key per read: each asks for a redraw
+                inp.send_text("\r")
+                assert repl.read() == text
+            assert woken == []
+            # from another thread: the loop is woken and the prompt drawn again
+            drawn.clear()
+            threading.Timer(0.3, app.invalidate).start()
+            threading.Timer(0.8, inp.send_text, ("echo 4\r",)).start()
+            assert repl.read() == "echo 4"
+            assert woken and drawn.count(False) >= 2, (woken, drawn)
+        finally:
+            repl.close()

@@ -209,3 +209,22 @@ def test_t2_nothing_in_the_environment_or_the_directory_steers_the_standby(tmp_p
     finally:
         s.close()
     assert not marker.exists(), marker.read_text()
+
+
+def test_t3_the_standby_imports_nothing_from_the_context_it_enters(term, prefix, tmp_path):
+    """After entering, the standby is in the context's mount namespace: a module it
+    imported then would come from the context's files (its PATH search imported
+    `warnings` that way).  A `warnings.py` planted over the standard library's in the
+    context's mount namespace is never run, on the relay path (PID) and the plain one."""
+    import warnings
+    planted = tmp_path / "warnings.py"
+    marker = tmp_path / "ran"
+    planted.write_text(f"open({str(marker)!r}, 'a').write('planted\\n')\n")
+    for types, tag in (("user+mnt+pid+uts", "w"), ("user+mnt+uts", "v")):
+        t = term()
+        name = f"{prefix}{tag}"
+        _context_with_standby(t, types, name)
+        t.line(f"run mount --bind {planted} {warnings.__file__}", name)
+        _standby(t)
+        assert "st 0" in t.line("run true; echo st $?", name)
+        assert not marker.exists(), marker.read_text()

@@ -161,7 +161,7 @@ class Repl:
         import asyncio
         loop = self._loop
         if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.new_event_loop()
+            loop = self._loop = _event_loop()
         task = loop.create_task(self.prompt_session.prompt_async(message=message,
                                                                       bottom_toolbar=toolbar))
         try:
@@ -285,6 +285,10 @@ def _lean(app) -> None:
     - after each drawing, the events that ask for a redraw were looked for again in the
       whole layout, unhooked and hooked again; the layout never changes, so they are
       hooked once per prompt.
+    - each of those lookups also walked the tree of merged, conditional and dynamic
+      key-binding sets to compare their versions (bindings added since?): the versions
+      are compared once per prompt and window, the flat set they gave is used until the
+      prompt ends (nothing adds bindings while a prompt runs).
     """
     redraw = app._redraw
 
@@ -309,6 +313,7 @@ def _lean(app) -> None:
     if cache is None or create is None:
         return  # another prompt_toolkit: its own lookup stays
     controls: list = []
+    flat: dict = {}   # focused window -> its merged bindings, versions checked this prompt
 
     class _Fixed(type(registry)):
         @property
@@ -316,8 +321,14 @@ def _lean(app) -> None:
             if not controls:
                 controls.extend(app.layout.find_all_controls())
             window = app.layout.current_window
-            return cache.get(window, lambda: create(window, controls))
+            found = flat.get(window)
+            if found is None:
+                merged = cache.get(window, lambda: create(window, controls))
+                merged._update_cache()
+                found = flat[window] = getattr(merged, "_bindings2", merged)
+            return found
     registry.__class__ = _Fixed
+    app.on_reset += lambda _app: flat.clear()   # each prompt checks the versions again
 
 
 def _history_at_once(buffer) -> None:
@@ -345,15 +356,47 @@ def _history_at_once(buffer) -> None:
     buffer.load_history_if_not_yet_loaded = load_at_once
 
 
+def _event_loop():
+    """The REPL's event loop.  Each prompt adds and removes its SIGINT and SIGWINCH
+    handlers (loop.add_signal_handler), and asyncio checks each signal number against
+    signal.valid_signals(), which builds a set of ~64 Signals enums every time: ~70 us a
+    check, four checks a line (~0.3 ms between Enter and the next prompt).  The set a
+    process may catch never changes: this loop checks against one made once, with
+    asyncio's errors."""
+    import asyncio
+    import signal
+    loop = asyncio.new_event_loop()
+    if callable(getattr(loop, "_check_signal", None)):
+        valid = frozenset(signal.valid_signals())
+
+        def _check_signal(sig) -> None:
+            if not isinstance(sig, int):
+                raise TypeError(f"sig must be an int, not {sig!r}")
+            if sig not in valid:
+                raise ValueError(f"invalid signal number {sig}")
+        loop._check_signal = _check_signal
+    return loop
+
+
 def _invalidate(app) -> None:
     """Application.invalidate (no min_redraw_interval), whose redraw is dropped once
-    the prompt that asked for it has ended."""
-    from prompt_toolkit.eventloop.utils import call_soon_threadsafe
+    the prompt that asked for it has ended.  Asked from the loop's own thread (keys,
+    the prompt's events), the redraw is queued with call_soon: call_soon_threadsafe
+    also wrote to the loop's self-pipe, which woke the loop once more to read it, for
+    each invalidation and each postponement of its redraw (~10 a line).  From another
+    thread it is queued as before."""
+    import asyncio
+    import time
     loop = app.loop
     if not app._is_running or loop is None or loop.is_closed() or app._invalidated:
         return
+    try:
+        here = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        here = False
+    soon = loop.call_soon if here else loop.call_soon_threadsafe
     app._invalidated = True
-    loop.call_soon_threadsafe(app.on_invalidate.fire)
+    soon(app.on_invalidate.fire)
     future = app.future
 
     def redraw() -> None:
@@ -363,7 +406,20 @@ def _invalidate(app) -> None:
             return
         app._invalidated = False
         app._redraw()
-    call_soon_threadsafe(redraw, max_postpone_time=app.max_render_postpone_time, loop=loop)
+    postpone = app.max_render_postpone_time
+    if postpone is None:
+        soon(redraw)
+        return
+    until = time.time() + postpone
+
+    def schedule() -> None:
+        # as prompt_toolkit's call_soon_threadsafe(max_postpone_time=): drawn once no
+        # other callback is ready, or when the time is up; this runs on the loop
+        if not getattr(loop, "_ready", ()) or time.time() > until:
+            redraw()
+            return
+        loop.call_soon(schedule)
+    soon(schedule)
 
 
 def _isatty(stream) -> bool:

@@ -159,8 +159,12 @@ def _serve(fd: int, parent: int) -> None:
     if fd > 3:
         syscalls.close_range(3, fd - 1)
     syscalls.close_range(fd + 1)
-    import array  # noqa: F401 - what the request and errors need, before entering
+    # what the request, errors and the PATH search (os.get_exec_path) need, imported
+    # before entering: once in the context's mount namespace, a module would come from
+    # the context's files
+    import array  # noqa: F401
     import pickle  # noqa: F401
+    import warnings  # noqa: F401
     import socket
     sock = socket.socket(fileno=fd)
     syscalls.set_comm("nsshell-standby")  # named once ready: what ps (and the tests) see
