@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -222,6 +223,38 @@ print(done.status, done.stdout.strip(), got)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=_env(), timeout=60)
     assert p.stdout.strip() == "3 got TERM [15]", p.stderr
+
+
+def test_a_signal_another_thread_takes_while_a_program_runs_is_forwarded_too():
+    # The signal is taken by a thread that is not the one waiting for the program: the
+    # interpreter's handler only sets a flag, which a thread blocked in waitpid() never
+    # sees (the same as a signal landing just before the main thread enters waitpid(),
+    # made certain).  The waiter must wake and pass it on (core/proc/forwarding.py).
+    code = r"""
+import os, signal, threading, nsshell
+got = []
+signal.signal(signal.SIGTERM, lambda n, f: got.append(n))
+def to_this_thread():
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+threading.Timer(1.0, to_this_thread).start()
+with nsshell.Session() as s:
+    s.new("pid", join=True)
+    done = s.run_program(["sh", "-c", "trap 'echo got TERM; exit 3' TERM; while :; do sleep 0.05; done"])
+print(done.status, done.stdout.strip(), got)
+"""
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # the signal was lost: end the session, then fail
+        for pid in [int(n) for n in os.listdir("/proc") if n.isdigit()]:
+            try:
+                if os.getsid(pid) == p.pid:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        out, err = p.communicate()
+    assert out.strip() == "3 got TERM [15]", err
 
 
 # -- the pytest fixture -------------------------------------------------------------------

@@ -4,14 +4,14 @@ limit nsshell started with, and its exit status as a shell gives it."""
 
 from __future__ import annotations
 
-import _signal
 import os
 import signal
 from ...kernel.values import Frozen, Value
 
-from ...errors import RESOURCE_ERRNOS, ExitRequest, ProgramNotFound, from_oserror
+from ...errors import RESOURCE_ERRNOS, ProgramNotFound, from_oserror
 from ...kernel import nstypes, syscalls
 from . import harden
+from .forwarding import EXIT_AFTER, FORWARD, Forwarding, killpg_sender
 from .spawn import (Entry, enter, exit_status, no_imports_inside, portable, read_all,
                     reset_signals, spawnp)
 
@@ -82,89 +82,6 @@ class Terminal:
             pass
         finally:
             signal.signal(signal.SIGTTOU, old)
-
-
-# -- signals sent to the shell while a program runs --------------------------------------
-
-# What `unshare --forward-signals` forwards, and SIGINT (a Ctrl-C the shell got because
-# it had no terminal to hand over, or a `kill -INT`).
-FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
-# After forwarding one of these, the shell ends with the program's status (the signal
-# was meant to end the shell); after SIGINT, the run's status decides (errexit), as in sh.
-EXIT_AFTER = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
-
-
-class SignalExit(ExitRequest):
-    """The shell got SIGNUM while a program ran, forwarded it, and the program has ended:
-    leave with the program's STATUS (128+N if it died of signal N)."""
-
-    def __init__(self, status: int, signum: int):
-        super().__init__(status)
-        self.args = (status, signum)
-        self.signum = signum
-
-
-class Forwarding:
-    """`with Forwarding(send) as f:` while a program runs, the FORWARD signals sent to the
-    shell are passed to SEND(signum) instead of acting on the shell; f.got lists them.
-
-    The signals are blocked from before the program is started (block()) until the
-    handlers are in place, so none arriving in between kills the shell or is lost.
-    Outside the main thread (where Python cannot set handlers) nothing is forwarded.
-    """
-
-    def __init__(self, send=None) -> None:
-        self.send = send
-        self.got: list[int] = []
-        self._old: dict[int, object] = {}
-        self._mask: set | None = None
-
-    # _signal, not signal: the module's wrappers turn every number into an enum member
-    # and back (~20 us of the shell's time per program).
-    def block(self) -> "Forwarding":
-        self._mask = _signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
-        return self
-
-    def _handler(self, signum, _frame) -> None:
-        self.got.append(signum)
-        if self.send is not None:
-            self.send(signum)
-
-    def __enter__(self) -> "Forwarding":
-        try:
-            for sig in FORWARD:
-                self._old[sig] = _signal.signal(sig, self._handler)
-        except ValueError:  # not the main thread
-            pass
-        finally:
-            self._unblock()
-        return self
-
-    def _unblock(self) -> None:
-        if self._mask is not None:
-            mask, self._mask = self._mask, None
-            _signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-    def __exit__(self, *exc) -> None:
-        self._unblock()
-        for sig, old in self._old.items():
-            _signal.signal(sig, old if old is not None else signal.SIG_DFL)
-        self._old.clear()
-
-    def end(self, status: int, exit_after=EXIT_AFTER) -> None:
-        """After the program ended with STATUS: SignalExit if a signal in EXIT_AFTER came."""
-        for sig in self.got:
-            if sig in exit_after:
-                raise SignalExit(status, sig)
-
-
-def _killpg(pgid: int):
-    def send(signum: int) -> None:
-        try:
-            os.killpg(pgid, signum)
-        except OSError:
-            pass
-    return send
 
 
 # The RLIMIT_NOFILE nsshell started with, once it raised the soft limit to hold many
@@ -517,7 +434,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
         try:
             pid = os.fork()
         except BaseException:
-            fwd._unblock()
+            fwd.unblock()
             raise
         if pid == 0:
             os.close(errpipe_r)
@@ -528,15 +445,15 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
         os.setpgid(pid, pid)
     except OSError:
         pass  # the child did it already, or has exec'd
-    fwd.send = _killpg(pid)
+    fwd.send = killpg_sender(pid)
     with fwd:  # SIGTERM, SIGHUP, SIGINT, SIGQUIT sent to the shell go to the program
         terminal.give(pid)
         try:
-            report = read_all(errpipe_r)
+            report = read_all(errpipe_r)   # (a signal meanwhile waits: so does the child)
         finally:
             os.close(errpipe_r)
         try:
-            status, job = _wait_foreground(pid, argv)
+            status, job = _wait_foreground(fwd, pid, argv)
         finally:
             terminal.take_back()
     if report:
@@ -556,31 +473,20 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     return status, job
 
 
-def _wait_foreground(pid: int, argv: list[str]) -> tuple[int, Job | None]:
-    while True:
-        try:
-            _, status = os.waitpid(pid, os.WUNTRACED)
-        except InterruptedError:
-            continue
-        except KeyboardInterrupt:
-            # The terminal was not ours to hand over (e.g. piped stdin): pass it on.
-            try:
-                os.killpg(pid, signal.SIGINT)
-            except OSError:
-                pass
-            continue
-        if os.WIFSTOPPED(status):
-            return 128 + os.WSTOPSIG(status), Job(pid, argv)
-        return exit_status(status), None
+def _wait_foreground(fwd: Forwarding, pid: int, argv: list[str]) -> tuple[int, Job | None]:
+    status = fwd.wait_child(pid)
+    if os.WIFSTOPPED(status):
+        return 128 + os.WSTOPSIG(status), Job(pid, argv)
+    return exit_status(status), None
 
 
 def resume(job: Job, terminal: Terminal) -> tuple[int, Job | None]:
     """`fg`: give the terminal back to a stopped job and continue it."""
-    with Forwarding(_killpg(job.pid)) as fwd:
+    with Forwarding(killpg_sender(job.pid)) as fwd:
         terminal.give(job.pid)
         try:
             os.killpg(job.pid, signal.SIGCONT)
-            status, again = _wait_foreground(job.pid, job.argv)
+            status, again = _wait_foreground(fwd, job.pid, job.argv)
         finally:
             terminal.take_back()
     if again is None:

@@ -34,7 +34,8 @@ import signal
 
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ...kernel import syscalls
-from . import channel, harden, program, spawn
+from . import channel, forwarding, harden, program, spawn
+from .forwarding import EXIT_AFTER, FORWARD, Forwarding
 
 TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
 if TYPE_CHECKING:
@@ -111,23 +112,9 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
         pass
     for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
-    current: list[int] = []
-    pending: list[int] = []
-
-    def forward(signum, _frame) -> None:
-        # What the shell got while a program runs (SIGTERM, SIGHUP, SIGINT, SIGQUIT:
-        # program.FORWARD) goes to the program; one that came before the program was
-        # started is given to it as soon as it is (the shell sends only while busy).
-        if not current:
-            pending.append(signum)
-        for pid in current:
-            try:
-                os.killpg(pid, signum)
-            except OSError:
-                pass
-
-    for sig in program.FORWARD:
-        signal.signal(sig, forward)
+    # What the shell passes on while a program runs (forwarding.FORWARD) goes to the
+    # program; one that came before the program was started waits, blocked, for it.
+    _signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
     try:
         signal.set_wakeup_fd(-1)
     except ValueError:
@@ -157,55 +144,38 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
                 msg = _recv(sock)
             except channel.ChannelError:  # the shell closed its end (or spoke nonsense)
                 return
-            # blocked until `current` names the program: a forwarded signal is never lost
-            # (_signal: the signal module's wrapper converts every number to an enum)
-            _signal.pthread_sigmask(signal.SIG_BLOCK, program.FORWARD)
-            try:
-                if msg[0] == "run":
-                    _, argv, new_env, cwd = msg
-                    if new_env is not None:
-                        env = new_env
-                    try:
-                        _chdir(cwd, env)
-                        pid = spawn.spawnp(argv, env, setpgroup=0)
-                    except OSError as e:
-                        pending.clear()
-                        _send(sock, ("exec", e.errno, argv[0]))
-                        continue
-                elif msg[0] == "cont":
-                    pid = msg[1]
-                    stopped.discard(pid)
-                    try:
-                        os.killpg(pid, signal.SIGCONT)
-                    except OSError:
-                        pass
-                else:
-                    continue
-                current[:] = [pid]
-                for sig in pending:
-                    try:
-                        os.killpg(pid, sig)
-                    except OSError:
-                        pass
-                pending.clear()
-            finally:
-                _signal.pthread_sigmask(signal.SIG_UNBLOCK, program.FORWARD)
-            while True:
+            if msg[0] == "run":
+                _, argv, new_env, cwd = msg
+                if new_env is not None:
+                    env = new_env
                 try:
-                    _, status = os.waitpid(pid, os.WUNTRACED)
-                except InterruptedError:
+                    _chdir(cwd, env)
+                    pid = spawn.spawnp(argv, env, setpgroup=0)
+                except OSError as e:
+                    forwarding.take_pending()  # what was sent for it: dropped, as it is
+                    _send(sock, ("exec", e.errno, argv[0]))
                     continue
+            elif msg[0] == "cont":
+                pid = msg[1]
+                stopped.discard(pid)
+                try:
+                    os.killpg(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            else:
+                continue
+            # the signals pending for it go first; those left at its end are dropped
+            with Forwarding(forwarding.killpg_sender(pid)) as fwd:
+                try:
+                    status = fwd.wait_child(pid)
                 except ChildProcessError:
                     status = 0
-                break
-            current.clear()
             # One message per run, at its end: the shell sleeps until then.
             if os.WIFSTOPPED(status):
                 stopped.add(pid)
                 _send(sock, ("stopped", os.WSTOPSIG(status), pid))
             else:
                 _send(sock, ("exit", spawn.exit_status(status), pid))
-            pending.clear()  # signals for the program that has ended
     finally:
         for pid in stopped:  # the shell is done with them: leave nothing behind
             try:
@@ -295,10 +265,10 @@ class Runner:
                 pass
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None,
-            exit_after=program.EXIT_AFTER) -> tuple[int, program.Job | None]:
+            exit_after=EXIT_AFTER) -> tuple[int, program.Job | None]:
         # The environment goes once, and again only when it differs from the helper's.
         same = env == self.env
-        with program.Forwarding(self._forward) as fwd:
+        with Forwarding(self._forward) as fwd:
             try:
                 _send(self.sock, ("run", argv, None if same else env, cwd))
             except OSError:  # it is gone (killed from outside): nothing was started
@@ -310,22 +280,22 @@ class Runner:
             if not same:
                 self.env = dict(env)
             try:
-                msg = self._wait()
+                msg = self._wait(fwd)
             except ConnectionResetError:  # it died with our request unread: nothing started
                 raise _Gone() from None
         if msg[0] == "exec":
             raise _exec_error(msg[1], msg[2])
         return self._finish(fwd, msg, argv, exit_after)
 
-    def resume(self, job: RunnerJob, exit_after=program.EXIT_AFTER) -> tuple[int, program.Job | None]:
+    def resume(self, job: RunnerJob, exit_after=EXIT_AFTER) -> tuple[int, program.Job | None]:
         self.stopped.discard(job.pid)
-        with program.Forwarding(self._forward) as fwd:
+        with Forwarding(self._forward) as fwd:
             try:
                 _send(self.sock, ("cont", job.pid))
             except BaseException:
                 self.close()
                 raise
-            msg = self._wait()
+            msg = self._wait(fwd)
         return self._finish(fwd, msg, job.argv, exit_after)
 
     def _finish(self, fwd, msg, argv, exit_after) -> tuple[int, program.Job | None]:
@@ -334,26 +304,18 @@ class Runner:
             fwd.end(status, exit_after)  # SIGTERM/SIGHUP/SIGQUIT: the shell leaves now
         return status, job
 
-    def _wait(self):
-        """The runner's answer; Ctrl-C meanwhile is passed on to the program."""
+    def _wait(self, fwd: Forwarding):
+        """The runner's answer; signals meanwhile (a Ctrl-C with no terminal to hand
+        over, a kill) go to the runner, which passes them to the program."""
         self.busy = True
         try:
-            while True:
-                try:
-                    msg = self._recv()
-                except KeyboardInterrupt:
-                    # No terminal to hand over: pass Ctrl-C on (the runner forwards
-                    # it to the program's process group), as run_program does.
-                    try:
-                        os.kill(self.pid, signal.SIGINT)
-                    except OSError:
-                        pass
-                    continue
-                self.busy = False
-                return msg
+            fwd.wait_readable(self.sock)
+            msg = self._recv()
         except BaseException:
             self.close()
             raise
+        self.busy = False
+        return msg
 
     def _done(self, msg, argv: list[str]) -> tuple[int, program.Job | None]:
         if msg[0] == "stopped":
