@@ -424,7 +424,9 @@ class Session:
                     os.killpg(job.pid, sig)
                 except OSError:
                     pass
+            job.forget()
         self.jobs.clear()
+        self.terminal.close()   # the standby, and relays still ending
         for name in list(self.sets):
             self.drop_set(name)
         self.leave()

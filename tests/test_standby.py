@@ -228,3 +228,33 @@ def test_t3_the_standby_imports_nothing_from_the_context_it_enters(term, prefix,
         _standby(t)
         assert "st 0" in t.line("run true; echo st $?", name)
         assert not marker.exists(), marker.read_text()
+
+
+def _zombie_children(pid: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == pid:
+                found.append(int(name))
+    return found
+
+
+def test_a_relay_says_the_status_before_it_exits_and_is_reaped_at_the_prompt(term, prefix):
+    # In a PID namespace the program is the relay's child; the relay writes the exit
+    # code on its pipe and the shell goes on without waiting for its teardown: the status
+    # is the program's, and the relay is reaped once the prompt is drawn (no zombie).
+    t = term()
+    name = f"{prefix}r"
+    _context_with_standby(t, "user+mnt+pid", name)
+    for code in (0, 3, 255):
+        _standby(t)
+        assert f"st {code}" in t.line(f"run sh -c 'exit {code}'; echo st $?", name)
+        assert _zombie_children(t.child.pid) == []
+    _standby(t)
+    assert "st 143" in t.line("run sh -c 'kill -TERM $$'; echo st $?", name)
+    assert _zombie_children(t.child.pid) == []

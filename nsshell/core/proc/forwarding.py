@@ -120,6 +120,7 @@ class Forwarding:
         self._pipe: tuple[int, int] | None = None
         self._poll = None
         self._others = b""   # bytes of other signals read from the wakeup pipe
+        self.reported = False  # wait_child's status came from its REPORT pipe
 
     def block(self) -> "Forwarding":
         # _signal, not signal: the module's wrappers turn every number into an enum
@@ -200,8 +201,11 @@ class Forwarding:
         self._others += self._drain()
         return ready
 
-    def wait_child(self, pid: int, options: int = os.WUNTRACED) -> int:
-        """waitpid(PID, OPTIONS)'s status, passing signals on meanwhile."""
+    def wait_child(self, pid: int, options: int = os.WUNTRACED, report: int | None = None) -> int:
+        """waitpid(PID, OPTIONS)'s status, passing signals on meanwhile.  REPORT: a pipe
+        on which PID may write its exit code (one byte) before it exits: then that exit
+        status is returned at once, `reported` is set, and PID is still to be reaped."""
+        self.reported = False
         if self._restore is None:   # not forwarding: an ordinary wait
             while True:
                 try:
@@ -211,11 +215,25 @@ class Forwarding:
         handlers = self._restore[1]
         if signal.SIGCHLD not in handlers:   # a child's exit or stop wakes the poll too
             handlers[signal.SIGCHLD] = _signal.signal(signal.SIGCHLD, _woken)
-        while True:
-            done, status = os.waitpid(pid, options | os.WNOHANG)
-            if done:
-                return status
-            self._sleep()
+        if report is not None:
+            self._poll.register(report, select.POLLIN)
+        try:
+            while True:
+                done, status = os.waitpid(pid, options | os.WNOHANG)
+                if done:
+                    return status
+                ready = self._sleep()
+                if report is not None and any(f == report for f, _ in ready):
+                    code = os.read(report, 1)
+                    if code:
+                        self.reported = True
+                        return code[0] << 8   # as waitpid gives an exit code
+                    # gone without a word (killed): waitpid says how
+                    self._poll.unregister(report)
+                    report = None
+        finally:
+            if report is not None:
+                self._poll.unregister(report)
 
     def wait_readable(self, fd) -> None:
         """Return once FD (an fd or a socket) can be read, passing signals on meanwhile."""

@@ -21,15 +21,23 @@ if TYPE_CHECKING:
 
 
 class Job(Value):
-    """A program stopped by Ctrl-Z, resumable with `fg`."""
+    """A program stopped by Ctrl-Z, resumable with `fg`.  RELAY: the pipe on which its
+    relay (PID/time namespaces) will say the exit code, or None."""
     pid: int
     argv: list[str]
 
     _fields = ("pid", "argv")
 
-    def __init__(self, pid, argv) -> None:
+    def __init__(self, pid, argv, relay=None) -> None:
         self.pid = pid
         self.argv = argv
+        self.relay = relay
+
+    def forget(self) -> None:
+        """The shell is done with it: its relay's pipe is closed."""
+        relay, self.relay = getattr(self, "relay", None), None
+        if relay is not None:
+            os.close(relay)
 
 
 class Terminal:
@@ -43,6 +51,9 @@ class Terminal:
         # (core/proc/standby.keep_ready puts it here; run_program takes it)
         self.used = False
         self.standby = None
+        # relays that said their program's exit code and are exiting: reaped later, so the
+        # next prompt does not wait for a process's teardown (_wait_foreground)
+        self.exiting: list[int] = []
         try:
             if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
                 self.fd = 0
@@ -60,10 +71,25 @@ class Terminal:
         return standby
 
     def close(self) -> None:
-        """End the standby (the REPL ends, or it died): nothing is left behind."""
+        """End the standby (the REPL ends, or it died) and reap the relays that are
+        ending: nothing is left behind."""
         standby, self.standby = self.standby, None
         if standby is not None:
             standby.close()
+        self.reap(wait=True)
+
+    def reap(self, wait: bool = False) -> None:
+        """Reap the relays in `exiting` that have exited (WAIT: all of them; each has
+        nothing left to do but exit)."""
+        left = []
+        for pid in self.exiting:
+            try:
+                done, _ = os.waitpid(pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if not done:
+                left.append(pid)
+        self.exiting = left
 
     def give(self, pgid: int) -> None:
         if self.fd is not None:
@@ -320,8 +346,14 @@ def _spawn_relay(argv: list[str], env: dict[str, str], errpipe: int) -> None:
         child = spawnp(argv, env)
     except OSError as err:
         _exec_failed(err, argv, env, errpipe)
-    os.close(errpipe)
-    _relay(child)
+    os.write(errpipe, RELAYING)
+    _relay(child, errpipe)
+
+
+# What a relay started by _spawn_relay writes on the error pipe once the program runs; it
+# keeps the pipe and writes the program's exit code there (one byte) before it exits.
+# An error is a pickle: its first byte is never this.
+RELAYING = b"R"
 
 
 def _on_path(name: str, env: dict[str, str]) -> bool:
@@ -334,10 +366,12 @@ def _on_path(name: str, env: dict[str, str]) -> bool:
     return False
 
 
-def _relay(child: int) -> None:
+def _relay(child: int, report: int | None = None) -> None:
     """The middle process when a grandchild must be forked (PID/time namespaces):
     mirror the grandchild's stop and exit so the shell sees one job.  The signals the
-    shell forwards reach the whole group: the grandchild acts on them, this one waits."""
+    shell forwards reach the whole group: the grandchild acts on them, this one waits.
+    The exit code goes to REPORT first: the shell goes on while this process's own exit
+    (the teardown of a Python's memory, ~1 ms: bench/README.md) is still under way."""
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
                 signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
@@ -351,7 +385,13 @@ def _relay(child: int) -> None:
             os.kill(os.getpid(), signal.SIGSTOP)
             os.kill(child, signal.SIGCONT)
             continue
-        os._exit(exit_status(status) & 0xFF)
+        code = exit_status(status) & 0xFF
+        if report is not None:
+            try:
+                os.write(report, bytes((code,)))
+            except OSError:
+                pass
+        os._exit(code)
 
 
 def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str],
@@ -422,6 +462,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     shell's child, waited for and resumed alike.
     """
     import pickle
+    terminal.reap()
     errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
     fwd = Forwarding().block()  # until the handlers are set (the child unblocks at exec)
     terminal.used = True
@@ -448,12 +489,19 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     fwd.send = killpg_sender(pid)
     with fwd:  # SIGTERM, SIGHUP, SIGINT, SIGQUIT sent to the shell go to the program
         terminal.give(pid)
+        relay = None
         try:
-            report = read_all(errpipe_r)   # (a signal meanwhile waits: so does the child)
+            # (a signal meanwhile waits: so does the child, until exec)
+            report = _read1(errpipe_r)
+            if report == RELAYING:
+                report, relay = b"", errpipe_r   # it says the exit code there
+            elif report:
+                report += read_all(errpipe_r)
         finally:
-            os.close(errpipe_r)
+            if relay is None:
+                os.close(errpipe_r)
         try:
-            status, job = _wait_foreground(fwd, pid, argv)
+            status, job = _wait_foreground(fwd, pid, argv, relay, terminal)
         finally:
             terminal.take_back()
     if report:
@@ -473,10 +521,30 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     return status, job
 
 
-def _wait_foreground(fwd: Forwarding, pid: int, argv: list[str]) -> tuple[int, Job | None]:
-    status = fwd.wait_child(pid)
+def _read1(fd: int) -> bytes:
+    while True:
+        try:
+            return os.read(fd, 1)
+        except InterruptedError:
+            continue
+
+
+def _wait_foreground(fwd: Forwarding, pid: int, argv: list[str], relay: int | None,
+                     terminal: Terminal) -> tuple[int, Job | None]:
+    """Wait for the job PID: its stop (a Job to resume, holding RELAY) or its exit
+    status, which a relay says on RELAY before it exits (it is then reaped later)."""
+    try:
+        status = fwd.wait_child(pid, report=relay)
+    except BaseException:
+        if relay is not None:
+            os.close(relay)
+        raise
     if os.WIFSTOPPED(status):
-        return 128 + os.WSTOPSIG(status), Job(pid, argv)
+        return 128 + os.WSTOPSIG(status), Job(pid, argv, relay)
+    if relay is not None:
+        os.close(relay)
+    if fwd.reported:
+        terminal.exiting.append(pid)
     return exit_status(status), None
 
 
@@ -486,7 +554,8 @@ def resume(job: Job, terminal: Terminal) -> tuple[int, Job | None]:
         terminal.give(job.pid)
         try:
             os.killpg(job.pid, signal.SIGCONT)
-            status, again = _wait_foreground(fwd, job.pid, job.argv)
+            relay, job.relay = getattr(job, "relay", None), None
+            status, again = _wait_foreground(fwd, job.pid, job.argv, relay, terminal)
         finally:
             terminal.take_back()
     if again is None:

@@ -41,7 +41,11 @@ _WAITING_IGNORES = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTI
 def keep_ready(terminal) -> None:
     """Start a standby for the next `run` on TERMINAL (a program.Terminal) if the
     terminal is the shell's, programs were run on it, and none is there.  The REPL calls
-    it once a prompt is drawn: the standby starts while the next line is typed."""
+    it once a prompt is drawn: the standby starts while the next line is typed.  A relay
+    that said its program's status before its own exit is reaped here (it has nothing
+    left to do but exit): the prompt is on the screen already, the wait is not felt."""
+    if terminal.exiting:
+        terminal.reap(wait=True)
     if terminal.fd is None or not terminal.used or terminal.standby is not None:
         return
     try:
