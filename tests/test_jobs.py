@@ -79,3 +79,37 @@ def test_program_on_a_terminal_inherits_only_0_1_2(pty_shell):
     child.expect(r"fds \[([0-9, ]*)\]")
     assert child.match.group(1) == "0, 1, 2, 3"  # 3 is listdir's own
     child.expect(pexpect.EOF)
+
+
+def test_started_as_a_job_of_bash_nsshell_is_never_stopped_by_its_own_run(tmp_path):
+    # Under bash's job control the shell's group is not orphaned, so a tcsetpgrp() from
+    # the background stops it with SIGTTOU.  The program's process takes the terminal
+    # itself, often before the shell hands it over (the standby is quick): the shell's
+    # own hand-over must not stop it (it did ~1 run in 20: bash said "Stopped").
+    # pexpect's own shells lead their session (an orphaned group), which hid this.
+    from test_repl_pty import prompt_re
+    env = _env({"HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state"),
+                "TERM": "xterm", "PS1": "BASH$ "})
+    bash = pexpect.spawn("bash", ["--norc", "--noprofile", "-i"], env=env, encoding="utf-8",
+                         timeout=20, dimensions=(40, 160), cwd=str(tmp_path))
+    try:
+        bash.expect_exact("BASH$ ")
+        bash.send(" ".join(nsshell_argv()) + "\r")
+        bash.expect(prompt_re("host"))
+        for label, setup in (("host", ""), ("jb", "new user+mnt+pid as jb; map root")):
+            if setup:
+                bash.send(setup + "\r")
+                bash.expect(prompt_re(label))
+            for i in range(25):
+                time.sleep(0.03)   # the standby gets ready while the line is "typed"
+                bash.send("run true\r")
+                got = bash.expect([prompt_re(label), "Stopped"], timeout=20)
+                assert got == 0, f"nsshell was stopped at run {i} in {label}: {bash.before[-200:]!r}"
+        for _ in range(2):
+            bash.sendcontrol("d")
+            if bash.expect([prompt_re("jb"), r"BASH\$ "], timeout=10) == 1:
+                break
+        bash.send("exit\r")
+        bash.expect(pexpect.EOF, timeout=10)
+    finally:
+        bash.close(force=True)

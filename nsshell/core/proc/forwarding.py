@@ -140,7 +140,7 @@ class Forwarding:
             wakeup = _signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         except BaseException:
             for sig, old in handlers.items():
-                _signal.signal(sig, old if old is not None else signal.SIG_DFL)
+                _signal.signal(sig, old if old is not None else _signal.SIG_DFL)
             _give_pipe(r, w, poll)
             self.unblock()
             raise
@@ -160,7 +160,7 @@ class Forwarding:
         (mask, handlers, wakeup), self._restore = self._restore, None
         _signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig, old in handlers.items():
-            _signal.signal(sig, old if old is not None else signal.SIG_DFL)
+            _signal.signal(sig, old if old is not None else _signal.SIG_DFL)
         _signal.set_wakeup_fd(wakeup)
         others, self._others = self._others + self._drain(), b""
         _give_pipe(*self._pipe, self._poll)

@@ -4,6 +4,7 @@ limit nsshell started with, and its exit status as a shell gives it."""
 
 from __future__ import annotations
 
+import _signal
 import os
 import signal
 from ...kernel.values import Frozen, Value
@@ -92,22 +93,27 @@ class Terminal:
         self.exiting = left
 
     def give(self, pgid: int) -> None:
+        """The terminal to PGID's group (the program's child may have taken it already:
+        then the shell is in the background, and tcsetpgrp would stop it with SIGTTOU)."""
         if self.fd is not None:
-            try:
-                os.tcsetpgrp(self.fd, pgid)
-            except OSError:
-                pass
+            _set_foreground(self.fd, pgid)
 
     def take_back(self) -> None:
-        if self.fd is None:
-            return
-        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        try:
-            os.tcsetpgrp(self.fd, os.getpgrp())
-        except OSError:
-            pass
-        finally:
-            signal.signal(signal.SIGTTOU, old)
+        if self.fd is not None:
+            _set_foreground(self.fd, os.getpgrp())
+
+
+def _set_foreground(fd: int, pgid: int) -> None:
+    """tcsetpgrp(FD, PGID) with SIGTTOU ignored meanwhile: from a background group it
+    would stop the caller (unless its group is orphaned: a session leader's, as under
+    pexpect or a terminal emulator; from a job-control shell such as bash it is not)."""
+    old = _signal.signal(signal.SIGTTOU, _signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(fd, pgid)
+    except OSError:
+        pass
+    finally:
+        _signal.signal(signal.SIGTTOU, old if old is not None else _signal.SIG_DFL)
 
 
 # The RLIMIT_NOFILE nsshell started with, once it raised the soft limit to hold many
