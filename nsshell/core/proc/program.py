@@ -397,6 +397,9 @@ def _relay(child: int, report: int | None = None) -> None:
                 os.write(report, bytes((code,)))
             except OSError:
                 pass
+            # the shell, woken by the write, runs before this teardown even when it was
+            # woken on this CPU (else it often waited for the whole exit)
+            os.sched_yield()
         os._exit(code)
 
 
