@@ -1,6 +1,7 @@
 """Ctrl-C and Ctrl-Z during `run` reach the program, never the shell (real pty)."""
 
 import os
+import signal
 import time
 
 import pexpect
@@ -69,6 +70,28 @@ def test_ctrl_z_stops_program_and_fg_resumes(pty_shell):
     child.expect(r"after-fg (\d+)")
     assert child.match.group(1) == "0"
     child.expect(pexpect.EOF)
+
+
+@pytest.mark.parametrize("setup", ["", "new pid; "])
+def test_a_sigterm_while_fg_runs_a_job_reaches_it_and_ends_the_shell(pty_shell, setup):
+    # `fg` waits as `run` does (core/proc/forwarding.py): the signal goes to the job, and
+    # the shell leaves with its status, on the relay path (PID namespace) too.  The
+    # program forks once: dash's vfork() parent cannot stop while its child, stopped by
+    # the Ctrl-Z before its exec, holds it (a loop of `sleep`s hit that now and then).
+    child = pty_shell(f"set errexit off; {setup}run sh -c "
+                      "'trap \"echo got TERM; exit 44\" TERM; sleep 100 & echo ready; wait'; "
+                      "echo after-stop $?; fg; echo NOT-REACHED")
+    child.expect("ready")
+    child.sendcontrol("z")
+    child.expect(r"after-stop (\d+)")
+    assert child.match.group(1) == "148"
+    time.sleep(0.3)   # `fg` has continued it
+    child.kill(signal.SIGTERM)
+    child.expect("got TERM")
+    child.expect(pexpect.EOF)
+    assert "NOT-REACHED" not in child.before
+    child.close()
+    assert child.exitstatus == 44
 
 
 def test_program_on_a_terminal_inherits_only_0_1_2(pty_shell):

@@ -388,7 +388,7 @@ def _relay(child: int, report: int | None = None) -> None:
         except InterruptedError:
             continue
         if os.WIFSTOPPED(status):
-            os.kill(os.getpid(), signal.SIGSTOP)
+            _stop_as(os.WSTOPSIG(status))
             os.kill(child, signal.SIGCONT)
             continue
         code = exit_status(status) & 0xFF
@@ -401,6 +401,21 @@ def _relay(child: int, report: int | None = None) -> None:
             # woken on this CPU (else it often waited for the whole exit)
             os.sched_yield()
         os._exit(code)
+
+
+def _stop_as(sig: int) -> None:
+    """Stop this relay with SIG, the signal that stopped the program, so the shell sees
+    the status a direct child gives (128+SIGTSTP after Ctrl-Z); continued, go on.  The
+    relay ignores the terminal's stop signals (they are for the program): SIG's own
+    disposition is the default only while it is sent."""
+    if sig == signal.SIGSTOP:
+        os.kill(os.getpid(), sig)
+        return
+    old = signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.kill(os.getpid(), sig)   # delivered, and this process stopped, before kill returns
+    finally:
+        signal.signal(sig, old)
 
 
 def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str],
