@@ -207,25 +207,40 @@ def test_importing_nsshell_does_not_load_the_api():
         nsshell.no_such_name  # noqa: B018
 
 
-def test_a_forwarded_signal_is_given_back_to_the_python_process():
+def _signalled(code: str, tmp_path) -> str:
+    """CODE with TRAPPER (a program that exits 3 on SIGTERM once it says it is ready by
+    making a file) and when_ready(send): SEND once the program is ready (never before
+    its trap is set, however slow the machine)."""
+    ready = str(tmp_path / "ready")
+    return (f"READY = {ready!r}\n"
+            "TRAPPER = \"trap 'echo got TERM; exit 3' TERM; : > \" + READY + "
+            "\"; while :; do sleep 0.05; done\"\n"
+            "def when_ready(send):\n"
+            "    import os, time\n"
+            "    while not os.path.exists(READY):\n"
+            "        time.sleep(0.01)\n"
+            "    send()\n") + code
+
+
+def test_a_forwarded_signal_is_given_back_to_the_python_process(tmp_path):
     # SIGTERM to a Python program while a program runs: the program gets it first,
     # then the Python process (here its own handler), which sees the program's status.
     code = r"""
 import os, signal, threading, nsshell
 got = []
 signal.signal(signal.SIGTERM, lambda n, f: got.append(n))
-threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+threading.Thread(target=when_ready, args=(lambda: os.kill(os.getpid(), signal.SIGTERM),)).start()
 with nsshell.Session() as s:
     s.new("pid", join=True)
-    done = s.run_program(["sh", "-c", "trap 'echo got TERM; exit 3' TERM; while :; do sleep 0.05; done"])
+    done = s.run_program(["sh", "-c", TRAPPER])
 print(done.status, done.stdout.strip(), got)
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=_env(), timeout=60)
+    p = subprocess.run([sys.executable, "-c", _signalled(code, tmp_path)], capture_output=True,
+                       text=True, env=_env(), timeout=60)
     assert p.stdout.strip() == "3 got TERM [15]", p.stderr
 
 
-def test_a_signal_another_thread_takes_while_a_program_runs_is_forwarded_too():
+def test_a_signal_another_thread_takes_while_a_program_runs_is_forwarded_too(tmp_path):
     # The signal is taken by a thread that is not the one waiting for the program: the
     # interpreter's handler only sets a flag, which a thread blocked in waitpid() never
     # sees (the same as a signal landing just before the main thread enters waitpid(),
@@ -234,15 +249,14 @@ def test_a_signal_another_thread_takes_while_a_program_runs_is_forwarded_too():
 import os, signal, threading, nsshell
 got = []
 signal.signal(signal.SIGTERM, lambda n, f: got.append(n))
-def to_this_thread():
-    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-threading.Timer(1.0, to_this_thread).start()
+to_this_thread = lambda: signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+threading.Thread(target=when_ready, args=(to_this_thread,)).start()
 with nsshell.Session() as s:
     s.new("pid", join=True)
-    done = s.run_program(["sh", "-c", "trap 'echo got TERM; exit 3' TERM; while :; do sleep 0.05; done"])
+    done = s.run_program(["sh", "-c", TRAPPER])
 print(done.status, done.stdout.strip(), got)
 """
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-c", _signalled(code, tmp_path)], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
     try:
         out, err = p.communicate(timeout=30)
