@@ -374,3 +374,17 @@ def leftovers(before: dict, timeout: float = 5.0) -> dict:
 @pytest.fixture(scope="session")
 def start_state():
     return dict(_BEFORE)
+
+
+def lsns_json(*args: str) -> dict:
+    """`lsns -J ARGS`, parsed.  lsns itself exits 1, with no message, when a process or
+    namespace goes away while it reads /proc (other tests' processes come and go): such
+    a run is tried again, up to five times in all."""
+    import json
+    for attempt in range(5):
+        done = subprocess.run(["lsns", "-J", *args], capture_output=True, text=True)
+        if done.returncode == 0:
+            return json.loads(done.stdout)
+        time.sleep(0.05)
+    raise AssertionError(f"lsns -J {' '.join(args)} failed 5 times: rc {done.returncode}, "
+                         f"{done.stderr.strip()!r}")

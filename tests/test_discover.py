@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import json_docs, kill_group
+from conftest import json_docs, kill_group, lsns_json
 
 
 def _ls(nsshell, *args) -> dict:
@@ -23,8 +23,7 @@ def _ls(nsshell, *args) -> dict:
 
 
 def _lsns() -> dict:
-    out = json.loads(subprocess.run(["lsns", "-J"], capture_output=True, text=True,
-                                    check=True).stdout)
+    out = lsns_json()
     flat = {}
 
     def walk(rows):

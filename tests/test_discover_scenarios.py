@@ -5,7 +5,6 @@ nsshell prints is a reference it accepts back (`TYPE REF` included)."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import signal
@@ -15,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import json_docs, kill_group
+from conftest import json_docs, kill_group, lsns_json
 
 LABEL = re.compile(r"\b([a-z]+):\[(\d+)\]")
 TYPES = ("user", "mnt", "pid", "net", "uts", "ipc", "cgroup", "time")
@@ -689,8 +688,7 @@ def test_netnsid_as_lsns_gives_it(nsshell, procs, netns):
     q = procs(["unshare", "--net", "sleep", "300"])
     _wait_comm(q.pid, "sleep")
     ino, other = _ino(p.pid, "net"), _ino(q.pid, "net")
-    lsns = json.loads(subprocess.run(["lsns", "-J", "-t", "net", "-o", "NS,NETNSID"],
-                                     capture_output=True, text=True, check=True).stdout)
+    lsns = lsns_json("-t", "net", "-o", "NS,NETNSID")
     theirs = {r["ns"]: r["netnsid"] for r in lsns["namespaces"]}
     rows = _ls(nsshell, "net")
     assert isinstance(rows[("net", ino)]["netnsid"], int)

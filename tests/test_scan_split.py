@@ -6,13 +6,12 @@ the split is forced on (SPLIT_AT, _cpu_to_spare) so that it runs on a busy machi
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import time
 
 import pytest
 
+from conftest import lsns_json
 from nsshell.core.look import discover
 from nsshell.kernel import nstypes
 
@@ -104,8 +103,7 @@ def test_when_the_reader_fails_its_half_is_read_here(crowd, monkeypatch):
 
 def test_the_user_is_the_owner_of_the_lowest_process_as_lsns_says(crowd):
     scan = discover.scan([nstypes.get("net")])
-    lsns = json.loads(subprocess.run(["lsns", "-J", "-t", "net"], capture_output=True,
-                                     text=True, check=True).stdout)["namespaces"]
+    lsns = lsns_json("-t", "net")["namespaces"]
     theirs = {int(r["ns"]): r["user"] for r in lsns if int(r["pid"]) in crowd}
     mine = {info.ino: discover.user_name(scan.user_of(info))
             for info in scan.namespaces.values() if info.pid in crowd}
