@@ -248,20 +248,30 @@ def test_a_signal_sent_as_each_of_many_programs_starts_is_never_lost(terminal, s
     # Each program says READY the moment it runs, and gets SIGINT from the shell at once:
     # the shell is then between learning that it started and waiting for it, where a
     # Python signal handler's flag is not seen by a waitpid() or recv() already entered
-    # (a lost signal hangs the batch).  The signals are taken from the kernel instead
-    # (core/proc/forwarding.py); many runs put one at every point of that step.
+    # (a lost signal hangs the batch).  The waiter sleeps in poll() on a wakeup pipe
+    # instead (core/proc/forwarding.py); many runs put a signal at every point of that step.
     runs = 150
     one = "run sh -c 'trap \"exit 0\" INT; echo READY; while :; do sleep 0.01; done'"
+    before = marked_processes()
     p = Proc(setup + "; ".join([one] * runs) + "; echo ALL-DONE", terminal)
     sent = 0
-    while sent < runs:
-        if p.buf.count(b"READY") > sent:
-            os.kill(p.pid, signal.SIGINT)
-            sent += 1
-            continue
-        # a lost signal: the program waits for it, nsshell for the program
-        assert select.select([p.fd], [], [], 10)[0], \
-            f"run {sent} of {runs} got its signal and nothing followed: {p.buf[-300:]!r}"
-        assert p._read_some(0), f"nsshell ended after {sent} runs: {p.buf[-300:]!r}"
+    try:
+        while sent < runs:
+            if p.buf.count(b"READY") > sent:
+                os.kill(p.pid, signal.SIGINT)
+                sent += 1
+                continue
+            # a lost signal: the program waits for it, nsshell for the program
+            assert select.select([p.fd], [], [], 10)[0], \
+                f"run {sent} of {runs} got its signal and nothing followed: {p.buf[-300:]!r}"
+            assert p._read_some(0), f"nsshell ended after {sent} runs: {p.buf[-300:]!r}"
+    except BaseException:
+        for pid in marked_processes() - before:   # a hung batch: nothing of it stays
+            if _ours(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        raise
     rc, out = p.finish()
     assert rc == 0 and out.count("READY") == runs and "ALL-DONE" in out, out[-300:]
