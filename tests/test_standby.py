@@ -258,3 +258,23 @@ def test_a_relay_says_the_status_before_it_exits_and_is_reaped_at_the_prompt(ter
     _standby(t)
     assert "st 143" in t.line("run sh -c 'kill -TERM $$'; echo st $?", name)
     assert _zombie_children(t.child.pid) == []
+
+
+def test_a_relay_that_does_not_exit_never_hangs_the_shell():
+    # A relay has said its status and only has to exit; one stopped from outside in that
+    # moment must not hang the prompt (reaped with a bound) nor be left (killed at the end).
+    from nsshell.core.proc import program
+    pid = os.fork()
+    if pid == 0:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        os._exit(0)
+    os.waitpid(pid, os.WUNTRACED)
+    terminal = program.Terminal()
+    terminal.exiting.append(pid)
+    start = time.monotonic()
+    terminal.reap(wait=0.1)
+    assert time.monotonic() - start < 1 and terminal.exiting == [pid]
+    terminal.close()
+    assert terminal.exiting == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -77,15 +77,25 @@ class Terminal:
         standby, self.standby = self.standby, None
         if standby is not None:
             standby.close()
-        self.reap(wait=True)
+        self.reap(wait=0.1)
+        for pid in self.exiting:   # still there (stopped from outside?): it only had to exit
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        self.exiting = []
 
-    def reap(self, wait: bool = False) -> None:
-        """Reap the relays in `exiting` that have exited (WAIT: all of them; each has
-        nothing left to do but exit)."""
+    def reap(self, wait: float = 0) -> None:
+        """Reap the relays in `exiting` that have exited, giving each up to WAIT seconds
+        (each has nothing left to do but exit; a bound all the same: one stopped from
+        outside must not hang the shell)."""
         left = []
         for pid in self.exiting:
+            if wait:
+                _wait_exit(pid, wait)
             try:
-                done, _ = os.waitpid(pid, 0 if wait else os.WNOHANG)
+                done, _ = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 continue
             if not done:
@@ -101,6 +111,21 @@ class Terminal:
     def take_back(self) -> None:
         if self.fd is not None:
             _set_foreground(self.fd, os.getpgrp())
+
+
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Until the child PID has exited (its pidfd is readable), at most TIMEOUT seconds."""
+    import select
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        p.poll(int(timeout * 1000))
+    finally:
+        os.close(fd)
 
 
 def _set_foreground(fd: int, pgid: int) -> None:

@@ -45,7 +45,7 @@ def keep_ready(terminal) -> None:
     that said its program's status before its own exit is reaped here (it has nothing
     left to do but exit): the prompt is on the screen already, the wait is not felt."""
     if terminal.exiting:
-        terminal.reap(wait=True)
+        terminal.reap(wait=0.1)
     if terminal.fd is None or not terminal.used or terminal.standby is not None:
         return
     try:
