@@ -462,15 +462,10 @@ def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str]
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
         harden.protect()  # until exec, it is a copy of the shell: not the container's
         os.setpgid(0, 0)
-        # Still a background group until one of us hands it the terminal: tcsetpgrp
-        # from there raises SIGTTOU, which would stop this child for good (the shell
-        # waits on it).  Ignored until exec (reset_signals restores it).
-        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        # Still a background group until one of us hands it the terminal: a bare
+        # tcsetpgrp from there would stop this child for good (the shell waits on it).
         if tty is not None:
-            try:
-                os.tcsetpgrp(tty, os.getpid())
-            except OSError:
-                pass
+            _set_foreground(tty, os.getpid())
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         before_enter(setup)
         enter(entries, root=root)
