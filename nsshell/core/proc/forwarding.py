@@ -15,6 +15,10 @@ thread would take them.
 
 Outside the main thread (a Python program's worker using the API) nothing is forwarded:
 Python sets handlers in the main thread only.
+
+A helper of our own is one thread, so there the mask is the process's: the run helper
+keeps FORWARD and SIGCHLD blocked and takes them with sigwaitinfo() (wait_blocked):
+two syscalls a program, no handlers to set and restore.
 """
 
 from __future__ import annotations
@@ -66,6 +70,29 @@ def take_pending() -> list[int]:
         if _signal.sigtimedwait((sig,), 0) is not None:
             taken.append(sig)
     return taken
+
+
+# What a single-threaded helper keeps blocked for wait_blocked: a child's exit or stop
+# (SIGCHLD stays pending while blocked, even with its default "ignore") and FORWARD.
+HELPER_BLOCKED = FORWARD + (signal.SIGCHLD,)
+
+
+def wait_blocked(pid: int, send) -> int:
+    """waitpid(PID, WUNTRACED)'s status in a single-threaded helper that keeps
+    HELPER_BLOCKED blocked: each FORWARD signal pending or sent meanwhile goes to
+    SEND(signum).  What comes once PID has ended or stopped waits, still blocked: the
+    caller drops it (take_pending) or keeps it for the next program."""
+    wanted = HELPER_BLOCKED
+    while True:
+        # sleep first: PID's end raises SIGCHLD after it was started, and a blocked
+        # signal stays pending, so nothing is missed (an older SIGCHLD only wakes it once)
+        signum = _signal.sigwaitinfo(wanted).si_signo
+        if signum != signal.SIGCHLD:
+            send(signum)
+            continue
+        done, status = os.waitpid(pid, os.WUNTRACED | os.WNOHANG)
+        if done:
+            return status
 
 
 def _main_thread() -> bool:

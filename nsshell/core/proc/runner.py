@@ -35,7 +35,7 @@ import signal
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ...kernel import syscalls
 from . import channel, forwarding, harden, program, spawn
-from .forwarding import EXIT_AFTER, FORWARD, Forwarding
+from .forwarding import EXIT_AFTER, Forwarding
 
 TYPE_CHECKING = False   # typing is not imported to start (tests/test_imports.py)
 if TYPE_CHECKING:
@@ -112,9 +112,11 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
         pass
     for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # its programs are waited for, not ignored
     # What the shell passes on while a program runs (forwarding.FORWARD) goes to the
     # program; one that came before the program was started waits, blocked, for it.
-    _signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
+    # SIGCHLD too: the helper is one thread and takes them with sigwaitinfo().
+    _signal.pthread_sigmask(signal.SIG_BLOCK, forwarding.HELPER_BLOCKED)
     try:
         signal.set_wakeup_fd(-1)
     except ValueError:
@@ -165,11 +167,11 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
             else:
                 continue
             # the signals pending for it go first; those left at its end are dropped
-            with Forwarding(forwarding.killpg_sender(pid)) as fwd:
-                try:
-                    status = fwd.wait_child(pid)
-                except ChildProcessError:
-                    status = 0
+            try:
+                status = forwarding.wait_blocked(pid, forwarding.killpg_sender(pid))
+            except ChildProcessError:
+                status = 0
+            forwarding.take_pending()
             # One message per run, at its end: the shell sleeps until then.
             if os.WIFSTOPPED(status):
                 stopped.add(pid)
@@ -198,15 +200,14 @@ class Runner:
                  setup: program.Setup = program.NO_SETUP):
         # Imported before the fork: after entering, a pivoted mount namespace may have
         # no Python library to import from.
+        import _pickle  # noqa: F401 - channel.pickled (it loads copyreg from files)
         import array  # noqa: F401
-        import pickle  # noqa: F401
-        import socket
         import warnings  # noqa: F401 - os.get_exec_path (the PATH search) imports it
         self.key = _key(entries, root, setup)
         self.busy = False
         self.env: dict[str, str] | None = None  # the environment the helper holds (a copy)
         self.stopped: set[int] = set()
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent_sock, child_sock = channel.socketpair()
         me = os.getpid()
         pid = os.fork()
         if pid == 0:
