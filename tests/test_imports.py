@@ -67,7 +67,18 @@ def test_libc_is_found_without_a_subprocess():
 
 def test_a_batch_that_forks_no_helper_loads_no_pickle():
     # pickle is for talking to helpers: `ctx` and `handles` start none.
-    assert "pickle" not in imported("-c", "ctx; handles")
+    assert {"pickle", "_pickle"} & imported("-c", "ctx; handles") == set()
+
+
+def test_talking_to_helpers_loads_neither_the_pickle_nor_the_socket_module():
+    # The helpers' channel pickles with the built-in _pickle and makes its socket pairs
+    # with _socket: the pickle module pulls re (~3 ms), socket its enums and selectors
+    # (~3 ms), on the path of every batch that creates, maps or runs (the shell and
+    # every child of it, a standby and the run helper included).
+    mods = imported("-c", "new user+mnt+pid+net+uts as imh --no-join; map root --ns imh; "
+                    "join imh; run true; run true; new ipc; close imh")
+    assert "_pickle" in mods, "no helper was talked to: the test does not test"
+    assert {"pickle", "socket", "selectors", "re"} & mods == set()
 
 
 def test_rich_is_loaded_only_to_draw_on_a_terminal():

@@ -185,16 +185,12 @@ class Creator:
     def __init__(self, entries: Sequence[spawn.Entry], root: bool) -> None:
         # What the channel imports where used, imported before the fork: after entering,
         # a pivoted mount namespace may have no Python library to import from.
-        import _socket
         import array  # noqa: F401
         import json  # noqa: F401 - the channel's codec
         from ..proc import channel
         self.key = _key(entries, root)
         self.owner = os.getpid()  # a forked child of the shell must not use the channel
-        # _socket's own socketpair: the channel needs nothing more, and the socket module
-        # costs ~4 ms to import (its enums, selectors) on the path of a batch's first `new`.
-        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
-                                                     _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        parent_sock, child_sock = channel.socketpair()
         me = os.getpid()
         pid = os.fork()
         if pid == 0:  # the creator: never returns

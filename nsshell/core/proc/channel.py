@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     import socket
     from typing import Any, Sequence
 
-__all__ = ["send", "recv", "header", "ChannelError", "PeerGone", "FdsLost", "BadFrame",
+__all__ = ["send", "recv", "header", "pickled", "unpickled", "socketpair", "ChannelError", "PeerGone", "FdsLost", "BadFrame",
            "Undecodable", "close_all",
            "JSON", "PICKLE", "SCM_MAX_FD", "HEADER_SIZE"]
 
@@ -91,10 +91,32 @@ def header(size: int, nfds: int = 0, codec: int = JSON) -> bytes:
     return _HDR.pack(MAGIC, codec, nfds, size)
 
 
+# Pickle through the built-in `_pickle`, not the `pickle` module: that one imports re
+# (~5 ms a batch that forks a helper paid), and a built-in module is never read from
+# files, so a helper can still use it inside a context's mount namespace.
+
+def pickled(obj: Any) -> bytes:
+    """OBJ pickled, as every pipe and channel between the shell and its own children carries it."""
+    import _pickle
+    return _pickle.dumps(obj, protocol=5)
+
+
+def unpickled(data: bytes) -> Any:
+    """What pickled() made (only ever from a child of this process: it runs the sender's code)."""
+    import _pickle
+    return _pickle.loads(data)
+
+
+def socketpair() -> tuple:
+    """A connected pair of Unix stream sockets, close-on-exec, as every helper's channel
+    is: `_socket`'s own (the socket module costs ~4 ms to import: its enums, selectors)."""
+    import _socket
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+
+
 def _encode(obj: Any, use_pickle: bool) -> bytes:
     if use_pickle:
-        import pickle
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickled(obj)
     import json
     return json.dumps(obj).encode()
 
@@ -191,8 +213,7 @@ def recv(sock: socket.socket, *, maxfds: int = 0, maxsize: int = DEFAULT_MAXSIZE
             body = b"".join(parts)
         try:
             if codec == PICKLE:
-                import pickle as _pickle
-                obj = _pickle.loads(body)
+                obj = unpickled(body)
             else:
                 import json
                 obj = json.loads(body)

@@ -11,7 +11,7 @@ from ...kernel.values import Frozen, Value
 
 from ...errors import RESOURCE_ERRNOS, ProgramNotFound, from_oserror
 from ...kernel import nstypes, syscalls
-from . import harden
+from . import channel, harden
 from .forwarding import EXIT_AFTER, FORWARD, Forwarding, killpg_sender
 from .spawn import (Entry, enter, exit_status, no_imports_inside, portable, read_all,
                     reset_signals, spawnp)
@@ -273,9 +273,8 @@ def _pid1_fork(setup: Setup, argv: list[str], env: dict[str, str], errpipe: int)
         try:
             pid1_child(setup)
         except BaseException as exc:  # noqa: BLE001
-            import pickle
             try:
-                os.write(errpipe, pickle.dumps(("err", portable(exc))))
+                os.write(errpipe, channel.pickled(("err", portable(exc))))
             finally:
                 os._exit(127)
         _exec_child(argv, env, errpipe)
@@ -354,12 +353,11 @@ def _exec_child(argv: list[str], env: dict[str, str], errpipe: int) -> None:
 
 def _exec_failed(err: OSError, argv: list[str], env: dict[str, str], errpipe: int) -> None:
     """Tell the shell why ARGV could not be executed (it raises ProgramNotFound); exit."""
-    import pickle
     code = err.errno
     if code == 13 and "/" not in argv[0] and not _on_path(argv[0], env):
         code = 2  # only unsearchable PATH entries refused us: the program is not there
     try:
-        os.write(errpipe, pickle.dumps(("exec", code, argv[0])))
+        os.write(errpipe, channel.pickled(("exec", code, argv[0])))
     finally:
         os._exit(127 if code == 2 else 126)
 
@@ -453,7 +451,7 @@ def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str]
     # What the errors and the PATH search need, imported before entering: inside the
     # context's mount namespace a module would come from the context's files (os.execvpe
     # imports warnings in os.get_exec_path; a planted one would run here).
-    import pickle
+    import _pickle  # noqa: F401 - channel.pickled (it loads copyreg from files)
     import resource  # noqa: F401 - restore_nofile
     import warnings  # noqa: F401
     no_imports_inside()   # also with no namespace to enter: --root changes the files
@@ -488,7 +486,7 @@ def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str]
         _exec_child(argv, env, errpipe_w)
     except BaseException as exc:  # noqa: BLE001
         try:
-            os.write(errpipe_w, pickle.dumps(("err", portable(exc))))
+            os.write(errpipe_w, channel.pickled(("err", portable(exc))))
         finally:
             os._exit(127)
     os._exit(127)  # not reached: every path above execs or exits
@@ -505,7 +503,6 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
     on the way: core/proc/standby.py), else a fork of the shell; either is the
     shell's child, waited for and resumed alike.
     """
-    import pickle
     terminal.reap()
     errpipe_r, errpipe_w = os.pipe2(os.O_CLOEXEC)
     fwd = Forwarding().block()  # until the handlers are set (the child unblocks at exec)
@@ -549,7 +546,7 @@ def run_program(entries: Sequence[Entry], argv: list[str], *, env: dict[str, str
         finally:
             terminal.take_back()
     if report:
-        what = pickle.loads(report)
+        what = channel.unpickled(report)
         if what[0] == "err":
             raise what[1]
         _, err, prog = what

@@ -212,10 +212,9 @@ MAX_ANSWER = 1 << 30
 
 def portable(exc: BaseException) -> BaseException:
     """An exception that survives pickling back to the shell."""
-    import pickle
     if isinstance(exc, NsshellError):
         try:
-            pickle.dumps(exc)
+            channel.pickled(exc)
             return exc
         except Exception:
             return NsshellError(str(exc))
@@ -312,11 +311,12 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
           prepare: Callable[[], Any] | None = None,
           early: Callable[[Any], Any] | None = None) -> Pending:
     """`call`, without waiting: several helpers can work at once (one per CPU)."""
-    import socket  # here, not at the top: a batch that forks no helper starts faster
     # The answer's codec, imported before the fork: the shell decodes with it anyway, and
-    # every child would otherwise import it again itself (~5 ms: pickle pulls re).
-    import array, pickle  # noqa: E401,F401
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # every child would otherwise import it again itself (_pickle loads copyreg and
+    # _compat_pickle from files, which a pivoted mount namespace may lack).
+    import _pickle  # noqa: F401
+    import array  # noqa: F401
+    parent_sock, child_sock = channel.socketpair()
     pid = os.fork()
     if pid == 0:  # child: never return
         try:

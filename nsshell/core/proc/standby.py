@@ -78,8 +78,8 @@ class Standby:
     """The shell's end: start one standby; start() hands it a run, close() ends it."""
 
     def __init__(self) -> None:
-        import socket
-        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        from . import channel
+        here, there = channel.socketpair()
         fd = there.fileno()
         try:
             os.set_inheritable(fd, True)
@@ -166,12 +166,12 @@ def _serve(fd: int, parent: int) -> None:
     # what the request, errors and the PATH search (os.get_exec_path) need, imported
     # before entering: once in the context's mount namespace, a module would come from
     # the context's files
+    import _pickle  # noqa: F401 - channel.pickled (it loads copyreg from files)
     import array  # noqa: F401
-    import pickle  # noqa: F401
     import resource  # noqa: F401 - program.restore_nofile (a dlopen: ~0.3 ms after the request)
     import warnings  # noqa: F401
-    import socket
-    sock = socket.socket(fileno=fd)
+    import _socket
+    sock = _socket.socket(fileno=fd)
     syscalls.set_comm("nsshell-standby")  # named once ready: what ps (and the tests) see
     sock.sendall(READY)
     try:
