@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import re
-import signal
+import _signal
 import sys
 import tempfile
 import threading
@@ -157,8 +157,8 @@ class Session:
             self._session.terminal.fd = None
         # A signal forwarded to a program is given back to this process afterwards
         # (its handler, or the default action): see _redeliver.
-        self._session.terminal.exit_after = frozenset({signal.SIGTERM, signal.SIGHUP,
-                                                       signal.SIGQUIT, signal.SIGINT})
+        self._session.terminal.exit_after = frozenset({_signal.SIGTERM, _signal.SIGHUP,
+                                                       _signal.SIGQUIT, _signal.SIGINT})
         self._renderer = _Collector(self)
         self._engine = Engine(self._session, self._renderer, debug=debug, argv=["nsshell"])
         # closes the handles when the Session is collected, or at interpreter exit
@@ -236,7 +236,7 @@ class Session:
             if redeliver is not None:
                 # What would have happened to this process without the program: its own
                 # handler runs (KeyboardInterrupt for SIGINT), or the default action.
-                signal.raise_signal(redeliver)
+                _signal.raise_signal(redeliver)
             return out
 
     def _checked(self, out: _Outcome, check: bool) -> _Outcome:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import os
-import signal
+import _signal
 import sys
 
 from . import names, progress
@@ -419,7 +419,7 @@ class Session:
     def close_all(self) -> None:
         self.drop_helpers(everything=True)  # the `run` helper and the programs it holds
         for job in self.jobs:  # stopped programs: hang up and continue them, as bash does
-            for sig in (signal.SIGHUP, signal.SIGCONT):
+            for sig in (_signal.SIGHUP, _signal.SIGCONT):
                 try:
                     os.killpg(job.pid, sig)
                 except OSError:

@@ -132,6 +132,18 @@ def test_a_batch_imports_only_the_command_modules_it_uses():
                               "nsshell.commands.shell"}
 
 
+def test_a_batch_does_not_build_the_stdlibs_enums_and_wrappers():
+    # The signal module builds enums of every signal (enum, and with it functools and
+    # collections: ~4 ms of every start-up; here runpy, for -m, loads those two anyway):
+    # nsshell uses the built-in _signal, whose numbers and handlers are plain ints.
+    # weakref: _weakref's refs are enough.
+    mods = imported("-c", "ctx")
+    assert {"signal", "enum", "weakref"} & mods == set()
+    mods = imported("-c", "new user+pid+net as imq --no-join; map root --ns imq; join imq; "
+                    "run true; close imq")
+    assert {"signal", "enum", "weakref"} & mods == set()
+
+
 def test_an_ordinary_command_line_is_read_without_argparse():
     # argparse's help formatter imports shutil (and with it bz2, lzma, fnmatch): ~5 ms.
     for args in (("-c", "ctx"), ("--json", "-k", "-c", "ctx")):

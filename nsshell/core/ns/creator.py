@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
+import _signal
 
 from ...kernel import nsfs, nstypes, syscalls
 from ..proc import harden, spawn
@@ -64,7 +64,7 @@ def _key(entries: Sequence[spawn.Entry], root: bool) -> tuple:
 
 def _serve(entries: Sequence[spawn.Entry], root: bool, sock, parent: int) -> None:
     harden.protect()  # it sits in the context: the inside must not drive it
-    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != parent:
         return  # the shell died before the line above: nothing to serve
     os.setsid()  # Ctrl-C at the shell's terminal is not for it

@@ -23,7 +23,7 @@ from __future__ import annotations
 import atexit
 import errno
 import os
-import signal
+import _signal
 import socket
 
 from ...errors import KernelError, from_oserror
@@ -92,7 +92,7 @@ def _serve(sock: socket.socket) -> None:
     syscalls.close_fds_except({sock.fileno()})
     os.setsid()  # Ctrl-C at the shell's terminal is not for it
     try:
-        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
     except OSError:
         pass
     syscalls.set_process_title("nsshell-sockets")

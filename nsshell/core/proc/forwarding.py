@@ -2,7 +2,7 @@
 the program, none lost.
 
 While it waits for the program (wait_child) or for a message about it (wait_readable),
-the waiter sleeps in poll() on a wakeup pipe (signal.set_wakeup_fd), not in waitpid()
+the waiter sleeps in poll() on a wakeup pipe (_signal.set_wakeup_fd), not in waitpid()
 or recv() themselves.  A Python handler runs between bytecodes: a signal that lands
 after the interpreter's last check and before it enters a blocking call only sets a
 flag, and the handler would wait for the call to return, which waits for the program,
@@ -26,21 +26,20 @@ from __future__ import annotations
 import _signal
 import os
 import select   # imported here: the run helper waits inside a context (no imports there)
-import signal
 import sys
 
 from ...errors import ExitRequest
 
 # What `unshare --forward-signals` forwards, and SIGINT (a Ctrl-C the shell got because
 # it had no terminal to hand over, or a `kill -INT`).
-FORWARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+FORWARD = (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT)
 # After forwarding one of these, the shell ends with the program's status (the signal
 # was meant to end the shell); after SIGINT, the run's status decides (errexit), as in sh.
-EXIT_AFTER = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
+EXIT_AFTER = frozenset({_signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT})
 _FORWARDED = frozenset(FORWARD)
 # what the wakeup pipe carries that is the waiter's own (any other byte is passed on
 # to the wakeup fd that was set before, an event loop's)
-_OWN = frozenset(FORWARD + (signal.SIGCHLD,))
+_OWN = frozenset(FORWARD + (_signal.SIGCHLD,))
 
 
 class SignalExit(ExitRequest):
@@ -74,7 +73,7 @@ def take_pending() -> list[int]:
 
 # What a single-threaded helper keeps blocked for wait_blocked: a child's exit or stop
 # (SIGCHLD stays pending while blocked, even with its default "ignore") and FORWARD.
-HELPER_BLOCKED = FORWARD + (signal.SIGCHLD,)
+HELPER_BLOCKED = FORWARD + (_signal.SIGCHLD,)
 
 
 def wait_blocked(pid: int, send) -> int:
@@ -87,7 +86,7 @@ def wait_blocked(pid: int, send) -> int:
         # sleep first: PID's end raises SIGCHLD after it was started, and a blocked
         # signal stays pending, so nothing is missed (an older SIGCHLD only wakes it once)
         signum = _signal.sigwaitinfo(wanted).si_signo
-        if signum != signal.SIGCHLD:
+        if signum != _signal.SIGCHLD:
             send(signum)
             continue
         done, status = os.waitpid(pid, os.WUNTRACED | os.WNOHANG)
@@ -153,7 +152,7 @@ class Forwarding:
         # _signal, not signal: the module's wrappers turn every number into an enum
         # member and back (~20 us of the shell's time per program).
         if self._before_block is None and _main_thread():
-            self._before_block = _signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
+            self._before_block = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARD)
         return self
 
     def __enter__(self) -> "Forwarding":
@@ -174,7 +173,7 @@ class Forwarding:
         self._pipe = (r, w)
         self._poll = poll
         # let them in: one that came while blocked reaches the handler now
-        mask = _signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARD)
+        mask = _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORWARD)
         if self._before_block is not None:
             mask, self._before_block = self._before_block, None
         self._restore = (mask, handlers, wakeup)
@@ -185,7 +184,7 @@ class Forwarding:
             self.unblock()
             return
         (mask, handlers, wakeup), self._restore = self._restore, None
-        _signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         for sig, old in handlers.items():
             _signal.signal(sig, old if old is not None else _signal.SIG_DFL)
         _signal.set_wakeup_fd(wakeup)
@@ -202,7 +201,7 @@ class Forwarding:
         """Undo block() when the `with` does not follow (no program was started)."""
         if self._before_block is not None:
             mask, self._before_block = self._before_block, None
-            _signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
     def _handler(self, signum, _frame) -> None:
         self.got.append(signum)
@@ -240,8 +239,8 @@ class Forwarding:
                 except InterruptedError:
                     continue
         handlers = self._restore[1]
-        if signal.SIGCHLD not in handlers:   # a child's exit or stop wakes the poll too
-            handlers[signal.SIGCHLD] = _signal.signal(signal.SIGCHLD, _woken)
+        if _signal.SIGCHLD not in handlers:   # a child's exit or stop wakes the poll too
+            handlers[_signal.SIGCHLD] = _signal.signal(_signal.SIGCHLD, _woken)
         if report is not None:
             self._poll.register(report, select.POLLIN)
         try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import _signal
 import os
-import signal
 from ...kernel.values import Frozen, Value
 
 from ...errors import RESOURCE_ERRNOS, ProgramNotFound, from_oserror
@@ -80,7 +79,7 @@ class Terminal:
         self.reap(wait=0.1)
         for pid in self.exiting:   # still there (stopped from outside?): it only had to exit
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, _signal.SIGKILL)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
@@ -132,13 +131,13 @@ def _set_foreground(fd: int, pgid: int) -> None:
     """tcsetpgrp(FD, PGID) with SIGTTOU ignored meanwhile: from a background group it
     would stop the caller (unless its group is orphaned: a session leader's, as under
     pexpect or a terminal emulator; from a job-control shell such as bash it is not)."""
-    old = _signal.signal(signal.SIGTTOU, _signal.SIG_IGN)
+    old = _signal.signal(_signal.SIGTTOU, _signal.SIG_IGN)
     try:
         os.tcsetpgrp(fd, pgid)
     except OSError:
         pass
     finally:
-        _signal.signal(signal.SIGTTOU, old if old is not None else _signal.SIG_DFL)
+        _signal.signal(_signal.SIGTTOU, old if old is not None else _signal.SIG_DFL)
 
 
 # The RLIMIT_NOFILE nsshell started with, once it raised the soft limit to hold many
@@ -401,10 +400,10 @@ def _relay(child: int, report: int | None = None) -> None:
     shell forwards reach the whole group: the grandchild acts on them, this one waits.
     The exit code goes to REPORT first: the shell goes on while this process's own exit
     (the teardown of a Python's memory, ~1 ms: bench/README.md) is still under way."""
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
-                signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (_signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU,
+                _signal.SIGTERM, _signal.SIGHUP):
+        _signal.signal(sig, _signal.SIG_IGN)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     while True:
         try:
             _, status = os.waitpid(child, os.WUNTRACED)
@@ -412,7 +411,7 @@ def _relay(child: int, report: int | None = None) -> None:
             continue
         if os.WIFSTOPPED(status):
             _stop_as(os.WSTOPSIG(status))
-            os.kill(child, signal.SIGCONT)
+            os.kill(child, _signal.SIGCONT)
             continue
         code = exit_status(status) & 0xFF
         if report is not None:
@@ -431,14 +430,14 @@ def _stop_as(sig: int) -> None:
     the status a direct child gives (128+SIGTSTP after Ctrl-Z); continued, go on.  The
     relay ignores the terminal's stop signals (they are for the program): SIG's own
     disposition is the default only while it is sent."""
-    if sig == signal.SIGSTOP:
+    if sig == _signal.SIGSTOP:
         os.kill(os.getpid(), sig)
         return
-    old = signal.signal(sig, signal.SIG_DFL)
+    old = _signal.signal(sig, _signal.SIG_DFL)
     try:
         os.kill(os.getpid(), sig)   # delivered, and this process stopped, before kill returns
     finally:
-        signal.signal(sig, old)
+        _signal.signal(sig, old)
 
 
 def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str],
@@ -457,14 +456,14 @@ def program_child(entries: Sequence[Entry], argv: list[str], env: dict[str, str]
     no_imports_inside()   # also with no namespace to enter: --root changes the files
     try:
         # a signal forwarded before exec waits for the program (the fork inherits this)
-        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARD)
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARD)
         harden.protect()  # until exec, it is a copy of the shell: not the container's
         os.setpgid(0, 0)
         # Still a background group until one of us hands it the terminal: a bare
         # tcsetpgrp from there would stop this child for good (the shell waits on it).
         if tty is not None:
             _set_foreground(tty, os.getpid())
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
         before_enter(setup)
         enter(entries, root=root)
         after_enter(setup)
@@ -594,7 +593,7 @@ def resume(job: Job, terminal: Terminal) -> tuple[int, Job | None]:
     with Forwarding(killpg_sender(job.pid)) as fwd:
         terminal.give(job.pid)
         try:
-            os.killpg(job.pid, signal.SIGCONT)
+            os.killpg(job.pid, _signal.SIGCONT)
             relay, job.relay = getattr(job, "relay", None), None
             status, again = _wait_foreground(fwd, job.pid, job.argv, relay, terminal)
         finally:

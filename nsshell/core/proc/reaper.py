@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import select
-import signal
+import _signal
 
 from ...errors import from_oserror
 from ...kernel import syscalls
@@ -21,11 +21,11 @@ from . import harden
 def _reaper(lifeline: int) -> None:
     """PID 1 of a namespace: reap orphans until the shell's end of LIFELINE closes."""
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _signal.set_wakeup_fd(wake_w)
+    _signal.signal(_signal.SIGCHLD, lambda *_: None)
+    for sig in (_signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP, _signal.SIGHUP):
+        _signal.signal(sig, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
     poller = select.poll()
     poller.register(lifeline, select.POLLIN | select.POLLHUP)
     poller.register(wake_r, select.POLLIN)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import _signal
 import errno
 import os
-import signal
 
 from ...errors import RESOURCE_ERRNOS, NsshellError, ProgramNotFound, from_oserror
 from ...kernel import syscalls
@@ -110,18 +109,18 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
         os.setpgid(0, 0)
     except OSError:
         pass
-    for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # its programs are waited for, not ignored
+    for sig in (_signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU):
+        _signal.signal(sig, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # its programs are waited for, not ignored
     # What the shell passes on while a program runs (forwarding.FORWARD) goes to the
     # program; one that came before the program was started waits, blocked, for it.
     # SIGCHLD too: the helper is one thread and takes them with sigwaitinfo().
-    _signal.pthread_sigmask(signal.SIG_BLOCK, forwarding.HELPER_BLOCKED)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, forwarding.HELPER_BLOCKED)
     try:
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
     except ValueError:
         pass
-    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != parent:
         return
     syscalls.set_process_title("nsshell-run")
@@ -161,7 +160,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
                 pid = msg[1]
                 stopped.discard(pid)
                 try:
-                    os.killpg(pid, signal.SIGCONT)
+                    os.killpg(pid, _signal.SIGCONT)
                 except OSError:
                     pass
             else:
@@ -181,7 +180,7 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
     finally:
         for pid in stopped:  # the shell is done with them: leave nothing behind
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(pid, _signal.SIGKILL)
             except OSError:
                 pass
         while True:
@@ -332,7 +331,7 @@ class Runner:
                 with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
                     for child in f.read().split():
                         try:
-                            os.killpg(int(child), signal.SIGKILL)
+                            os.killpg(int(child), _signal.SIGKILL)
                         except OSError:
                             pass
             except OSError:

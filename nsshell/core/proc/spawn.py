@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import select
-import signal
+import _signal
 import sys
 from ...kernel.values import Frozen, Value
 
@@ -135,21 +135,21 @@ def _enter_error(err: OSError, e: Entry) -> KernelError:
 
 # Signals whose dispositions a program expects at their defaults (Python ignores
 # SIGPIPE and traps SIGINT): reset_signals after a fork, spawnp for a posix_spawn.
-DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
-                   signal.SIGTTOU, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM,
-                   signal.SIGXFSZ, signal.SIGHUP)
+DEFAULT_SIGNALS = (_signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP, _signal.SIGTTIN,
+                   _signal.SIGTTOU, _signal.SIGPIPE, _signal.SIGCHLD, _signal.SIGTERM,
+                   _signal.SIGXFSZ, _signal.SIGHUP)
 
 
 def reset_signals() -> None:
     """Signal dispositions a program expects: DEFAULT_SIGNALS, an empty mask."""
     for sig in DEFAULT_SIGNALS:
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     try:
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
     except ValueError:
         pass
 
@@ -299,7 +299,7 @@ class Pending:
     def cancel(self) -> None:
         """End the helper unheard (another one failed, or Ctrl-C)."""
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            os.kill(self.pid, _signal.SIGKILL)
         except OSError:
             pass
         self.sock.close()
@@ -322,7 +322,7 @@ def start(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any,
         try:
             parent_sock.close()
             harden.protect()
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
             # Before entering: a mount namespace pivoted into a container's root has no
             # Python library to import the answer's modules from.
             prepared = prepare() if prepare is not None else None

@@ -27,15 +27,15 @@ and a changed context or id map is never served stale.  When it is not ready yet
 from __future__ import annotations
 
 import os
-import signal
+import _signal
 import sys
 
 from .spawn import DEFAULT_SIGNALS
 
 # While it waits in the shell's process group: what the terminal sends there is the
 # shell's business (a Ctrl-C while another command runs must not end the standby).
-_WAITING_IGNORES = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN,
-                    signal.SIGTTOU)
+_WAITING_IGNORES = (_signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP, _signal.SIGTTIN,
+                    _signal.SIGTTOU)
 
 
 def keep_ready(terminal) -> None:
@@ -139,7 +139,7 @@ class Standby:
         self.sock.close()
         if self.pid:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, _signal.SIGKILL)
             except OSError:
                 pass
             try:
@@ -154,8 +154,8 @@ def _serve(fd: int, parent: int) -> None:
     from . import channel, harden, program
     from .spawn import Entry
     for sig in _WAITING_IGNORES:
-        signal.signal(sig, signal.SIG_IGN)
-    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _signal.signal(sig, _signal.SIG_IGN)
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != parent:
         return
     harden.protect()

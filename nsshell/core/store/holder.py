@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import select
-import signal
+import _signal
 
 from ...errors import NsshellError
 from ...kernel import procfs, syscalls
@@ -144,12 +144,12 @@ def open_proven_holder(holder: dict | None, init: dict | None,
 def stop(pidfd: int, timeout: float = 3.0) -> None:
     """SIGTERM the process of PIDFD (SIGKILL after TIMEOUT) and wait for it to go."""
     try:
-        syscalls.pidfd_send_signal(pidfd, signal.SIGTERM)
+        syscalls.pidfd_send_signal(pidfd, _signal.SIGTERM)
     except OSError:
         return
     if not _wait_exit(pidfd, timeout):
         try:
-            syscalls.pidfd_send_signal(pidfd, signal.SIGKILL)
+            syscalls.pidfd_send_signal(pidfd, _signal.SIGKILL)
         except OSError:
             return
         _wait_exit(pidfd, timeout)
@@ -197,9 +197,9 @@ def _holder_main(lifeline: int, init_pidfd: int | None, go: int) -> None:
     """The detached holder of a persisted PID namespace: waits to be told that it has
     been recorded (GO: a byte; EOF means the persist died first, so it leaves), then keeps
     the init's lifeline open until it is told to stop (unpersist) or the init is gone."""
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in (_signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP, _signal.SIGHUP, _signal.SIGPIPE):
+        _signal.signal(sig, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
     while True:
         try:
             if os.read(go, 1) != b"1":

@@ -39,7 +39,7 @@ import errno
 import fcntl
 import os
 import select
-import signal
+import _signal
 import socket
 import stat
 import struct
@@ -555,9 +555,9 @@ def main(argv: list[str]) -> int:
     if os.fork():
         os._exit(0)
     os.chdir("/")
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (_signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP, _signal.SIGHUP, _signal.SIGPIPE):
+        _signal.signal(sig, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _stop)
     try:
         return serve(dirpath, ready)
     except Exception as e:  # noqa: BLE001
