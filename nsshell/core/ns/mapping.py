@@ -1,8 +1,10 @@
 """Writing uid/gid maps and setgroups of a user namespace.
 
 A map is written through /proc/PID of a process inside the namespace, by a
-process in the namespace's parent.  Neither needs to live on: a helper in the
-parent forks a child that joins the target, writes its files, and both exit.
+process in the namespace's parent.  Neither needs to live on: the writer (the
+shell when the parent is its own user namespace, else a helper that entered the
+parent) forks a child that joins the target, writes the child's files, and the
+child exits.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def _describe(kind: str, ranges: Sequence[IdRange]) -> str:
 
 
 def _write_from_parent(user_fd: int, label: str, req: MapRequest, privileged: bool) -> dict:
-    """Runs in a helper in the target's parent user namespace (PRIVILEGED: the shell is
-    root where its memory belongs, so it may open a protected process's /proc files)."""
+    """Runs in the target's parent user namespace, in the shell or a helper (PRIVILEGED:
+    the shell is root where its memory belongs, so it may open a protected process's
+    /proc files)."""
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -112,9 +115,13 @@ def _map_error(err: OSError, kind: str, ranges, label: str) -> KernelError:
 
 def write(parent_entry: spawn.Entry | None, user_entry: spawn.Entry, req: MapRequest) -> dict:
     """Write REQ to the user namespace USER_ENTRY, from its parent (None: the shell's own)."""
-    entries = [parent_entry] if parent_entry is not None else []
-    value, _ = spawn.call(entries, _write_from_parent, user_entry.fd, user_entry.label, req,
-                          os.geteuid() == 0, root=False)
+    privileged = os.geteuid() == 0
+    if parent_entry is None:
+        # The shell is in the parent already: it writes, to the /proc of a child of its
+        # own that joins the target (the child does the setns), with no helper between.
+        return _write_from_parent(user_entry.fd, user_entry.label, req, privileged)
+    value, _ = spawn.call([parent_entry], _write_from_parent, user_entry.fd, user_entry.label,
+                          req, privileged, root=False)
     return value
 
 
