@@ -298,3 +298,79 @@ def test_ctrl_d_with_unpersisted_sets_warns_once(term, prefix):
     t.child.expect(pexpect.EOF)
     t.child.close()
     assert t.child.exitstatus == 0
+
+
+def _screen_of(t: Term):
+    """A terminal emulator (pyte) fed everything the REPL writes from now on; it answers
+    the REPL's cursor position requests (CPR) as a terminal does."""
+    pyte = pytest.importorskip("pyte")
+
+    class _Screen(pyte.Screen):
+        def write_process_input(self, data):
+            t.child.send(data)
+    screen = _Screen(160, 40)
+    stream = pyte.Stream(screen)
+
+    screen.raw = []   # what came, as it came
+
+    class _Feed:
+        def write(self, data):
+            screen.raw.append(data)
+            stream.feed(data)
+
+        def flush(self):
+            pass
+    t.child.logfile_read = _Feed()
+    return screen
+
+
+def _rows(screen) -> list[str]:
+    return [row.rstrip() for row in screen.display]
+
+
+def _pump(t: Term, seconds: float = 0.5) -> None:
+    """Read what the REPL writes for SECONDS (the emulator sees it, and answers CPR)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            t.child.read_nonblocking(1 << 16, timeout=0.05)
+        except pexpect.TIMEOUT:
+            pass
+
+
+@pytest.mark.parametrize("how", ["typed", "pasted", "cursor-inside"])
+def test_an_accepted_line_stays_as_typed_and_nothing_of_its_prompt_below_it(term, how):
+    # The line typed and drawn, then Enter, is finished in place (repl/app.py:
+    # _finish_in_place): the suggestion after the cursor and the toolbar below are erased,
+    # the line is not drawn again.  A line pasted with its Enter was never drawn, and
+    # Enter with the cursor inside the line leaves the suggestion elsewhere: prompt_toolkit
+    # draws those.  The screen must be the same every way.
+    t = term(PROMPT_TOOLKIT_NO_CPR="0")   # with CPR: the toolbar sits on the bottom row
+    screen = _screen_of(t)
+    t.line("echo sugg''est-me-please")   # history: `echo sugg` suggests the rest
+    t.child.send("\x0c")                # Ctrl-L: a clean screen, the prompt on row 0
+    _pump(t)
+    assert "Ctrl-D leaves" in _rows(screen)[-1], _rows(screen)
+    pasted = how == "pasted"
+    if pasted:
+        t.child.send("echo sugg\r")
+    else:
+        t.child.send("echo sugg" + ("\x1b[D\x1b[D" if how == "cursor-inside" else ""))
+        _pump(t)
+        # (the history's line is the one Term.line sent, its marker included; a cursor
+        # inside the line shows no suggestion)
+        shown = "host> echo sugg" + ("''est-me-please" if how == "typed" else "")
+        assert _rows(screen)[0].startswith(shown), _rows(screen)[:3]
+        del screen.raw[:]
+        t.child.send("\r")
+    _pump(t)
+    if how == "typed":   # finished in place: the line is not drawn again before its output
+        after_enter = "".join(screen.raw).split("sugg\r\n")[0]
+        assert "echo" not in strip(after_enter), repr(after_enter)
+    rows = _rows(screen)
+    assert rows[0] == "host> echo sugg", rows[:6]    # no suggestion left after it
+    assert rows[1] == "sugg", rows[:6]               # the output right below it
+    assert rows[2].startswith("host>"), rows[:6]     # and the next prompt
+    # the toolbar is drawn once, on the bottom row, for the prompt now editable
+    assert [i for i, r in enumerate(rows) if "Ctrl-D leaves" in r] == [len(rows) - 1], rows
+    assert rows[3:-1] == [""] * (len(rows) - 4), rows

@@ -109,6 +109,7 @@ class Repl:
             key_bindings=_bindings(completer),
         )
         _lean(self.prompt_session.app)
+        _finish_in_place(self.prompt_session.app)
         _history_at_once(self.prompt_session.default_buffer)
         # once a prompt is drawn, the next `run`'s process gets ready (core/proc/standby.py)
         self.prompt_session.app.after_render += self._after_render
@@ -329,6 +330,59 @@ def _lean(app) -> None:
             return found
     registry.__class__ = _Fixed
     app.on_reset += lambda _app: flat.clear()   # each prompt checks the versions again
+
+
+def _finish_in_place(app) -> None:
+    """The "done" drawing of an accepted line, when the screen already shows it.
+
+    prompt_toolkit ends a prompt by drawing the whole prompt again, from its first row,
+    without what only an editable line shows (the toolbar, a suggestion, menus): ~1 ms
+    of every Enter, before the line runs.  When the last drawing showed this very line
+    with the cursor at its end (typed and drawn, then Enter: the usual case), the same
+    screen is reached by erasing what follows the cursor: the rest of its row (a
+    suggestion) and every row below (the toolbar).  Anything else (a line pasted with
+    its Enter and never drawn, a cursor inside the line, a search, a menu, an error, a
+    new terminal size, Ctrl-C or Ctrl-D) gets prompt_toolkit's own drawing."""
+    renderer = app.renderer
+    render = renderer.render
+    if not callable(render) or not hasattr(renderer, "_cursor_pos"):
+        return   # another prompt_toolkit: its own drawing stays
+    shown: list = [None]   # (text, cursor, window, size) of the last drawing
+
+    def _render(app_, layout, is_done: bool = False) -> None:
+        if is_done and _in_place(app_, shown[0]):
+            shown[0] = None
+            return
+        render(app_, layout, is_done)
+        shown[0] = None if is_done else _what_is_shown(app_)
+
+    def _what_is_shown(app_) -> tuple:
+        b = app_.current_buffer
+        return (b.text, b.cursor_position, app_.layout.current_window, renderer._last_size)
+
+    def _in_place(app_, last) -> bool:
+        b = app_.current_buffer
+        if last is None or renderer.full_screen or app_.exit_style != "class:accepted":
+            return False
+        text, cursor, window, size = last
+        if (b.text != text or b.cursor_position != cursor or cursor != len(text)
+                or "\n" in text or app_.layout.current_window is not window
+                or b.complete_state is not None or b.validation_error is not None
+                or app_.key_processor.arg is not None):
+            return False
+        out = renderer.output
+        if size is None or out.get_size() != size or renderer._cursor_pos.x >= size.columns - 1:
+            return False
+        out.erase_end_of_line()   # a suggestion after the cursor
+        out.write("\r\n")         # as prompt_toolkit leaves the line: on the next row ...
+        out.erase_down()          # ... with the toolbar and anything below it gone
+        out.reset_attributes()
+        out.enable_autowrap()
+        out.flush()
+        renderer.reset()
+        return True
+
+    renderer.render = _render
 
 
 def _history_at_once(buffer) -> None:
