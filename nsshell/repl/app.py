@@ -347,7 +347,7 @@ def _finish_in_place(app) -> None:
     render = renderer.render
     if not callable(render) or not hasattr(renderer, "_cursor_pos"):
         return   # another prompt_toolkit: its own drawing stays
-    shown: list = [None]   # (text, cursor, window, size) of the last drawing
+    shown: list = [None]   # what the last drawing showed (_what_is_shown)
 
     def _render(app_, layout, is_done: bool = False) -> None:
         if is_done and _in_place(app_, shown[0]):
@@ -357,18 +357,20 @@ def _finish_in_place(app) -> None:
         shown[0] = None if is_done else _what_is_shown(app_)
 
     def _what_is_shown(app_) -> tuple:
+        # all that decides what a drawing shows besides the line: a menu (it may float
+        # above the line), an error, a repeat count, the focus (Ctrl-R's search)
         b = app_.current_buffer
-        return (b.text, b.cursor_position, app_.layout.current_window, renderer._last_size)
+        return (b.text, b.cursor_position, app_.layout.current_window, renderer._last_size,
+                b.complete_state is None, b.validation_error is None,
+                app_.key_processor.arg is None)
 
     def _in_place(app_, last) -> bool:
-        b = app_.current_buffer
         if last is None or renderer.full_screen or app_.exit_style != "class:accepted":
             return False
-        text, cursor, window, size = last
-        if (b.text != text or b.cursor_position != cursor or cursor != len(text)
-                or "\n" in text or app_.layout.current_window is not window
-                or b.complete_state is not None or b.validation_error is not None
-                or app_.key_processor.arg is not None):
+        now = _what_is_shown(app_)
+        text, cursor, _, size = last[:4]
+        if (now[:3] != last[:3] or now[4:] != last[4:] or not all(last[4:])
+                or cursor != len(text) or "\n" in text):
             return False
         out = renderer.output
         if size is None or out.get_size() != size or renderer._cursor_pos.x >= size.columns - 1:
