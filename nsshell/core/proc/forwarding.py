@@ -224,7 +224,9 @@ class Forwarding:
         """poll() until the wakeup pipe or a registered fd is ready; the ready fds.
         The handlers of the signals that woke it run as it returns."""
         ready = self._poll.poll()
-        self._others += self._drain()
+        wakeup = self._pipe[0]
+        if any(fd == wakeup for fd, _ in ready):   # (empty otherwise: no read to fail)
+            self._others += self._drain()
         return ready
 
     def wait_child(self, pid: int, options: int = os.WUNTRACED, report: int | None = None) -> int:
