@@ -58,6 +58,7 @@ class Engine:
         self._failure = 0
         self._where = lambda n: None
         self._json = False                 # the running command was given --json
+        self._next = None                  # what tells the command that runs next (next_command)
         session.attach(self)
 
     # -- variables ($1, $?, $HOME, a for loop's NAME) -----------------------------------
@@ -117,25 +118,30 @@ class Engine:
         """Run a script's lines; where-prefixes are NAME:LINE."""
         lines = text.splitlines(keepends=True)
         multi = len(lines) > 1
-        return self.run_lines(iter(lines), name, multi, total=len(lines))
+        return self.run_lines(iter(lines), name, multi, total=len(lines), ahead=True)
 
-    def run_lines(self, lines, name: str, multi: bool = True, total: int | None = None) -> int:
+    def run_lines(self, lines, name: str, multi: bool = True, total: int | None = None,
+                  ahead: bool = False) -> int:
         """Run the text LINES gives (an iterator of lines, e.g. a pipe read as it comes),
-        each command as soon as it is complete."""
+        each command as soon as it is complete.  AHEAD: the lines are all there (a script,
+        not a pipe), so the next one may be read before the running command ends
+        (next_command)."""
         def where(n: int) -> str:
             return f"{name}:{n}" if multi or name not in ("-c",) else name
         # a long batch shows how far it got (on a terminal only; nothing in a pipe)
         with self.session.progress.task(name, total=total) as task:
-            return self._top(self._run_stream, lines, where, task)
+            return self._top(self._run_stream, lines, where, task, ahead)
 
-    def _run_stream(self, lines, where, task) -> int:
+    def _run_stream(self, lines, where, task, ahead: bool = False) -> int:
         saved = self._failure, self._where
         self._failure, self._where = 0, where
+        back: list = []   # lines read ahead (next_command), the next one last
+        after = (lambda: self._peek_line(lines, back)) if ahead else None
         try:
             buf, start, n = "", 1, 0
             while True:
                 try:
-                    chunk = next(lines, None)
+                    chunk = back.pop() if back else next(lines, None)
                 except NsshellError as e:     # input that cannot be read as text
                     self.report(e, None, None)
                     self.session.last_status = e.status
@@ -162,7 +168,7 @@ class Engine:
                     self._syntax(e, start)
                     continue
                 buf, start = "", n + 1
-                self._list(items, False)
+                self._top_list(items, after)
                 if chunk is None:
                     break
             return self._failure
@@ -184,6 +190,71 @@ class Engine:
             raise _Stop()
 
     # -- the language: lists, && and ||, !, for, if (sh's rules for errexit) --------------
+
+    # -- what runs next (a batch `run` may start it early: core/proc/runner.py) -----------
+
+    def next_command(self) -> list[str] | None:
+        """The words of the command that runs right after the running one, when that is
+        certain already: the running one is a plain command (one simple command: no
+        `&&`, `||`, `!`, not in a block) at the top of a script or a line, and so is
+        the next, whose words need no expanding (nothing in them can change before it
+        runs).  Else None.  Whether it runs still depends on the running one's status
+        (errexit): the caller must check that too."""
+        peek = self._next
+        return peek() if peek is not None else None
+
+    def _top_list(self, items: list, after) -> int:
+        """A script's (or a line's) top-level commands, in order; while a plain one runs,
+        next_command() tells the next: the next item, or AFTER's (the next line's)."""
+        saved = self._next
+        status = 0
+        try:
+            for i, item in enumerate(items):
+                if not _plain(item):
+                    self._next = None
+                elif i + 1 < len(items):
+                    self._next = lambda nxt=items[i + 1]: self._plain_words(nxt)
+                else:
+                    self._next = after
+                status = self._andor(item, False)
+        finally:
+            self._next = saved
+        return status
+
+    def _plain_words(self, node) -> list[str] | None:
+        """NODE's fields, when it is a plain command whose words hold only text."""
+        if not _plain(node):
+            return None
+        words = node.first.command.words
+        if not words or any(p.kind != "lit" for w in words for p in w.parts):
+            return None
+        try:
+            return self.expand(words)   # braces at most: nothing is looked up
+        except NsshellError:
+            return None
+
+    def _peek_line(self, lines, back: list) -> list[str] | None:
+        """The next command of a script when it is a line of its own (_plain_words), read
+        ahead past blank lines and comments; what is read is put back for the loop."""
+        taken: list = []
+        try:
+            for _ in range(16):
+                chunk = back.pop() if back else next(lines, None)
+                taken.append(chunk)
+                if chunk is None:
+                    return None
+                if not chunk.strip():
+                    continue
+                try:
+                    items = lexer.parse(chunk, final=False)
+                except (lexer.Incomplete, NsshellError):
+                    return None
+                if not items:
+                    continue   # a comment
+                return self._plain_words(items[0]) if len(items) == 1 else None
+            return None
+        finally:
+            back.extend(reversed(taken))
 
     def _list(self, items: list, cond: bool) -> int:
         status = 0
@@ -337,6 +408,12 @@ class Engine:
             return from_oserror(e, what)
         return None
 
+
+
+def _plain(node) -> bool:
+    """One simple command: no `&&`/`||`, no `!`, no block."""
+    return not node.rest and not node.first.negate and isinstance(node.first.command,
+                                                                   lexer.Simple)
 
 
 def _wrap(value) -> Result:

@@ -86,12 +86,16 @@ class Session:
         self.engine = engine
 
     def run_in_helper(self, argv: list[str], env: dict[str, str], cwd: str | None,
-                      root: bool, setup) -> tuple[int, "program.Job | None"]:
+                      root: bool, setup, then: list[str] | None = None
+                      ) -> tuple[int, "program.Job | None"]:
         """Run ARGV in the context through the batch `run` helper (core/proc/runner.py),
-        kept for the next `run` in the same context."""
+        kept for the next `run` in the same context.  THEN: the program of the `run`
+        that comes next (same environment, directory, set-up), which the helper starts
+        as soon as this one ends when errexit lets it."""
         from .core.proc import runner
+        follow = None if then is None else runner.FollowUp(then, bool(self.get("errexit")))
         self.runner, status, job = runner.run(self.runner, self.entries(), argv, env, cwd,
-                                              root, self.terminal.exit_after, setup)
+                                              root, self.terminal.exit_after, setup, follow)
         return status, job
 
     def keep_standby(self, ready: bool = True) -> None:

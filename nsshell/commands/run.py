@@ -56,6 +56,23 @@ def _environ() -> dict[str, str]:
     return dict(_ENV[1])
 
 
+def _next_run(sh) -> "list[str] | None":
+    """The program of the command that runs right after this one, when that is a plain
+    `run PROGRAM ...` with no option of its own (the same environment, directory and
+    set-up as this one): the run helper may start it as soon as this one ends."""
+    words = sh.engine.next_command()
+    if not words:
+        return None
+    found = sh.engine.registry.lookup(words)
+    if found is None or found[0].func is not run:
+        return None
+    try:
+        opts, argv = parse_options(words[found[1]:])
+    except UsageError:
+        return None
+    return argv if argv and opts == _PLAIN else None
+
+
 def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     opts = _defaults(sh, opts or RunOptions())
     env = _environ()
@@ -79,7 +96,8 @@ def _run(sh, argv: list[str], opts: "RunOptions | None" = None) -> Status:
     if sh.terminal.fd is None and not setup.pid1:
         # A batch: no terminal to hand over, so a pre-entered helper starts the
         # program (core/proc/runner.py) -- much faster for many runs in one context.
-        status, job = sh.run_in_helper(argv, env, _cwd(), sh.get("root"), setup)
+        then = _next_run(sh) if opts == _PLAIN and setup is program.NO_SETUP else None
+        status, job = sh.run_in_helper(argv, env, _cwd(), sh.get("root"), setup, then)
     else:
         status, job = program.run_program(
             sh.entries(), argv, env=env, cwd=_cwd(),
@@ -119,6 +137,8 @@ class RunOptions(Value):
         self.cgroup = cgroup
         self.pid1 = pid1
 
+
+_PLAIN = RunOptions()   # no option given
 
 _VALUED = {"--uid", "--gid", "--groups", "--cwd", "--root", "--env"}
 _FLAGS = {"--env-from-target", "--keep-caps", "--cgroup", "--pid1"}

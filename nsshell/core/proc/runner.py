@@ -19,6 +19,16 @@ environment only when it differs from the one the helper holds (the first run
 sends it); the helper searches PATH afresh every time (nothing cached that a new
 or removed program could make stale) and answers once, when the program ends.
 
+Consecutive `run`s: when the command after a `run` is certain to be another plain
+`run` (engine.next_command: a script's next line or item, literal words, no
+option), the request names it (a FollowUp) and the helper starts it the moment the
+first ends -- unless a signal came for the first, or errexit would stop the batch at
+its status -- then answers for the first, saying it did.  The shell keeps passing
+its signals on (the Forwarding stays) until that `run` comes, which then only tells
+the helper what follows it ("then") and waits for its end.  So a script's runs go
+one after the other at the helper's pace, without a round trip through the shell
+between two programs (bench/README.md).
+
 The program sees what a forked one sees: its own process group, default
 signal dispositions, an empty signal mask, fds 0, 1 and 2 only, the shell's
 environment, the working directory (else $HOME, else /), and the same
@@ -43,6 +53,22 @@ if TYPE_CHECKING:
 
 class _Gone(Exception):
     """The runner was not there to take a request."""
+
+
+class FollowUp:
+    """The program of the `run` that comes right after one (engine.next_command), with
+    the same environment, directory and set-up: the helper starts it as soon as the one
+    before ends, unless a signal came for that one or NEED_ZERO (errexit) and it failed.
+    Its `run` then only waits for it (Runner.started)."""
+
+    __slots__ = ("argv", "need_zero")
+
+    def __init__(self, argv: list[str], need_zero: bool) -> None:
+        self.argv = list(argv)
+        self.need_zero = need_zero
+
+    def spec(self) -> tuple:
+        return (self.argv, self.need_zero)
 
 
 class RunnerJob(program.Job):
@@ -99,6 +125,11 @@ def _chdir(cwd: str | None, env: dict[str, str]) -> None:
         os.chdir(home if os.path.isdir(home) else "/")
 
 
+def _start(argv: list[str], env: dict[str, str], cwd: str | None) -> int:
+    _chdir(cwd, env)
+    return spawn.spawnp(argv, env, setpgroup=0)
+
+
 def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, sock,
            parent: int) -> None:
     harden.protect()  # it serves the shell from inside: the inside must not drive it
@@ -145,13 +176,13 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
                 msg = _recv(sock)
             except channel.ChannelError:  # the shell closed its end (or spoke nonsense)
                 return
+            then = None   # the next program, to start when this one ends well
             if msg[0] == "run":
-                _, argv, new_env, cwd = msg
+                _, argv, new_env, cwd, then = msg
                 if new_env is not None:
                     env = new_env
                 try:
-                    _chdir(cwd, env)
-                    pid = spawn.spawnp(argv, env, setpgroup=0)
+                    pid = _start(argv, env, cwd)
                 except OSError as e:
                     forwarding.take_pending()  # what was sent for it: dropped, as it is
                     _send(sock, ("exec", e.errno, argv[0]))
@@ -165,18 +196,44 @@ def _serve(entries: Sequence[spawn.Entry], root: bool, setup: program.Setup, soc
                     pass
             else:
                 continue
-            # the signals pending for it go first; those left at its end are dropped
-            try:
-                status = forwarding.wait_blocked(pid, forwarding.killpg_sender(pid))
-            except ChildProcessError:
-                status = 0
-            forwarding.take_pending()
-            # One message per run, at its end: the shell sleeps until then.
-            if os.WIFSTOPPED(status):
-                stopped.add(pid)
-                _send(sock, ("stopped", os.WSTOPSIG(status), pid))
-            else:
-                _send(sock, ("exit", spawn.exit_status(status), pid))
+            started_here = False   # PID is a next program, started by this loop
+            while True:
+                # the signals pending for it go first; those left at its end are dropped
+                passed: list[int] = []
+                send = forwarding.killpg_sender(pid)
+                try:
+                    status = forwarding.wait_blocked(pid, lambda sig: (passed.append(sig),
+                                                                       send(sig)))
+                except ChildProcessError:
+                    status = 0
+                passed += forwarding.take_pending()
+                if started_here:
+                    # the shell says what follows a program started here once it comes to
+                    # that program's `run` (the message is there already, or comes)
+                    try:
+                        told = _recv(sock)
+                    except channel.ChannelError:
+                        return
+                    then = told[1] if told[0] == "then" else None
+                # One message per program, at its end: the shell sleeps until then.
+                if os.WIFSTOPPED(status):
+                    stopped.add(pid)
+                    _send(sock, ("stopped", os.WSTOPSIG(status), pid, None))
+                    break
+                code = spawn.exit_status(status)
+                nxt = None
+                # The next program starts at once, unless a signal came for this one (the
+                # shell may leave: SIGTERM) or errexit stops the batch at this status.
+                if then is not None and not passed and not (then[1] and code):
+                    try:
+                        nxt = _start(then[0], env, cwd)
+                    except OSError:
+                        forwarding.take_pending()
+                        nxt = None   # the shell asks for it itself, and hears why it failed
+                _send(sock, ("exit", code, pid, nxt))
+                if nxt is None:
+                    break
+                pid, started_here, then = nxt, True, None
     finally:
         for pid in stopped:  # the shell is done with them: leave nothing behind
             try:
@@ -206,6 +263,10 @@ class Runner:
         self.busy = False
         self.env: dict[str, str] | None = None  # the environment the helper holds (a copy)
         self.stopped: set[int] = set()
+        # the next `run`'s program when the helper started it (argv, env, cwd), and the
+        # forwarding of the shell's signals to it, kept until that `run` comes
+        self.started: tuple | None = None
+        self._fwd: Forwarding | None = None
         parent_sock, child_sock = channel.socketpair()
         me = os.getpid()
         pid = os.fork()
@@ -245,8 +306,15 @@ class Runner:
             self.pid = None
             self.sock.close()
             self.sock = None
+            self._drop_started()
             return False
         return True
+
+    def _drop_started(self) -> None:
+        """No next program runs (any more): the shell's signals act on it again."""
+        if self._fwd is not None:
+            fwd, self._fwd, self.started = self._fwd, None, None
+            fwd.__exit__(None, None, None)
 
     def _recv(self):
         try:
@@ -265,12 +333,20 @@ class Runner:
                 pass
 
     def run(self, argv: list[str], env: dict[str, str], cwd: str | None,
-            exit_after=EXIT_AFTER) -> tuple[int, program.Job | None]:
+            exit_after=EXIT_AFTER, then: FollowUp | None = None
+            ) -> tuple[int, program.Job | None]:
+        """Run ARGV; THEN: the `run` that comes next (its program), for the helper to
+        start as soon as this one ends (_finish keeps it as `started` when it did)."""
+        if self.started is not None:
+            return self._run_started(argv, env, cwd, exit_after, then)
         # The environment goes once, and again only when it differs from the helper's.
         same = env == self.env
-        with Forwarding(self._forward) as fwd:
+        fwd = Forwarding(self._forward)
+        fwd.__enter__()
+        try:
             try:
-                _send(self.sock, ("run", argv, None if same else env, cwd))
+                _send(self.sock, ("run", argv, None if same else env, cwd,
+                                  None if then is None else then.spec()))
             except OSError:  # it is gone (killed from outside): nothing was started
                 self.close()
                 raise _Gone() from None
@@ -283,23 +359,61 @@ class Runner:
                 msg = self._wait(fwd)
             except ConnectionResetError:  # it died with our request unread: nothing started
                 raise _Gone() from None
+        except BaseException:
+            fwd.__exit__(None, None, None)
+            raise
         if msg[0] == "exec":
+            fwd.__exit__(None, None, None)
             raise _exec_error(msg[1], msg[2])
-        return self._finish(fwd, msg, argv, exit_after)
+        return self._finish(fwd, msg, argv, exit_after, (then, env, cwd))
+
+    def _run_started(self, argv, env, cwd, exit_after, then) -> tuple[int, program.Job | None]:
+        """The `run` whose program the helper started after the last one: tell it what
+        comes after this one, and wait for this one's end."""
+        (expected, fwd), self.started, self._fwd = (self.started, self._fwd), None, None
+        mine = expected == (argv, env, cwd)
+        try:
+            _send(self.sock, ("then", then.spec() if then is not None and mine else None))
+            msg = self._wait(fwd)
+        except BaseException:
+            fwd.__exit__(None, None, None)
+            self.close()
+            raise
+        if not mine:
+            # Not the program this `run` asks for (next_command() said otherwise: never
+            # expected): the one started has ended; this one is asked for as usual.
+            fwd.__exit__(None, None, None)
+            return self.run(argv, env, cwd, exit_after, then)
+        return self._finish(fwd, msg, argv, exit_after, (then, env, cwd))
 
     def resume(self, job: RunnerJob, exit_after=EXIT_AFTER) -> tuple[int, program.Job | None]:
         self.stopped.discard(job.pid)
-        with Forwarding(self._forward) as fwd:
+        fwd = Forwarding(self._forward)
+        fwd.__enter__()
+        try:
             try:
                 _send(self.sock, ("cont", job.pid))
             except BaseException:
                 self.close()
                 raise
             msg = self._wait(fwd)
-        return self._finish(fwd, msg, job.argv, exit_after)
+        except BaseException:
+            fwd.__exit__(None, None, None)
+            raise
+        return self._finish(fwd, msg, job.argv, exit_after, None)
 
-    def _finish(self, fwd, msg, argv, exit_after) -> tuple[int, program.Job | None]:
+    def _finish(self, fwd, msg, argv, exit_after, planned) -> tuple[int, program.Job | None]:
+        """After a program's end: its status (or its job, stopped).  When the helper
+        started the next `run`'s program (PLANNED: that follow-up, the environment and
+        the directory), the signals the shell gets go on passing to the helper until
+        that `run` comes for it (`started`); else the forwarding ends here."""
         status, job = self._done(msg, argv)
+        if msg[3] is not None and planned is not None and planned[0] is not None:
+            then, env, cwd = planned
+            self.started, self._fwd = (then.argv, env, cwd), fwd
+            self.busy = True   # a program runs: close() ends it
+        else:
+            fwd.__exit__(None, None, None)
         if job is None:
             fwd.end(status, exit_after)  # SIGTERM/SIGHUP/SIGQUIT: the shell leaves now
         return status, job
@@ -325,6 +439,7 @@ class Runner:
 
     def close(self) -> None:
         """End the helper (and any program of it still running or stopped)."""
+        self._drop_started()   # the program started after the last one: ended below
         if self.busy and self.pid is not None:
             # A program is still running (the shell was interrupted): end it too.
             try:
@@ -349,7 +464,7 @@ class Runner:
 
 def run(current: Runner | None, entries: Sequence[spawn.Entry], argv: list[str],
         env: dict[str, str], cwd: str | None, root: bool, exit_after: bool,
-        setup: program.Setup = program.NO_SETUP
+        setup: program.Setup = program.NO_SETUP, then: FollowUp | None = None
         ) -> tuple[Runner | None, int, program.Job | None]:
     """Run ARGV through CURRENT when it serves ENTRIES and SETUP, else through a new
     runner (CURRENT ended).  Returns (the runner to keep, or None; status; job)."""
@@ -363,11 +478,16 @@ def run(current: Runner | None, entries: Sequence[spawn.Entry], argv: list[str],
     if r is None:
         r = Runner(entries, root, setup)
     try:
-        status, job = r.run(argv, env, cwd, exit_after)
-    except _Gone:
-        close(r)
-        r = Runner(entries, root, setup)
-        status, job = r.run(argv, env, cwd, exit_after)
+        try:
+            status, job = r.run(argv, env, cwd, exit_after, then)
+        except _Gone:
+            close(r)
+            r = Runner(entries, root, setup)
+            status, job = r.run(argv, env, cwd, exit_after, then)
+    except BaseException:
+        if r is not current:   # not the session's yet: nothing else would end it (and a
+            r.close()          # next program it started, on a SignalExit)
+        raise
     return (r if r.sock is not None else None), status, job
 
 
