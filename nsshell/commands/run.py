@@ -63,12 +63,14 @@ def _next_run(sh) -> "list[str] | None":
     words = sh.engine.next_command()
     if not words:
         return None
-    found = sh.engine.registry.lookup(words)
-    if found is None or found[0].func is not run:
-        return None
     try:
+        # (a lookup may load the module of a command declared lazily: that line's own
+        # error, if it fails, is told when the line runs)
+        found = sh.engine.registry.lookup(words)
+        if found is None or found[0].func is not run:
+            return None
         opts, argv = parse_options(words[found[1]:])
-    except UsageError:
+    except Exception:  # noqa: BLE001
         return None
     return argv if argv and opts == _PLAIN else None
 
