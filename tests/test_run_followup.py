@@ -124,3 +124,19 @@ def test_a_signal_between_programs_leaves_none_running(tmp_path, prefix, sig):
         time.sleep(0.05)
     assert processes_named("sleep", env_mark=mark) == []
     assert processes_named("nsshell-run", env_mark=mark) == []
+
+
+def test_a_program_the_helper_started_is_not_run_twice_when_the_helper_dies(tmp_path, prefix):
+    # The second program kills the run helper that started it (its parent: no PID
+    # namespace here) before the shell comes to its `run`.  That `run` fails (the helper
+    # died), and does not start the program again through a new helper.
+    out = tmp_path / "ran"
+    text = (f"new user+mnt+uts as {prefix}k\nmap root\nrun true\n"
+            f"run sh -c 'kill -KILL $PPID; echo once >> {out}'\n")
+    d = run_nsshell(_script(tmp_path, text))
+    assert d.rc != 0 and "run helper (nsshell-run) died" in d.err, d
+    deadline = time.monotonic() + 5
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert out.read_text() == "once\n", d

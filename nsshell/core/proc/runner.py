@@ -55,6 +55,11 @@ class _Gone(Exception):
     """The runner was not there to take a request."""
 
 
+def _died(how: str) -> NsshellError:
+    return spawn.HelperCrash(f"the run helper (nsshell-run) died: {how}",
+                             "it was killed from outside; the next `run` starts another")
+
+
 class FollowUp:
     """The program of the `run` that comes right after one (engine.next_command), with
     the same environment, directory and set-up: the helper starts it as soon as the one
@@ -306,7 +311,6 @@ class Runner:
             self.pid = None
             self.sock.close()
             self.sock = None
-            self._drop_started()
             return False
         return True
 
@@ -320,8 +324,7 @@ class Runner:
         try:
             msg = _recv(self.sock)
         except channel.ChannelError as e:
-            raise spawn.HelperCrash(f"the run helper (nsshell-run) died: {e}",
-                                    "it was killed from outside; the next `run` starts another") from None
+            raise _died(str(e)) from None
         return msg
 
     def _forward(self, signum: int) -> None:
@@ -373,8 +376,11 @@ class Runner:
         (expected, fwd), self.started, self._fwd = (self.started, self._fwd), None, None
         mine = expected == (argv, env, cwd)
         try:
-            _send(self.sock, ("then", then.spec() if then is not None and mine else None))
-            msg = self._wait(fwd)
+            try:
+                _send(self.sock, ("then", then.spec() if then is not None and mine else None))
+                msg = self._wait(fwd)
+            except OSError:   # EPIPE, ECONNRESET: not a request lost, a program started
+                raise _died("after it started this program (it may still be running)") from None
         except BaseException:
             fwd.__exit__(None, None, None)
             self.close()
@@ -473,8 +479,12 @@ def run(current: Runner | None, entries: Sequence[spawn.Entry], argv: list[str],
     if setup.sets_cwd:
         cwd = None  # the runner went there once, strictly (program.after_enter)
     if r is not None and (r.key != key or r.sock is None or not r.alive()):
+        lost = r.started is not None
+        r._drop_started()   # (a runner kept for its stopped jobs keeps no forwarding)
         close(r)  # another context, it died, or it was killed between two runs
         r = None
+        if lost:   # it had started this program already: not run a second time
+            raise _died("after it started this program (it may still be running)")
     if r is None:
         r = Runner(entries, root, setup)
     try:
