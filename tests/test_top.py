@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -300,6 +301,56 @@ def test_light_refreshes_keep_what_only_a_full_scan_sees(prefix):
             holder.kill()
             holder.wait()
         sh.close_all()
+
+
+def test_light_refreshes_keep_what_only_a_for_children_link_holds():
+    """A time namespace made by unshare() without a fork is held only by the process's
+    time_for_children link, which the light refreshes do not read (those links are a
+    fifth of what they would read): it is carried from the full scan, with its holder,
+    and goes with the process."""
+    import os
+    import nsshell.commands  # noqa: F401
+    from nsshell.commands.top import Refresher
+    from nsshell.engine import Engine
+    from nsshell.render import Renderer
+    from nsshell.session import Session
+    if not os.path.exists("/proc/self/ns/time"):
+        pytest.skip("no time namespaces on this kernel")
+    # (unshare(1) execs: that moves the process into the new namespace itself)
+    code = ("import ctypes, time; assert ctypes.CDLL(None).unshare(0x80) == 0; "
+            "time.sleep(60)")   # CLONE_NEWTIME, and neither exec nor fork
+    holder = subprocess.Popen([sys.executable, "-c", code],
+                              env={"NSSHELL_TEST_RUN": "top", "PATH": os.environ["PATH"]})
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                ino = os.stat(f"/proc/{holder.pid}/ns/time_for_children").st_ino
+                if ino != os.stat(f"/proc/{holder.pid}/ns/time").st_ino:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "unshare(CLONE_NEWTIME) did not get going"
+            time.sleep(0.05)
+        sh = Session(interactive=False)
+        Engine(sh, Renderer(mode="plain"))
+        try:
+            refresh = Refresher(sh)
+            for i in range(refresh.FULL_EVERY + 1):      # full, light x4, full
+                rows = {r["key"]: r for r in refresh()}
+                assert ("time", ino) in rows, f"refresh {i}: the namespace is missing"
+                assert "children" in rows[("time", ino)]["held"], rows[("time", ino)]
+            holder.kill()
+            holder.wait()
+            for i in range(2):                        # light ones: gone with its process
+                rows = {r["key"] for r in refresh()}
+            assert ("time", ino) not in rows
+        finally:
+            sh.close_all()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
 
 
 def test_nsshell_c_top_on_a_terminal_draws_the_view_and_q_ends_it(tmp_path):

@@ -22,13 +22,14 @@ COLUMNS = ["namespace", "type", "nprocs", "held", "names", "command"]
 
 
 # What a light scan (no fds, threads or sockets of every process) still sees.
-_SEEN_LIGHT = frozenset(("process", "children", "mount", "session"))
-_HEAVY = frozenset(("fd", "thread", "socket"))
+_SEEN_LIGHT = frozenset(("process", "mount", "session"))
+_HEAVY = frozenset(("fd", "thread", "socket", "children"))
 
 
 class Refresher:
     """The scans behind the live view, incremental: the expensive part of a scan (every
-    fd, thread and socket of every process: ~40% of its CPU with 1,000 processes) is
+    fd, thread and socket of every process: ~40% of its CPU with 1,000 processes; and
+    the *_for_children links, a fifth of the links read) is
     re-read every FULL_EVERY-th refresh; in between, a light scan (processes, bind
     mounts, the session) re-reads what changes most, and what only the last full scan
     could see (a namespace held only by an fd, a thread or a socket, or reached only as
@@ -58,7 +59,7 @@ class Refresher:
             return scan
         scan = discover.scan(session=self.sh, fds=False, threads=False, sockets=False,
                              relations=False, progress=quiet, persist_root=root_of(self.sh),
-                             split=False)
+                             split=False, children=False)
         for key, old in self.carry.items():
             cur = scan.namespaces.get(key)
             if cur is None:

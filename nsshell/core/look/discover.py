@@ -232,7 +232,7 @@ def socket_netns(pid: int, fd: int) -> int:
 def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = True,
          threads: bool = True, mounts: bool = True, sockets: bool = True,
          relations: bool = True, progress: Progress | None = None,
-         persist_root: str | None = None, split: bool = True) -> Scan:
+         persist_root: str | None = None, split: bool = True, children: bool = True) -> Scan:
     """Every namespace of TYPES (default all) on the system, with its holders.
 
     A bind mount at PERSIST_ROOT/NAME/TYPE (the caller's persist root; none by default)
@@ -244,7 +244,9 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
     namespace, and PID namespaces alive only as a parent (lxkns's hidden namespaces).
     Reports each process read to PROGRESS (default: the session's).  SPLIT: a forked
     reader may take half of /proc when a CPU is spare (faster, not cheaper: the live
-    view, which pays CPU on every refresh, says False)."""
+    view, which pays CPU on every refresh, says False).  CHILDREN: read each process's
+    pid_for_children and time_for_children links too (what unshare() made before a
+    fork holds); the live view's light refreshes leave them to its full ones."""
     if progress is None:
         progress = session.progress if session is not None else NULL_PROGRESS
     wanted = tuple(types) if types is not None else nstypes.ALL
@@ -253,7 +255,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
     with progress.task("scanning processes") as task:
         result = _scan(types, session, task, fds=fds, threads=threads, mounts=mounts,
                        sockets=sockets, relations=relations, persist_root=persist_root,
-                       split=split)
+                       split=split, children=children)
     if len(wanted) != len(nstypes.ALL):
         names = {t.name for t in wanted}
         everything = result.namespaces
@@ -264,7 +266,7 @@ def scan(types: Iterable[NsType] | None = None, session=None, *, fds: bool = Tru
 
 def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
           sockets: bool, relations: bool, persist_root: str | None = None,
-          split: bool = True) -> Scan:
+          split: bool = True, children: bool = True) -> Scan:
     types = tuple(types) if types is not None else nstypes.ALL
     # Mount namespaces are always looked at: bind mounts are found per mount namespace,
     # and one no process is in is entered through whatever holds it (an fd, a bind
@@ -275,7 +277,7 @@ def _scan(types, session, task: Task, *, fds: bool, threads: bool, mounts: bool,
     wanted = tuple((t.name, f"/ns/{t.proc}") for t in types)
     names = {t.name for t in types}
     children_rel = tuple((t.name, f"/ns/{t.for_children}") for t in types
-                         if t.for_children != t.proc)
+                         if t.for_children != t.proc) if children else ()
     result = Scan()
     nss = result.namespaces
     add = result._add
