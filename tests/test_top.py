@@ -268,12 +268,6 @@ def test_light_refreshes_keep_what_only_a_full_scan_sees(prefix):
     """A namespace only an fd holds is invisible to the light scan between full ones:
     it is carried, with its fd holder, and goes when the fd closes."""
     import os
-    import signal
-    import nsshell.commands  # noqa: F401
-    from nsshell.commands.top import Refresher
-    from nsshell.engine import Engine
-    from nsshell.render import Renderer
-    from nsshell.session import Session
     name = f"{prefix}f"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
@@ -283,23 +277,37 @@ def test_light_refreshes_keep_what_only_a_full_scan_sees(prefix):
         time.sleep(0.3)
     finally:
         subprocess.run(["ip", "netns", "del", name], check=True)
-    sh = Session(interactive=False)
-    Engine(sh, Renderer(mode="plain"))
     try:
-        refresh = Refresher(sh)
-        for i in range(refresh.FULL_EVERY + 1):      # full, light x4, full
-            rows = {r["key"]: r for r in refresh()}
-            assert ("net", ino) in rows, f"refresh {i}: the fd-held namespace is missing"
-            assert "fd" in rows[("net", ino)]["held"], rows[("net", ino)]
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-        for i in range(2):                            # light ones: gone, as it cannot be opened
-            rows = {r["key"] for r in refresh()}
-        assert ("net", ino) not in rows
+        _carried_by_light_refreshes(("net", ino), "fd", holder)
     finally:
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def _carried_by_light_refreshes(key, kind: str, holder) -> None:
+    """KEY, held as KIND by the process HOLDER only, is listed by every refresh (full,
+    light x4, full) with that holder, and gone from the light ones once HOLDER is killed
+    (as it cannot be opened any more)."""
+    import nsshell.commands  # noqa: F401
+    from nsshell.commands.top import Refresher
+    from nsshell.engine import Engine
+    from nsshell.render import Renderer
+    from nsshell.session import Session
+    sh = Session(interactive=False)
+    Engine(sh, Renderer(mode="plain"))
+    try:
+        refresh = Refresher(sh)
+        for i in range(refresh.FULL_EVERY + 1):
+            rows = {r["key"]: r for r in refresh()}
+            assert key in rows, f"refresh {i}: the namespace held by {kind} is missing"
+            assert kind in rows[key]["held"], rows[key]
+        holder.kill()
+        holder.wait()
+        for i in range(2):
+            rows = {r["key"] for r in refresh()}
+        assert key not in rows
+    finally:
         sh.close_all()
 
 
@@ -309,11 +317,6 @@ def test_light_refreshes_keep_what_only_a_for_children_link_holds():
     fifth of what they would read): it is carried from the full scan, with its holder,
     and goes with the process."""
     import os
-    import nsshell.commands  # noqa: F401
-    from nsshell.commands.top import Refresher
-    from nsshell.engine import Engine
-    from nsshell.render import Renderer
-    from nsshell.session import Session
     if not os.path.exists("/proc/self/ns/time"):
         pytest.skip("no time namespaces on this kernel")
     # (unshare(1) execs: that moves the process into the new namespace itself)
@@ -332,21 +335,7 @@ def test_light_refreshes_keep_what_only_a_for_children_link_holds():
                 pass
             assert time.monotonic() < deadline, "unshare(CLONE_NEWTIME) did not get going"
             time.sleep(0.05)
-        sh = Session(interactive=False)
-        Engine(sh, Renderer(mode="plain"))
-        try:
-            refresh = Refresher(sh)
-            for i in range(refresh.FULL_EVERY + 1):      # full, light x4, full
-                rows = {r["key"]: r for r in refresh()}
-                assert ("time", ino) in rows, f"refresh {i}: the namespace is missing"
-                assert "children" in rows[("time", ino)]["held"], rows[("time", ino)]
-            holder.kill()
-            holder.wait()
-            for i in range(2):                        # light ones: gone with its process
-                rows = {r["key"] for r in refresh()}
-            assert ("time", ino) not in rows
-        finally:
-            sh.close_all()
+        _carried_by_light_refreshes(("time", ino), "children", holder)
     finally:
         if holder.poll() is None:
             holder.kill()
