@@ -140,3 +140,16 @@ def test_a_program_the_helper_started_is_not_run_twice_when_the_helper_dies(tmp_
         time.sleep(0.05)
     time.sleep(0.3)
     assert out.read_text() == "once\n", d
+
+
+def test_after_a_helper_killed_mid_program_the_next_run_starts_another(tmp_path, prefix):
+    # The first program kills the helper that runs it: its `run` fails (the helper died,
+    # its status lost); the next `run` (named to that helper as what follows) is asked
+    # of a new helper, once.
+    out = tmp_path / "after"
+    text = (f"set errexit off\nnew user+mnt+uts as {prefix}g\nmap root\n"
+            f"run sh -c 'kill -KILL $PPID; sleep 0.2'\nrun sh -c 'echo once >> {out}'\n")
+    d = run_nsshell(_script(tmp_path, text))
+    assert "run helper (nsshell-run) died" in d.err, d
+    assert d.rc != 0, d
+    assert out.read_text() == "once\n", d

@@ -40,7 +40,7 @@ _MAX = 4096
 class _Opener:
     def __init__(self, userns_fd: int | None = None) -> None:
         import array, json  # noqa: E401,F401 - what the channel loads, before the opener closes fds
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        parent, child = channel.socketpair()
         pid = os.fork()
         if pid == 0:  # the opener: never returns
             try:

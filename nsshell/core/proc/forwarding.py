@@ -135,8 +135,7 @@ class Forwarding:
 
     block() blocks them before the program is started; one sent in between then waits
     and is passed on as the `with` begins.  The mask, handlers and wakeup fd the process
-    had are restored at the end (the run helper keeps FORWARD blocked between programs:
-    what comes then waits for the next one)."""
+    had are restored at the end.  (The run helper, one thread, uses wait_blocked.)"""
 
     def __init__(self, send=None) -> None:
         self.send = send

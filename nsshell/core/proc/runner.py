@@ -344,27 +344,11 @@ class Runner:
             return self._run_started(argv, env, cwd, exit_after, then)
         # The environment goes once, and again only when it differs from the helper's.
         same = env == self.env
-        fwd = Forwarding(self._forward)
-        fwd.__enter__()
-        try:
-            try:
-                _send(self.sock, ("run", argv, None if same else env, cwd,
-                                  None if then is None else then.spec()))
-            except OSError:  # it is gone (killed from outside): nothing was started
-                self.close()
-                raise _Gone() from None
-            except BaseException:
-                self.close()
-                raise
-            if not same:
-                self.env = dict(env)
-            try:
-                msg = self._wait(fwd)
-            except ConnectionResetError:  # it died with our request unread: nothing started
-                raise _Gone() from None
-        except BaseException:
-            fwd.__exit__(None, None, None)
-            raise
+        # lost: it is gone (killed from outside) with our request unread: nothing started
+        fwd, msg = self._ask(("run", argv, None if same else env, cwd,
+                              None if then is None else then.spec()), None, _Gone)
+        if not same:
+            self.env = dict(env)
         if msg[0] == "exec":
             fwd.__exit__(None, None, None)
             raise _exec_error(msg[1], msg[2])
@@ -375,16 +359,8 @@ class Runner:
         comes after this one, and wait for this one's end."""
         (expected, fwd), self.started, self._fwd = (self.started, self._fwd), None, None
         mine = expected == (argv, env, cwd)
-        try:
-            try:
-                _send(self.sock, ("then", then.spec() if then is not None and mine else None))
-                msg = self._wait(fwd)
-            except OSError:   # EPIPE, ECONNRESET: not a request lost, a program started
-                raise _died("after it started this program (it may still be running)") from None
-        except BaseException:
-            fwd.__exit__(None, None, None)
-            self.close()
-            raise
+        fwd, msg = self._ask(("then", then.spec() if then is not None and mine else None), fwd,
+                             lambda: _died("after it started this program (it may still be running)"))
         if not mine:
             # Not the program this `run` asks for (next_command() said otherwise: never
             # expected): the one started has ended; this one is asked for as usual.
@@ -394,19 +370,31 @@ class Runner:
 
     def resume(self, job: RunnerJob, exit_after=EXIT_AFTER) -> tuple[int, program.Job | None]:
         self.stopped.discard(job.pid)
-        fwd = Forwarding(self._forward)
-        fwd.__enter__()
+        fwd, msg = self._ask(("cont", job.pid), None, None)
+        return self._finish(fwd, msg, job.argv, exit_after, None)
+
+    def _ask(self, message, fwd: Forwarding | None, lost) -> tuple[Forwarding, Any]:
+        """Send MESSAGE and wait for the helper's answer, the shell's signals going on to
+        it meanwhile (FWD: the forwarding kept for a program the helper started, else a
+        new one); returns the forwarding, still on, and the answer.  On any failure the
+        forwarding ends and the helper is closed; an OSError of the channel is raised as
+        LOST() when given (what a lost helper means depends on what was asked)."""
+        if fwd is None:
+            fwd = Forwarding(self._forward)
+            fwd.__enter__()
         try:
             try:
-                _send(self.sock, ("cont", job.pid))
-            except BaseException:
-                self.close()
-                raise
-            msg = self._wait(fwd)
+                _send(self.sock, message)
+                msg = self._wait(fwd)
+            except OSError:
+                if lost is None:
+                    raise
+                raise lost() from None
         except BaseException:
             fwd.__exit__(None, None, None)
+            self.close()
             raise
-        return self._finish(fwd, msg, job.argv, exit_after, None)
+        return fwd, msg
 
     def _finish(self, fwd, msg, argv, exit_after, planned) -> tuple[int, program.Job | None]:
         """After a program's end: its status (or its job, stopped).  When the helper
