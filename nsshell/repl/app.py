@@ -277,7 +277,8 @@ def _lean(app) -> None:
       line is accepted is skipped; the final one is drawn as before.
     - every key looked its bindings up twice (matches, longer prefixes), and each lookup
       walked the whole layout to key its cache on the set of controls.  A PromptSession's
-      layout never changes (no DynamicContainer), so the set is computed once; the
+      layout never changes (its one DynamicContainer, the body of the optional frame,
+      always gives the same input), so the set is computed once; the
       cache is still keyed on the focused window (Ctrl-R moves the focus).
     - a redraw asked for while a prompt ran (the keys of its line) and not drawn before
       its end stayed queued on the event loop the REPL keeps (Repl._prompt), and drew
